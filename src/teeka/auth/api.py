@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from teeka.auth.service import staff_login, staff_token
+from teeka.web.deps import AppSettings, Db
+
+router = APIRouter(prefix="/api/v1", tags=["staff"])
+
+
+class StaffLogin(BaseModel):
+    username: str = Field(max_length=60)
+    password: str = Field(max_length=200)
+
+
+class StaffToken(BaseModel):
+    token: str
+    role: str
+    district_id: int | None
+    centre_id: int | None
+
+
+@router.post("/staff/login", response_model=StaffToken)
+async def login(body: StaffLogin, db: Db, settings: AppSettings) -> StaffToken:
+    staff = await staff_login(db, username=body.username, password=body.password)
+    return StaffToken(token=staff_token(settings, staff), role=staff.role,
+                      district_id=staff.district_id, centre_id=staff.centre_id)

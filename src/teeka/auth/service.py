@@ -1,0 +1,85 @@
+"""Tokens for citizens and staff, staff passwords (argon2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.audit.service import log_action
+from teeka.auth.actor import Actor
+from teeka.config import Settings
+from teeka.kit import clock, signing
+from teeka.models import StaffUser
+from teeka.models.staff import Role
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that timing does not reveal it.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def citizen_token(settings: Settings, account_id: int) -> str:
+    return signing.issue_token(settings.resolved_secret(), subject=str(account_id), kind="citizen",
+                               now=clock.now(),
+                               ttl=timedelta(minutes=settings.citizen_token_minutes))
+
+
+def staff_token(settings: Settings, staff: StaffUser) -> str:
+    return signing.issue_token(settings.resolved_secret(), subject=str(staff.id), kind="staff",
+                               now=clock.now(), ttl=timedelta(minutes=settings.staff_token_minutes))
+
+
+async def actor_from_token(session: AsyncSession, settings: Settings, token: str) -> Actor:
+    secret = settings.resolved_secret()
+    now = clock.now()
+    claims = signing.read_token(secret, token, kind="citizen", now=now)
+    if claims is not None:
+        return Actor(kind="citizen", id=int(claims["sub"]))
+    claims = signing.read_token(secret, token, kind="staff", now=now)
+    if claims is not None:
+        staff = await session.get(StaffUser, int(claims["sub"]))
+        if staff is not None and staff.active:
+            return Actor(kind="staff", id=staff.id, role=staff.role,
+                         district_id=staff.district_id, centre_id=staff.centre_id)
+    raise errors.Unauthenticated()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+async def staff_login(session: AsyncSession, *, username: str, password: str) -> StaffUser:
+    staff = (await session.execute(select(StaffUser).where(StaffUser.username == username))
+             ).scalar_one_or_none()
+    try:
+        _hasher.verify(staff.password_hash if staff else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        staff = None
+    if staff is None or not staff.active:
+        raise errors.Unauthenticated()
+    await log_action(session, actor=f"staff:{staff.id}", action="auth.staff.logged_in",
+                     object_type="staff_user", object_id=staff.id)
+    return staff
+
+
+async def create_staff(session: AsyncSession, *, username: str, password: str, name: str,
+                       role: Role, district_id: int | None = None, centre_id: int | None = None,
+                       actor: str = "system") -> StaffUser:
+    if role in (Role.DISTRICT_ADMIN, Role.HELPDESK) and district_id is None:
+        raise errors.Invalid(detail="this role needs a district")
+    if role == Role.VACCINATOR and centre_id is None:
+        raise errors.Invalid(detail="a vaccinator needs a centre")
+    if len(password) < 10:
+        raise errors.Invalid(detail="password must have at least 10 characters")
+    staff = StaffUser(username=username, name=name, password_hash=hash_password(password),
+                      role=role, district_id=district_id, centre_id=centre_id, active=True,
+                      created_at=clock.now())
+    session.add(staff)
+    await session.flush()
+    await log_action(session, actor=actor, action="auth.staff.created", object_type="staff_user",
+                     object_id=staff.id, role=str(role))
+    return staff

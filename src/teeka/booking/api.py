@@ -1,0 +1,67 @@
+"""JSON API for booking: availability, book, cancel, reschedule."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from teeka import errors
+from teeka.booking import service
+from teeka.booking.pages import slip_signature
+from teeka.booking.repository import appointment_read, find_sessions
+from teeka.booking.schemas import (
+    AppointmentRead,
+    BookingCreate,
+    BookingRead,
+    RescheduleRequest,
+    SessionAvailability,
+)
+from teeka.kit import clock
+from teeka.web.deps import AppSettings, CurrentActor, Db
+
+router = APIRouter(prefix="/api/v1", tags=["booking"])
+
+
+@router.get("/sessions", response_model=list[SessionAvailability])
+async def sessions(db: Db, district_id: int | None = None,
+                   pincode: Annotated[int | None, Query(ge=100000, le=999999)] = None,
+                   centre_id: int | None = None, day: Annotated[date | None, Query(alias="date")] = None,
+                   days: Annotated[int, Query(ge=1, le=7)] = 1) -> list[SessionAvailability]:
+    if district_id is None and pincode is None and centre_id is None:
+        raise errors.Invalid(detail="give district_id, pincode or centre_id")
+    return await find_sessions(db, district_id=district_id, pincode=pincode, centre_id=centre_id,
+                               day=day or clock.today(), days=days)
+
+
+@router.post("/appointments", response_model=BookingRead, status_code=201)
+async def book(body: BookingCreate, db: Db, actor: CurrentActor, settings: AppSettings,
+               idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
+    result = await service.book_appointment(
+        db, actor=actor, session_id=body.session_id, slot=body.slot,
+        beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)
+    return BookingRead(confirmation_no=result.confirmation_no,
+                       appointment_ids=result.appointment_ids,
+                       slip_url=f"/slip/{result.confirmation_no}?sig="
+                       f"{slip_signature(settings, 'booking', result.confirmation_no)}")
+
+
+@router.get("/appointments/{appointment_id}", response_model=AppointmentRead)
+async def get_appointment(appointment_id: str, db: Db, actor: CurrentActor) -> AppointmentRead:
+    await service.access_appointment(db, actor, appointment_id)
+    return await appointment_read(db, appointment_id)
+
+
+@router.post("/appointments/{appointment_id}/cancel", status_code=204)
+async def cancel(appointment_id: str, db: Db, actor: CurrentActor) -> Response:
+    await service.cancel_appointment(db, actor=actor, appointment_id=appointment_id)
+    return Response(status_code=204)
+
+
+@router.post("/appointments/{appointment_id}/reschedule", response_model=AppointmentRead)
+async def reschedule(appointment_id: str, body: RescheduleRequest, db: Db,
+                     actor: CurrentActor) -> AppointmentRead:
+    await service.reschedule_appointment(db, actor=actor, appointment_id=appointment_id,
+                                         session_id=body.session_id, slot=body.slot)
+    return await appointment_read(db, appointment_id)

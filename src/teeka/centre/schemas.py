@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import date, time
+
+from pydantic import BaseModel, Field
+
+
+class CentreCreate(BaseModel):
+    district_id: int
+    block_id: int
+    name_en: str = Field(min_length=2, max_length=200)
+    name_hi: str = Field(min_length=2, max_length=200)
+    address_en: str = Field(default="", max_length=300)
+    address_hi: str = Field(default="", max_length=300)
+    pincode: int = Field(ge=100000, le=999999)
+    lat: float = Field(ge=-90, le=90)
+    long: float = Field(ge=-180, le=180)
+    fee_type: str = Field(default="Free", pattern="^(Free|Paid)$")
+    fees: dict[str, int] = Field(default_factory=dict)  # vaccine code -> rupees
+    opens_at: time = time(9, 0)
+    closes_at: time = time(17, 0)
+
+
+class CentreRead(BaseModel):
+    id: int
+    district_id: int
+    block_id: int
+    name_en: str
+    name_hi: str
+    pincode: int
+    fee_type: str
+    active: bool
+
+
+class SlotCapacity(BaseModel):
+    label: str = Field(max_length=20)
+    dose1: int = Field(default=0, ge=0, le=100000)
+    dose2: int = Field(default=0, ge=0, le=100000)
+    precaution: int = Field(default=0, ge=0, le=100000)
+
+
+class SessionCreate(BaseModel):
+    centre_id: int
+    date: date
+    vaccine: str = Field(max_length=40)
+    min_age: int = 18
+    max_age: int | None = None
+    walkin_allowance: int = Field(default=0, ge=0, le=100000)
+    slots: list[SlotCapacity] = Field(min_length=1, max_length=24)
+    # e.g. {"frontline": 20, "aay": 12, "bpl": 52, "apl": 16}; empty: all places open.
+    shares: dict[str, int] = Field(default_factory=dict)
+    # IST time on the session date after which unused shares open to everyone.
+    share_release_time: time | None = None
+
+
+class SessionRead(BaseModel):
+    id: str
+    centre_id: int
+    date: date
+    vaccine: str
+    min_age: int
+    max_age: int | None
+    slots: list[str]
+
+
+class CapacityChange(BaseModel):
+    dose_kind: str = Field(pattern="^(first|second|precaution)$")
+    capacity: int = Field(ge=0, le=100000)

@@ -1,0 +1,136 @@
+"""District administration: centres, sessions with slots and capacities."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.audit.service import log_action
+from teeka.auth.access import access_centre_admin, access_district
+from teeka.auth.actor import Actor
+from teeka.booking import repository as booking_repo
+from teeka.booking.rules import apportion, split_capacity
+from teeka.centre import rules
+from teeka.centre.schemas import CapacityChange, CentreCreate, SessionCreate
+from teeka.kit import clock, ids
+from teeka.models import (
+    Block,
+    CapacityBucket,
+    Centre,
+    CentreFee,
+    DoseKind,
+    SessionSlot,
+    Share,
+    VaccinationSession,
+    Vaccine,
+)
+
+
+async def vaccine_by_code(session: AsyncSession, code: str) -> Vaccine:
+    vaccine = (await session.execute(select(Vaccine).where(Vaccine.code == code.upper()))
+               ).scalar_one_or_none()
+    if vaccine is None:
+        raise errors.Invalid(detail=f"unknown vaccine '{code[:40]}'")
+    return vaccine
+
+
+async def create_centre(session: AsyncSession, *, actor: Actor, data: CentreCreate) -> Centre:
+    access_district(actor, data.district_id)
+    block = await session.get(Block, data.block_id)
+    if block is None or block.district_id != data.district_id:
+        raise errors.Invalid(detail="block is not in this district")
+    if data.opens_at >= data.closes_at:
+        raise errors.Invalid(detail="centre closes before it opens")
+    centre = Centre(**data.model_dump(exclude={"fees"}), active=True)
+    session.add(centre)
+    await session.flush()
+    for code, fee in data.fees.items():
+        vaccine = await vaccine_by_code(session, code)
+        if fee < 0:
+            raise errors.Invalid(detail="fee must not be negative")
+        session.add(CentreFee(centre_id=centre.id, vaccine_id=vaccine.id, fee=fee))
+    await session.flush()
+    await log_action(session, actor=actor.label, action="centre.centre.created",
+                     object_type="centre", object_id=centre.id)
+    return centre
+
+
+async def publish_session(session: AsyncSession, *, actor: Actor, data: SessionCreate
+                          ) -> VaccinationSession:
+    """Publish one session: its slots, and in each slot one capacity bucket per dose kind and
+    priority share (docs/booking-and-capacity.md)."""
+    await access_centre_admin(session, actor, data.centre_id)
+    if data.date < clock.today():
+        raise errors.SessionPast()
+    vaccine = await vaccine_by_code(session, data.vaccine)
+    rules.check_age_band(data.min_age, data.max_age)
+    labels = [rules.slot_label(*rules.parse_slot(s.label)) for s in data.slots]
+    if len(set(labels)) != len(labels):
+        raise errors.Invalid(detail="a slot is given twice")
+    shares = rules.parse_shares(";".join(f"{k}:{v}" for k, v in data.shares.items()))
+    release_at = None
+    if shares and data.share_release_time is not None:
+        release_at = clock.local_datetime(data.date, data.share_release_time.hour,
+                                          data.share_release_time.minute)
+    vs = VaccinationSession(id=ids.new_uuid(), centre_id=data.centre_id, date=data.date,
+                            vaccine_id=vaccine.id, min_age=data.min_age, max_age=data.max_age,
+                            walkin_allowance=data.walkin_allowance, walkins_used=0,
+                            created_at=clock.now())
+    try:
+        async with session.begin_nested():
+            session.add(vs)
+            await session.flush()
+    except IntegrityError as exc:
+        raise errors.Invalid(detail="this centre already has a session for that day, "
+                                    "vaccine and age band") from exc
+    for ordinal, (label, spec) in enumerate(zip(labels, data.slots, strict=True)):
+        slot = SessionSlot(session_id=vs.id, label=label, ordinal=ordinal)
+        session.add(slot)
+        await session.flush()
+        for kind, total in ((DoseKind.FIRST, spec.dose1), (DoseKind.SECOND, spec.dose2),
+                            (DoseKind.PRECAUTION, spec.precaution)):
+            if total == 0:
+                continue
+            for share, capacity in split_capacity(total, shares).items():
+                session.add(CapacityBucket(
+                    slot_id=slot.id, session_id=vs.id, dose_kind=kind, share=share,
+                    capacity=capacity, booked=0,
+                    release_at=None if share == Share.OPEN else release_at))
+    await session.flush()
+    await log_action(session, actor=actor.label, action="centre.session.published",
+                     object_type="session", object_id=vs.id, slots=len(labels))
+    return vs
+
+
+async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: int,
+                               change: CapacityChange) -> int:
+    """Set a slot's capacity for one dose kind, spread over its shares as they were split.
+    Refused (nothing changes) when any share would fall below what is already booked."""
+    slot = await session.get(SessionSlot, slot_id)
+    if slot is None:
+        raise errors.NotFound()
+    vs = await session.get(VaccinationSession, slot.session_id)
+    assert vs is not None
+    await access_centre_admin(session, actor, vs.centre_id)
+    buckets = (await session.execute(
+        select(CapacityBucket).where(CapacityBucket.slot_id == slot_id,
+                                     CapacityBucket.dose_kind == change.dose_kind)
+        .order_by(CapacityBucket.id))).scalars().all()
+    if not buckets:
+        raise errors.Invalid(detail="this slot has no places for that dose")
+    old_total = sum(b.capacity for b in buckets)
+    if old_total and len(buckets) > 1:
+        targets = apportion(change.capacity, {Share(b.share): float(b.capacity) for b in buckets})
+    else:
+        targets = {Share(buckets[0].share): change.capacity}
+    booked = sum(b.booked for b in buckets)
+    for bucket in buckets:
+        if not await booking_repo.set_capacity(session, bucket.id, targets[Share(bucket.share)]):
+            raise errors.CapacityBelowBooked(booked=booked)
+    await log_action(session, actor=actor.label, action="centre.slot.capacity_changed",
+                     object_type="slot", object_id=slot_id, dose_kind=change.dose_kind,
+                     old=old_total, new=change.capacity)
+    return change.capacity
+

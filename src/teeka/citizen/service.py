@@ -1,0 +1,171 @@
+"""Citizen login by OTP, and beneficiaries (own, or registered at a help desk)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.audit.service import log_action
+from teeka.auth.access import access_beneficiary, may_assist
+from teeka.auth.actor import Actor
+from teeka.citizen import rules
+from teeka.config import Settings
+from teeka.kit import clock, ids, phone, signing
+from teeka.models import (
+    Account,
+    Appointment,
+    AppointmentStatus,
+    Beneficiary,
+    BeneficiaryStatus,
+    DoseRecord,
+    OtpChallenge,
+)
+from teeka.notification.service import OTP_SMS, queue_sms
+
+
+def _otp_hash(settings: Settings, txn_id: str, digest_hex: str) -> str:
+    return signing.keyed_hash(settings.resolved_secret(), "otp", f"{txn_id}:{digest_hex.lower()}")
+
+
+async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str, lang: str
+                      ) -> str:
+    """Send a fresh OTP by SMS; return its transaction id."""
+    number = phone.normalise_mobile(mobile)
+    if number is None:
+        raise errors.InvalidMobile()
+    now = clock.now()
+    recent = (await session.execute(
+        select(func.count(), func.max(OtpChallenge.created_at))
+        .where(OtpChallenge.mobile == number, OtpChallenge.created_at > now - timedelta(days=1))
+    )).one()
+    if recent[0] >= settings.otp_daily_limit:
+        raise errors.OtpDailyLimit()
+    if recent[1] is not None:
+        wait = settings.otp_resend_interval_seconds - (now - recent[1]).total_seconds()
+        if wait > 0:
+            raise errors.OtpResendTooSoon(seconds=int(wait) + 1)
+    code = ids.otp()
+    txn_id = ids.new_uuid()
+    session.add(OtpChallenge(id=txn_id, mobile=number,
+                             code_hash=_otp_hash(settings, txn_id, signing.sha256_hex(code)),
+                             created_at=now,
+                             expires_at=now + timedelta(seconds=settings.otp_ttl_seconds)))
+    await queue_sms(session, to=number, lang=lang, template=OTP_SMS, sensitive=True, otp=code)
+    return txn_id
+
+
+async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
+                      otp: str | None = None, otp_sha256: str | None = None) -> Account:
+    """Check an OTP (given plainly, or as its SHA-256 hex digest as the national API sends it)
+    and return the account, creating it on first login.
+
+    A wrong try is counted; OtpInvalid keeps the changes of its unit of work (the count is
+    committed although the request fails).
+    """
+    challenge = await session.get(OtpChallenge, txn_id) if txn_id else None
+    if challenge is None or challenge.used_at is not None:
+        raise errors.OtpInvalid()
+    now = clock.now()
+    if challenge.expires_at <= now:
+        raise errors.OtpExpired()
+    if challenge.attempts >= settings.otp_max_attempts:
+        raise errors.OtpTooManyTries()
+    digest = otp_sha256 if otp_sha256 is not None else signing.sha256_hex((otp or "").strip())
+    if not signing.constant_time_equal(_otp_hash(settings, txn_id, digest), challenge.code_hash):
+        counted = await session.execute(
+            update(OtpChallenge).where(OtpChallenge.id == txn_id,
+                                       OtpChallenge.attempts < settings.otp_max_attempts)
+            .values(attempts=OtpChallenge.attempts + 1))
+        if counted.rowcount == 0:  # type: ignore[attr-defined]
+            raise errors.OtpTooManyTries()
+        raise errors.OtpInvalid()
+    used = await session.execute(
+        update(OtpChallenge).where(OtpChallenge.id == txn_id, OtpChallenge.used_at.is_(None))
+        .values(used_at=now))
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        raise errors.OtpInvalid()
+    account = (await session.execute(select(Account).where(Account.mobile == challenge.mobile))
+               ).scalar_one_or_none()
+    if account is None:
+        account = Account(mobile=challenge.mobile, created_at=now)
+        session.add(account)
+        await session.flush()
+        await log_action(session, actor=f"account:{account.id}", action="citizen.account.created",
+                         object_type="account", object_id=account.id)
+    return account
+
+
+async def register_beneficiary(session: AsyncSession, settings: Settings, *, actor: Actor,
+                               name: str, birth_year: int, gender: str, id_type: str,
+                               id_number: str, priority_group: str = "none") -> Beneficiary:
+    """Register a person: on the citizen's own account, or (help desk) with no mobile at all."""
+    if actor.is_citizen:
+        account_id: int | None = actor.id
+        staff_id = None
+    elif may_assist(actor):
+        account_id, staff_id = None, actor.id
+    else:
+        raise errors.Forbidden()
+    clean_name = rules.check_person(name=name, birth_year=birth_year, gender=gender,
+                                    priority_group=priority_group, this_year=clock.today().year)
+    number = rules.normalise_id_number(id_type, id_number)
+    id_hash = signing.keyed_hash(settings.resolved_secret(), "photo-id", f"{id_type}:{number}")
+    if account_id is not None:
+        count = (await session.execute(
+            select(func.count()).select_from(Beneficiary)
+            .where(Beneficiary.account_id == account_id,
+                   Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one()
+        if count >= settings.max_beneficiaries_per_account:
+            raise errors.TooManyBeneficiaries(limit=settings.max_beneficiaries_per_account)
+    if (await session.execute(select(Beneficiary.id).where(Beneficiary.id_hash == id_hash))
+            ).first() is not None:
+        raise errors.DuplicateIdDocument()
+    person = Beneficiary(reference_id=ids.reference_id(), account_id=account_id,
+                         registered_by_staff_id=staff_id, name=clean_name, birth_year=birth_year,
+                         gender=gender, id_type=id_type, id_hash=id_hash, id_last4=number[-4:],
+                         priority_group=priority_group, secret_code=ids.secret_code(),
+                         created_at=clock.now())
+    try:
+        async with session.begin_nested():
+            session.add(person)
+            await session.flush()
+    except IntegrityError as exc:  # the same document registered concurrently
+        raise errors.DuplicateIdDocument() from exc
+    await log_action(session, actor=actor.label, action="citizen.beneficiary.registered",
+                     object_type="beneficiary", object_id=person.reference_id,
+                     assisted=account_id is None)
+    return person
+
+
+async def list_beneficiaries(session: AsyncSession, actor: Actor) -> list[Beneficiary]:
+    if not actor.is_citizen:
+        raise errors.Forbidden()
+    rows = await session.execute(
+        select(Beneficiary).where(Beneficiary.account_id == actor.id,
+                                  Beneficiary.status == BeneficiaryStatus.ACTIVE)
+        .order_by(Beneficiary.id))
+    return list(rows.scalars())
+
+
+async def delete_beneficiary(session: AsyncSession, *, actor: Actor, reference_id: str) -> None:
+    """Delete a person who has had no dose; an active appointment is cancelled first."""
+    person = await access_beneficiary(session, actor, reference_id)
+    if (await session.execute(select(DoseRecord.id).where(DoseRecord.beneficiary_id == person.id))
+            ).first() is not None:
+        raise errors.BeneficiaryHasDoses()
+    active = (await session.execute(
+        select(Appointment.id).where(Appointment.beneficiary_id == person.id,
+                                     Appointment.status == AppointmentStatus.BOOKED))).scalar()
+    if active is not None:
+        from teeka.booking.service import cancel_appointment
+
+        await cancel_appointment(session, actor=actor, appointment_id=active)
+    person.status = BeneficiaryStatus.DELETED
+    person.id_hash = None  # the document may be registered again
+    await session.flush()
+    await log_action(session, actor=actor.label, action="citizen.beneficiary.deleted",
+                     object_type="beneficiary", object_id=reference_id)

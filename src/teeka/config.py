@@ -1,0 +1,63 @@
+"""One typed place for configuration: every setting comes from the environment (prefix TEEKA_)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TEEKA_", extra="ignore")
+
+    # "development" shows the local SMS outbox page; "production" never does.
+    environment: str = "development"
+    database_url: str = "sqlite+aiosqlite:///var/teeka.sqlite3"
+    # Secret for tokens and keyed hashes. Empty means: read or create var/secret.key (embedded use).
+    secret_key: str = ""
+    data_dir: Path = Path("var")
+
+    # Citizen login by OTP.
+    otp_ttl_seconds: int = 180
+    otp_max_attempts: int = 3
+    otp_resend_interval_seconds: int = 30
+    otp_daily_limit: int = 10
+    citizen_token_minutes: int = 15
+    staff_token_minutes: int = 480
+
+    max_beneficiaries_per_account: int = 4
+
+    # Outbox delivery.
+    sms_gateway: str = "dev"
+    outbox_max_attempts: int = 8
+    outbox_backoff_base_seconds: float = 2.0
+    embedded_worker: bool = True
+
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def resolved_secret(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,86 @@
+"""Domain errors: a stable code, an HTTP status and an English message that is also the
+gettext msgid of its Hindi translation. One handler (teeka.web.errors) renders them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "ERROR"
+    status: ClassVar[int] = 400
+    message: ClassVar[str] = "The request could not be completed."
+    retry_after: ClassVar[int | None] = None
+    # True when the unit of work must commit what it did before the error (a counted wrong try).
+    keeps_changes: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(self.code)
+        self.params = params
+
+    def text(self, lang: str) -> str:
+        from teeka.i18n import translate
+
+        return translate(lang, self.message, **self.params)
+
+
+def _error(code: str, status: int, message: str, retry_after: int | None = None,
+           keeps_changes: bool = False) -> type[DomainError]:
+    return type(code, (DomainError,), {"code": code, "status": status, "message": message,
+                                       "retry_after": retry_after, "keeps_changes": keeps_changes})
+
+
+# Generic
+Invalid = _error("Invalid", 400, "Some of the details are not valid: {detail}")
+NotFound = _error("NotFound", 404, "Not found.")
+Unauthenticated = _error("Unauthenticated", 401, "Unauthenticated access!")
+Forbidden = _error("Forbidden", 403, "You are not allowed to do this.")
+Busy = _error("Busy", 503, "The system is busy. Please try again in a few seconds.", 2)
+
+# Citizen login
+InvalidMobile = _error("InvalidMobile", 400, "Please enter a valid 10-digit mobile number.")
+OtpInvalid = _error("OtpInvalid", 401, "Invalid OTP. Please check the code and try again.",
+                    keeps_changes=True)
+OtpExpired = _error("OtpExpired", 401, "This OTP has expired. Please ask for a new one.")
+OtpTooManyTries = _error("OtpTooManyTries", 429,
+                         "Too many wrong tries for this OTP. Please ask for a new one.", 60,
+                         keeps_changes=True)
+OtpResendTooSoon = _error("OtpResendTooSoon", 429,
+                          "Please wait {seconds} seconds before asking for another OTP.", 30)
+OtpDailyLimit = _error("OtpDailyLimit", 429,
+                       "Too many OTPs for this number today. Please try again tomorrow.", 3600)
+
+# Beneficiaries
+TooManyBeneficiaries = _error("TooManyBeneficiaries", 409,
+                              "One mobile number can register at most {limit} people.")
+DuplicateIdDocument = _error("DuplicateIdDocument", 409,
+                             "This ID document is already registered.")
+BeneficiaryHasDoses = _error("BeneficiaryHasDoses", 409,
+                             "A person who has received a dose cannot be deleted.")
+
+# Eligibility
+AgeNotEligible = _error("AgeNotEligible", 422,
+                        "This session is for ages {band}; the person is {age}.")
+WrongDose = _error("WrongDose", 422, "The person is due dose {expected}, not dose {asked}.")
+WrongVaccine = _error("WrongVaccine", 422,
+                      "The next dose must be of the same vaccine ({vaccine}).")
+DoseTooEarly = _error("DoseTooEarly", 422, "Dose {dose} can be given from {earliest}.")
+DoseWindowPassed = _error("DoseWindowPassed", 422,
+                          "The window for dose {dose} closed on {latest}.")
+ScheduleComplete = _error("ScheduleComplete", 422, "The person has completed the schedule.")
+AlreadyBooked = _error("AlreadyBooked", 409, "The person already has an active appointment.")
+SessionPast = _error("SessionPast", 422, "This session date has passed.")
+
+# Capacity
+SlotFull = _error("SlotFull", 409, "No places are left in this slot.")
+CapacityBelowBooked = _error("CapacityBelowBooked", 409,
+                             "Capacity cannot be reduced below the {booked} places already booked.")
+WalkinsExhausted = _error("WalkinsExhausted", 409, "The walk-in allowance for this session is used up.")
+IdempotencyKeyReused = _error("IdempotencyKeyReused", 422,
+                              "This request key was already used for a different booking.")
+NotReschedulable = _error("NotReschedulable", 409, "Only a booked appointment can be changed.")
+
+# At the centre
+SecretCodeWrong = _error("SecretCodeWrong", 403, "The secret code does not match.")
+WrongCentre = _error("WrongCentre", 403, "This appointment is at another centre.")
+NotToday = _error("NotToday", 422, "This appointment is not for today.")

@@ -1,0 +1,40 @@
+"""Hindi and English. Catalogues are gettext .po files under teeka/locale, read with Babel."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from babel.messages.pofile import read_po
+
+LANGUAGES = ("hi", "en")
+DEFAULT_LANGUAGE = "hi"
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+@lru_cache
+def _catalogue(lang: str) -> dict[str, str]:
+    path = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        catalog = read_po(f)
+    return {str(m.id): str(m.string) for m in catalog if m.id and m.string}
+
+
+def translate(lang: str, msgid: str, **params: Any) -> str:
+    text = _catalogue(lang).get(msgid, msgid) if lang != "en" else msgid
+    return text.format(**params) if params else text
+
+
+def pick_language(cookie: str | None, accept_language: str | None) -> str:
+    """The cookie wins; then the first supported language in Accept-Language; then Hindi."""
+    if cookie in LANGUAGES:
+        return cookie
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower().replace("_", "-")
+        base = tag.split("-")[0]
+        if base in LANGUAGES:
+            return base
+    return DEFAULT_LANGUAGE

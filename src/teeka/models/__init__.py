@@ -1,0 +1,26 @@
+"""Every table, imported here so that Alembic and tests see the whole schema."""
+
+from teeka.models.audit import AuditEntry
+from teeka.models.booking import Appointment, AppointmentStatus, Booking
+from teeka.models.centre import Centre, CentreFee, FeeType
+from teeka.models.citizen import Account, Beneficiary, BeneficiaryStatus, OtpChallenge
+from teeka.models.geography import Block, District, State
+from teeka.models.outbox import DevSms, OutboxMessage, OutboxStatus
+from teeka.models.schedule import (
+    CapacityBucket,
+    DoseKind,
+    Share,
+    SessionSlot,
+    VaccinationSession,
+)
+from teeka.models.staff import Role, StaffUser
+from teeka.models.vaccination import DoseRecord
+from teeka.models.vaccine import Vaccine, VaccineInterval
+
+__all__ = [
+    "Account", "Appointment", "AppointmentStatus", "AuditEntry", "Beneficiary",
+    "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee",
+    "DevSms", "District", "DoseKind", "DoseRecord", "FeeType", "OtpChallenge", "OutboxMessage",
+    "OutboxStatus", "Role", "SessionSlot", "Share", "StaffUser", "State", "VaccinationSession",
+    "Vaccine", "VaccineInterval",
+]

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from teeka.db import Base, UTCDateTime
+
+
+class Role(enum.StrEnum):
+    STATE_ADMIN = "state_admin"
+    DISTRICT_ADMIN = "district_admin"  # scoped to district_id
+    HELPDESK = "helpdesk"  # scoped to district_id
+    VACCINATOR = "vaccinator"  # scoped to centre_id
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("district.id"), nullable=True)
+    centre_id: Mapped[int | None] = mapped_column(ForeignKey("centre.id"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

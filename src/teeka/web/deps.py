@@ -1,0 +1,65 @@
+"""Request-scoped dependencies: the unit of work, the actor, the language."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.auth.actor import Actor
+from teeka.auth.service import actor_from_token
+from teeka.config import Settings
+from teeka.db import session_scope
+from teeka.i18n import pick_language
+
+# PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients.
+_RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01"}
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def db(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request owns the transaction: commit once at the end (before the response is sent),
+    or roll back. A lost race the database resolved (deadlock, serialization) or an exhausted
+    pool becomes a retryable Busy (503 + Retry-After), never a 500."""
+    try:
+        async with session_scope(request.app.state.sessionmaker) as session:
+            yield session
+    except sa_exc.TimeoutError as exc:
+        raise errors.Busy() from exc
+    except sa_exc.DBAPIError as exc:
+        if _sqlstate(exc) in _RETRYABLE or "database is locked" in str(exc):
+            raise errors.Busy() from exc
+        raise
+
+
+def language(request: Request) -> str:
+    lang: str = getattr(request.state, "lang", None) or pick_language(
+        request.cookies.get("lang"), request.headers.get("accept-language"))
+    return lang
+
+
+async def actor(request: Request, session: Annotated[AsyncSession, Depends(db)],
+                authorization: Annotated[str | None, Header()] = None) -> Actor:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise errors.Unauthenticated()
+    return await actor_from_token(session, request.app.state.settings, token.strip())
+
+
+Db = Annotated[AsyncSession, Depends(db)]
+CurrentActor = Annotated[Actor, Depends(actor)]
+Lang = Annotated[str, Depends(language)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]

@@ -1,0 +1,55 @@
+"""One handler for domain errors: JSON for the APIs, a bilingual page for people."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from teeka import errors
+from teeka.i18n import pick_language, translate
+from teeka.web.templating import render
+
+
+def _lang(request: Request) -> str:
+    return pick_language(request.cookies.get("lang"), request.headers.get("accept-language"))
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path.endswith(".json")
+
+
+def domain_response(request: Request, exc: errors.DomainError) -> Response:
+    lang = _lang(request)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    if _is_api(request):
+        return JSONResponse({"code": exc.code, "message": exc.text(lang)},
+                            status_code=exc.status, headers=headers)
+    response = render(request, "error.html", lang, status_code=exc.status,
+                      message_hi=exc.text("hi"), message_en=exc.text("en"), code=exc.code)
+    response.headers.update(headers)
+    return response
+
+
+def install(app: FastAPI) -> None:
+    async def on_domain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.DomainError)
+        return domain_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        fields = sorted({".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()})
+        err = errors.Invalid(detail=", ".join(fields))
+        if _is_api(request):
+            lang = _lang(request)
+            return JSONResponse({"code": err.code, "message": err.text(lang),
+                                 "fields": fields}, status_code=400)
+        return domain_response(request, err)
+
+    async def on_not_found(request: Request, exc: Exception) -> Response:
+        return domain_response(request, errors.NotFound())
+
+    app.add_exception_handler(errors.DomainError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(404, on_not_found)
+    _ = translate  # re-exported for templates

@@ -1,0 +1,141 @@
+"""Real databases built by the migrations, real HTTP through the app.
+
+TEEKA_TEST_DATABASE_URL picks the engine: unset means a fresh SQLite file; a PostgreSQL URL
+gets a fresh database of that name created (and dropped after the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka.app import create_app
+from teeka.config import Settings
+from teeka.db import Base, session_scope
+from teeka.kit import clock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    url = os.environ.get("TEEKA_TEST_DATABASE_URL", "")
+    if url:
+        return url
+    return "sqlite+aiosqlite:///" + str(Path(tempfile.mkdtemp(prefix="teeka-test-")) / "t.sqlite3")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    m = re.match(r"postgresql\+asyncpg://([^@/]+)@([^:/]+):?(\d+)?/(\w+)", url)
+    assert m, url
+    conn = await asyncpg.connect(user=m[1], host=m[2], port=int(m[3] or 5432), database="postgres")
+    try:
+        await conn.execute(sql.format(db=m[4]))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = _database_url()
+    if is_postgres(url):
+        asyncio.run(_pg_admin(url, 'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        asyncio.run(_pg_admin(url, 'CREATE DATABASE "{db}"'))
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
+    yield url
+    if is_postgres(url):
+        asyncio.run(_pg_admin(url, 'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(database_url=database_url, secret_key="test-secret-" + "x" * 20,
+                    data_dir=tmp_path_factory.mktemp("var"), embedded_worker=False,
+                    otp_resend_interval_seconds=0, environment="development", db_pool_size=20)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    yield application
+    await application.state.engine.dispose()
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://teeka.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def db(app: object) -> AsyncIterator[AsyncSession]:
+    """A unit of work for test set-up, committed at the end of the `async with`."""
+    async with session_scope(app.state.sessionmaker) as session:  # type: ignore[attr-defined]
+        yield session
+
+
+@pytest.fixture(autouse=True)
+async def _clean(app: object) -> AsyncIterator[None]:
+    clock.reset()
+    yield
+    clock.reset()
+    async with session_scope(app.state.sessionmaker) as session:  # type: ignore[attr-defined]
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(delete(table))
+
+
+# Fail the run when anything was skipped and TEEKA_NO_SKIPS=1 (CI): nothing CI can run may hide.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("TEEKA_NO_SKIPS") == "1" and _skipped:
+        print(f"\nTEEKA_NO_SKIPS: {len(_skipped)} test(s) were skipped: {_skipped[:5]}")
+        session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """PostgreSQL-only tests are not collected on SQLite (deselected, not skipped)."""
+    if is_postgres(os.environ.get("TEEKA_TEST_DATABASE_URL", "")):
+        return
+    keep = [i for i in items if "concurrency" not in i.nodeid.split("/")]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture
+async def world(app: object, settings: Settings) -> object:
+    from tests.factories import make_world
+
+    return await make_world(app.state.sessionmaker, settings)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def maker(app: object) -> object:
+    return app.state.sessionmaker  # type: ignore[attr-defined]
