@@ -1,0 +1,43 @@
+# Teeka — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
+export TEEKA_DATABASE_URL ?= sqlite+aiosqlite:///var/teeka.sqlite3
+
+.PHONY: run test lint venv clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Serve the portal on http://127.0.0.1:8000 from an embedded SQLite database with demo data.
+run: venv
+	$(BIN)/teeka db upgrade
+	$(BIN)/teeka demo
+	@echo "Portal: http://127.0.0.1:8000   SMS and OTPs: http://127.0.0.1:8000/dev/outbox"
+	$(BIN)/teeka serve --host 127.0.0.1 --port 8000
+
+## The whole suite on SQLite, then again on PostgreSQL when it is reachable (always in CI).
+test: venv
+	TEEKA_TEST_DATABASE_URL= $(BIN)/pytest
+	@if $(BIN)/python -m teeka.kit.pgcheck "$(PG_URL)/postgres"; then \
+		db=teeka_test_$$$$; echo "== PostgreSQL ($$db) =="; \
+		TEEKA_TEST_DATABASE_URL="$(PG_URL)/$$db" $(BIN)/pytest; \
+	elif [ -n "$$TEEKA_REQUIRE_POSTGRES" ]; then \
+		echo "PostgreSQL is required (TEEKA_REQUIRE_POSTGRES) but not reachable"; exit 1; \
+	else echo "PostgreSQL not reachable: ran SQLite only"; fi
+
+lint: venv
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
