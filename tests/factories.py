@@ -168,3 +168,30 @@ async def add_beneficiary(client: httpx.AsyncClient, headers: dict[str, str], *,
     assert r.status_code == 201, r.text
     ref: str = r.json()["reference_id"]
     return ref
+
+
+async def bulk_citizens(maker: async_sessionmaker[AsyncSession], settings: Settings, n: int,
+                        *, birth_year: int = 1980) -> list[tuple[dict[str, str], str]]:
+    """n accounts with one beneficiary each, made directly in the tables (for races, where
+    the OTP round trips are not what is being tested). Returns (auth headers, reference id)."""
+    from teeka.auth.service import citizen_token
+    from teeka.kit import ids
+    from teeka.models import Account, Beneficiary
+
+    out = []
+    async with session_scope(maker) as db:
+        now = clock.now()
+        for i in range(n):
+            account = Account(mobile=next_mobile(), created_at=now)
+            db.add(account)
+            await db.flush()
+            person = Beneficiary(reference_id=ids.reference_id(), account_id=account.id,
+                                 name=f"Racer {i}", birth_year=birth_year, gender="male",
+                                 id_type="aadhaar", id_hash=f"bulk-{account.id}", id_last4="0000",
+                                 priority_group="none", secret_code=ids.secret_code(),
+                                 created_at=now)
+            db.add(person)
+            out.append((account.id, person))
+        await db.flush()
+    return [({"Authorization": f"Bearer {citizen_token(settings, aid)}"}, p.reference_id)
+            for aid, p in out]
