@@ -10,7 +10,6 @@ transactions can never both pass it for the same last place.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from datetime import date, timedelta
 
 from sqlalchemy import func, select, text, update
@@ -124,7 +123,8 @@ async def active_appointment(session: AsyncSession, beneficiary_id: int) -> Appo
 
 async def recount_mismatches(session: AsyncSession) -> Sequence[tuple[int, int, int]]:
     """(bucket id, counter, recount) for every bucket whose counter differs from the number of
-    appointments holding a place in it (booked or completed). Empty when all is well (used by tests and `teeka check`)."""
+    appointments holding a place in it (booked or completed). Empty when all is well (used by
+    tests and `teeka check`)."""
     held = (select(Appointment.bucket_id, func.count().label("n"))
             .where(Appointment.status.in_([AppointmentStatus.BOOKED,
                                            AppointmentStatus.COMPLETED]))

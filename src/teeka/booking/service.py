@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,6 @@ from teeka.models import (
     AppointmentStatus,
     Beneficiary,
     Booking,
-    CapacityBucket,
     Centre,
     SessionSlot,
     VaccinationSession,
@@ -185,7 +185,7 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
 
 
 async def _notify(session: AsyncSession, people: list[Beneficiary], template: str,
-                  **params: str) -> None:
+                  **params: Any) -> None:
     account_ids = {p.account_id for p in people if p.account_id is not None}
     for account_id in account_ids:
         account = await session.get(Account, account_id)

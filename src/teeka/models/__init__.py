@@ -9,8 +9,8 @@ from teeka.models.outbox import DevSms, OutboxMessage, OutboxStatus
 from teeka.models.schedule import (
     CapacityBucket,
     DoseKind,
-    Share,
     SessionSlot,
+    Share,
     VaccinationSession,
 )
 from teeka.models.staff import Role, StaffUser
