@@ -81,6 +81,12 @@ IdempotencyKeyReused = _error("IdempotencyKeyReused", 422,
 NotReschedulable = _error("NotReschedulable", 409, "Only a booked appointment can be changed.")
 
 # At the centre
-SecretCodeWrong = _error("SecretCodeWrong", 403, "The secret code does not match.")
+# Keeps its unit of work: the audit entry of the wrong try is committed (it counts towards the lock).
+SecretCodeWrong = _error("SecretCodeWrong", 403, "The secret code does not match.",
+                         keeps_changes=True)
+SecretCodeLocked = _error("SecretCodeLocked", 429,
+                          "Too many wrong secret codes for this person today. Ask the person "
+                          "for their slip or registration details.", 3600)
+AppointmentNotBooked = _error("AppointmentNotBooked", 409, "This appointment is not booked.")
 WrongCentre = _error("WrongCentre", 403, "This appointment is at another centre.")
 NotToday = _error("NotToday", 422, "This appointment is not for today.")

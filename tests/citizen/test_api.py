@@ -82,7 +82,8 @@ async def test_resend_interval_and_daily_cap(client, world, maker, settings) -> 
         settings.otp_resend_interval_seconds = 0
 
 
-@pytest.mark.parametrize("mobile", ["12345", "5999999999", "abcdefghij", "+91 99999 9999x", ""])
+@pytest.mark.parametrize("mobile", ["12345", "5999999999", "abcdefghij", "+91 99999 9999x", "",
+                                    "९८७६५४३२१०", "98765४३२१०"])
 async def test_invalid_mobile_is_a_clear_error(client, world, mobile: str) -> None:
     r = await client.post("/api/v1/auth/otp", json={"mobile": mobile},
                           headers={"Accept-Language": "en"})

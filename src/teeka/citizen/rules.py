@@ -11,12 +11,12 @@ GENDERS = ("male", "female", "other")
 PRIORITY_GROUPS = ("none", "frontline", "aay", "bpl", "apl")
 
 _ID_PATTERNS = {
-    "aadhaar": re.compile(r"^[2-9]\d{11}$"),
-    "pan": re.compile(r"^[A-Z]{5}\d{4}[A-Z]$"),
-    "passport": re.compile(r"^[A-Z]\d{7}$"),
-    "voter_id": re.compile(r"^[A-Z]{3}\d{7}$"),
-    "driving_licence": re.compile(r"^[A-Z]{2}\d{2}[0-9A-Z]{9,12}$"),
-    "ration_card": re.compile(r"^[0-9A-Z]{8,16}$"),
+    "aadhaar": re.compile(r"^[2-9]\d{11}$", re.ASCII),
+    "pan": re.compile(r"^[A-Z]{5}\d{4}[A-Z]$", re.ASCII),
+    "passport": re.compile(r"^[A-Z]\d{7}$", re.ASCII),
+    "voter_id": re.compile(r"^[A-Z]{3}\d{7}$", re.ASCII),
+    "driving_licence": re.compile(r"^[A-Z]{2}\d{2}[0-9A-Z]{9,12}$", re.ASCII),
+    "ration_card": re.compile(r"^[0-9A-Z]{8,16}$", re.ASCII),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_MOBILE = re.compile(r"^[6-9]\d{9}$")
+_MOBILE = re.compile(r"^[6-9]\d{9}$", re.ASCII)
 
 
 def normalise_mobile(raw: str) -> str | None:
