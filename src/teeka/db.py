@@ -67,8 +67,14 @@ def make_engine(settings: Settings) -> AsyncEngine:
             Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # One connection: SQLite has one writer anyway, and a single connection cannot meet
         # "database is locked" between our own requests. Savepoints need the pysqlite recipe below.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
-                                     connect_args={"timeout": 30})
+        if url.endswith(":memory:"):  # one shared in-memory database (throwaway use only)
+            from sqlalchemy.pool import StaticPool
+
+            engine = create_async_engine(url, poolclass=StaticPool,
+                                         connect_args={"timeout": 30})
+        else:
+            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                         connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
