@@ -1,0 +1,260 @@
+"""The `teeka` command: serve, worker, db upgrade, demo, user create, sessions import, check.
+
+Each command is a thin adapter over a service; its work runs in one unit of work
+(`teeka.db.session_scope`). A domain error is printed as a sentence with exit code 1, never a
+traceback. The database comes from TEEKA_DATABASE_URL (teeka.config.Settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import teeka
+from teeka import errors
+from teeka.auth.actor import Actor
+from teeka.config import Settings
+from teeka.db import make_engine, make_sessionmaker, session_scope
+from teeka.models import Centre, District, StaffUser
+from teeka.models.staff import Role
+
+T = TypeVar("T")
+Work = Callable[[async_sessionmaker[AsyncSession], Settings], Awaitable[T]]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Teeka: vaccination registration and appointments.")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
+user_app = typer.Typer(no_args_is_help=True, help="Staff logins.")
+sessions_app = typer.Typer(no_args_is_help=True, help="Vaccination sessions.")
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(sessions_app, name="sessions")
+
+PASSWORD_ENV = "TEEKA_NEW_USER_PASSWORD"  # noqa: S105  (the name of a variable, not a secret)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _fail_domain(exc: errors.DomainError) -> NoReturn:
+    from teeka.centre.csv_import import CsvRejected
+
+    if isinstance(exc, CsvRejected):
+        for row in exc.report.as_rows(limit=len(exc.report.errors)):
+            where = "file" if row["row"] == 0 else f"row {row['row']}"
+            for code, detail in zip(row["codes"], row["errors"], strict=True):
+                typer.echo(f"{where}: {detail} [{code}]", err=True)
+    _fail(exc.text("en"))
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _where(settings: Settings) -> str:
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def _run(work: Work[T]) -> T:
+    """Run `work` with a fresh engine; domain and database errors become a message, exit 1."""
+    settings = _settings()
+
+    async def main() -> T:
+        engine = make_engine(settings)
+        try:
+            return await work(make_sessionmaker(engine), settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except errors.DomainError as exc:
+        _fail_domain(exc)
+    except sa_exc.DBAPIError as exc:
+        said = str(exc.orig).strip()
+        first = said.splitlines()[0] if said else type(exc.orig).__name__
+        _fail(f"database error at {_where(settings)}: {first}. "
+              "Is the schema up to date? Run `teeka db upgrade`.")
+    except OSError as exc:
+        _fail(f"cannot reach the database at {_where(settings)}: {exc}")
+
+
+# ----------------------------------------------------------------------------- processes
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+          workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1) -> None:
+    """Serve the web application and the APIs (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    typer.echo(f"teeka: serving http://{host}:{port} with {workers} worker(s), "
+               f"database {_where(settings)}", err=True)
+    uvicorn.run("teeka.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=settings.log_level.lower(), proxy_headers=True, server_header=False)
+
+
+@app.command()
+def worker() -> None:
+    """Deliver the outbox (SMS) until stopped (several may run at once on PostgreSQL)."""
+    from teeka import logging_setup
+    from teeka.worker import run_forever
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        logging_setup.configure(settings.log_level)
+        await run_forever(maker, settings)
+
+    try:
+        _run(work)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        typer.echo("teeka: worker stopped", err=True)
+
+
+# ----------------------------------------------------------------------------- database
+
+def alembic_ini() -> Path:
+    return Path(teeka.__file__).resolve().parents[2] / "alembic.ini"
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head"
+               ) -> None:
+    """Bring the schema up to date (alembic upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util.exc import CommandError
+
+    ini = alembic_ini()
+    if not ini.is_file():
+        _fail(f"{ini} not found: run `teeka db upgrade` from a source checkout")
+    settings = _settings()
+    url = settings.database_url
+    if url.startswith("sqlite+aiosqlite:///") and not url.endswith(":memory:"):
+        Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    cfg = Config(str(ini))
+    cfg.attributes["database_url"] = url
+    try:
+        command.upgrade(cfg, revision)
+    except CommandError as exc:
+        _fail(str(exc))
+    except sa_exc.DBAPIError as exc:
+        _fail(f"database error at {_where(settings)}: {str(exc.orig).strip()}")
+    except OSError as exc:
+        _fail(f"cannot reach the database at {_where(settings)}: {exc}")
+    typer.echo(f"database {_where(settings)} is at revision {revision}")
+
+
+# ----------------------------------------------------------------------------- data
+
+@app.command()
+def demo() -> None:
+    """Load the small demo data (idempotent: run it again on a later day to top up the week)."""
+    from teeka.demo import DEMO_PASSWORD, STAFF, load_demo
+
+    added = _run(load_demo)
+    typer.echo("demo data added: " + ", ".join(f"{n} {what}" for what, n in added.items()))
+    typer.echo(f"demo logins (password '{DEMO_PASSWORD}', for demonstration only): "
+               + ", ".join(f"{username} ({role})" for username, _, role, *_ in STAFF))
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[Role, typer.Option(case_sensitive=False, help="What the user may do.")],
+    district_id: Annotated[int | None, typer.Option(
+        help="District (district_admin, helpdesk).")] = None,
+    centre_id: Annotated[int | None, typer.Option(help="Centre (vaccinator).")] = None,
+    name: Annotated[str | None, typer.Option(help="Full name (default: the username).")] = None,
+) -> None:
+    """Create a staff login. The password is read from TEEKA_NEW_USER_PASSWORD, or asked for
+    twice; it is never a command-line argument (those end up in shell history and `ps`)."""
+    from teeka.auth.service import create_staff
+
+    password = os.environ.get(PASSWORD_ENV) or typer.prompt(
+        "Password (at least 10 characters)", hide_input=True, confirmation_prompt=True)
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> StaffUser:
+        async with session_scope(maker) as db:
+            taken = await db.execute(select(StaffUser.id).where(StaffUser.username == username))
+            if taken.first() is not None:
+                raise errors.Invalid(detail=f"the username '{username}' is taken")
+            if district_id is not None and await db.get(District, district_id) is None:
+                raise errors.Invalid(detail=f"there is no district {district_id}")
+            if centre_id is not None and await db.get(Centre, centre_id) is None:
+                raise errors.Invalid(detail=f"there is no centre {centre_id}")
+            return await create_staff(db, username=username, password=password,
+                                      name=name or username, role=role,
+                                      district_id=district_id, centre_id=centre_id, actor="cli")
+
+    staff = _run(work)
+    typer.echo(f"created {staff.role} '{staff.username}' (id {staff.id})")
+
+
+@sessions_app.command("import")
+def sessions_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="CSV file (UTF-8, at most 1 MB, 5000 rows).")],
+    as_user: Annotated[str, typer.Option("--as", help="Publish as this staff user.")],
+) -> None:
+    """Publish sessions from a CSV file as a staff user: all rows, or none."""
+    from teeka.centre.csv_import import (
+        MAX_BYTES,
+        ImportReport,
+        decode_upload,
+        import_sessions_csv,
+    )
+
+    try:
+        with file.open("rb") as f:
+            text = decode_upload(f.read(MAX_BYTES + 1))  # refuses more than MAX_BYTES
+    except errors.DomainError as exc:
+        _fail_domain(exc)
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> ImportReport:
+        async with session_scope(maker) as db:
+            staff = (await db.execute(select(StaffUser).where(StaffUser.username == as_user))
+                     ).scalar_one_or_none()
+            if staff is None or not staff.active:
+                raise errors.Invalid(detail=f"no active staff user '{as_user}'")
+            actor = Actor(kind="staff", id=staff.id, role=staff.role,
+                          district_id=staff.district_id, centre_id=staff.centre_id)
+            return await import_sessions_csv(db, actor=actor, text=text)
+
+    report = _run(work)
+    typer.echo(f"{report.sessions_created} session(s) published from {report.rows} row(s) "
+               f"of {file.name}")
+
+
+@app.command()
+def check() -> None:
+    """Check every capacity counter against the appointments; exit 1 if any differs."""
+    from teeka.booking.repository import recount_mismatches
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings
+                   ) -> Sequence[tuple[int, int, int]]:
+        async with session_scope(maker) as db:
+            return await recount_mismatches(db)
+
+    mismatches = _run(work)
+    for bucket_id, counter, recount in mismatches:
+        typer.echo(f"capacity bucket {bucket_id}: counter says {counter} booked, "
+                   f"appointments say {recount}")
+    if mismatches:
+        _fail(f"{len(mismatches)} capacity counter(s) disagree with the appointments")
+    typer.echo("capacity counters agree with the appointments")
