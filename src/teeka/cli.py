@@ -232,8 +232,7 @@ def sessions_import(
                      ).scalar_one_or_none()
             if staff is None or not staff.active:
                 raise errors.Invalid(detail=f"no active staff user '{as_user}'")
-            actor = Actor(kind="staff", id=staff.id, role=staff.role,
-                          district_id=staff.district_id, centre_id=staff.centre_id)
+            actor = Actor.for_staff(staff)
             return await import_sessions_csv(db, actor=actor, text=text)
 
     report = _run(work)

@@ -135,3 +135,16 @@ async def test_a_session_in_the_past_is_refused(client, world) -> None:
         "vaccine": "COVISHIELD", "slots": [{"label": SLOT, "dose1": 4}]})
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "SessionPast"
+
+
+async def test_a_session_too_far_ahead_is_refused(client, world) -> None:
+    body = {"centre_id": world.centre_a, "vaccine": "COVISHIELD",
+            "slots": [{"label": SLOT, "dose1": 4}]}
+    far = str(clock.today() + timedelta(days=91))
+    r = await client.post("/api/v1/admin/sessions", headers=world.headers("raipur_admin"),
+                          json={**body, "date": far})
+    assert r.status_code == 400 and r.json()["code"] == "Invalid", r.text
+    near = str(clock.today() + timedelta(days=90))
+    r = await client.post("/api/v1/admin/sessions", headers=world.headers("raipur_admin"),
+                          json={**body, "date": near})
+    assert r.status_code == 201, r.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from teeka.models.staff import Role
+from teeka.models.staff import Role, StaffUser
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,11 @@ class Actor:
     @property
     def is_citizen(self) -> bool:
         return self.kind == "citizen"
+
+    @classmethod
+    def for_staff(cls, staff: StaffUser) -> Actor:
+        return cls(kind="staff", id=staff.id, role=staff.role, district_id=staff.district_id,
+                   centre_id=staff.centre_id)
 
     def has_role(self, *roles: Role) -> bool:
         return self.kind == "staff" and self.role in roles

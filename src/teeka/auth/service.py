@@ -43,8 +43,7 @@ async def actor_from_token(session: AsyncSession, settings: Settings, token: str
     if claims is not None:
         staff = await session.get(StaffUser, int(claims["sub"]))
         if staff is not None and staff.active:
-            return Actor(kind="staff", id=staff.id, role=staff.role,
-                         district_id=staff.district_id, centre_id=staff.centre_id)
+            return Actor.for_staff(staff)
     raise errors.Unauthenticated()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +28,8 @@ from teeka.models import (
     VaccinationSession,
     Vaccine,
 )
+
+MAX_DAYS_AHEAD = 90
 
 
 async def vaccine_by_code(session: AsyncSession, code: str) -> Vaccine:
@@ -64,6 +68,8 @@ async def publish_session(session: AsyncSession, *, actor: Actor, data: SessionC
     await access_centre_admin(session, actor, data.centre_id)
     if data.date < clock.today():
         raise errors.SessionPast()
+    if data.date > clock.today() + timedelta(days=MAX_DAYS_AHEAD):
+        raise errors.Invalid(detail=f"sessions can be published at most {MAX_DAYS_AHEAD} days ahead")
     vaccine = await vaccine_by_code(session, data.vaccine)
     rules.check_age_band(data.min_age, data.max_age)
     labels = [rules.slot_label(*rules.parse_slot(s.label)) for s in data.slots]
