@@ -18,6 +18,7 @@ from teeka.centre import api as centre_api
 from teeka.citizen import api as citizen_api
 from teeka.config import Settings, get_settings
 from teeka.db import make_engine, make_sessionmaker
+from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.vaccination import api as vaccination_api
 from teeka.web import errors as web_errors
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     web_errors.install(app)
     security.install(app)
-    for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api):
+    for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api):
         app.include_router(module.router)
     app.include_router(booking_pages.router)
     if settings.is_development:

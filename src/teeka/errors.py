@@ -80,6 +80,10 @@ IdempotencyKeyReused = _error("IdempotencyKeyReused", 422,
                               "This request key was already used for a different booking.")
 NotReschedulable = _error("NotReschedulable", 409, "Only a booked appointment can be changed.")
 
+# Certificates
+CertificateNotIssued = _error("CertificateNotIssued", 404,
+                              "The certificate has not been issued yet.")
+
 # At the centre
 # Keeps its unit of work: the audit entry of the wrong try is committed (it counts towards the lock).
 SecretCodeWrong = _error("SecretCodeWrong", 403, "The secret code does not match.",

@@ -52,7 +52,7 @@ async def home(request: Request, db: Db, lang: Lang, district_id: int | None = N
                   sessions=sessions)
 
 
-async def _slip_items(db: Db, where: object) -> list[dict[str, object]]:
+async def slip_items(db: Db, where: object) -> list[dict[str, object]]:
     rows = await db.execute(
         select(Appointment, Beneficiary, VaccinationSession, SessionSlot, Centre, Vaccine)
         .join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
@@ -75,7 +75,7 @@ async def slip(request: Request, confirmation_no: str, db: Db, lang: Lang,
         Booking.confirmation_no == confirmation_no))).scalar_one_or_none()
     if booking is None:
         raise errors.NotFound()
-    items = await _slip_items(db, Appointment.booking_id == booking.id)
+    items = await slip_items(db, Appointment.booking_id == booking.id)
     return render(request, "slip.html", lang, confirmation_no=confirmation_no, items=items)
 
 
@@ -87,7 +87,7 @@ async def person_slip(request: Request, reference_id: str, db: Db, lang: Lang,
         Beneficiary.reference_id == reference_id))).scalar_one_or_none()
     if person is None:
         raise errors.NotFound()
-    items = await _slip_items(db, (Appointment.beneficiary_id == person.id)
+    items = await slip_items(db, (Appointment.beneficiary_id == person.id)
                               & (Appointment.status == AppointmentStatus.BOOKED))
     return render(request, "person_slip.html", lang, person=person,
                   masked_id=mask_id_number(person.id_last4),

@@ -22,6 +22,13 @@ def _is_api(request: Request) -> bool:
 def domain_response(request: Request, exc: errors.DomainError) -> Response:
     lang = _lang(request)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    if request.url.path.startswith("/api/v2/"):
+        from teeka.national.rules import national_code
+
+        # The national error shape; Hindi only when asked for (hi_IN), as the national API.
+        v2_lang = "hi" if request.headers.get("accept-language", "").lower().startswith("hi") else "en"
+        return JSONResponse({"errorCode": national_code(exc.code), "error": exc.text(v2_lang)},
+                            status_code=exc.status, headers=headers)
     if _is_api(request):
         return JSONResponse({"code": exc.code, "message": exc.text(lang)},
                             status_code=exc.status, headers=headers)
@@ -40,6 +47,8 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         fields = sorted({".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()})
         err = errors.Invalid(detail=", ".join(fields))
+        if request.url.path.startswith("/api/v2/"):
+            return domain_response(request, err)
         if _is_api(request):
             lang = _lang(request)
             return JSONResponse({"code": err.code, "message": err.text(lang),

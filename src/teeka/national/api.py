@@ -1,0 +1,422 @@
+"""The national public API surface (CoWIN v2) and its protected partner surface.
+
+Thin adapters: every rule lives in the same services as /api/v1 (citizen.service,
+booking.service); this module only translates names, formats and error shapes
+(docs/national-api.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from sqlalchemy import select
+
+from teeka import errors
+from teeka.auth.access import access_beneficiary
+from teeka.auth.service import citizen_token
+from teeka.booking import service as booking
+from teeka.booking.pages import slip_items
+from teeka.booking.pdf import slip_pdf
+from teeka.citizen import service as citizen
+from teeka.kit import clock
+from teeka.kit.phone import mask_id_number
+from teeka.models import (
+    Account,
+    Appointment,
+    AppointmentStatus,
+    Beneficiary,
+    Booking,
+    District,
+    DoseRecord,
+    State,
+    VaccinationSession,
+)
+from teeka.national import repository, rules
+from teeka.national.repository import CentreInfo, SessionInfo
+from teeka.national.schemas import (
+    BeneficiaryRef,
+    Cancel,
+    ConfirmOtp,
+    GenerateOtp,
+    NewBeneficiary,
+    Reschedule,
+    Schedule,
+)
+from teeka.web.deps import AppSettings, CurrentActor, Db
+
+router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
+TTL = 24
+Json = dict[str, Any]
+
+
+def _hindi(request: Request) -> bool:
+    return request.headers.get("accept-language", "").lower().startswith("hi")
+
+
+def _names(hindi: bool, **pairs: tuple[str, str]) -> Json:
+    out: Json = {}
+    for key, (en, hi) in pairs.items():
+        out[key] = en
+        if hindi:
+            out[f"{key}_l"] = hi
+    return out
+
+
+def _centre(info: CentreInfo, hindi: bool) -> Json:
+    c = info.centre
+    return {
+        "center_id": c.id,
+        **_names(hindi, name=(c.name_en, c.name_hi), address=(c.address_en, c.address_hi),
+                 state_name=(info.state.name_en, info.state.name_hi),
+                 district_name=(info.district.name_en, info.district.name_hi),
+                 block_name=(info.block.name_en, info.block.name_hi)),
+        "pincode": c.pincode, "lat": c.lat, "long": c.long,
+        "from": rules.fmt_time(c.opens_at), "to": rules.fmt_time(c.closes_at),
+        "fee_type": c.fee_type,
+    }
+
+
+def _session(s: SessionInfo) -> Json:
+    out: Json = {"session_id": s.id, "date": rules.fmt_date(s.date),
+                 "available_capacity": s.available, "available_capacity_dose1": s.dose1,
+                 "available_capacity_dose2": s.dose2}
+    if s.precaution is not None:
+        out["available_capacity_precaution"] = s.precaution
+    out["min_age_limit"] = s.min_age
+    if s.max_age is not None:
+        out["max_age_limit"] = s.max_age
+    out["allow_all_age"] = s.max_age is None and s.min_age <= 18
+    out["vaccine"] = s.vaccine
+    out["slots"] = s.slots
+    return out
+
+
+def _fee(info: CentreInfo, vaccine: str) -> str:
+    return str(info.fees.get(vaccine, 0)) if info.centre.fee_type == "Paid" else "0"
+
+
+def _calendar_centre(info: CentreInfo, hindi: bool) -> Json:
+    out = _centre(info, hindi)
+    if info.centre.fee_type == "Paid":
+        out["vaccine_fees"] = [{"vaccine": v, "fee": str(f)} for v, f in sorted(info.fees.items())]
+    out["sessions"] = [_session(s) for s in info.sessions]
+    return out
+
+
+def _flat_sessions(infos: list[CentreInfo], hindi: bool) -> list[Json]:
+    return [{**_centre(i, hindi), "fee": _fee(i, s.vaccine), **_session(s)}
+            for i in infos for s in i.sessions if s.available > 0]
+
+
+async def _known_district(db: Db, district_id: int) -> None:
+    if await db.get(District, district_id) is None:
+        raise errors.Invalid(detail="unknown district_id")
+
+
+async def _find(db: Db, request: Request, *, days: int, district_id: str | None = None,
+                pincode: str | None = None, center_id: str | None = None, day: str | None,
+                vaccine: str | None = None) -> list[CentreInfo]:
+    when = rules.parse_date(day)
+    if vaccine is not None and len(vaccine) > 40:
+        raise errors.Invalid(detail="unknown vaccine")
+    kwargs: Json = {}
+    if district_id is not None:
+        kwargs["district_id"] = rules.parse_int(district_id, "district_id")
+        await _known_district(db, kwargs["district_id"])
+    if pincode is not None:
+        kwargs["pincode"] = rules.parse_pincode(pincode)
+    if center_id is not None:
+        kwargs["centre_id"] = rules.parse_int(center_id, "center_id")
+    return await repository.centres_with_sessions(db, day=when, days=days, vaccine=vaccine,
+                                                  **kwargs)
+
+
+# ------------------------------------------------------------------ public: locations
+
+
+@router.get("/admin/location/states")
+async def states(db: Db, request: Request) -> Json:
+    rows = (await db.execute(select(State).order_by(State.id))).scalars().all()
+    return {"states": [{"state_id": s.id, **_names(_hindi(request),
+                                                    state_name=(s.name_en, s.name_hi))}
+                       for s in rows], "ttl": TTL}
+
+
+@router.get("/admin/location/districts/{state_id}")
+async def districts(state_id: str, db: Db, request: Request) -> Json:
+    sid = rules.parse_int(state_id, "state_id")
+    if await db.get(State, sid) is None:
+        raise errors.Invalid(detail="unknown state_id")
+    rows = (await db.execute(select(District).where(District.state_id == sid)
+                             .order_by(District.id))).scalars().all()
+    return {"districts": [{"district_id": d.id, **_names(_hindi(request),
+                                                          district_name=(d.name_en, d.name_hi))}
+                          for d in rows], "ttl": TTL}
+
+
+# ------------------------------------------------------------------ public: availability
+
+
+@router.get("/appointment/sessions/public/findByPin")
+async def find_by_pin(db: Db, request: Request, pincode: str | None = None,
+                      date: str | None = None) -> Json:
+    infos = await _find(db, request, days=1, pincode=pincode or "", day=date)
+    return {"sessions": _flat_sessions(infos, _hindi(request))}
+
+
+@router.get("/appointment/sessions/public/findByDistrict")
+async def find_by_district(db: Db, request: Request, district_id: str | None = None,
+                           date: str | None = None) -> Json:
+    infos = await _find(db, request, days=1, district_id=district_id or "", day=date)
+    return {"sessions": _flat_sessions(infos, _hindi(request))}
+
+
+@router.get("/appointment/sessions/public/calendarByPin")
+async def calendar_by_pin(db: Db, request: Request, pincode: str | None = None,
+                          date: str | None = None) -> Json:
+    infos = await _find(db, request, days=7, pincode=pincode or "", day=date)
+    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+
+
+@router.get("/appointment/sessions/public/calendarByDistrict")
+async def calendar_by_district(db: Db, request: Request, district_id: str | None = None,
+                               date: str | None = None) -> Json:
+    infos = await _find(db, request, days=7, district_id=district_id or "", day=date)
+    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+
+
+@router.get("/appointment/sessions/public/calendarByCenter")
+async def calendar_by_center(db: Db, request: Request, center_id: str | None = None,
+                             date: str | None = None) -> Json:
+    infos = await _find(db, request, days=7, center_id=center_id or "", day=date)
+    if not infos:
+        raise errors.Invalid(detail="unknown center_id")
+    return {"centers": _calendar_centre(infos[0], _hindi(request))}
+
+
+@router.get("/appointment/centers/public/findByLatLong")
+async def find_by_lat_long(db: Db, request: Request, lat: str | None = None,
+                           long: str | None = None) -> Json:
+    la = rules.parse_coordinate(lat, "lat", -90, 90)
+    lo = rules.parse_coordinate(long, "long", -180, 180)
+    rows = await repository.centres_near(db, la, lo)
+    nearest = sorted(rows, key=lambda r: rules.distance_km(la, lo, r[0].lat, r[0].long))[:20]
+    hindi = _hindi(request)
+    return {"centers": [{
+        "center_id": c.id,
+        **_names(hindi, name=(c.name_en, c.name_hi), district_name=(d.name_en, d.name_hi),
+                 state_name=(s.name_en, s.name_hi), location=(c.address_en, c.address_hi),
+                 block_name=(b.name_en, b.name_hi)),
+        "pincode": c.pincode, "lat": str(c.lat), "long": str(c.long)}
+        for c, d, b, s in nearest], "ttl": TTL}
+
+
+# ------------------------------------------------------------------ OTP (public and partner)
+
+
+async def _generate(body: GenerateOtp, db: Db, settings: AppSettings, request: Request) -> Json:
+    txn = await citizen.request_otp(db, settings, mobile=body.mobile,
+                                    lang="hi" if _hindi(request) else "en")
+    return {"txnId": txn}
+
+
+async def _confirm(body: ConfirmOtp, db: Db, settings: AppSettings) -> Json:
+    if not rules.is_sha256_hex(body.otp):
+        raise errors.OtpInvalid()
+    account = await citizen.confirm_otp(db, settings, txn_id=body.txnId, otp_sha256=body.otp)
+    return {"token": citizen_token(settings, account.id)}
+
+
+for _prefix in ("/auth/public", "/auth"):
+    router.add_api_route(f"{_prefix}/generateOTP", _generate, methods=["POST"])
+    router.add_api_route(f"{_prefix}/confirmOTP", _confirm, methods=["POST"])
+
+
+@router.get("/registration/certificate/public/download")
+async def certificate(db: Db, actor: CurrentActor, beneficiary_reference_id: str = "") -> Json:
+    await access_beneficiary(db, actor, beneficiary_reference_id)
+    raise errors.CertificateNotIssued()
+
+
+# ------------------------------------------------------------------ partner: beneficiaries
+
+
+@router.get("/registration/beneficiary/idTypes")
+async def id_types(actor: CurrentActor) -> Json:
+    return {"types": [{"id": k, "type": label} for k, (_, label) in rules.ID_TYPES.items()]}
+
+
+@router.get("/registration/beneficiary/genders")
+async def genders(actor: CurrentActor) -> Json:
+    return {"genders": [{"id": k, "gender": label} for k, (_, label) in rules.GENDERS.items()]}
+
+
+@router.post("/registration/beneficiary/new")
+async def new_beneficiary(body: NewBeneficiary, db: Db, actor: CurrentActor,
+                          settings: AppSettings) -> Json:
+    person = await citizen.register_beneficiary(
+        db, settings, actor=actor, name=body.name, birth_year=rules.birth_year(body.birth_year),
+        gender=rules.gender_of(body.gender_id), id_type=rules.id_type_of(body.photo_id_type),
+        id_number=body.photo_id_number)
+    return {"beneficiary_reference_id": person.reference_id}
+
+
+@router.post("/registration/beneficiary/delete", status_code=204)
+async def delete_beneficiary(body: BeneficiaryRef, db: Db, actor: CurrentActor) -> Response:
+    await citizen.delete_beneficiary(db, actor=actor, reference_id=body.beneficiary_reference_id)
+    return Response(status_code=204)
+
+
+@router.get("/appointment/beneficiaries")
+async def beneficiaries(db: Db, actor: CurrentActor) -> Json:
+    people = await citizen.list_beneficiaries(db, actor)
+    account = await db.get(Account, actor.id)
+    out = []
+    for p in people:
+        doses = (await db.execute(select(DoseRecord).where(DoseRecord.beneficiary_id == p.id)
+                                  .order_by(DoseRecord.dose_number))).scalars().all()
+        dates = {d.dose_number: rules.fmt_date(d.administered_at.astimezone(clock.LOCAL_TZ).date())
+                 for d in doses}
+        status = ("Not Vaccinated" if not doses else
+                  "Vaccinated" if len(doses) >= 2 else "Partially Vaccinated")
+        appts = (await db.execute(select(Appointment, Booking).join(
+            Booking, Booking.id == Appointment.booking_id).where(
+            Appointment.beneficiary_id == p.id,
+            Appointment.status == AppointmentStatus.BOOKED))).all()
+        appointments = []
+        for appt, bk in appts:
+            vs = await db.get(VaccinationSession, appt.session_id)
+            infos = await repository.centres_with_sessions(
+                db, day=vs.date if vs else clock.today(), days=1,
+                centre_id=vs.centre_id if vs else -1)
+            item: Json = {"appointment_id": bk.confirmation_no, "session_id": appt.session_id,
+                          "dose": appt.dose_number}
+            if infos and vs:
+                c = _centre(infos[0], False)
+                item.update({k: c[k] for k in ("center_id", "name", "state_name", "district_name",
+                                               "block_name", "from", "to")})
+                item["date"] = rules.fmt_date(vs.date)
+            item["slot"] = await _slot(db, appt)
+            appointments.append(item)
+        out.append({
+            "beneficiary_reference_id": p.reference_id, "name": p.name,
+            "birth_year": str(p.birth_year), "gender": rules.gender_label(p.gender),
+            "mobile_number": account.mobile[-4:] if account else "",
+            "photo_id_type": rules.id_type_label(p.id_type),
+            "photo_id_number": mask_id_number(p.id_last4), "comorbidity_ind": "N",
+            "vaccination_status": status, "vaccine": "",
+            "dose1_date": dates.get(1, ""), "dose2_date": dates.get(2, ""),
+            "appointments": appointments})
+    return {"beneficiaries": out}
+
+
+async def _slot(db: Db, appt: Appointment) -> str:
+    from teeka.models import SessionSlot
+
+    slot = await db.get(SessionSlot, appt.slot_id)
+    return slot.label if slot else ""
+
+
+# ------------------------------------------------------------------ partner: sessions
+
+
+@router.get("/appointment/sessions/findByPin")
+async def p_find_by_pin(db: Db, request: Request, actor: CurrentActor, pincode: str | None = None,
+                        date: str | None = None, vaccine: str | None = None) -> Json:
+    infos = await _find(db, request, days=1, pincode=pincode or "", day=date, vaccine=vaccine)
+    return {"sessions": _flat_sessions(infos, _hindi(request))}
+
+
+@router.get("/appointment/sessions/findByDistrict")
+async def p_find_by_district(db: Db, request: Request, actor: CurrentActor,
+                             district_id: str | None = None, date: str | None = None,
+                             vaccine: str | None = None) -> Json:
+    infos = await _find(db, request, days=1, district_id=district_id or "", day=date, vaccine=vaccine)
+    return {"sessions": _flat_sessions(infos, _hindi(request))}
+
+
+@router.get("/appointment/sessions/calendarByPin")
+async def p_calendar_by_pin(db: Db, request: Request, actor: CurrentActor,
+                            pincode: str | None = None, date: str | None = None,
+                            vaccine: str | None = None) -> Json:
+    infos = await _find(db, request, days=7, pincode=pincode or "", day=date, vaccine=vaccine)
+    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+
+
+@router.get("/appointment/sessions/calendarByDistrict")
+async def p_calendar_by_district(db: Db, request: Request, actor: CurrentActor,
+                                 district_id: str | None = None, date: str | None = None,
+                                 vaccine: str | None = None) -> Json:
+    infos = await _find(db, request, days=7, district_id=district_id or "", day=date, vaccine=vaccine)
+    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+
+
+# ------------------------------------------------------------------ partner: appointments
+
+
+async def _booking(db: Db, actor: CurrentActor, appointment_id: str) -> list[Appointment]:
+    """The appointments of one national appointment_id (our confirmation number) that the
+    actor may touch; NotFound otherwise."""
+    bk = (await db.execute(select(Booking).where(Booking.confirmation_no == appointment_id))
+          ).scalar_one_or_none()
+    if bk is None:
+        raise errors.NotFound()
+    appts = (await db.execute(select(Appointment).where(Appointment.booking_id == bk.id)
+                              .order_by(Appointment.created_at, Appointment.id))).scalars().all()
+    for appt in appts:
+        await booking.access_appointment(db, actor, appt.id)
+    return list(appts)
+
+
+@router.post("/appointment/schedule")
+async def schedule(body: Schedule, db: Db, actor: CurrentActor,
+                   idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+                   ) -> Json:
+    if body.center_id is not None:
+        vs = await db.get(VaccinationSession, body.session_id)
+        if vs is None or vs.centre_id != body.center_id:
+            raise errors.Invalid(detail="session_id is not at center_id")
+    result = await booking.book_appointment(
+        db, actor=actor, session_id=body.session_id, slot=body.slot,
+        beneficiary_refs=body.beneficiaries, dose=body.dose,
+        idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}")
+    return {"appointment_confirmation_no": result.confirmation_no}
+
+
+@router.post("/appointment/reschedule", status_code=204)
+async def reschedule(body: Reschedule, db: Db, actor: CurrentActor) -> Response:
+    live = [a for a in await _booking(db, actor, body.appointment_id)
+            if a.status == AppointmentStatus.BOOKED]
+    if not live:
+        raise errors.NotReschedulable()
+    for appt in live:
+        await booking.reschedule_appointment(db, actor=actor, appointment_id=appt.id,
+                                             session_id=body.session_id, slot=body.slot)
+    return Response(status_code=204)
+
+
+@router.post("/appointment/cancel", status_code=204)
+async def cancel(body: Cancel, db: Db, actor: CurrentActor) -> Response:
+    appts = await _booking(db, actor, body.appointment_id)
+    by_ref = {}
+    for appt in appts:
+        person = await db.get(Beneficiary, appt.beneficiary_id)
+        if person is not None:
+            by_ref[person.reference_id] = appt
+    for ref in dict.fromkeys(body.beneficiariesToCancel):
+        if ref not in by_ref:
+            raise errors.NotFound()
+        await booking.cancel_appointment(db, actor=actor, appointment_id=by_ref[ref].id)
+    return Response(status_code=204)
+
+
+@router.get("/appointment/appointmentslip/download")
+async def slip_download(db: Db, actor: CurrentActor, appointment_id: str = "") -> Response:
+    appts = await _booking(db, actor, appointment_id)
+    items = await slip_items(db, Appointment.id.in_([a.id for a in appts]))
+    return Response(slip_pdf(confirmation_no=appointment_id, items=items),
+                    media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{appointment_id}.pdf"',
+                             "Cache-Control": "no-store"})
