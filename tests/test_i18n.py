@@ -45,7 +45,7 @@ def test_sources_yield_the_known_msgids() -> None:
     assert errors.DomainError.message in found  # a class-level message
     assert notification.OTP_SMS in found and notification.DOSE_SMS in found  # SMS templates
     assert "Find a vaccination centre" in found  # _("...") in a template
-    assert "Language" in found  # _('...') in a template
+    assert "Menu" in found  # _('...') in a template
     assert {s.value for s in AppointmentStatus} <= found  # _(a.status)
     assert notification.SEND_SMS not in found  # a job name, not a text
 

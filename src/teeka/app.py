@@ -8,19 +8,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from teeka import logging_setup
 from teeka.auth import api as auth_api
+from teeka.auth import pages as auth_pages
 from teeka.booking import api as booking_api
 from teeka.booking import pages as booking_pages
 from teeka.centre import api as centre_api
+from teeka.centre import pages as centre_pages
 from teeka.citizen import api as citizen_api
+from teeka.citizen import helpdesk_pages
+from teeka.citizen import pages as citizen_pages
 from teeka.config import Settings, get_settings
 from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.vaccination import api as vaccination_api
+from teeka.vaccination import pages as vaccination_pages
 from teeka.web import errors as web_errors
 from teeka.web import security
 
@@ -50,9 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     web_errors.install(app)
     security.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=500)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api):
         app.include_router(module.router)
-    app.include_router(booking_pages.router)
+    for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
+                  vaccination_pages):
+        app.include_router(pages.router)
     if settings.is_development:
         app.include_router(notification_pages.router)
     app.mount("/static", StaticFiles(directory=str(security.STATIC)), name="static")

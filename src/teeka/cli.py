@@ -8,8 +8,10 @@ traceback. The database comes from TEEKA_DATABASE_URL (teeka.config.Settings).
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -162,15 +164,47 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 
 # ----------------------------------------------------------------------------- data
 
-@app.command()
-def demo() -> None:
-    """Load the small demo data (idempotent: run it again on a later day to top up the week)."""
-    from teeka.demo import DEMO_PASSWORD, STAFF, load_demo
+class Scale(enum.StrEnum):
+    SMALL = "small"
+    STATE = "state"
 
-    added = _run(load_demo)
-    typer.echo("demo data added: " + ", ".join(f"{n} {what}" for what, n in added.items()))
-    typer.echo(f"demo logins (password '{DEMO_PASSWORD}', for demonstration only): "
-               + ", ".join(f"{username} ({role})" for username, _, role, *_ in STAFF))
+
+@app.command()
+def demo(
+    scale: Annotated[Scale, typer.Option(case_sensitive=False, help=(
+        "small: three districts and staff logins (for `make run`); state: all of "
+        "Chhattisgarh, 33 districts and about 2,100 centres with a week of sessions."))
+    ] = Scale.SMALL,
+    beneficiaries: Annotated[int, typer.Option(min=0, help=(
+        "Also make sure this many load-test beneficiaries exist (4 to a mobile)."))] = 0,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the state data set (default: teeka.demo_state.SEED).")] = None,
+) -> None:
+    """Load demo data (idempotent: run it again on a later day to top up the week)."""
+    from teeka.demo import DEMO_PASSWORD, STAFF, load_demo
+    from teeka.demo_state import SEED, load_beneficiaries, load_state
+
+    seed = SEED if seed is None else seed
+    started = time.perf_counter()
+    if scale is Scale.SMALL:
+        added = _run(load_demo)
+        typer.echo("demo data added: " + ", ".join(f"{n} {what}" for what, n in added.items()))
+        typer.echo(f"demo logins (password '{DEMO_PASSWORD}', for demonstration only): "
+                   + ", ".join(f"{username} ({role})" for username, _, role, *_ in STAFF))
+    else:
+        added = _run(lambda maker, settings: load_state(maker, settings, seed=seed))
+        typer.echo("state demo data added: "
+                   + ", ".join(f"{n} {what}" for what, n in added.items())
+                   + f" ({time.perf_counter() - started:.1f} s)")
+    if beneficiaries:
+        people_started = time.perf_counter()
+        people = _run(lambda maker, settings: load_beneficiaries(
+            maker, settings, count=beneficiaries, seed=seed))
+        typer.echo("load-test people added: "
+                   + ", ".join(f"{n} {what}" for what, n in people.items())
+                   + f" ({time.perf_counter() - people_started:.1f} s)")
+    if scale is Scale.STATE or beneficiaries:
+        typer.echo(f"done in {time.perf_counter() - started:.1f} s")
 
 
 @user_app.command("create")

@@ -35,6 +35,11 @@ Invalid = _error("Invalid", 400, "Some of the details are not valid: {detail}")
 NotFound = _error("NotFound", 404, "Not found.")
 Unauthenticated = _error("Unauthenticated", 401, "Unauthenticated access!")
 Forbidden = _error("Forbidden", 403, "You are not allowed to do this.")
+SecondFactorNotSetUp = _error("SecondFactorNotSetUp", 403,
+                              "Set up the second factor first: sign in once at /staff/login.")
+SecondFactorWrong = _error("SecondFactorWrong", 401,
+                           "The second-factor code is not right. Use the current code.",
+                           keeps_changes=True)
 Busy = _error("Busy", 503, "The system is busy. Please try again in a few seconds.", 2)
 
 # Citizen login

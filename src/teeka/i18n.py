@@ -15,12 +15,13 @@ LOCALE_DIR = Path(__file__).parent / "locale"
 
 @lru_cache
 def _catalogue(lang: str) -> dict[str, str]:
-    path = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as f:
-        catalog = read_po(f)
-    return {str(m.id): str(m.string) for m in catalog if m.id and m.string}
+    """All catalogues of a language merged (messages.po, plus one .po per area of pages)."""
+    out: dict[str, str] = {}
+    for path in sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as f:
+            catalog = read_po(f)
+        out.update({str(m.id): str(m.string) for m in catalog if m.id and m.string})
+    return out
 
 
 def translate(lang: str, msgid: str, **params: Any) -> str:

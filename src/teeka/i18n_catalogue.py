@@ -169,12 +169,12 @@ def placeholders(text: str) -> set[str]:
 
 def catalogue(lang: str, locale_dir: Path = LOCALE_DIR) -> dict[str, str]:
     """msgid -> translation of the non-fuzzy, translated entries of one language."""
-    path = locale_dir / lang / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as f:
-        cat = read_po(f)
-    return {str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy}
+    out: dict[str, str] = {}
+    for path in sorted((locale_dir / lang / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as f:
+            cat = read_po(f)
+        out.update({str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy})
+    return out
 
 
 def missing(lang: str, msgids: Iterable[str] | None = None) -> list[str]:

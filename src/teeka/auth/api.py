@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from teeka.auth.service import staff_login, staff_token
+from teeka import errors
+from teeka.auth.service import staff_login, staff_token, verify_second_factor
 from teeka.web.deps import AppSettings, Db
 
 router = APIRouter(prefix="/api/v1", tags=["staff"])
@@ -12,6 +13,7 @@ router = APIRouter(prefix="/api/v1", tags=["staff"])
 class StaffLogin(BaseModel):
     username: str = Field(max_length=60)
     password: str = Field(max_length=200)
+    totp: str = Field(default="", max_length=6, description="the current code of the second factor")
 
 
 class StaffToken(BaseModel):
@@ -24,5 +26,9 @@ class StaffToken(BaseModel):
 @router.post("/staff/login", response_model=StaffToken)
 async def login(body: StaffLogin, db: Db, settings: AppSettings) -> StaffToken:
     staff = await staff_login(db, username=body.username, password=body.password)
+    if staff.totp_secret is None:
+        raise errors.SecondFactorNotSetUp()
+    if not await verify_second_factor(db, staff, body.totp):
+        raise errors.SecondFactorWrong()
     return StaffToken(token=staff_token(settings, staff), role=staff.role,
                       district_id=staff.district_id, centre_id=staff.centre_id)

@@ -82,3 +82,29 @@ async def create_staff(session: AsyncSession, *, username: str, password: str, n
     await log_action(session, actor=actor, action="auth.staff.created", object_type="staff_user",
                      object_id=staff.id, role=str(role))
     return staff
+
+
+async def verify_second_factor(session: AsyncSession, staff: StaffUser, code: str, *,
+                               enrol_secret: str | None = None) -> bool:
+    """Check a TOTP code (against the enrolled secret, or the one being enrolled). A code is
+    accepted once: the accepted step only moves forward, by a guarded update. Every outcome is
+    audited."""
+    from sqlalchemy import update
+
+    from teeka.auth import totp
+
+    secret = staff.totp_secret or enrol_secret
+    step = totp.accepted_step(secret, code, staff.totp_last_step) if secret else None
+    moved = 0
+    if step is not None:
+        result = await session.execute(update(StaffUser).where(
+            StaffUser.id == staff.id, StaffUser.totp_last_step < step).values(
+            totp_last_step=step, totp_secret=secret).execution_options(synchronize_session=False))
+        moved = result.rowcount  # type: ignore[attr-defined]
+    ok = moved == 1
+    await log_action(session, actor=f"staff:{staff.id}",
+                     action="auth.staff.second_factor_passed" if ok
+                     else "auth.staff.second_factor_failed",
+                     object_type="staff_user", object_id=staff.id,
+                     enrolled=bool(enrol_secret) and ok)
+    return ok

@@ -26,4 +26,8 @@ class StaffUser(Base):
     district_id: Mapped[int | None] = mapped_column(ForeignKey("district.id"), nullable=True)
     centre_id: Mapped[int | None] = mapped_column(ForeignKey("centre.id"), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Second factor (TOTP, RFC 6238). None until the user has enrolled at their first login.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The last 30-second step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -59,7 +59,39 @@ async def actor(request: Request, session: Annotated[AsyncSession, Depends(db)],
     return await actor_from_token(session, request.app.state.settings, token.strip())
 
 
+async def citizen_page(request: Request, session: Annotated[AsyncSession, Depends(db)]) -> Actor:
+    """A signed-in citizen (cookie), or a redirect to the login page."""
+    from teeka.web.session import LoginRequired, page_actor
+
+    found = await page_actor(request, session, staff=False)
+    if found is None:
+        raise LoginRequired("/login", request.url.path)
+    return found
+
+
+async def staff_page(request: Request, session: Annotated[AsyncSession, Depends(db)]) -> Actor:
+    """A signed-in staff user (password and second factor), or a redirect to staff login."""
+    from teeka.web.session import LoginRequired, page_actor
+
+    found = await page_actor(request, session, staff=True)
+    if found is None:
+        raise LoginRequired("/staff/login", request.url.path)
+    return found
+
+
+async def csrf_form(request: Request) -> dict[str, str]:
+    """The submitted form, after its CSRF token was checked. Files are not expected here."""
+    from teeka.web.session import check_csrf
+
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 Db = Annotated[AsyncSession, Depends(db)]
+CitizenPage = Annotated[Actor, Depends(citizen_page)]
+StaffPage = Annotated[Actor, Depends(staff_page)]
+Form = Annotated[dict[str, str], Depends(csrf_form)]
 CurrentActor = Annotated[Actor, Depends(actor)]
 Lang = Annotated[str, Depends(language)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]

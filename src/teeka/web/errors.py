@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from teeka import errors
 from teeka.i18n import pick_language, translate
@@ -20,6 +20,10 @@ def _is_api(request: Request) -> bool:
 
 
 def domain_response(request: Request, exc: errors.DomainError) -> Response:
+    from teeka.web.session import LoginRequired
+
+    if isinstance(exc, LoginRequired) and not _is_api(request):
+        return RedirectResponse(exc.location, status_code=303)
     lang = _lang(request)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
     if request.url.path.startswith("/api/v2/"):

@@ -28,6 +28,10 @@ def install(app: FastAPI) -> None:
         request.state.lang = chosen if chosen in LANGUAGES else pick_language(
             request.cookies.get("lang"), request.headers.get("accept-language"))
         response = await call_next(request)
+        seed = getattr(request.state, "csrf_seed", None)
+        if seed and not request.cookies.get("teeka_csrf"):
+            response.set_cookie("teeka_csrf", seed, max_age=7 * 86400, httponly=True,
+                                samesite="lax", path="/")
         for k, v in HEADERS.items():
             response.headers.setdefault(k, v)
         if chosen in LANGUAGES:

@@ -20,6 +20,10 @@ def render(request: Request, name: str, lang: str, status_code: int = 200,
     def _(msgid: str, **params: Any) -> str:
         return translate(lang, msgid, **params)
 
-    html = env.get_template(name).render(request=request, lang=lang, _=_, **context)
+    from teeka.web.session import csrf_token
+
+    context.setdefault("signed_in", None)
+    html = env.get_template(name).render(request=request, lang=lang, _=_,
+                                         csrf=csrf_token(request), **context)
     return HTMLResponse(html, status_code=status_code,
                         headers={"Content-Language": lang, "Cache-Control": "no-store"})

@@ -1,0 +1,133 @@
+"""Browser sessions (signed cookies) and CSRF protection for the HTML pages.
+
+* Citizens: after OTP login the cookie `teeka_citizen` holds a citizen token (15 minutes,
+  renewed on every page they open).
+* Staff: password, then TOTP; the cookie `teeka_staff` holds a staff token (60 minutes, renewed
+  on every page). Between the two steps `teeka_2fa` holds a 5-minute token naming the user (and,
+  at enrolment, the new secret).
+* CSRF: every form carries `csrf`, an HMAC of the random `teeka_csrf` cookie; every POST from a
+  page is checked (double submit, signed). SameSite=Lax cookies add a second line.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.auth.actor import Actor
+from teeka.auth.service import actor_from_token
+from teeka.config import Settings
+from teeka.kit import clock, signing
+
+CITIZEN = "teeka_citizen"
+STAFF = "teeka_staff"
+SECOND_FACTOR = "teeka_2fa"
+CSRF = "teeka_csrf"
+STAFF_PAGE_MINUTES = 60
+
+
+class LoginRequired(errors.DomainError):
+    code = "LoginRequired"
+    status = 401
+    message = "Please log in to continue."
+
+    def __init__(self, login_path: str, next_path: str) -> None:
+        super().__init__()
+        self.location = f"{login_path}?next={quote(next_path)}"
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, minutes: int) -> None:
+    response.set_cookie(name, value, max_age=minutes * 60, httponly=True, samesite="lax",
+                        secure=not _settings(request).is_development, path="/")
+
+
+def clear_cookie(response: Response, name: str) -> None:
+    response.delete_cookie(name, path="/")
+
+
+def citizen_cookie_token(request: Request, account_id: int) -> str:
+    settings = _settings(request)
+    return signing.issue_token(settings.resolved_secret(), subject=str(account_id),
+                               kind="citizen", now=clock.now(),
+                               ttl=timedelta(minutes=settings.citizen_token_minutes))
+
+
+def staff_cookie_token(request: Request, staff_id: int) -> str:
+    return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
+                               kind="staff", now=clock.now(),
+                               ttl=timedelta(minutes=STAFF_PAGE_MINUTES))
+
+
+def second_factor_token(request: Request, staff_id: int, enrol_secret: str | None) -> str:
+    extra = {"enrol": enrol_secret} if enrol_secret else None
+    return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
+                               kind="staff2fa", now=clock.now(), ttl=timedelta(minutes=5),
+                               extra=extra)
+
+
+def read_second_factor(request: Request) -> dict[str, Any] | None:
+    token = request.cookies.get(SECOND_FACTOR, "")
+    return signing.read_token(_settings(request).resolved_secret(), token, kind="staff2fa",
+                              now=clock.now()) if token else None
+
+
+async def page_actor(request: Request, session: AsyncSession, *, staff: bool) -> Actor | None:
+    token = request.cookies.get(STAFF if staff else CITIZEN, "")
+    if not token:
+        return None
+    try:
+        actor = await actor_from_token(session, _settings(request), token)
+    except errors.Unauthenticated:
+        return None
+    if actor.is_citizen == staff:
+        return None
+    return actor
+
+
+def renew(request: Request, response: Response, actor: Actor) -> None:
+    """Sliding expiry: every page a signed-in person opens extends their session."""
+    if actor.is_citizen:
+        set_cookie(request, response, CITIZEN, citizen_cookie_token(request, actor.id),
+                   _settings(request).citizen_token_minutes)
+    else:
+        set_cookie(request, response, STAFF, staff_cookie_token(request, actor.id),
+                   STAFF_PAGE_MINUTES)
+
+
+# ---------------------------------------------------------------- CSRF
+
+
+def csrf_seed(request: Request) -> str:
+    seed = request.cookies.get(CSRF) or getattr(request.state, "csrf_seed", None)
+    if not seed:
+        seed = secrets.token_urlsafe(24)
+        request.state.csrf_seed = seed
+    return str(seed)
+
+
+def csrf_token(request: Request) -> str:
+    return signing.keyed_hash(_settings(request).resolved_secret(), "csrf", csrf_seed(request))
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    seed = request.cookies.get(CSRF)
+    if not seed or not submitted or not signing.constant_time_equal(
+            signing.keyed_hash(_settings(request).resolved_secret(), "csrf", seed), submitted):
+        raise CsrfFailed()
+
+
+class CsrfFailed(errors.DomainError):
+    code = "CsrfFailed"
+    status = 403
+    message = "This form has expired. Please go back, reload the page and try again."
