@@ -1,0 +1,126 @@
+"""Staff sign-in: password (argon2) then TOTP; CSRF on forms; sessions that expire."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pyotp
+from sqlalchemy import select
+
+from teeka.db import session_scope
+from teeka.kit import clock
+from teeka.models import AuditEntry, StaffUser
+from tests.factories import PASSWORD
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html[:500]
+    return m[1]
+
+
+def code_for(secret: str, steps_ahead: int = 0) -> str:
+    return pyotp.TOTP(secret).at(int(clock.now().timestamp()) + 30 * steps_ahead)
+
+
+async def sign_in(client, username: str, secret: str | None = None) -> tuple[str, object]:
+    page = await client.get("/staff/login")
+    r = await client.post("/staff/login", data={"csrf": csrf_of(page.text), "username": username,
+                                                 "password": PASSWORD})
+    assert r.status_code == 303, r.text
+    page = await client.get(r.headers["location"])
+    assert page.status_code == 200
+    if secret is None:
+        secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page.text)[1]
+    r = await client.post("/staff/second-factor", data={"csrf": csrf_of(page.text),
+                                                         "code": code_for(secret)})
+    return secret, r
+
+
+async def test_first_sign_in_enrols_the_second_factor(client, world, maker) -> None:
+    secret, r = await sign_in(client, "vaccinator_a")
+    assert r.status_code == 303 and r.headers["location"] == "/staff/centre"
+    assert "teeka_staff" in r.headers.get("set-cookie", "")
+    async with session_scope(maker) as db:
+        staff = (await db.execute(select(StaffUser).where(StaffUser.username == "vaccinator_a"))
+                 ).scalar_one()
+        assert staff.totp_secret == secret
+        actions = (await db.execute(select(AuditEntry.action))).scalars().all()
+    assert "auth.staff.second_factor_passed" in actions
+    r = await client.get("/staff")
+    assert r.status_code == 303 and r.headers["location"] == "/staff/centre"
+
+
+async def test_a_code_is_accepted_once_and_a_wrong_one_not_at_all(client, world) -> None:
+    now = clock.now().timestamp()
+    clock.shift(timedelta(seconds=30 - now % 30 + 1))  # start of a 30 s step: no step change below
+    secret, r = await sign_in(client, "helpdesk")
+    assert r.status_code == 303
+    client.cookies.clear()
+    # the same code again (same 30-second step): refused
+    _, r = await sign_in(client, "helpdesk", secret)
+    assert r.status_code == 401
+    assert "teeka_staff" not in r.headers.get("set-cookie", "")
+    page = await client.get("/staff/second-factor")
+    r = await client.post("/staff/second-factor", data={"csrf": csrf_of(page.text),
+                                                         "code": "000000"})
+    assert r.status_code == 401
+    clock.shift(timedelta(seconds=31))
+    _, r = await sign_in(client, "helpdesk", secret)
+    assert r.status_code == 303
+
+
+async def test_wrong_password_and_missing_csrf(client, world) -> None:
+    page = await client.get("/staff/login", headers={"Accept-Language": "en"})
+    r = await client.post("/staff/login", data={"csrf": csrf_of(page.text),
+                                                 "username": "helpdesk", "password": "nope"},
+                          headers={"Accept-Language": "en"})
+    assert r.status_code == 401 and "Wrong username or password." in r.text
+    r = await client.post("/staff/login", data={"username": "helpdesk", "password": PASSWORD})
+    assert r.status_code == 403
+    r = await client.post("/staff/login", data={"csrf": "forged", "username": "helpdesk",
+                                                 "password": PASSWORD})
+    assert r.status_code == 403
+
+
+async def test_staff_pages_need_both_factors_and_expire(client, world) -> None:
+    r = await client.get("/staff")
+    assert r.status_code == 303 and r.headers["location"] == "/staff/login?next=/staff"
+    page = await client.get("/staff/login")
+    await client.post("/staff/login", data={"csrf": csrf_of(page.text),
+                                            "username": "vaccinator_a", "password": PASSWORD})
+    # password alone is not enough
+    r = await client.get("/staff")
+    assert r.status_code == 303 and r.headers["location"].startswith("/staff/login")
+    client.cookies.clear()
+    await sign_in(client, "vaccinator_a")
+    assert (await client.get("/staff")).status_code == 303
+    assert (await client.get("/staff")).headers["location"] == "/staff/centre"
+    clock.shift(timedelta(minutes=61))
+    r = await client.get("/staff")
+    assert r.headers["location"].startswith("/staff/login")
+
+
+async def test_api_login_needs_the_second_factor(client, world) -> None:
+    body = {"username": "raipur_admin", "password": PASSWORD}
+    r = await client.post("/api/v1/staff/login", json=body)
+    assert r.status_code == 403 and r.json()["code"] == "SecondFactorNotSetUp"
+    secret, _ = await sign_in(client, "raipur_admin")
+    clock.shift(timedelta(seconds=31))
+    r = await client.post("/api/v1/staff/login", json={**body, "totp": "123456"})
+    assert r.status_code == 401 and r.json()["code"] == "SecondFactorWrong"
+    r = await client.post("/api/v1/staff/login", json={**body, "totp": code_for(secret)})
+    assert r.status_code == 200, r.text
+    token = r.json()["token"]
+    r = await client.post("/api/v1/admin/sessions", headers={"Authorization": f"Bearer {token}"},
+                          json={})
+    assert r.status_code == 400  # authenticated; the empty body is what is wrong
+
+
+async def test_open_redirects_are_refused(client, world) -> None:
+    page = await client.get("/staff/login?next=//evil.example/x")
+    assert "//evil.example" not in page.text
+    r = await client.post("/staff/login", data={"csrf": csrf_of(page.text), "username": "helpdesk",
+                                                 "password": PASSWORD, "next": "https://evil.example"})
+    assert "evil" not in r.headers["location"]
