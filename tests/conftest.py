@@ -105,6 +105,7 @@ async def _clean(app: object) -> AsyncIterator[None]:
     async with session_scope(app.state.sessionmaker) as session:  # type: ignore[attr-defined]
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(delete(table))
+    app.state.snapshots.clear()  # type: ignore[attr-defined]
 
 
 # Fail the run when anything was skipped and TEEKA_NO_SKIPS=1 (CI): nothing CI can run may hide.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,10 +25,39 @@ from teeka.config import Settings, get_settings
 from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
+from teeka.surge.snapshot import SnapshotCache
 from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
 from teeka.web import errors as web_errors
 from teeka.web import security
+
+
+def _announcer(app: FastAPI, settings: Settings) -> Callable[[], None]:
+    """After a committed capacity change: mark this process's snapshots stale at once, and
+    tell the other processes through Redis when configured."""
+    publisher = None
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        publisher = aioredis.from_url(settings.redis_url)
+
+    def announce() -> None:
+        app.state.snapshots.capacity_changed()
+        if publisher is not None:
+            from teeka.surge.snapshot import CHANNEL
+
+            async def publish() -> None:
+                with contextlib.suppress(Exception):  # a lost notice costs at most max_age
+                    await publisher.publish(CHANNEL, b"1")
+
+            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(publish())
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+
+    return announce
+
+
+_pending: set[asyncio.Task[None]] = set()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,15 +67,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
+        listener = None
+        if settings.redis_url:
+            from teeka.surge.snapshot import listen_for_changes
+
+            listener = asyncio.create_task(listen_for_changes(app.state.snapshots,
+                                                              settings.redis_url))
         if settings.embedded_worker:
             from teeka.worker import run_forever
 
             task = asyncio.create_task(run_forever(app.state.sessionmaker, settings))
         yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for background in (task, listener):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await background
         await app.state.engine.dispose()
 
     app = FastAPI(title="Teeka", version="0.1.0", lifespan=lifespan,
@@ -54,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.snapshots = SnapshotCache(max_age=settings.snapshot_max_age)
+    app.state.capacity_changed = _announcer(app, settings)
     web_errors.install(app)
     security.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)

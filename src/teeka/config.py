@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
 
     db_pool_size: int = Field(default=10, ge=1)
+    # Seconds a request may wait for a database connection before it is refused with 503.
+    db_pool_timeout: float = 3.0
+
+    # Shared fast state (rate limits, waiting room, snapshot invalidation) across processes.
+    # Empty: in-process only (the embedded default).
+    redis_url: str = ""
+    snapshot_max_age: float = 2.0
     log_level: str = "INFO"
 
     @property

@@ -91,7 +91,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=0,
-                               pool_timeout=10, pool_pre_ping=True)
+                               pool_timeout=settings.db_pool_timeout, pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

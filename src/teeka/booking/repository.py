@@ -38,6 +38,7 @@ GUARD_ENABLED = True
 
 async def take_place(session: AsyncSession, bucket_id: int) -> bool:
     """Take one place from a bucket if one is free. True when taken."""
+    session.info["capacity_changed"] = True
     if not GUARD_ENABLED:
         return await _take_place_unguarded(session, bucket_id)
     result = await session.execute(
@@ -64,6 +65,7 @@ async def _take_place_unguarded(session: AsyncSession, bucket_id: int) -> bool:
 
 async def return_place(session: AsyncSession, bucket_id: int) -> None:
     """Give one place back. A counter that would go negative is a bug: fail loudly."""
+    session.info["capacity_changed"] = True
     result = await session.execute(
         update(CapacityBucket)
         .where(CapacityBucket.id == bucket_id, CapacityBucket.booked > 0)
@@ -75,6 +77,7 @@ async def return_place(session: AsyncSession, bucket_id: int) -> None:
 
 async def set_capacity(session: AsyncSession, bucket_id: int, capacity: int) -> bool:
     """Change a bucket's capacity unless that would put it below what is booked."""
+    session.info["capacity_changed"] = True
     result = await session.execute(
         update(CapacityBucket)
         .where(CapacityBucket.id == bucket_id, CapacityBucket.booked <= capacity)

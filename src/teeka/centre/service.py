@@ -105,6 +105,7 @@ async def publish_session(session: AsyncSession, *, actor: Actor, data: SessionC
                     capacity=capacity, booked=0,
                     release_at=None if share == Share.OPEN else release_at))
     await session.flush()
+    session.info["capacity_changed"] = True
     await log_action(session, actor=actor.label, action="centre.session.published",
                      object_type="session", object_id=vs.id, slots=len(labels))
     return vs

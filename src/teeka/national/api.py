@@ -7,11 +7,17 @@ booking.service); this module only translates names, formats and error shapes
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.access import access_beneficiary
@@ -20,6 +26,7 @@ from teeka.booking import service as booking
 from teeka.booking.pages import slip_items
 from teeka.booking.pdf import slip_pdf
 from teeka.citizen import service as citizen
+from teeka.db import session_scope
 from teeka.kit import clock
 from teeka.kit.phone import mask_id_number
 from teeka.models import (
@@ -44,6 +51,7 @@ from teeka.national.schemas import (
     Reschedule,
     Schedule,
 )
+from teeka.surge.snapshot import SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
@@ -110,27 +118,77 @@ def _flat_sessions(infos: list[CentreInfo], hindi: bool) -> list[Json]:
             for i in infos for s in i.sessions if s.available > 0]
 
 
-async def _known_district(db: Db, district_id: int) -> None:
+async def _known_district(db: AsyncSession, district_id: int) -> None:
     if await db.get(District, district_id) is None:
         raise errors.Invalid(detail="unknown district_id")
 
 
-async def _find(db: Db, request: Request, *, days: int, district_id: str | None = None,
-                pincode: str | None = None, center_id: str | None = None, day: str | None,
-                vaccine: str | None = None) -> list[CentreInfo]:
-    when = rules.parse_date(day)
-    if vaccine is not None and len(vaccine) > 40:
-        raise errors.Invalid(detail="unknown vaccine")
-    kwargs: Json = {}
-    if district_id is not None:
-        kwargs["district_id"] = rules.parse_int(district_id, "district_id")
-        await _known_district(db, kwargs["district_id"])
-    if pincode is not None:
-        kwargs["pincode"] = rules.parse_pincode(pincode)
-    if center_id is not None:
-        kwargs["centre_id"] = rules.parse_int(center_id, "center_id")
-    return await repository.centres_with_sessions(db, day=when, days=days, vaccine=vaccine,
-                                                  **kwargs)
+@dataclass(frozen=True)
+class Query:
+    """A validated availability question: what the snapshot is keyed by."""
+
+    days: int
+    day: date
+    district_id: int | None = None
+    pincode: int | None = None
+    centre_id: int | None = None
+    vaccine: str | None = None
+
+    @classmethod
+    def parse(cls, *, days: int, day: str | None, district_id: str | None = None,
+              pincode: str | None = None, center_id: str | None = None,
+              vaccine: str | None = None) -> Query:
+        if vaccine is not None and not (0 < len(vaccine) <= 40):
+            raise errors.Invalid(detail="unknown vaccine")
+        return cls(days=days, day=rules.parse_date(day),
+                   district_id=None if district_id is None
+                   else rules.parse_int(district_id, "district_id"),
+                   pincode=None if pincode is None else rules.parse_pincode(pincode),
+                   centre_id=None if center_id is None else rules.parse_int(center_id, "center_id"),
+                   vaccine=vaccine.upper() if vaccine else None)
+
+    async def centres(self, db: AsyncSession) -> list[CentreInfo]:
+        if self.district_id is not None:
+            await _known_district(db, self.district_id)
+        return await repository.centres_with_sessions(
+            db, day=self.day, days=self.days, district_id=self.district_id,
+            pincode=self.pincode, centre_id=self.centre_id, vaccine=self.vaccine)
+
+
+async def _snapshot(request: Request, kind: str, query: Query,
+                    shape: Callable[[list[CentreInfo], bool], Json]) -> Response:
+    """Serve a public availability answer from the snapshot cache (teeka.surge.snapshot):
+    built at most every 2 seconds per question, and soon after any capacity change."""
+    hindi = _hindi(request)
+    cache: SnapshotCache = request.app.state.snapshots
+
+    async def build() -> bytes:
+        async with session_scope(request.app.state.sessionmaker) as db:
+            infos = await query.centres(db)
+        return json.dumps(shape(infos, hindi), ensure_ascii=False,
+                          separators=(",", ":")).encode()
+
+    entry = await cache.get(f"{kind}|{query}|{hindi}", build)
+    headers = {"ETag": entry.etag, "Cache-Control": f"public, max-age={int(cache.max_age)}",
+               "X-Data-Age": f"{time.monotonic() - entry.built_at:.2f}",
+               "Vary": "Accept-Language"}
+    if request.headers.get("if-none-match") == entry.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(entry.body, media_type="application/json", headers=headers)
+
+
+def _sessions_answer(infos: list[CentreInfo], hindi: bool) -> Json:
+    return {"sessions": _flat_sessions(infos, hindi)}
+
+
+def _calendar_answer(infos: list[CentreInfo], hindi: bool) -> Json:
+    return {"centers": [_calendar_centre(i, hindi) for i in infos if i.sessions]}
+
+
+def _one_centre_answer(infos: list[CentreInfo], hindi: bool) -> Json:
+    if not infos:
+        raise errors.Invalid(detail="unknown center_id")
+    return {"centers": _calendar_centre(infos[0], hindi)}
 
 
 # ------------------------------------------------------------------ public: locations
@@ -160,40 +218,38 @@ async def districts(state_id: str, db: Db, request: Request) -> Json:
 
 
 @router.get("/appointment/sessions/public/findByPin")
-async def find_by_pin(db: Db, request: Request, pincode: str | None = None,
-                      date: str | None = None) -> Json:
-    infos = await _find(db, request, days=1, pincode=pincode or "", day=date)
-    return {"sessions": _flat_sessions(infos, _hindi(request))}
+async def find_by_pin(request: Request, pincode: str | None = None,
+                      date: str | None = None) -> Response:
+    query = Query.parse(days=1, day=date, pincode=pincode or "")
+    return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
 @router.get("/appointment/sessions/public/findByDistrict")
-async def find_by_district(db: Db, request: Request, district_id: str | None = None,
-                           date: str | None = None) -> Json:
-    infos = await _find(db, request, days=1, district_id=district_id or "", day=date)
-    return {"sessions": _flat_sessions(infos, _hindi(request))}
+async def find_by_district(request: Request, district_id: str | None = None,
+                           date: str | None = None) -> Response:
+    query = Query.parse(days=1, day=date, district_id=district_id or "")
+    return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
 @router.get("/appointment/sessions/public/calendarByPin")
-async def calendar_by_pin(db: Db, request: Request, pincode: str | None = None,
-                          date: str | None = None) -> Json:
-    infos = await _find(db, request, days=7, pincode=pincode or "", day=date)
-    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+async def calendar_by_pin(request: Request, pincode: str | None = None,
+                          date: str | None = None) -> Response:
+    query = Query.parse(days=7, day=date, pincode=pincode or "")
+    return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
 @router.get("/appointment/sessions/public/calendarByDistrict")
-async def calendar_by_district(db: Db, request: Request, district_id: str | None = None,
-                               date: str | None = None) -> Json:
-    infos = await _find(db, request, days=7, district_id=district_id or "", day=date)
-    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+async def calendar_by_district(request: Request, district_id: str | None = None,
+                               date: str | None = None) -> Response:
+    query = Query.parse(days=7, day=date, district_id=district_id or "")
+    return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
 @router.get("/appointment/sessions/public/calendarByCenter")
-async def calendar_by_center(db: Db, request: Request, center_id: str | None = None,
-                             date: str | None = None) -> Json:
-    infos = await _find(db, request, days=7, center_id=center_id or "", day=date)
-    if not infos:
-        raise errors.Invalid(detail="unknown center_id")
-    return {"centers": _calendar_centre(infos[0], _hindi(request))}
+async def calendar_by_center(request: Request, center_id: str | None = None,
+                             date: str | None = None) -> Response:
+    query = Query.parse(days=7, day=date, center_id=center_id or "")
+    return await _snapshot(request, "centre", query, _one_centre_answer)
 
 
 @router.get("/appointment/centers/public/findByLatLong")
@@ -323,34 +379,33 @@ async def _slot(db: Db, appt: Appointment) -> str:
 
 
 @router.get("/appointment/sessions/findByPin")
-async def p_find_by_pin(db: Db, request: Request, actor: CurrentActor, pincode: str | None = None,
-                        date: str | None = None, vaccine: str | None = None) -> Json:
-    infos = await _find(db, request, days=1, pincode=pincode or "", day=date, vaccine=vaccine)
-    return {"sessions": _flat_sessions(infos, _hindi(request))}
+async def p_find_by_pin(request: Request, actor: CurrentActor, pincode: str | None = None,
+                        date: str | None = None, vaccine: str | None = None) -> Response:
+    query = Query.parse(days=1, day=date, pincode=pincode or "", vaccine=vaccine)
+    return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
 @router.get("/appointment/sessions/findByDistrict")
-async def p_find_by_district(db: Db, request: Request, actor: CurrentActor,
+async def p_find_by_district(request: Request, actor: CurrentActor,
                              district_id: str | None = None, date: str | None = None,
-                             vaccine: str | None = None) -> Json:
-    infos = await _find(db, request, days=1, district_id=district_id or "", day=date, vaccine=vaccine)
-    return {"sessions": _flat_sessions(infos, _hindi(request))}
+                             vaccine: str | None = None) -> Response:
+    query = Query.parse(days=1, day=date, district_id=district_id or "", vaccine=vaccine)
+    return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
 @router.get("/appointment/sessions/calendarByPin")
-async def p_calendar_by_pin(db: Db, request: Request, actor: CurrentActor,
-                            pincode: str | None = None, date: str | None = None,
-                            vaccine: str | None = None) -> Json:
-    infos = await _find(db, request, days=7, pincode=pincode or "", day=date, vaccine=vaccine)
-    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+async def p_calendar_by_pin(request: Request, actor: CurrentActor, pincode: str | None = None,
+                            date: str | None = None, vaccine: str | None = None) -> Response:
+    query = Query.parse(days=7, day=date, pincode=pincode or "", vaccine=vaccine)
+    return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
 @router.get("/appointment/sessions/calendarByDistrict")
-async def p_calendar_by_district(db: Db, request: Request, actor: CurrentActor,
+async def p_calendar_by_district(request: Request, actor: CurrentActor,
                                  district_id: str | None = None, date: str | None = None,
-                                 vaccine: str | None = None) -> Json:
-    infos = await _find(db, request, days=7, district_id=district_id or "", day=date, vaccine=vaccine)
-    return {"centers": [_calendar_centre(i, _hindi(request)) for i in infos if i.sessions]}
+                                 vaccine: str | None = None) -> Response:
+    query = Query.parse(days=7, day=date, district_id=district_id or "", vaccine=vaccine)
+    return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
 # ------------------------------------------------------------------ partner: appointments

@@ -37,6 +37,8 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         async with session_scope(request.app.state.sessionmaker) as session:
             yield session
+        if session.info.get("capacity_changed"):
+            request.app.state.capacity_changed()
     except sa_exc.TimeoutError as exc:
         raise errors.Busy() from exc
     except sa_exc.DBAPIError as exc:

@@ -1,0 +1,98 @@
+"""Public availability from snapshots: single-flight builds, bounded staleness, ETags, and
+invalidation across processes through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from teeka.surge.snapshot import CHANNEL, SnapshotCache, listen_for_changes
+from tests.factories import bulk_citizens, publish
+
+SLOT = "09:00AM-11:00AM"
+
+
+async def test_many_readers_of_a_stale_answer_cause_one_build() -> None:
+    cache = SnapshotCache(max_age=2.0)
+    builds = 0
+
+    async def build() -> bytes:
+        nonlocal builds
+        builds += 1
+        await asyncio.sleep(0.05)
+        return b'{"n":1}'
+
+    entries = await asyncio.gather(*[cache.get("k", build) for _ in range(200)])
+    assert builds == 1 and len({e.etag for e in entries}) == 1
+
+
+async def test_answers_are_rebuilt_after_max_age_and_soon_after_a_change() -> None:
+    cache = SnapshotCache(max_age=0.3, after_change=0.05)
+    n = 0
+
+    async def build() -> bytes:
+        nonlocal n
+        n += 1
+        return str(n).encode()
+
+    assert (await cache.get("k", build)).body == b"1"
+    assert (await cache.get("k", build)).body == b"1"  # fresh
+    await asyncio.sleep(0.31)
+    assert (await cache.get("k", build)).body == b"2"  # older than max_age
+    cache.capacity_changed()
+    assert (await cache.get("k", build)).body == b"2"  # debounced: within after_change
+    await asyncio.sleep(0.06)
+    assert (await cache.get("k", build)).body == b"3"  # a change was seen: rebuilt
+
+
+async def test_etag_304_and_data_age_and_a_booking_shows_within_two_seconds(client, world,
+                                                                             maker, settings
+                                                                             ) -> None:
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    day = (clock.today() + timedelta(days=1)).strftime("%d-%m-%Y")
+    params = {"pincode": "492001", "date": day}
+    url = "/api/v2/appointment/sessions/public/findByPin"
+    r = await client.get(url, params=params)
+    assert r.status_code == 200 and float(r.headers["X-Data-Age"]) <= 2.0
+    assert "max-age=2" in r.headers["Cache-Control"]
+    etag = r.headers["ETag"]
+    again = await client.get(url, params=params, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    booked = await client.post("/api/v1/appointments", headers={**h, "Idempotency-Key": "snap-0001"},
+                               json={"session_id": sid, "slot": SLOT, "beneficiaries": [ref]})
+    assert booked.status_code == 201
+    started = time.monotonic()
+    while True:
+        r = await client.get(url, params=params)
+        if r.json()["sessions"][0]["available_capacity"] == 2:
+            break
+        assert time.monotonic() - started < 2.0, "booking not visible within 2 seconds"
+        await asyncio.sleep(0.05)
+    assert r.headers["ETag"] != etag
+
+
+async def test_a_change_in_one_process_reaches_another_through_redis(settings) -> None:
+    import redis.asyncio as aioredis
+
+    url = "redis://127.0.0.1:6379/15"
+    other = SnapshotCache()
+    listener = asyncio.create_task(listen_for_changes(other, url))
+    await asyncio.sleep(0.2)
+    client = aioredis.from_url(url)
+    try:
+        before = other.changed_at
+        await client.publish(CHANNEL, uuid.uuid4().hex.encode())
+        for _ in range(50):
+            if other.changed_at > before:
+                break
+            await asyncio.sleep(0.02)
+        assert other.changed_at > before
+    finally:
+        listener.cancel()
+        await client.aclose()
