@@ -73,7 +73,10 @@ def database_url() -> Iterator[str]:
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(database_url=database_url, secret_key="test-secret-" + "x" * 20,
                     data_dir=tmp_path_factory.mktemp("var"), embedded_worker=False,
-                    otp_resend_interval_seconds=0, environment="development", db_pool_size=20)
+                    otp_resend_interval_seconds=0, environment="development", db_pool_size=20,
+                    # limits have their own tests (tests/surge/test_limits.py)
+                    limit_public="100000/minute", limit_otp="100000/minute",
+                    limit_search="100000/minute", limit_booking="100000/minute")
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +109,9 @@ async def _clean(app: object) -> AsyncIterator[None]:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(delete(table))
     app.state.snapshots.clear()  # type: ignore[attr-defined]
+    from teeka.surge.limits import Limiter
+
+    app.state.limiter = Limiter(app.state.settings)  # type: ignore[attr-defined]
 
 
 # Fail the run when anything was skipped and TEEKA_NO_SKIPS=1 (CI): nothing CI can run may hide.
@@ -168,7 +174,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"sqlite+aiosqlite:///{tmp / 'live.sqlite3'}"
     env = {**os.environ, "TEEKA_DATABASE_URL": url, "TEEKA_SECRET_KEY": "live-" + "s" * 30,
            "TEEKA_ENVIRONMENT": "development", "TEEKA_DATA_DIR": str(tmp),
-           "TEEKA_OTP_RESEND_INTERVAL_SECONDS": "0", "TEEKA_LOG_LEVEL": "WARNING"}
+           "TEEKA_OTP_RESEND_INTERVAL_SECONDS": "0", "TEEKA_LOG_LEVEL": "WARNING",
+           "TEEKA_LIMIT_PUBLIC": "100000/minute", "TEEKA_LIMIT_OTP": "100000/minute",
+           "TEEKA_LIMIT_SEARCH": "100000/minute", "TEEKA_LIMIT_BOOKING": "100000/minute"}
     teeka = str(Path(sys.executable).parent / "teeka")
     for cmd in (["db", "upgrade"], ["demo"]):
         subprocess.run([teeka, *cmd], env=env, check=True, capture_output=True, timeout=300)

@@ -25,6 +25,7 @@ from teeka.config import Settings, get_settings
 from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
+from teeka.surge.limits import Limiter
 from teeka.surge.snapshot import SnapshotCache
 from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.snapshots = SnapshotCache(max_age=settings.snapshot_max_age)
+    app.state.limiter = Limiter(settings)
     app.state.capacity_changed = _announcer(app, settings)
     web_errors.install(app)
     security.install(app)

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Empty: in-process only (the embedded default).
     redis_url: str = ""
     snapshot_max_age: float = 2.0
+
+    # Rate limits ("N/period", the `limits` library's notation).
+    limits_enabled: bool = True
+    limit_public: str = "100/5minutes"
+    limit_otp: str = "5/hour"
+    limit_search: str = "20/15minutes"
+    limit_booking: str = "20/hour"
     log_level: str = "INFO"
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from teeka import errors
 from teeka.booking import service
@@ -19,12 +19,14 @@ from teeka.booking.schemas import (
     SessionAvailability,
 )
 from teeka.kit import clock
+from teeka.surge.limits import limiter, public_limit
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["booking"])
 
 
-@router.get("/sessions", response_model=list[SessionAvailability])
+@router.get("/sessions", response_model=list[SessionAvailability],
+            dependencies=[Depends(public_limit)])
 async def sessions(db: Db, district_id: int | None = None,
                    pincode: Annotated[int | None, Query(ge=100000, le=999999)] = None,
                    centre_id: int | None = None, day: Annotated[date | None, Query(alias="date")] = None,
@@ -36,8 +38,10 @@ async def sessions(db: Db, district_id: int | None = None,
 
 
 @router.post("/appointments", response_model=BookingRead, status_code=201)
-async def book(body: BookingCreate, db: Db, actor: CurrentActor, settings: AppSettings,
+async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActor,
+               settings: AppSettings,
                idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
+    await limiter(request).hit("booking", actor.label)
     result = await service.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,13 +19,16 @@ from teeka.citizen.schemas import (
 )
 from teeka.kit.phone import mask_id_number
 from teeka.models import Appointment, AppointmentStatus, Beneficiary, DoseRecord
+from teeka.surge.limits import otp_limit
 from teeka.web.deps import AppSettings, CurrentActor, Db, Lang
 
 router = APIRouter(prefix="/api/v1", tags=["citizen"])
 
 
 @router.post("/auth/otp", response_model=OtpSent)
-async def request_otp(body: OtpRequest, db: Db, settings: AppSettings, lang: Lang) -> OtpSent:
+async def request_otp(request: Request, body: OtpRequest, db: Db, settings: AppSettings,
+                      lang: Lang) -> OtpSent:
+    await otp_limit(request, body.mobile)
     txn = await service.request_otp(db, settings, mobile=body.mobile, lang=lang)
     return OtpSent(txn_id=txn)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,10 +51,12 @@ from teeka.national.schemas import (
     Reschedule,
     Schedule,
 )
+from teeka.surge.limits import limiter, otp_limit, public_limit
 from teeka.surge.snapshot import SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
+PublicLimit = Depends(public_limit)
 TTL = 24
 Json = dict[str, Any]
 
@@ -194,7 +196,7 @@ def _one_centre_answer(infos: list[CentreInfo], hindi: bool) -> Json:
 # ------------------------------------------------------------------ public: locations
 
 
-@router.get("/admin/location/states")
+@router.get("/admin/location/states", dependencies=[PublicLimit])
 async def states(db: Db, request: Request) -> Json:
     rows = (await db.execute(select(State).order_by(State.id))).scalars().all()
     return {"states": [{"state_id": s.id, **_names(_hindi(request),
@@ -202,7 +204,7 @@ async def states(db: Db, request: Request) -> Json:
                        for s in rows], "ttl": TTL}
 
 
-@router.get("/admin/location/districts/{state_id}")
+@router.get("/admin/location/districts/{state_id}", dependencies=[PublicLimit])
 async def districts(state_id: str, db: Db, request: Request) -> Json:
     sid = rules.parse_int(state_id, "state_id")
     if await db.get(State, sid) is None:
@@ -217,42 +219,42 @@ async def districts(state_id: str, db: Db, request: Request) -> Json:
 # ------------------------------------------------------------------ public: availability
 
 
-@router.get("/appointment/sessions/public/findByPin")
+@router.get("/appointment/sessions/public/findByPin", dependencies=[PublicLimit])
 async def find_by_pin(request: Request, pincode: str | None = None,
                       date: str | None = None) -> Response:
     query = Query.parse(days=1, day=date, pincode=pincode or "")
     return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
-@router.get("/appointment/sessions/public/findByDistrict")
+@router.get("/appointment/sessions/public/findByDistrict", dependencies=[PublicLimit])
 async def find_by_district(request: Request, district_id: str | None = None,
                            date: str | None = None) -> Response:
     query = Query.parse(days=1, day=date, district_id=district_id or "")
     return await _snapshot(request, "findBy", query, _sessions_answer)
 
 
-@router.get("/appointment/sessions/public/calendarByPin")
+@router.get("/appointment/sessions/public/calendarByPin", dependencies=[PublicLimit])
 async def calendar_by_pin(request: Request, pincode: str | None = None,
                           date: str | None = None) -> Response:
     query = Query.parse(days=7, day=date, pincode=pincode or "")
     return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
-@router.get("/appointment/sessions/public/calendarByDistrict")
+@router.get("/appointment/sessions/public/calendarByDistrict", dependencies=[PublicLimit])
 async def calendar_by_district(request: Request, district_id: str | None = None,
                                date: str | None = None) -> Response:
     query = Query.parse(days=7, day=date, district_id=district_id or "")
     return await _snapshot(request, "calendar", query, _calendar_answer)
 
 
-@router.get("/appointment/sessions/public/calendarByCenter")
+@router.get("/appointment/sessions/public/calendarByCenter", dependencies=[PublicLimit])
 async def calendar_by_center(request: Request, center_id: str | None = None,
                              date: str | None = None) -> Response:
     query = Query.parse(days=7, day=date, center_id=center_id or "")
     return await _snapshot(request, "centre", query, _one_centre_answer)
 
 
-@router.get("/appointment/centers/public/findByLatLong")
+@router.get("/appointment/centers/public/findByLatLong", dependencies=[PublicLimit])
 async def find_by_lat_long(db: Db, request: Request, lat: str | None = None,
                            long: str | None = None) -> Json:
     la = rules.parse_coordinate(lat, "lat", -90, 90)
@@ -273,6 +275,7 @@ async def find_by_lat_long(db: Db, request: Request, lat: str | None = None,
 
 
 async def _generate(body: GenerateOtp, db: Db, settings: AppSettings, request: Request) -> Json:
+    await otp_limit(request, body.mobile)
     txn = await citizen.request_otp(db, settings, mobile=body.mobile,
                                     lang="hi" if _hindi(request) else "en")
     return {"txnId": txn}
@@ -381,6 +384,7 @@ async def _slot(db: Db, appt: Appointment) -> str:
 @router.get("/appointment/sessions/findByPin")
 async def p_find_by_pin(request: Request, actor: CurrentActor, pincode: str | None = None,
                         date: str | None = None, vaccine: str | None = None) -> Response:
+    await limiter(request).hit("search", actor.label)
     query = Query.parse(days=1, day=date, pincode=pincode or "", vaccine=vaccine)
     return await _snapshot(request, "findBy", query, _sessions_answer)
 
@@ -389,6 +393,7 @@ async def p_find_by_pin(request: Request, actor: CurrentActor, pincode: str | No
 async def p_find_by_district(request: Request, actor: CurrentActor,
                              district_id: str | None = None, date: str | None = None,
                              vaccine: str | None = None) -> Response:
+    await limiter(request).hit("search", actor.label)
     query = Query.parse(days=1, day=date, district_id=district_id or "", vaccine=vaccine)
     return await _snapshot(request, "findBy", query, _sessions_answer)
 
@@ -396,6 +401,7 @@ async def p_find_by_district(request: Request, actor: CurrentActor,
 @router.get("/appointment/sessions/calendarByPin")
 async def p_calendar_by_pin(request: Request, actor: CurrentActor, pincode: str | None = None,
                             date: str | None = None, vaccine: str | None = None) -> Response:
+    await limiter(request).hit("search", actor.label)
     query = Query.parse(days=7, day=date, pincode=pincode or "", vaccine=vaccine)
     return await _snapshot(request, "calendar", query, _calendar_answer)
 
@@ -404,6 +410,7 @@ async def p_calendar_by_pin(request: Request, actor: CurrentActor, pincode: str 
 async def p_calendar_by_district(request: Request, actor: CurrentActor,
                                  district_id: str | None = None, date: str | None = None,
                                  vaccine: str | None = None) -> Response:
+    await limiter(request).hit("search", actor.label)
     query = Query.parse(days=7, day=date, district_id=district_id or "", vaccine=vaccine)
     return await _snapshot(request, "calendar", query, _calendar_answer)
 
@@ -426,9 +433,10 @@ async def _booking(db: Db, actor: CurrentActor, appointment_id: str) -> list[App
 
 
 @router.post("/appointment/schedule")
-async def schedule(body: Schedule, db: Db, actor: CurrentActor,
+async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor,
                    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
                    ) -> Json:
+    await limiter(request).hit("booking", actor.label)
     if body.center_id is not None:
         vs = await db.get(VaccinationSession, body.session_id)
         if vs is None or vs.centre_id != body.center_id:

@@ -25,7 +25,8 @@ def domain_response(request: Request, exc: errors.DomainError) -> Response:
     if isinstance(exc, LoginRequired) and not _is_api(request):
         return RedirectResponse(exc.location, status_code=303)
     lang = _lang(request)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    retry = exc.params.get("seconds") or exc.retry_after
+    headers = {"Retry-After": str(retry)} if retry else {}
     if request.url.path.startswith("/api/v2/"):
         from teeka.national.rules import national_code
 
