@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
@@ -26,6 +26,7 @@ from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.surge.limits import Limiter
+from teeka.surge.shedding import LoadShedder
 from teeka.surge.snapshot import SnapshotCache
 from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web_errors.install(app)
     security.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(LoadShedder, max_in_flight=settings.max_in_flight)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api):
         app.include_router(module.router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
@@ -109,5 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

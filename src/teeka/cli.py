@@ -98,7 +98,10 @@ def _run(work: Work[T]) -> T:
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-          workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1) -> None:
+          workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+          limit_concurrency: Annotated[int, typer.Option(
+              min=1, help="Open connections per worker before new ones get 503.")] = 2000,
+          ) -> None:
     """Serve the web application and the APIs (uvicorn)."""
     import uvicorn
 
@@ -106,7 +109,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     typer.echo(f"teeka: serving http://{host}:{port} with {workers} worker(s), "
                f"database {_where(settings)}", err=True)
     uvicorn.run("teeka.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level.lower(), proxy_headers=True, server_header=False)
+                log_level=settings.log_level.lower(), proxy_headers=True, server_header=False,
+                # Bounded under a flood of slow clients: connections, idle keep-alive, headers.
+                limit_concurrency=limit_concurrency, timeout_keep_alive=5, backlog=4096,
+                h11_max_incomplete_event_size=16 * 1024)
 
 
 @app.command()

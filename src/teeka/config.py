@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
 
     db_pool_size: int = Field(default=10, ge=1)
+    # Requests one worker process works on at once; more are refused at once with 503.
+    max_in_flight: int = Field(default=256, ge=1)
     # Seconds a request may wait for a database connection before it is refused with 503.
     db_pool_timeout: float = 3.0
 

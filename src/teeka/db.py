@@ -73,7 +73,8 @@ def make_engine(settings: Settings) -> AsyncEngine:
             engine = create_async_engine(url, poolclass=StaticPool,
                                          connect_args={"timeout": 30})
         else:
-            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+            engine = create_async_engine(url, pool_size=1, max_overflow=0,
+                                         pool_timeout=settings.db_pool_timeout,
                                          connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

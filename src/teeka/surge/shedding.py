@@ -1,0 +1,64 @@
+"""Load shedding: each worker process bounds the requests it works on at once. Beyond the bound
+it answers 503 with Retry-After at once, instead of queueing until everyone times out. Health
+and metrics are never shed. (Database connections are bounded by the pool; waiting for one is
+bounded by TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from teeka.i18n import pick_language, translate
+
+IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this process")
+SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
+EXEMPT = ("/healthz", "/metrics")
+MESSAGE = "The system is busy. Please try again in a few seconds."
+
+
+class LoadShedder:
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = retry_after
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            SHED.inc()
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            IN_FLIGHT.dec()
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        lang = pick_language(None, headers.get("accept-language"))
+        text = translate(lang, MESSAGE)
+        path: str = scope["path"]
+        if path.startswith("/api/v2/"):
+            body = json.dumps({"errorCode": "APPOIN0503", "error": text}, ensure_ascii=False)
+            kind = b"application/json"
+        elif path.startswith("/api/"):
+            body = json.dumps({"code": "Busy", "message": text}, ensure_ascii=False)
+            kind = b"application/json"
+        else:
+            body = (f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>{text}'
+                    f"</title><p>{translate('hi', MESSAGE)}</p><p>{MESSAGE}</p></html>")
+            kind = b"text/html; charset=utf-8"
+        data = body.encode()
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
+            (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": data})

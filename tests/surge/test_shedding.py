@@ -1,0 +1,47 @@
+"""Load shedding: beyond the in-flight bound a worker answers 503 + Retry-After at once; health
+stays responsive; a request that cannot get a database connection in time is a 503 too."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import httpx
+from sqlalchemy import text
+
+from teeka.app import create_app
+
+
+async def test_overload_is_refused_at_once_and_health_stays_up(settings, world) -> None:
+    app = create_app(settings.model_copy(update={"max_in_flight": 2}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://teeka.test") as c:
+        results = await asyncio.gather(
+            *[c.get("/api/v2/admin/location/districts/7") for _ in range(30)],
+            *[c.get("/api/v1/sessions", params={"district_id": 109}) for _ in range(10)],
+            *[c.get("/healthz") for _ in range(10)])
+        codes = Counter(r.status_code for r in results)
+        assert codes[503] > 0 and codes[200] > 0 and set(codes) <= {200, 503}, codes
+        for r in results:
+            if r.status_code == 503:
+                assert r.headers["Retry-After"] == "2"
+                assert ("errorCode" in r.json()) == r.url.path.startswith("/api/v2/")
+        assert all(r.status_code == 200 for r in results if r.url.path == "/healthz")
+        metrics = await c.get("/metrics")
+        assert "teeka_requests_shed_total" in metrics.text
+    await app.state.engine.dispose()
+
+
+async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
+    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout": 0.3}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://teeka.test") as c:
+        async with app.state.sessionmaker() as hog:
+            await hog.execute(text("SELECT 1"))  # holds the only connection
+            r = await c.get("/api/v2/admin/location/districts/7")
+            assert r.status_code == 503 and r.headers["Retry-After"]
+            assert r.json()["errorCode"] == "APPOIN0503"
+            r = await c.get("/api/v1/sessions", params={"district_id": 109})
+            assert r.status_code == 503 and r.json()["code"] == "Busy"
+        assert (await c.get("/api/v2/admin/location/districts/7")).status_code == 200
+    await app.state.engine.dispose()
