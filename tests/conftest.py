@@ -112,6 +112,9 @@ async def _clean(app: object) -> AsyncIterator[None]:
     from teeka.surge.limits import Limiter
 
     app.state.limiter = Limiter(app.state.settings)  # type: ignore[attr-defined]
+    from teeka.surge.store import MemoryStore
+
+    app.state.waiting_room.store = MemoryStore()  # type: ignore[attr-defined]
 
 
 # Fail the run when anything was skipped and TEEKA_NO_SKIPS=1 (CI): nothing CI can run may hide.

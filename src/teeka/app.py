@@ -25,9 +25,12 @@ from teeka.config import Settings, get_settings
 from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
+from teeka.surge import api as surge_api
 from teeka.surge.limits import Limiter
+from teeka.surge.service import WaitingRoom
 from teeka.surge.shedding import LoadShedder
 from teeka.surge.snapshot import SnapshotCache
+from teeka.surge.store import MemoryStore, RedisStore
 from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
 from teeka.web import errors as web_errors
@@ -94,12 +97,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.snapshots = SnapshotCache(max_age=settings.snapshot_max_age)
     app.state.limiter = Limiter(settings)
+    app.state.waiting_room = WaitingRoom(
+        RedisStore(settings.redis_url) if settings.redis_url else MemoryStore(),
+        settings.resolved_secret())
     app.state.capacity_changed = _announcer(app, settings)
     web_errors.install(app)
     security.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(LoadShedder, max_in_flight=settings.max_in_flight)
-    for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api):
+    for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api,
+                   surge_api):
         app.include_router(module.router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
                   vaccination_pages):

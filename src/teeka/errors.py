@@ -87,6 +87,14 @@ IdempotencyKeyReused = _error("IdempotencyKeyReused", 422,
                               "This request key was already used for a different booking.")
 NotReschedulable = _error("NotReschedulable", 409, "Only a booked appointment can be changed.")
 
+# Waiting room
+QueueTokenInvalid = _error("QueueTokenInvalid", 403,
+                           "This waiting-room ticket is not valid. Please join the queue again.")
+NotOpenYet = _error("NotOpenYet", 409, "These places open at {at}. Join the queue to get a turn.")
+HoldRequired = _error("HoldRequired", 409,
+                      "These places are given out through the waiting room. Join the queue; "
+                      "when your turn comes, places are kept for you.")
+
 # Certificates
 CertificateNotIssued = _error("CertificateNotIssued", 404,
                               "The certificate has not been issued yet.")

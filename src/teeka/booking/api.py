@@ -19,6 +19,7 @@ from teeka.booking.schemas import (
     SessionAvailability,
 )
 from teeka.kit import clock
+from teeka.surge import api as surge_api
 from teeka.surge.limits import limiter, public_limit
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
@@ -42,9 +43,12 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
                settings: AppSettings,
                idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
     await limiter(request).hit("booking", actor.label)
+    opening = await surge_api.gate(request, db, actor, body.session_id)
     result = await service.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)
+    if not result.replayed:
+        await surge_api.used(request, opening, actor, len(result.appointment_ids))
     return BookingRead(confirmation_no=result.confirmation_no,
                        appointment_ids=result.appointment_ids,
                        slip_url=f"/slip/{result.confirmation_no}?sig="

@@ -9,6 +9,7 @@ from teeka.models.outbox import DevSms, OutboxMessage, OutboxStatus
 from teeka.models.schedule import (
     CapacityBucket,
     DoseKind,
+    Opening,
     SessionSlot,
     Share,
     VaccinationSession,
@@ -20,7 +21,7 @@ from teeka.models.vaccine import Vaccine, VaccineInterval
 __all__ = [
     "Account", "Appointment", "AppointmentStatus", "AuditEntry", "Beneficiary",
     "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee",
-    "DevSms", "District", "DoseKind", "DoseRecord", "FeeType", "OtpChallenge", "OutboxMessage",
+    "DevSms", "District", "DoseKind", "DoseRecord", "FeeType", "Opening", "OtpChallenge", "OutboxMessage",
     "OutboxStatus", "Role", "SessionSlot", "Share", "StaffUser", "State", "VaccinationSession",
     "Vaccine", "VaccineInterval",
 ]

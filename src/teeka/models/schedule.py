@@ -85,3 +85,18 @@ class CapacityBucket(Base):
     booked: Mapped[int] = mapped_column(Integer, default=0)
     # After this moment what is unused in a priority share is open to everyone (None: never).
     release_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Opening(Base):
+    """A release of places at a set time, with a waiting room: a scope (the state, or one
+    district) and the sessions on or after `first_day` in it. While it is open, places in its
+    scope are booked only by people the waiting room admitted (teeka.surge)."""
+
+    __tablename__ = "opening"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("district.id"), nullable=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    hold_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    admit_per_second: Mapped[int] = mapped_column(Integer, default=50)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -51,6 +51,7 @@ from teeka.national.schemas import (
     Reschedule,
     Schedule,
 )
+from teeka.surge import api as surge_api
 from teeka.surge.limits import limiter, otp_limit, public_limit
 from teeka.surge.snapshot import SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
@@ -441,10 +442,13 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         vs = await db.get(VaccinationSession, body.session_id)
         if vs is None or vs.centre_id != body.center_id:
             raise errors.Invalid(detail="session_id is not at center_id")
+    opening = await surge_api.gate(request, db, actor, body.session_id)
     result = await booking.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose,
         idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}")
+    if not result.replayed:
+        await surge_api.used(request, opening, actor, len(result.appointment_ids))
     return {"appointment_confirmation_no": result.confirmation_no}
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -16,13 +17,24 @@ from teeka.config import Settings
 from teeka.db import session_scope
 from teeka.i18n import pick_language
 
-# PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients.
-_RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01"}
+# PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
+# and a failover in progress: admin/crash shutdown, cannot connect now, read-only transaction (a
+# demoted node), query canceled (statement_timeout, e.g. a commit blocked with no synchronous
+# standby). Class 08 (connection exceptions) too; see docs/operations.md.
+_RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01", "57P02", "57P03", "25006", "57014"}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def _retryable(exc: sa_exc.DBAPIError) -> bool:
+    state = _sqlstate(exc) or ""
+    return (state in _RETRYABLE or state.startswith("08") or exc.connection_invalidated
+            or "database is locked" in str(exc)
+            or "None of the hosts match the target attribute" in str(exc))  # no primary yet
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -33,18 +45,28 @@ def get_settings_dep(request: Request) -> Settings:
 async def db(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit once at the end (before the response is sent),
     or roll back. A lost race the database resolved (deadlock, serialization) or an exhausted
-    pool becomes a retryable Busy (503 + Retry-After), never a 500."""
+    pool becomes a retryable Busy (503 + Retry-After), never a 500; so does a failover in
+    progress (no primary reachable, a connection lost, a commit not yet on a standby).
+
+    On PostgreSQL a write request's transaction always gets a transaction id, so its commit
+    waits for the synchronous standby even when the request only read (an idempotent replay of
+    a booking that may so far exist on this node alone): what we acknowledge is replicated."""
     try:
         async with session_scope(request.app.state.sessionmaker) as session:
             yield session
+            if (request.method not in _SAFE_METHODS
+                    and session.get_bind().dialect.name == "postgresql"):
+                await session.execute(text("SELECT pg_current_xact_id()"))
         if session.info.get("capacity_changed"):
             request.app.state.capacity_changed()
     except sa_exc.TimeoutError as exc:
         raise errors.Busy() from exc
     except sa_exc.DBAPIError as exc:
-        if _sqlstate(exc) in _RETRYABLE or "database is locked" in str(exc):
+        if _retryable(exc):
             raise errors.Busy() from exc
         raise
+    except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
+        raise errors.Busy() from exc
 
 
 def language(request: Request) -> str:

@@ -1,0 +1,109 @@
+"""JSON API of the waiting room, and the booking gate every booking front end calls."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.audit.service import log_action
+from teeka.auth.access import access_district
+from teeka.auth.actor import Actor
+from teeka.kit import clock
+from teeka.models import Opening
+from teeka.models.staff import Role
+from teeka.surge.service import Status, WaitingRoom
+from teeka.web.deps import CurrentActor, Db
+
+router = APIRouter(prefix="/api/v1", tags=["waiting room"])
+
+
+class OpeningCreate(BaseModel):
+    district_id: int | None = None  # None: the whole state
+    first_day: date
+    opens_at: datetime
+    hold_seconds: int = Field(default=600, ge=60, le=3600)
+    admit_per_second: int = Field(default=50, ge=1, le=10000)
+
+
+class OpeningRead(BaseModel):
+    id: int
+    district_id: int | None
+    first_day: date
+    opens_at: datetime
+
+
+class StatusRead(BaseModel):
+    state: str
+    position: int | None
+    ahead: int | None
+    estimated_wait_s: int | None
+    hold_expires_in_s: int | None
+    token: str
+
+
+def room(request: Request) -> WaitingRoom:
+    found: WaitingRoom = request.app.state.waiting_room
+    return found
+
+
+def _read(status: Status) -> StatusRead:
+    return StatusRead(**status.__dict__)
+
+
+async def _opening(db: AsyncSession, opening_id: int) -> Opening:
+    opening = await db.get(Opening, opening_id)
+    if opening is None:
+        raise errors.NotFound()
+    return opening
+
+
+@router.post("/admin/openings", response_model=OpeningRead, status_code=201)
+async def create_opening(body: OpeningCreate, db: Db, actor: CurrentActor) -> OpeningRead:
+    if body.district_id is None:
+        if not actor.has_role(Role.STATE_ADMIN):
+            raise errors.Forbidden()
+    else:
+        access_district(actor, body.district_id)
+    if body.opens_at.tzinfo is None:
+        raise errors.Invalid(detail="opens_at needs a time zone, e.g. +05:30")
+    opening = Opening(district_id=body.district_id, first_day=body.first_day,
+                      opens_at=body.opens_at, hold_seconds=body.hold_seconds,
+                      admit_per_second=body.admit_per_second, created_at=clock.now())
+    db.add(opening)
+    await db.flush()
+    await log_action(db, actor=actor.label, action="surge.opening.created", object_type="opening",
+                     object_id=opening.id, district=body.district_id)
+    return OpeningRead(id=opening.id, district_id=opening.district_id,
+                       first_day=opening.first_day, opens_at=opening.opens_at)
+
+
+@router.post("/openings/{opening_id}/join", response_model=StatusRead)
+async def join(opening_id: int, request: Request, db: Db, actor: CurrentActor) -> StatusRead:
+    return _read(await room(request).join(db, await _opening(db, opening_id), actor))
+
+
+@router.get("/openings/{opening_id}/status", response_model=StatusRead)
+async def status(opening_id: int, request: Request, db: Db, actor: CurrentActor,
+                 token: Annotated[str, Header(alias="X-Queue-Token", max_length=2000)] = ""
+                 ) -> StatusRead:
+    return _read(await room(request).status(db, await _opening(db, opening_id), actor, token))
+
+
+async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
+               ) -> Opening | None:
+    """Call before booking: citizens need a live hold while an opening governs the session.
+    (Help-desk staff booking for people without phones are not queued.)"""
+    if not actor.is_citizen:
+        return None
+    return await room(request).gate(db, actor, session_id)
+
+
+async def used(request: Request, opening: Opening | None, actor: Actor, booked: int) -> None:
+    """Call after a booking made under an opening: the hold is used up."""
+    if opening is not None:
+        await room(request).use_hold(opening, actor, booked)

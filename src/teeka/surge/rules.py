@@ -1,0 +1,30 @@
+"""Waiting-room arithmetic. Pure."""
+
+from __future__ import annotations
+
+import math
+import random
+
+
+def admissions_allowed(rate_per_s: float, seconds_open: float) -> int:
+    """How many people the room may have admitted in total after being open this long."""
+    if seconds_open < 0:
+        return 0
+    return math.floor(rate_per_s * seconds_open) + 1
+
+
+def estimated_wait_s(ahead: int, rate_per_s: float, until_open_s: float = 0.0) -> int:
+    """An honest estimate: the time until opening plus the people ahead at the admission rate."""
+    return math.ceil(max(until_open_s, 0) + (ahead / rate_per_s if rate_per_s > 0 else 0))
+
+
+def shuffled(accounts: list[str], rng: random.Random | None = None) -> list[str]:
+    """Everyone who joined before the opening, in a random order (no advantage in coming early)."""
+    out = list(accounts)
+    (rng or random.SystemRandom()).shuffle(out)
+    return out
+
+
+def effective_rate(base: float, recent_busy: int) -> float:
+    """Slow down when the backend shows stress (recent 503s): halve per 10, never below 10 %."""
+    return max(base * 0.1, base / (1 + recent_busy / 10))

@@ -1,0 +1,168 @@
+"""The waiting room: shuffle at opening, FIFO after, signed tickets, holds that never exceed the
+places, expiry that returns them, the booking gate — in one process and across two sharing Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from teeka.app import create_app
+from teeka.kit import clock, signing
+from tests.factories import bulk_citizens, publish
+
+SLOT = "09:00AM-11:00AM"
+
+
+async def make_opening(client, world, *, seconds_ahead: int = 60, hold: int = 600,
+                       rate: int = 1000) -> int:
+    day = clock.today() + timedelta(days=1)
+    r = await client.post("/api/v1/admin/openings", headers=world.headers("raipur_admin"), json={
+        "district_id": 109, "first_day": day.isoformat(),
+        "opens_at": (clock.now() + timedelta(seconds=seconds_ahead)).isoformat(),
+        "hold_seconds": hold, "admit_per_second": rate})
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+async def join(client, h, oid) -> dict:
+    r = await client.post(f"/api/v1/openings/{oid}/join", headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def status(client, h, oid, token) -> dict:
+    r = await client.get(f"/api/v1/openings/{oid}/status", headers={**h, "X-Queue-Token": token})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def book(client, h, sid, ref, key):
+    return await client.post("/api/v1/appointments", headers={**h, "Idempotency-Key": key},
+                             json={"session_id": sid, "slot": SLOT, "beneficiaries": [ref]})
+
+
+async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, maker,
+                                                                 settings) -> None:
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    oid = await make_opening(client, world, rate=1)  # one admission a second: nobody rushes
+    early = await bulk_citizens(maker, settings, 30)
+    tickets = []
+    for h, _ in early:
+        t = await join(client, h, oid)
+        assert t["state"] == "waiting" and t["position"] is None
+        assert 55 <= t["estimated_wait_s"] <= 61
+        tickets.append(t["token"])
+    again = await join(client, early[0][0], oid)  # one position per account
+    clock.shift(timedelta(seconds=61))
+    positions = [(await status(client, h, oid, tok))["position"]
+                 for (h, _), tok in zip(early, tickets, strict=True)]
+    assert sorted(positions) == list(range(1, 31))
+    assert positions != list(range(1, 31))  # drawn at random (1 in 30! to fail by chance)
+    assert again["token"]
+    late = await bulk_citizens(maker, settings, 5)
+    late_positions = [(await join(client, h, oid))["position"] for h, _ in late]
+    assert late_positions == [31, 32, 33, 34, 35]  # after the draw: first come, first served
+    s = await status(client, late[-1][0], oid, (await join(client, late[-1][0], oid))["token"])
+    assert s["state"] == "waiting" and s["ahead"] > 0 and s["estimated_wait_s"] >= s["ahead"]
+
+
+async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, maker,
+                                                               settings) -> None:
+    await publish(maker, world, centre_id=world.centre_a, dose1=10)
+    oid = await make_opening(client, world)
+    (h1, _), (h2, _) = await bulk_citizens(maker, settings, 2)
+    t1 = (await join(client, h1, oid))["token"]
+    await join(client, h2, oid)
+    bad = await client.get(f"/api/v1/openings/{oid}/status", headers={**h2, "X-Queue-Token": t1})
+    assert bad.status_code == 403 and bad.json()["code"] == "QueueTokenInvalid"
+    forged = signing.issue_token("not-our-secret-" + "x" * 32, subject="1", kind="queue", now=clock.now(),
+                                 ttl=timedelta(hours=1), extra={"op": oid, "idx": 0})
+    bad = await client.get(f"/api/v1/openings/{oid}/status", headers={**h1, "X-Queue-Token": forged})
+    assert bad.status_code == 403
+    tampered = t1[:-3] + ("AAA" if not t1.endswith("AAA") else "BBB")
+    bad = await client.get(f"/api/v1/openings/{oid}/status", headers={**h1, "X-Queue-Token": tampered})
+    assert bad.status_code == 403
+    assert (await client.post(f"/api/v1/openings/{oid}/join")).status_code == 401
+    clock.shift(timedelta(hours=7))
+    h1 = (await bulk_citizens(maker, settings, 1))[0][0]  # logged in again, old ticket expired
+    bad = await client.get(f"/api/v1/openings/{oid}/status", headers={**h1, "X-Queue-Token": t1})
+    assert bad.status_code == 403
+
+
+async def test_holds_never_exceed_places_and_expire_back(client, world, maker, settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    oid = await make_opening(client, world, hold=120)
+    people = await bulk_citizens(maker, settings, 6)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=61))
+    states = [(await status(client, h, oid, t))["state"] for (h, _), t in zip(people, tokens,
+                                                                              strict=True)]
+    assert states.count("admitted") == 3 and states.count("waiting") == 3
+    admitted = [i for i, s in enumerate(states) if s == "admitted"]
+    waiting = [i for i, s in enumerate(states) if s == "waiting"]
+    # no booking without a hold while the room is open
+    h, ref = people[waiting[0]]
+    r = await book(client, h, sid, ref, "nohold-001")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
+    # two of the admitted book; the third lets the hold expire
+    for i in admitted[:2]:
+        h, ref = people[i]
+        assert (await book(client, h, sid, ref, f"held-{i:05d}")).status_code == 201
+        assert (await status(client, h, oid, tokens[i]))["state"] == "used"
+    clock.shift(timedelta(seconds=121))
+    states = {i: (await status(client, people[i][0], oid, tokens[i]))["state"] for i in waiting}
+    # the expired hold's place went to the first one waiting, in queue order
+    positions = {i: (await status(client, people[i][0], oid, tokens[i]))["position"]
+                 for i in waiting}
+    first = min(waiting, key=lambda i: positions[i])
+    assert states[first] == "admitted"
+    assert [states[i] for i in waiting].count("admitted") == 1
+    h, ref = people[first]
+    assert (await book(client, h, sid, ref, "late-00001")).status_code == 201
+    # every place is used: the room closes and everyone still waiting is told
+    left = [i for i in waiting if i != first]
+    assert {(await status(client, people[i][0], oid, tokens[i]))["state"] for i in left} == \
+        {"closed"}
+
+
+async def test_booking_before_the_opening_is_refused(client, world, maker, settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    await make_opening(client, world, seconds_ahead=600)
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    r = await book(client, h, sid, ref, "early-0001")
+    assert r.status_code == 409 and r.json()["code"] == "NotOpenYet"
+    other = await publish(maker, world, centre_id=world.centre_c, dose1=3)  # another district
+    assert (await book(client, h, other, ref, "early-0002")).status_code == 201
+
+
+@pytest.fixture
+async def two_processes(settings):
+    shared = settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/13"})
+    apps = [create_app(shared), create_app(shared)]
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://t")
+               for a in apps]
+    yield clients
+    for c in clients:
+        await c.aclose()
+    for a in apps:
+        await a.state.waiting_room.store.r.flushdb()
+        await a.state.engine.dispose()
+
+
+async def test_two_processes_share_one_queue_through_redis(two_processes, world, maker,
+                                                           settings) -> None:
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=2)
+    oid = await make_opening(a, world)
+    people = await bulk_citizens(maker, settings, 4)
+    tokens = []
+    for i, (h, _) in enumerate(people):
+        tokens.append((await join(a if i % 2 else b, h, oid))["token"])
+    clock.shift(timedelta(seconds=61))
+    seen = [(await status(b if i % 2 else a, h, oid, t)) for i, ((h, _), t) in
+            enumerate(zip(people, tokens, strict=True))]
+    assert sorted(s["position"] for s in seen) == [1, 2, 3, 4]
+    assert sum(s["state"] == "admitted" for s in seen) == 2  # two places, two holds in all
