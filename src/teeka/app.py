@@ -26,6 +26,7 @@ from teeka.db import make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.surge import api as surge_api
+from teeka.surge import pages as surge_pages
 from teeka.surge.limits import Limiter
 from teeka.surge.service import WaitingRoom
 from teeka.surge.shedding import LoadShedder
@@ -109,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    surge_api):
         app.include_router(module.router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
-                  vaccination_pages):
+                  vaccination_pages, surge_pages):
         app.include_router(pages.router)
     if settings.is_development:
         app.include_router(notification_pages.router)

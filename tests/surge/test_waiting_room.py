@@ -166,3 +166,33 @@ async def test_two_processes_share_one_queue_through_redis(two_processes, world,
             enumerate(zip(people, tokens, strict=True))]
     assert sorted(s["position"] for s in seen) == [1, 2, 3, 4]
     assert sum(s["state"] == "admitted" for s in seen) == 2  # two places, two holds in all
+
+
+async def test_the_queue_page_works_without_javascript(client, world, maker, settings) -> None:
+    import re
+
+    from tests.factories import login_citizen
+
+    await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    await login_citizen(client, maker, settings)  # API login; the page needs the cookie login
+    page = await client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    from tests.factories import latest_sms, next_mobile
+
+    mobile = next_mobile()
+    r = await client.post("/login", data={"csrf": csrf, "mobile": mobile}, follow_redirects=True)
+    txn = re.search(r'name="txn" value="([^"]+)"', r.text)[1]
+    otp = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))[1]
+    r = await client.post("/login/otp", data={"csrf": csrf, "txn": txn, "otp": otp,
+                                              "next": f"/queue/{oid}"})
+    assert r.status_code == 303 and r.headers["location"] == f"/queue/{oid}"
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
+    assert "Join the queue" in page.text
+    r = await client.post(f"/queue/{oid}/join", data={"csrf": csrf})
+    assert r.status_code == 303
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
+    assert 'http-equiv="refresh"' in page.text and "drawn at the opening time" in page.text
+    clock.shift(timedelta(seconds=61))
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
+    assert "आपकी बारी आ गई है" in page.text and 'http-equiv="refresh"' not in page.text

@@ -1,0 +1,53 @@
+"""The waiting-room page: join, then a page that refreshes itself (no JavaScript) and shows the
+position, an honest estimated wait, and the hold once admitted."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from teeka import errors
+from teeka.models import Opening
+from teeka.surge.api import room
+from teeka.web import session as websession
+from teeka.web.deps import CitizenPage, Db, Form, Lang
+from teeka.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _cookie(opening_id: int) -> str:
+    return f"teeka_queue_{opening_id}"
+
+
+@router.get("/queue/{opening_id}", response_class=HTMLResponse)
+async def queue_page(opening_id: int, request: Request, db: Db, lang: Lang,
+                     actor: CitizenPage) -> Response:
+    opening = await db.get(Opening, opening_id)
+    if opening is None:
+        raise errors.NotFound()
+    token = request.cookies.get(_cookie(opening_id))
+    status = None
+    if token:
+        try:
+            status = await room(request).status(db, opening, actor, token)
+        except errors.QueueTokenInvalid:
+            status = None
+    response = render(request, "queue.html", lang, opening=opening, status=status,
+                      signed_in=True)
+    if status is not None:
+        websession.set_cookie(request, response, _cookie(opening_id), status.token, 6 * 60)
+    websession.renew(request, response, actor)
+    return response
+
+
+@router.post("/queue/{opening_id}/join")
+async def join(opening_id: int, request: Request, db: Db, actor: CitizenPage,
+               form: Form) -> Response:
+    opening = await db.get(Opening, opening_id)
+    if opening is None:
+        raise errors.NotFound()
+    status = await room(request).join(db, opening, actor)
+    response = RedirectResponse(f"/queue/{opening_id}", status_code=303)
+    websession.set_cookie(request, response, _cookie(opening_id), status.token, 6 * 60)
+    return response
