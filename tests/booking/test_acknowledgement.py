@@ -1,0 +1,89 @@
+"""An acknowledged booking is a committed booking: if the commit fails, the client gets a
+retryable refusal, never a 2xx (the unit of work ends before the response is sent)."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from teeka.db import session_scope
+from teeka.models import Appointment
+from tests.factories import bulk_citizens, publish
+
+
+class _SerializationFailure(Exception):
+    sqlstate = "40001"
+
+
+async def test_a_failed_commit_is_never_acknowledged(client, world, maker, settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+
+    def fail_booking_commits(session: Session) -> None:
+        if session.info.get("capacity_changed"):
+            raise OperationalError("COMMIT", {}, _SerializationFailure())
+
+    event.listen(Session, "before_commit", fail_booking_commits)
+    try:
+        r = await client.post("/api/v1/appointments",
+                              headers={**h, "Idempotency-Key": "ack-000001"},
+                              json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                    "beneficiaries": [ref]})
+    finally:
+        event.remove(Session, "before_commit", fail_booking_commits)
+    assert r.status_code == 503, r.text
+    assert r.headers["Retry-After"] and r.json()["code"] == "Busy"
+    async with session_scope(maker) as db:
+        assert (await db.execute(select(func.count()).select_from(Appointment))).scalar() == 0
+    # the retry with the same key now books, once
+    r = await client.post("/api/v1/appointments", headers={**h, "Idempotency-Key": "ack-000001"},
+                          json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                "beneficiaries": [ref]})
+    assert r.status_code == 201
+
+
+async def test_the_commit_happens_before_the_response_starts(app, world, maker, settings) -> None:
+    """Raw ASGI: record when the booking's commit ends and when the response starts."""
+    import json
+
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    events: list[str] = []
+
+    def committed(session: Session) -> None:
+        if session.info.get("capacity_changed"):
+            events.append("commit")
+
+    body = json.dumps({"session_id": sid, "slot": "09:00AM-11:00AM",
+                       "beneficiaries": [ref]}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/v1/appointments", "raw_path": b"/api/v1/appointments",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+             "server": ("teeka.test", 80),
+             "headers": [(b"host", b"teeka.test"), (b"content-type", b"application/json"),
+                         (b"authorization", h["Authorization"].encode()),
+                         (b"idempotency-key", b"order-00001"),
+                         (b"content-length", str(len(body)).encode())]}
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        import asyncio
+
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            events.append(f"response {message['status']}")
+
+    event.listen(Session, "after_commit", committed)
+    try:
+        await app(scope, receive, send)
+    finally:
+        event.remove(Session, "after_commit", committed)
+    assert events[-1] == "response 201" and "commit" in events, events  # nothing after
