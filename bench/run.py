@@ -213,7 +213,7 @@ async def staleness(base: str, secret: str, dsn: str) -> float:
     sid, slot = targets[0]
     conn = await asyncpg.connect(dsn)
     try:
-        district, day, pin = await conn.fetchrow(
+        _district, day, pin = await conn.fetchrow(
             """SELECT c.district_id, s.date, c.pincode FROM vaccination_session s
                JOIN centre c ON c.id = s.centre_id WHERE s.id = $1""", sid)
     finally:
