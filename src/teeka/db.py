@@ -6,13 +6,14 @@ Services only flush.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from teeka.config import Settings
-from teeka.errors import DomainError
+from teeka.errors import Busy, DomainError
 
 # Named constraints so that Alembic migrations run the same on SQLite and PostgreSQL.
 NAMING = {
@@ -91,8 +92,61 @@ def make_engine(settings: Settings) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=0,
-                               pool_timeout=settings.db_pool_timeout, pool_pre_ping=True)
+    # Several hosts (`?host=a:5432&host=b:5432&target_session_attrs=read-write`, a Patroni
+    # cluster): asyncpg tries them in turn within one connect timeout, so keep it short.
+    hosts = make_url(url).query.get("host")
+    connect_args = {"timeout": 5} if isinstance(hosts, tuple) and len(hosts) > 1 else {}
+    engine = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=0,
+                                 pool_timeout=settings.db_pool_timeout, pool_pre_ping=True,
+                                 connect_args=connect_args)
+    if engine.dialect.driver == "asyncpg":
+        _watch_failover(engine)
+    return engine
+
+
+# A node that is shutting down, cannot take connections yet, or was demoted to a read-only
+# standby: treat the connection as dead so the pool drops it (and every older one) and the next
+# checkout finds the new primary.
+_FAILOVER_STATES = {"25006", "57P01", "57P02", "57P03"}
+UNREPLICATED = "teeka_commit_unreplicated"
+
+
+def _watch_failover(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(ctx: Any) -> None:
+        state = str(getattr(ctx.original_exception, "sqlstate", None) or "")
+        if state in _FAILOVER_STATES or state.startswith("08"):
+            ctx.is_disconnect = True
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        info = record.info
+
+        def on_message(_conn: Any, message: Any) -> None:
+            # PostgreSQL's warning when a commit's wait for a synchronous standby is cancelled
+            # (statement_timeout, a cancel request): "canceling wait for synchronous
+            # replication ...", detail "The transaction has already committed locally, but
+            # might not have been replicated to the standby." (English server messages.)
+            said = f"{getattr(message, 'message', '')} {getattr(message, 'detail', '')}"
+            if "synchronous replication" in said or "committed locally" in said:
+                info[UNREPLICATED] = True
+
+        dbapi_conn.driver_connection.add_log_listener(on_message)
+
+
+async def _commit(session: AsyncSession) -> None:
+    """Commit; on PostgreSQL with synchronous replication, refuse (Busy) a commit whose wait for
+    the standby was cancelled: it is committed on this node only, so it must not be
+    acknowledged. The retry with the same idempotency key answers once a standby has it."""
+    info = None
+    if session.in_transaction() and session.get_bind().dialect.driver == "asyncpg":
+        info = (await session.connection()).info
+        info.pop(UNREPLICATED, None)
+    await session.commit()
+    if info is not None:
+        await asyncio.sleep(0)  # let asyncpg deliver the commit's notices first
+        if info.pop(UNREPLICATED, False):
+            raise Busy()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -105,7 +159,7 @@ async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterato
     async with maker() as session:
         try:
             yield session
-            await session.commit()
+            await _commit(session)
         except DomainError as exc:
             if exc.keeps_changes:
                 await session.commit()

@@ -326,8 +326,8 @@ async def test_assisted_person_is_vaccinated_with_the_slip_alone(
     # The person brings only the printed slip: read the reference id and the code from it.
     page = await client.get(slip_url, headers={"Accept-Language": "en"})
     assert page.status_code == 200, page.text
-    slip_ref = re.search(r'Reference ID: <span class="big">(\d{14})</span>', page.text)
-    slip_code = re.search(r'Secret code: <span class="big">(\d{4})</span>', page.text)
+    slip_ref = re.search(r'id="slip-reference-id">(\d{14})</span>', page.text)
+    slip_code = re.search(r'id="slip-secret-code">(\d{4})</span>', page.text)
     assert slip_ref and slip_code, page.text
     assert slip_ref[1] == ref
     outbox_before = int(await scalar(maker, select(func.count()).select_from(OutboxMessage)))

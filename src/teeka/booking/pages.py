@@ -1,17 +1,22 @@
-"""HTML pages of booking: the home search and the printable slips."""
+"""HTML pages of booking: the home search (seven days of free places per centre) and the
+printable slips. The search helpers are shared with the citizen's reschedule page."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
-from teeka.booking.repository import find_sessions
+from teeka.booking.rules import band_label
 from teeka.config import Settings
+from teeka.i18n import translate
 from teeka.kit import clock, signing
 from teeka.kit.phone import mask_id_number
 from teeka.models import (
@@ -25,10 +30,17 @@ from teeka.models import (
     VaccinationSession,
     Vaccine,
 )
+from teeka.models.centre import FeeType
+from teeka.national.repository import CentreInfo, centres_with_sessions
+from teeka.web import session as websession
 from teeka.web.deps import AppSettings, Db, Lang
 from teeka.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+
+DAYS = 7  # the availability view: a week from the chosen date
+CENTRES_PER_PAGE = 10  # keeps a page of a large district well under 30 KB on the wire
+DIGITS = str.maketrans("०१२३४५६७८९", "0123456789")  # Devanagari digits typed on a phone
 
 
 def slip_signature(settings: Settings, kind: str, key: str) -> str:
@@ -41,15 +53,140 @@ def check_signature(settings: Settings, kind: str, key: str, sig: str) -> None:
         raise errors.NotFound()
 
 
+def dmy(day: date) -> str:
+    """Dates are shown to people as DD-MM-YYYY."""
+    return day.strftime("%d-%m-%Y")
+
+
+# ---------------------------------------------------------------- the search (district or PIN)
+
+
+@dataclass(frozen=True)
+class Search:
+    district_id: int | None
+    pincode: str  # as typed (shown again in the form); searched only when `error` is None
+    day: date
+    page: int = 1
+    error: str | None = None
+
+    @property
+    def last_day(self) -> date:
+        return self.day + timedelta(days=DAYS - 1)
+
+    def query(self, **changes: Any) -> str:
+        """The query string of this search (for the page links), with `changes` applied."""
+        s = replace(self, **changes)
+        params: dict[str, str | int] = {"date": s.day.isoformat(), "page": s.page}
+        if s.pincode:
+            params["pincode"] = s.pincode
+        elif s.district_id is not None:
+            params["district_id"] = s.district_id
+        return urlencode(params)
+
+
+def _parse_day(raw: str) -> date | None:
+    text = raw.strip().translate(DIGITS)
+    for fmt in ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_search(lang: str, *, district_id: str, pincode: str, day: str, page: str,
+                 default_district: int | None = None) -> Search:
+    """Read the search form. A PIN code wins over the district; a past date becomes today."""
+    today = clock.today()
+    error = None
+    pin = pincode.strip().replace(" ", "").translate(DIGITS)[:10]
+    if pin and not (pin.isdecimal() and len(pin) == 6 and pin[0] != "0"):
+        error = translate(lang, "Enter a 6-digit PIN code.")
+    district = int(district_id) if district_id.isdecimal() and len(district_id) < 9 else None
+    if district is None and not pin:
+        district = default_district
+    chosen = _parse_day(day[:20]) if day.strip() else today
+    if chosen is None:
+        error = error or translate(lang, "Enter the date as DD-MM-YYYY.")
+    number = int(page) if page.isdecimal() and len(page) < 4 else 1
+    return Search(district_id=district, pincode=pin, day=max(chosen or today, today),
+                  page=max(number, 1), error=error)
+
+
+def fee_text(lang: str, info: CentreInfo, vaccine: str) -> str:
+    if info.centre.fee_type != FeeType.PAID:
+        return translate(lang, "Free")
+    fee = info.fees.get(vaccine)
+    return f"₹ {fee}" if fee is not None else translate(lang, "Paid")
+
+
+def centre_view(lang: str, info: CentreInfo) -> dict[str, Any]:
+    """A centre and its sessions as a page shows them (names in the reader's language)."""
+    c = info.centre
+    hi = lang == "hi"
+    return {
+        "id": c.id, "name": c.name_hi if hi else c.name_en,
+        "address": (c.address_hi if hi else c.address_en) or "", "pincode": c.pincode,
+        "sessions": [{
+            "id": s.id, "day": s.date, "date": dmy(s.date), "vaccine": s.vaccine,
+            "age": band_label(s.min_age, s.max_age), "min_age": s.min_age, "max_age": s.max_age,
+            "fee": fee_text(lang, info, s.vaccine),
+            "dose1": s.dose1, "dose2": s.dose2, "precaution": s.precaution or 0,
+            "available": s.available, "slots": s.slots,
+        } for s in info.sessions],
+    }
+
+
+async def availability(db: AsyncSession, lang: str, search: Search, *,
+                       vaccine: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the centres that have sessions in the week searched, and whether more
+    pages follow. Read side only (the free places shown never decide a booking)."""
+    if search.error is not None:
+        return [], False
+    if search.pincode:
+        found = await centres_with_sessions(db, day=search.day, days=DAYS,
+                                            pincode=int(search.pincode), vaccine=vaccine)
+    elif search.district_id is not None:
+        found = await centres_with_sessions(db, day=search.day, days=DAYS,
+                                            district_id=search.district_id, vaccine=vaccine)
+    else:
+        return [], False
+    with_sessions = [c for c in found if c.sessions]
+    start = (search.page - 1) * CENTRES_PER_PAGE
+    chunk = with_sessions[start:start + CENTRES_PER_PAGE]
+    return [centre_view(lang, c) for c in chunk], len(with_sessions) > start + CENTRES_PER_PAGE
+
+
+async def districts(db: AsyncSession) -> list[District]:
+    return list((await db.execute(select(District).order_by(District.name_en))).scalars())
+
+
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, db: Db, lang: Lang, district_id: int | None = None,
-               day: Annotated[date | None, Query(alias="date")] = None) -> HTMLResponse:
-    districts = (await db.execute(select(District).order_by(District.name_en))).scalars().all()
-    chosen = district_id or (districts[0].id if districts else None)
-    day = day or clock.today()
-    sessions = await find_sessions(db, district_id=chosen, day=day) if chosen else []
-    return render(request, "home.html", lang, districts=districts, district_id=chosen, day=day,
-                  sessions=sessions)
+async def home(request: Request, db: Db, lang: Lang, district_id: str = "", pincode: str = "",
+               day: Annotated[str, Query(alias="date")] = "", page: str = "1") -> HTMLResponse:
+    all_districts = await districts(db)
+    # The first visit shows a district at once; a search without district or PIN asks for one.
+    searched = any(k in request.query_params for k in ("district_id", "pincode", "date"))
+    default = all_districts[0].id if all_districts and not searched else None
+    search = parse_search(lang, district_id=district_id, pincode=pincode, day=day, page=page,
+                          default_district=default)
+    centres, more = await availability(db, lang, search)
+    place = ""
+    if search.pincode:
+        place = search.pincode
+    elif search.district_id is not None:
+        place = next(((d.name_hi if lang == "hi" else d.name_en) for d in all_districts
+                      if d.id == search.district_id), "")
+    actor = await websession.page_actor(request, db, staff=False)
+    response = render(request, "home.html", lang, districts=all_districts, search=search,
+                      centres=centres, more=more, place=place, first=dmy(search.day),
+                      last=dmy(search.last_day), signed_in=actor)
+    if actor is not None:
+        websession.renew(request, response, actor)
+    return response
+
+
+# ---------------------------------------------------------------- slips
 
 
 async def slip_items(db: Db, where: object) -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from teeka.web.deps import CurrentActor, Db, Lang
 router = APIRouter(prefix="/api/v1/admin", tags=["district administration"])
 
 # A multipart upload carries the file and a little framing around it.
-_MULTIPART_SLACK = 64 * 1024
+MULTIPART_SLACK = 64 * 1024
 _CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel",
               "application/octet-stream"}
 
@@ -47,7 +47,7 @@ async def publish_session(body: SessionCreate, db: Db, actor: CurrentActor) -> S
                        slots=[rules.slot_label(*rules.parse_slot(s.label)) for s in body.slots])
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_limited_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise csv_import.too_large()
@@ -85,10 +85,10 @@ async def _upload_text(request: Request) -> str | csv_import.CsvRejected:
     try:
         if kind == "multipart/form-data":
             raw = await _multipart_file(request,
-                                        await _read_body(request, csv_import.MAX_BYTES
-                                                         + _MULTIPART_SLACK))
+                                        await read_limited_body(request, csv_import.MAX_BYTES
+                                                         + MULTIPART_SLACK))
         elif kind in _CSV_TYPES or not kind:
-            raw = await _read_body(request, csv_import.MAX_BYTES)
+            raw = await read_limited_body(request, csv_import.MAX_BYTES)
         else:
             raise csv_import.CsvRejected.single(
                 csv_import.FILE, "NotCsv",

@@ -1,7 +1,385 @@
-"""District console pages (centres, sessions, CSV upload, today per centre)."""
+"""District console pages: centres of a district, a new centre, the sessions of a centre (publish,
+change a slot's capacity), sessions from a CSV file, and today per centre.
+
+Thin adapters: every change goes through teeka.centre.service / teeka.centre.csv_import, as the
+JSON API does; scoping through teeka.auth.access. Plain forms (POST, then 303 to a page), so
+everything works with JavaScript off. A refusal re-renders the form with the typed input and the
+translated message; what the service had flushed before refusing is rolled back first.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from datetime import date, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from teeka import errors
+from teeka.auth.access import access_centre_admin, access_district
+from teeka.auth.actor import Actor
+from teeka.centre import csv_import, service
+from teeka.centre import repository as repo
+from teeka.centre.api import MULTIPART_SLACK, read_limited_body
+from teeka.centre.schemas import CapacityChange, CentreCreate, SessionCreate, SlotCapacity
+from teeka.kit import clock
+from teeka.models import District, Share
+from teeka.models.staff import Role
+from teeka.web import session as websession
+from teeka.web.deps import Db, Form, Lang, StaffPage
+from teeka.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+
+SLOT_ROWS = 4
+DEFAULT_SLOTS = ("09:00AM-11:00AM", "11:00AM-01:00PM", "02:00PM-04:00PM", "")
+SHARES = tuple(s.value for s in Share if s != Share.OPEN)
+NOTICES = ("published", "capacity", "created")
+
+
+# ---------------------------------------------------------------- page plumbing
+
+def _page(request: Request, actor: Actor, name: str, lang: str, status_code: int = 200,
+          **context: Any) -> HTMLResponse:
+    """A staff page; the staff session slides."""
+    response = render(request, name, lang, status_code=status_code, actor=actor,
+                      signed_in=actor, **context)
+    websession.renew(request, response, actor)
+    return response
+
+
+def _see_other(request: Request, actor: Actor, url: str) -> Response:
+    response = RedirectResponse(url, status_code=303)
+    websession.renew(request, response, actor)
+    return response
+
+
+async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
+    """A refusal answered with a page is not raised through the unit of work: roll back what the
+    service flushed before it refused (unless the error keeps its changes)."""
+    if not exc.keeps_changes:
+        await db.rollback()
+
+
+def _invalid(exc: ValidationError) -> errors.DomainError:
+    fields = sorted({".".join(str(p) for p in e["loc"]) or "form" for e in exc.errors()})
+    return errors.Invalid(detail=", ".join(fields))
+
+
+_WHOLE = re.compile(r"\d{1,7}")  # any script's decimal digits: "१२" is 12
+_DMY = re.compile(r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+_YMD = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def _optional(form: dict[str, str], name: str) -> int | None:
+    """A whole number typed in a form (None when left empty)."""
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    if not _WHOLE.fullmatch(raw):
+        raise errors.Invalid(detail=f"{name} must be a whole number")
+    return int(raw)
+
+
+def _whole(form: dict[str, str], name: str, default: int) -> int:
+    found = _optional(form, name)
+    return default if found is None else found
+
+
+def _number(form: dict[str, str], name: str) -> float:
+    raw = form.get(name, "").strip()
+    try:
+        return float(raw)
+    except ValueError:
+        raise errors.Invalid(detail=f"{name} must be a number") from None
+
+
+def _day(raw: str) -> date:
+    """DD-MM-YYYY as people write it (YYYY-MM-DD from a date picker too)."""
+    raw = raw.strip()
+    m = _DMY.fullmatch(raw)
+    parts = (m[3], m[2], m[1]) if m else None
+    if parts is None and (m := _YMD.fullmatch(raw)):
+        parts = (m[1], m[2], m[3])
+    try:
+        if parts is None:
+            raise ValueError
+        return date(*(int(p) for p in parts))
+    except ValueError:
+        raise errors.Invalid(detail="date must be like DD-MM-YYYY") from None
+
+
+def _time(raw: str, name: str) -> time | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    m = _HHMM.fullmatch(raw)
+    if not m:
+        raise errors.Invalid(detail=f"{name} must be a time like 15:00")
+    return time(int(m[1]), int(m[2]))
+
+
+async def _district(db: AsyncSession, actor: Actor, district_id: int | None
+                    ) -> tuple[District, list[District]]:
+    """The district shown, and the districts to choose from (a state admin's choice; a district
+    admin has only their own, and asking for another is refused)."""
+    choices: list[District] = []
+    if actor.has_role(Role.STATE_ADMIN):
+        choices = await repo.districts(db)
+        district_id = district_id or (choices[0].id if choices else None)
+    else:
+        district_id = district_id or actor.district_id
+    if district_id is None:
+        raise errors.Forbidden()
+    access_district(actor, district_id)
+    district = await db.get(District, district_id)
+    if district is None:
+        raise errors.NotFound()
+    return district, choices
+
+
+# ---------------------------------------------------------------- centres of a district
+
+@router.get("/staff/district", response_class=HTMLResponse)
+async def district_home(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                        district_id: int | None = None) -> Response:
+    district, choices = await _district(db, actor, district_id)
+    return _page(request, actor, "staff/district.html", lang, district=district,
+                 districts=choices, centres=await repo.centres(db, district.id))
+
+
+async def _centre_form_page(request: Request, db: AsyncSession, actor: Actor, lang: str,
+                            district: District, form: dict[str, str], error: str | None = None,
+                            status_code: int = 200) -> HTMLResponse:
+    return _page(request, actor, "staff/centre_new.html", lang, status_code=status_code,
+                 district=district, blocks=await repo.blocks(db, district.id),
+                 vaccines=await repo.vaccine_codes(db), form=form, error=error)
+
+
+@router.get("/staff/district/centres/new", response_class=HTMLResponse)
+async def centre_new(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                     district_id: int | None = None) -> Response:
+    district, _ = await _district(db, actor, district_id)
+    return await _centre_form_page(request, db, actor, lang, district, {
+        "fee_type": "Free", "opens_at": "09:00", "closes_at": "17:00"})
+
+
+@router.post("/staff/district/centres/new", response_class=HTMLResponse)
+async def centre_create(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                        form: Form) -> Response:
+    district, _ = await _district(db, actor, _optional(form, "district_id"))
+    district_id = district.id
+    try:
+        vaccines = await repo.vaccine_codes(db)
+        fees = {code: fee for code in vaccines
+                if (fee := _optional(form, f"fee_{code}")) is not None}
+        try:
+            data = CentreCreate(
+                district_id=district_id, block_id=_whole(form, "block_id", 0),
+                name_en=form.get("name_en", "").strip(), name_hi=form.get("name_hi", "").strip(),
+                address_en=form.get("address_en", "").strip(),
+                address_hi=form.get("address_hi", "").strip(),
+                pincode=_whole(form, "pincode", 0), lat=_number(form, "lat"),
+                long=_number(form, "long"), fee_type=form.get("fee_type", "Free"),
+                fees=fees if form.get("fee_type") == "Paid" else {},
+                opens_at=_time(form.get("opens_at", ""), "opens_at") or time(9),
+                closes_at=_time(form.get("closes_at", ""), "closes_at") or time(17))
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        centre = await service.create_centre(db, actor=actor, data=data)
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        district, _ = await _district(db, actor, district_id)  # loaded again after a rollback
+        return await _centre_form_page(request, db, actor, lang, district, form,
+                                       error=exc.text(lang), status_code=exc.status)
+    return _see_other(request, actor, f"/staff/district/centres/{centre.id}?notice=created")
+
+
+# ---------------------------------------------------------------- sessions of a centre
+
+def _session_defaults() -> dict[str, str]:
+    form = {"date": (clock.today() + timedelta(days=1)).strftime("%d-%m-%Y"), "min_age": "18",
+            "max_age": "", "walkin_allowance": "0", "share_release_time": ""}
+    for i, label in enumerate(DEFAULT_SLOTS):
+        form[f"slot_{i}_label"] = label
+    return form
+
+
+async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: str,
+                       centre_id: int, *, form: dict[str, str] | None = None,
+                       error: str | None = None, capacity_error: tuple[int, str, str] | None = None,
+                       notice: str | None = None, status_code: int = 200) -> HTMLResponse:
+    centre = await access_centre_admin(db, actor, centre_id)
+    district = await db.get(District, centre.district_id)
+    sessions = await repo.sessions_of_centre(db, centre.id, from_day=clock.today())
+    return _page(request, actor, "staff/centre.html", lang, status_code=status_code,
+                 centre=centre, district=district, sessions=sessions,
+                 release={s.id: s.release_at.astimezone(clock.LOCAL_TZ).strftime("%H:%M")
+                          for s in sessions if s.release_at is not None},
+                 vaccines=await repo.vaccine_codes(db), form=form or _session_defaults(),
+                 slot_rows=SLOT_ROWS, shares=SHARES, error=error, capacity_error=capacity_error,
+                 notice=notice if notice in NOTICES else None)
+
+
+@router.get("/staff/district/centres/{centre_id}", response_class=HTMLResponse)
+async def centre_page(request: Request, centre_id: int, db: Db, lang: Lang, actor: StaffPage,
+                      notice: str | None = None) -> Response:
+    return await _centre_page(request, db, actor, lang, centre_id, notice=notice)
+
+
+def _session_create(centre_id: int, form: dict[str, str]) -> SessionCreate:
+    slots = []
+    for i in range(SLOT_ROWS):
+        label = form.get(f"slot_{i}_label", "").strip()
+        places = [_whole(form, f"slot_{i}_{kind}", 0)
+                  for kind in ("dose1", "dose2", "precaution")]
+        if not any(places):
+            continue  # a row without places is not a slot
+        if not label:
+            raise errors.Invalid(detail=f"slot {i + 1} has places but no time")
+        slots.append((label, places))
+    if not slots:
+        raise errors.Invalid(detail="give at least one slot with places")
+    # Whole numbers only (no sign): shares that add up to 100, as the service checks, are each
+    # from 0 to 100.
+    shares = {name: pct for name in SHARES if (pct := _optional(form, f"share_{name}")) is not None}
+    try:
+        return SessionCreate(
+            centre_id=centre_id, date=_day(form.get("date", "")),
+            vaccine=form.get("vaccine", "")[:40], min_age=_whole(form, "min_age", 18),
+            max_age=_optional(form, "max_age"), walkin_allowance=_whole(form, "walkin_allowance", 0),
+            slots=[SlotCapacity(label=label, dose1=d1, dose2=d2, precaution=pr)
+                   for label, (d1, d2, pr) in slots],
+            shares=shares,
+            share_release_time=_time(form.get("share_release_time", ""), "share_release_time"))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+@router.post("/staff/district/centres/{centre_id}/sessions", response_class=HTMLResponse)
+async def publish_session(request: Request, centre_id: int, db: Db, lang: Lang,
+                          actor: StaffPage, form: Form) -> Response:
+    await access_centre_admin(db, actor, centre_id)
+    try:
+        vs = await service.publish_session(db, actor=actor,
+                                           data=_session_create(centre_id, form))
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        return await _centre_page(request, db, actor, lang, centre_id, form=form,
+                                  error=exc.text(lang), status_code=exc.status)
+    return _see_other(request, actor,
+                      f"/staff/district/centres/{centre_id}?notice=published#session-{vs.id}")
+
+
+@router.post("/staff/district/slots/{slot_id}/capacity", response_class=HTMLResponse)
+async def change_capacity(request: Request, slot_id: int, db: Db, lang: Lang, actor: StaffPage,
+                          form: Form) -> Response:
+    centre_id = await repo.centre_of_slot(db, slot_id)
+    if centre_id is None:
+        raise errors.NotFound()
+    await access_centre_admin(db, actor, centre_id)
+    kind = form.get("dose_kind", "")[:12]
+    try:
+        try:
+            change = CapacityChange(dose_kind=kind, capacity=_whole(form, "capacity", -1))
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=change)
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        return await _centre_page(request, db, actor, lang, centre_id,
+                                  capacity_error=(slot_id, kind, exc.text(lang)),
+                                  status_code=exc.status)
+    return _see_other(request, actor,
+                      f"/staff/district/centres/{centre_id}?notice=capacity#slot-{slot_id}")
+
+
+# ---------------------------------------------------------------- sessions from a CSV file
+
+def _upload_page(request: Request, actor: Actor, lang: str, status_code: int = 200,
+                 **context: Any) -> HTMLResponse:
+    return _page(request, actor, "staff/upload.html", lang, status_code=status_code,
+                 columns=",".join(csv_import.COLUMNS), example_centre=1,
+                 example_day=(clock.today() + timedelta(days=1)).strftime("%d-%m-%Y"), **context)
+
+
+@router.get("/staff/district/upload", response_class=HTMLResponse)
+async def upload_form(request: Request, lang: Lang, actor: StaffPage,
+                      sessions: int | None = None, rows: int | None = None) -> Response:
+    csv_import.may_import(actor)
+    created = (sessions, rows) if sessions is not None and rows is not None else None
+    return _upload_page(request, actor, lang, created=created, rejected=None)
+
+
+async def _uploaded_csv(request: Request) -> str | csv_import.CsvRejected:
+    """The uploaded file as text, read before the unit of work begins (a slow upload must not
+    hold a database connection), after the form's CSRF token was checked. A refusal of the file
+    is returned, to be answered after authentication."""
+    try:
+        body = await read_limited_body(request, csv_import.MAX_BYTES + MULTIPART_SLACK)
+    except csv_import.CsvRejected as exc:
+        return exc
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    raw: bytes | None = None
+    try:
+        async with Request(request.scope, replay).form(max_files=1, max_fields=4) as form:
+            websession.check_csrf(request, str(form.get("csrf") or ""))
+            part = form.get("file")
+            if isinstance(part, UploadFile) and part.filename:
+                raw = await part.read(csv_import.MAX_BYTES + 1)
+    except HTTPException as exc:  # a malformed multipart body
+        return csv_import.CsvRejected.single(csv_import.FILE, "BadUpload",
+                                             f"the upload could not be read: {exc.detail}")
+    if raw is None:
+        return csv_import.CsvRejected.single(csv_import.FILE, "NoFile", "choose a CSV file")
+    try:
+        return csv_import.decode_upload(raw)
+    except csv_import.CsvRejected as exc:
+        return exc
+
+
+@router.post("/staff/district/upload", response_class=HTMLResponse)
+async def upload_sessions(
+        request: Request, upload: Annotated[str | csv_import.CsvRejected, Depends(_uploaded_csv)],
+        db: Db, lang: Lang, actor: StaffPage) -> Response:
+    """The file is read (and its form's CSRF token checked) before the unit of work begins."""
+    csv_import.may_import(actor)
+    if isinstance(upload, str):
+        try:
+            report = await csv_import.import_sessions_csv(db, actor=actor, text=upload)
+        except csv_import.CsvRejected as exc:
+            await db.rollback()  # answered here, not raised: undo what was flushed
+            upload = exc
+        else:
+            return _see_other(request, actor, f"/staff/district/upload?sessions="
+                                              f"{report.sessions_created}&rows={report.rows}")
+    return _upload_page(request, actor, lang, status_code=upload.status, created=None,
+                        rejected={"message": upload.text(lang), "rows": upload.report.as_rows(),
+                                  "count": len(upload.report.errors)})
+
+
+# ---------------------------------------------------------------- today per centre
+
+@router.get("/staff/district/today", response_class=HTMLResponse)
+async def today(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                district_id: int | None = None) -> Response:
+    district, choices = await _district(db, actor, district_id)
+    centres = await repo.centres(db, district.id)
+    now = clock.now()
+    counts = await repo.today_at_centres(db, [c.id for c in centres], day=clock.today(), now=now)
+    total = repo.TodayCounts()
+    for c in counts.values():
+        total.add(c)
+    return _page(request, actor, "staff/district_today.html", lang, district=district,
+                 districts=choices, centres=centres, counts=counts, total=total,
+                 day=clock.today().strftime("%d-%m-%Y"),
+                 as_of=now.astimezone(clock.LOCAL_TZ).strftime("%H:%M"))

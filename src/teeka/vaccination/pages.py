@@ -1,7 +1,214 @@
-"""Vaccinator pages (the day's list, find, secret code, record dose, walk-ins)."""
+"""Vaccinator pages: the day's list at the centre; find a person by reference id, mobile number or
+slip (confirmation number); check the secret code and record the dose with its batch; walk-ins
+against the session's walk-in allowance.
+
+Thin adapters over teeka.vaccination.service (record_dose, record_walkin,
+find_appointments_today), as the JSON API; scoping through teeka.auth.access. A wrong or locked
+secret code, or a person not eligible, is answered with an unmistakable full-width alert
+(role="alert"), never a 500; a repeated submission shows the record already made.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from teeka import errors
+from teeka.auth.access import access_centre_work
+from teeka.auth.actor import Actor
+from teeka.centre import repository as centre_repo
+from teeka.kit import clock
+from teeka.models import Centre
+from teeka.vaccination import repository as repo
+from teeka.vaccination import service
+from teeka.vaccination.schemas import CentreAppointmentRead
+from teeka.web import session as websession
+from teeka.web.deps import Db, Form, Lang, StaffPage
+from teeka.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+
+_CONFIRMATION = re.compile(r"[0-9A-Z]{6,12}")
+# Refusals about the secret code: the person may not be who the slip says.
+CODE_ERRORS = (errors.SecretCodeWrong, errors.SecretCodeLocked)
+# Refusals a typing mistake explains: shown as a plain form error, the form kept.
+INPUT_ERRORS = (errors.Invalid,)
+
+
+def _page(request: Request, actor: Actor, name: str, lang: str, status_code: int = 200,
+          **context: Any) -> HTMLResponse:
+    """A staff page; the staff session slides."""
+    response = render(request, name, lang, status_code=status_code, actor=actor,
+                      signed_in=actor, **context)
+    websession.renew(request, response, actor)
+    return response
+
+
+def _see_other(request: Request, actor: Actor, url: str) -> Response:
+    response = RedirectResponse(url, status_code=303)
+    websession.renew(request, response, actor)
+    return response
+
+
+async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
+    """A refusal answered with a page is not raised through the unit of work: roll back what the
+    service flushed before it refused, unless the error keeps its changes (a wrong secret code
+    is audited and counted towards the lock)."""
+    if not exc.keeps_changes:
+        await db.rollback()
+
+
+def _alert(exc: errors.DomainError, lang: str) -> dict[str, str]:
+    kind = ("code" if isinstance(exc, CODE_ERRORS)
+            else "input" if isinstance(exc, INPUT_ERRORS) else "stop")
+    return {"kind": kind, "code": exc.code, "message": exc.text(lang),
+            "locked": "yes" if isinstance(exc, errors.SecretCodeLocked) else ""}
+
+
+async def _centre(db: AsyncSession, actor: Actor) -> Centre:
+    """The vaccinator's own centre; anyone else is refused."""
+    if actor.centre_id is None:
+        raise errors.Forbidden()
+    access_centre_work(actor, actor.centre_id)
+    centre = await db.get(Centre, actor.centre_id)
+    if centre is None:
+        raise errors.NotFound()
+    return centre
+
+
+# ---------------------------------------------------------------- the day's list, finding people
+
+@router.get("/staff/centre", response_class=HTMLResponse)
+async def today(request: Request, db: Db, lang: Lang, actor: StaffPage, ref: str = "",
+                mobile: str = "", slip: str = "") -> Response:
+    centre = await _centre(db, actor)
+    day = clock.today()
+    ref, mobile, slip = ref.strip()[:20], mobile.strip()[:20], slip.strip().upper()[:20]
+    found: list[CentreAppointmentRead] | None = None
+    error = None
+    status_code = 200
+    try:
+        if ref:
+            found = await service.find_appointments_today(db, actor=actor, reference_id=ref)
+        elif mobile:
+            found = await service.find_appointments_today(db, actor=actor, mobile=mobile)
+        elif slip:
+            if not _CONFIRMATION.fullmatch(slip):
+                raise errors.Invalid(detail="the confirmation number has letters and digits only")
+            found = await repo.appointments_today(db, centre_id=centre.id, day=day,
+                                                  confirmation_no=slip)
+    except errors.DomainError as exc:
+        error, status_code = exc.text(lang), exc.status
+    counts = (await centre_repo.today_at_centres(db, [centre.id], day=day,
+                                                 now=clock.now()))[centre.id]
+    return _page(request, actor, "staff/centre_today.html", lang, status_code=status_code,
+                 centre=centre, day=day.strftime("%d-%m-%Y"), counts=counts,
+                 sessions=await repo.sessions_today(db, centre_id=centre.id, day=day),
+                 appointments=await repo.appointments_today(db, centre_id=centre.id, day=day),
+                 found=found, searched={"ref": ref, "mobile": mobile, "slip": slip},
+                 error=error)
+
+
+# ---------------------------------------------------------------- one appointment: code, dose
+
+async def _appointment(db: AsyncSession, actor: Actor, appointment_id: str
+                       ) -> CentreAppointmentRead:
+    found = await repo.appointment(db, appointment_id[:36])
+    if found is None:
+        raise errors.NotFound()
+    appointment, centre_id = found
+    access_centre_work(actor, centre_id)
+    return appointment
+
+
+def _vaccinate_page(request: Request, actor: Actor, lang: str, appointment: CentreAppointmentRead,
+                    *, form: dict[str, str] | None = None, alert: dict[str, str] | None = None,
+                    status_code: int = 200) -> HTMLResponse:
+    return _page(request, actor, "staff/vaccinate.html", lang, status_code=status_code,
+                 a=appointment, form=form or {"batch": ""}, alert=alert,
+                 today=appointment.date == clock.today(),
+                 date=appointment.date.strftime("%d-%m-%Y"))
+
+
+@router.get("/staff/centre/appointments/{appointment_id}", response_class=HTMLResponse)
+async def appointment_page(request: Request, appointment_id: str, db: Db, lang: Lang,
+                           actor: StaffPage) -> Response:
+    return _vaccinate_page(request, actor, lang, await _appointment(db, actor, appointment_id))
+
+
+@router.post("/staff/centre/appointments/{appointment_id}/dose", response_class=HTMLResponse)
+async def record_dose(request: Request, appointment_id: str, db: Db, lang: Lang,
+                      actor: StaffPage, form: Form) -> Response:
+    appointment = await _appointment(db, actor, appointment_id)
+    batch = form.get("batch", "")[:60]
+    try:
+        outcome = await service.record_dose(db, actor=actor,
+                                            appointment_id=appointment.appointment_id,
+                                            secret_code=form.get("secret_code", "").strip()[:8],
+                                            batch=batch)
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        # The secret code is never echoed back; the batch typed is kept.
+        return _vaccinate_page(request, actor, lang, appointment, form={"batch": batch},
+                               alert=_alert(exc, lang), status_code=exc.status)
+    repeat = "?repeat=1" if outcome.already_recorded else ""
+    return _see_other(request, actor, f"/staff/centre/doses/{outcome.record.id}{repeat}")
+
+
+# ---------------------------------------------------------------- walk-ins
+
+async def _walkin_page(request: Request, db: AsyncSession, actor: Actor, lang: str,
+                       centre: Centre, *, form: dict[str, str],
+                       alert: dict[str, str] | None = None,
+                       status_code: int = 200) -> HTMLResponse:
+    return _page(request, actor, "staff/walkin.html", lang, status_code=status_code,
+                 centre=centre,
+                 sessions=await repo.sessions_today(db, centre_id=centre.id, day=clock.today()),
+                 form=form, alert=alert)
+
+
+@router.get("/staff/centre/walkin", response_class=HTMLResponse)
+async def walkin_form(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                      ref: str = "") -> Response:
+    centre = await _centre(db, actor)
+    return await _walkin_page(request, db, actor, lang, centre,
+                              form={"reference_id": ref.strip()[:14], "batch": "",
+                                    "session_id": ""})
+
+
+@router.post("/staff/centre/walkin", response_class=HTMLResponse)
+async def record_walkin(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                        form: Form) -> Response:
+    centre_id = (await _centre(db, actor)).id
+    typed = {"reference_id": form.get("reference_id", "").strip()[:14],
+             "batch": form.get("batch", "")[:60], "session_id": form.get("session_id", "")[:36]}
+    try:
+        outcome = await service.record_walkin(db, actor=actor, session_id=typed["session_id"],
+                                              reference_id=typed["reference_id"],
+                                              secret_code=form.get("secret_code", "").strip()[:8],
+                                              batch=typed["batch"])
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        centre = await db.get(Centre, centre_id)  # loaded again after a rollback
+        assert centre is not None
+        return await _walkin_page(request, db, actor, lang, centre, form=typed,
+                                  alert=_alert(exc, lang), status_code=exc.status)
+    repeat = "?repeat=1" if outcome.already_recorded else ""
+    return _see_other(request, actor, f"/staff/centre/doses/{outcome.record.id}{repeat}")
+
+
+# ---------------------------------------------------------------- a dose recorded
+
+@router.get("/staff/centre/doses/{record_id}", response_class=HTMLResponse)
+async def dose_page(request: Request, record_id: int, db: Db, lang: Lang, actor: StaffPage,
+                    repeat: int = 0) -> Response:
+    record = await repo.dose_record(db, record_id)
+    if record is None:
+        raise errors.NotFound()
+    access_centre_work(actor, record.centre_id)
+    return _page(request, actor, "staff/dose_done.html", lang, r=record, repeat=bool(repeat),
+                 at=record.administered_at.astimezone(clock.LOCAL_TZ).strftime("%d-%m-%Y %H:%M"))

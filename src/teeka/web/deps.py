@@ -69,13 +69,20 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
         raise errors.Busy() from exc
 
 
+# scope="function": the unit of work ends (commit, or the Busy/rollback it may raise) when the
+# route returns, *before* the response is sent. FastAPI's default ("request") runs it after the
+# response went out: a 201 for a booking not yet committed, or never.
+UNIT_OF_WORK = Depends(db, scope="function")
+Db = Annotated[AsyncSession, UNIT_OF_WORK]
+
+
 def language(request: Request) -> str:
     lang: str = getattr(request.state, "lang", None) or pick_language(
         request.cookies.get("lang"), request.headers.get("accept-language"))
     return lang
 
 
-async def actor(request: Request, session: Annotated[AsyncSession, Depends(db)],
+async def actor(request: Request, session: Db,
                 authorization: Annotated[str | None, Header()] = None) -> Actor:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -83,7 +90,7 @@ async def actor(request: Request, session: Annotated[AsyncSession, Depends(db)],
     return await actor_from_token(session, request.app.state.settings, token.strip())
 
 
-async def citizen_page(request: Request, session: Annotated[AsyncSession, Depends(db)]) -> Actor:
+async def citizen_page(request: Request, session: Db) -> Actor:
     """A signed-in citizen (cookie), or a redirect to the login page."""
     from teeka.web.session import LoginRequired, page_actor
 
@@ -93,7 +100,7 @@ async def citizen_page(request: Request, session: Annotated[AsyncSession, Depend
     return found
 
 
-async def staff_page(request: Request, session: Annotated[AsyncSession, Depends(db)]) -> Actor:
+async def staff_page(request: Request, session: Db) -> Actor:
     """A signed-in staff user (password and second factor), or a redirect to staff login."""
     from teeka.web.session import LoginRequired, page_actor
 
@@ -112,7 +119,6 @@ async def csrf_form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-Db = Annotated[AsyncSession, Depends(db)]
 CitizenPage = Annotated[Actor, Depends(citizen_page)]
 StaffPage = Annotated[Actor, Depends(staff_page)]
 Form = Annotated[dict[str, str], Depends(csrf_form)]
