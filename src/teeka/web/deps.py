@@ -90,13 +90,19 @@ async def actor(request: Request, session: Db,
     return await actor_from_token(session, request.app.state.settings, token.strip())
 
 
+def _here(request: Request) -> str:
+    """Where to come back after signing in: the path and its query (a GET's search)."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query and request.method == "GET" else "")
+
+
 async def citizen_page(request: Request, session: Db) -> Actor:
     """A signed-in citizen (cookie), or a redirect to the login page."""
     from teeka.web.session import LoginRequired, page_actor
 
     found = await page_actor(request, session, staff=False)
     if found is None:
-        raise LoginRequired("/login", request.url.path)
+        raise LoginRequired("/login", _here(request))
     return found
 
 
@@ -106,7 +112,7 @@ async def staff_page(request: Request, session: Db) -> Actor:
 
     found = await page_actor(request, session, staff=True)
     if found is None:
-        raise LoginRequired("/staff/login", request.url.path)
+        raise LoginRequired("/staff/login", _here(request))
     return found
 
 

@@ -12,7 +12,9 @@ from teeka.web.templating import render
 
 
 def _lang(request: Request) -> str:
-    return pick_language(request.cookies.get("lang"), request.headers.get("accept-language"))
+    chosen = getattr(request.state, "lang", None)  # ?lang=, cookie, Accept-Language (middleware)
+    return str(chosen) if chosen else pick_language(request.cookies.get("lang"),
+                                                    request.headers.get("accept-language"))
 
 
 def _is_api(request: Request) -> bool:
