@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
 export TEEKA_DATABASE_URL ?= sqlite+aiosqlite:///var/teeka.sqlite3
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean bench bench-quick
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,27 @@ test: venv
 	else echo "PostgreSQL not reachable: ran SQLite only"; fi
 
 lint: venv
-	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff check src tests migrations ops bench
 	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## The benchmark (docs/BENCHMARKS.md): full (minutes) or quick (< 60 s of load).
+bench: venv
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py
+
+bench-quick: venv
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py --quick
+
+## Failover drill (root; Debian's etcd-server, patroni, pgbackrest): three PostgreSQL nodes under
+## Patroni with synchronous replication, two Teeka servers, booking load, node kills and a
+## point-in-time restore. Ends with `drill: PASS lost_acks=0 …`. See docs/operations.md.
+.PHONY: drill
+drill: venv
+	@command -v patroni >/dev/null && command -v etcd >/dev/null && command -v pgbackrest >/dev/null \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			etcd-server patroni pgbackrest >/dev/null)
+	$(BIN)/python -m ops.drill

@@ -93,9 +93,13 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
         return engine
     # Several hosts (`?host=a:5432&host=b:5432&target_session_attrs=read-write`, a Patroni
-    # cluster): asyncpg tries them in turn within one connect timeout, so keep it short.
+    # cluster with synchronous replication): asyncpg tries them in turn within one connect
+    # timeout, so keep it short; and bound every command, COMMIT included — a commit waiting
+    # for a synchronous standby that is gone would otherwise wait for ever (statement_timeout
+    # does not cover that wait). See docs/operations.md.
     hosts = make_url(url).query.get("host")
-    connect_args = {"timeout": 5} if isinstance(hosts, tuple) and len(hosts) > 1 else {}
+    replicated = isinstance(hosts, tuple) and len(hosts) > 1
+    connect_args = {"timeout": 5, "command_timeout": COMMAND_TIMEOUT} if replicated else {}
     engine = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=0,
                                  pool_timeout=settings.db_pool_timeout, pool_pre_ping=True,
                                  connect_args=connect_args)
@@ -109,6 +113,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
 # checkout finds the new primary.
 _FAILOVER_STATES = {"25006", "57P01", "57P02", "57P03"}
 UNREPLICATED = "teeka_commit_unreplicated"
+COMMAND_TIMEOUT = 8.0  # seconds; asyncpg cancels the command (and a commit's standby wait)
 
 
 def _watch_failover(engine: AsyncEngine) -> None:
@@ -138,11 +143,19 @@ async def _commit(session: AsyncSession) -> None:
     """Commit; on PostgreSQL with synchronous replication, refuse (Busy) a commit whose wait for
     the standby was cancelled: it is committed on this node only, so it must not be
     acknowledged. The retry with the same idempotency key answers once a standby has it."""
-    info = None
+    info = conn = None
     if session.in_transaction() and session.get_bind().dialect.driver == "asyncpg":
-        info = (await session.connection()).info
+        conn = await session.connection()
+        info = conn.info
         info.pop(UNREPLICATED, None)
-    await session.commit()
+    try:
+        await session.commit()
+    except TimeoutError:
+        # asyncpg's command_timeout cancelled the commit: committed locally or not, it is not
+        # known to be on a standby. Drop the connection; the client gets 503 and retries.
+        if conn is not None:
+            await conn.invalidate()
+        raise Busy() from None
     if info is not None:
         await asyncio.sleep(0)  # let asyncpg deliver the commit's notices first
         if info.pop(UNREPLICATED, False):

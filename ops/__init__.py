@@ -1,0 +1,1 @@
+"""Operations tooling: the failover and restore drill, and configuration templates."""

@@ -1,0 +1,5 @@
+import sys
+
+from ops.drill.drill import main
+
+sys.exit(main())
