@@ -14,7 +14,7 @@ from datetime import date, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
@@ -32,7 +32,7 @@ from teeka.models import District, Share
 from teeka.models.staff import Role
 from teeka.web import session as websession
 from teeka.web.deps import Db, Form, Lang, StaffPage
-from teeka.web.templating import render
+from teeka.web.pages import page, see_other, undo
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,26 +44,7 @@ NOTICES = ("published", "capacity", "created")
 
 # ---------------------------------------------------------------- page plumbing
 
-def _page(request: Request, actor: Actor, name: str, lang: str, status_code: int = 200,
-          **context: Any) -> HTMLResponse:
-    """A staff page; the staff session slides."""
-    response = render(request, name, lang, status_code=status_code, actor=actor,
-                      signed_in=actor, **context)
-    websession.renew(request, response, actor)
-    return response
-
-
-def _see_other(request: Request, actor: Actor, url: str) -> Response:
-    response = RedirectResponse(url, status_code=303)
-    websession.renew(request, response, actor)
-    return response
-
-
-async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
-    """A refusal answered with a page is not raised through the unit of work: roll back what the
-    service flushed before it refused (unless the error keeps its changes)."""
-    if not exc.keeps_changes:
-        await db.rollback()
+_page, _see_other, _undo = page, see_other, undo
 
 
 def _invalid(exc: ValidationError) -> errors.DomainError:

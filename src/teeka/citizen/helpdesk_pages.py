@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import date
-from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -30,9 +29,8 @@ from teeka.config import Settings
 from teeka.kit import clock
 from teeka.kit.phone import mask_id_number
 from teeka.models import Appointment, AppointmentStatus, Beneficiary, District
-from teeka.web import session as websession
 from teeka.web.deps import AppSettings, Db, Form, Lang, StaffPage
-from teeka.web.templating import render
+from teeka.web.pages import page, see_other, undo
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,26 +41,7 @@ _DMY = re.compile(r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
 _YMD = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 
 
-def _page(request: Request, actor: Actor, name: str, lang: str, status_code: int = 200,
-          **context: Any) -> HTMLResponse:
-    """A staff page; the staff session slides."""
-    response = render(request, name, lang, status_code=status_code, actor=actor,
-                      signed_in=actor, **context)
-    websession.renew(request, response, actor)
-    return response
-
-
-def _see_other(request: Request, actor: Actor, url: str) -> Response:
-    response = RedirectResponse(url, status_code=303)
-    websession.renew(request, response, actor)
-    return response
-
-
-async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
-    """A refusal answered with a page is not raised through the unit of work: roll back what the
-    service flushed before it refused (a claimed Idempotency-Key, say)."""
-    if not exc.keeps_changes:
-        await db.rollback()
+_page, _see_other, _undo = page, see_other, undo
 
 
 def _assisting(actor: Actor) -> None:

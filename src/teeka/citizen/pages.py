@@ -49,6 +49,7 @@ from teeka.surge import api as surge_api
 from teeka.surge.limits import limiter, otp_limit
 from teeka.web import session as websession
 from teeka.web.deps import AppSettings, CitizenPage, Db, Form, Lang
+from teeka.web.pages import page, see_other, undo
 from teeka.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -61,22 +62,14 @@ FIELDS = ("name", "birth_year", "gender", "id_type", "id_number", "priority_grou
 
 def _page(request: Request, name: str, lang: str, actor: Actor, status_code: int = 200,
           **context: Any) -> HTMLResponse:
-    """A page for a signed-in citizen: their session slides on every page they open."""
-    response = render(request, name, lang, status_code=status_code, signed_in=actor, **context)
-    websession.renew(request, response, actor)
-    return response
+    return page(request, actor, name, lang, status_code=status_code, **context)
 
 
 def _see_other(request: Request, url: str, actor: Actor) -> RedirectResponse:
-    response = RedirectResponse(url, status_code=303)
-    websession.renew(request, response, actor)
-    return response
+    return see_other(request, actor, url)
 
 
-async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
-    """Roll back what the failed service call did, before the page is shown again."""
-    if not exc.keeps_changes:
-        await db.rollback()
+_undo = undo
 
 
 def choice_labels(lang: str) -> dict[str, dict[str, str]]:

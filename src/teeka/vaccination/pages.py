@@ -11,10 +11,9 @@ secret code, or a person not eligible, is answered with an unmistakable full-wid
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -26,9 +25,8 @@ from teeka.models import Centre
 from teeka.vaccination import repository as repo
 from teeka.vaccination import service
 from teeka.vaccination.schemas import CentreAppointmentRead
-from teeka.web import session as websession
 from teeka.web.deps import Db, Form, Lang, StaffPage
-from teeka.web.templating import render
+from teeka.web.pages import page, see_other, undo
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,27 +37,7 @@ CODE_ERRORS = (errors.SecretCodeWrong, errors.SecretCodeLocked)
 INPUT_ERRORS = (errors.Invalid,)
 
 
-def _page(request: Request, actor: Actor, name: str, lang: str, status_code: int = 200,
-          **context: Any) -> HTMLResponse:
-    """A staff page; the staff session slides."""
-    response = render(request, name, lang, status_code=status_code, actor=actor,
-                      signed_in=actor, **context)
-    websession.renew(request, response, actor)
-    return response
-
-
-def _see_other(request: Request, actor: Actor, url: str) -> Response:
-    response = RedirectResponse(url, status_code=303)
-    websession.renew(request, response, actor)
-    return response
-
-
-async def _undo(db: AsyncSession, exc: errors.DomainError) -> None:
-    """A refusal answered with a page is not raised through the unit of work: roll back what the
-    service flushed before it refused, unless the error keeps its changes (a wrong secret code
-    is audited and counted towards the lock)."""
-    if not exc.keeps_changes:
-        await db.rollback()
+_page, _see_other, _undo = page, see_other, undo
 
 
 def _alert(exc: errors.DomainError, lang: str) -> dict[str, str]:
