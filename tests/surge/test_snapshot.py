@@ -96,3 +96,22 @@ async def test_a_change_in_one_process_reaches_another_through_redis(settings) -
     finally:
         listener.cancel()
         await client.aclose()
+
+
+async def test_answers_are_compressed_once_and_served_to_gzip_clients(client, world, maker
+                                                                      ) -> None:
+    import gzip
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    day = (clock.today() + timedelta(days=1)).strftime("%d-%m-%Y")
+    url = "/api/v2/appointment/sessions/public/calendarByDistrict"
+    params = {"district_id": "109", "date": day}
+    plain = await client.get(url, params=params, headers={"Accept-Encoding": "identity"})
+    zipped = await client.get(url, params=params, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.json() == plain.json()  # httpx decodes it
+    assert len(gzip.compress(plain.content)) >= int(zipped.headers["content-length"]) - 20

@@ -177,6 +177,10 @@ async def _snapshot(request: Request, kind: str, query: Query,
                "Vary": "Accept-Language"}
     if request.headers.get("if-none-match") == entry.etag:
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Language, Accept-Encoding"
+        return Response(entry.gzipped, media_type="application/json", headers=headers)
     return Response(entry.body, media_type="application/json", headers=headers)
 
 

@@ -4,7 +4,7 @@ the reader's language.
 
 | name | key | default | why |
 |---|---|---|---|
-| public | client IP | 100 per 5 minutes | the national platform's published limit |
+| public | client IP | 100 per 5 minutes (fixed window) | the national platform's published limit |
 | otp | mobile number | 5 per hour | SMS cost, OTP bombing (a daily cap is also kept in the database) |
 | search | account | 20 per 15 minutes | the national platform logged out after ~20 searches |
 | booking | account | 20 per hour | booking bots |
@@ -18,7 +18,7 @@ from typing import cast
 from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from teeka import errors
@@ -35,6 +35,8 @@ class Limiter:
         else:
             self.storage = MemoryStorage()
         self.strategy = MovingWindowRateLimiter(self.storage)
+        # The public API is the hot path: a fixed window is one INCR (moving windows keep a list).
+        self.fixed = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, RateLimitItem] = {
             "public": parse(settings.limit_public),
             "otp": parse(settings.limit_otp),
@@ -48,9 +50,10 @@ class Limiter:
         if not self.enabled:
             return
         item = self.items[name]
-        if await self.strategy.hit(item, name, key):
+        strategy = self.fixed if name == "public" else self.strategy
+        if await strategy.hit(item, name, key):
             return
-        stats = await self.strategy.get_window_stats(item, name, key)
+        stats = await strategy.get_window_stats(item, name, key)
         raise RateLimited(seconds=max(1, int(stats.reset_time - time.time()) + 1))
 
     async def reset(self) -> None:

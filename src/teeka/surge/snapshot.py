@@ -10,6 +10,7 @@ readers of a stale answer cause one query. Booking never reads these (docs/booki
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import time
 from collections import OrderedDict
@@ -22,6 +23,7 @@ CHANNEL = "teeka:capacity-changed"
 @dataclass(frozen=True)
 class Entry:
     body: bytes
+    gzipped: bytes  # compressed once, served to every client that accepts gzip
     etag: str
     built_at: float  # monotonic
 
@@ -64,8 +66,9 @@ class SnapshotCache:
                 return entry
             started = time.monotonic()
             body = await build()
-            entry = Entry(body=body, etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest()
-                          + '"', built_at=started)
+            entry = Entry(body=body, gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+                          etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+                          built_at=started)
             self.builds += 1
             self._entries[key] = entry
             self._entries.move_to_end(key)
