@@ -40,7 +40,7 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DRILL_VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 ## The benchmark (docs/BENCHMARKS.md): full (minutes) or quick (< 60 s of load).
 bench: venv
@@ -51,12 +51,27 @@ bench-quick: venv
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py --quick
 
-## Failover drill (root; Debian's etcd-server, patroni, pgbackrest): three PostgreSQL nodes under
-## Patroni with synchronous replication, two Teeka servers, booking load, node kills and a
-## point-in-time restore. Ends with `drill: PASS lost_acks=0 …`. See docs/operations.md.
+## Failover drill (root): three PostgreSQL nodes under Patroni (4.1 from PyPI, in its own
+## virtualenv $(DRILL_VENV), quorum commit) with etcd and pgBackRest from Debian, two Teeka
+## servers, booking load, node kills and a point-in-time restore. Ends with
+## `drill: PASS lost_acks=0 …`. See docs/operations.md.
+## Patroni runs as the postgres user, so its venv is built on Debian's /usr/bin/python3 (a
+## Python under /root, e.g. pyenv's, is not readable by that user).
+DRILL_VENV := .venv-drill
+DRILL_PYTHON ?= /usr/bin/python3
+PATRONI_VERSION := 4.1.5
+
+$(DRILL_VENV)/.patroni-$(PATRONI_VERSION):
+	@$(DRILL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null)
+	rm -rf $(DRILL_VENV)
+	$(DRILL_PYTHON) -m venv $(DRILL_VENV)
+	$(DRILL_VENV)/bin/pip install -q 'patroni[etcd3,psycopg2-binary]==$(PATRONI_VERSION)'
+	touch $@
+
 .PHONY: drill
-drill: venv
-	@command -v patroni >/dev/null && command -v etcd >/dev/null && command -v pgbackrest >/dev/null \
+drill: venv $(DRILL_VENV)/.patroni-$(PATRONI_VERSION)
+	@command -v etcd >/dev/null && command -v pgbackrest >/dev/null \
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			etcd-server patroni pgbackrest >/dev/null)
-	$(BIN)/python -m ops.drill
+			etcd-server pgbackrest >/dev/null)
+	$(BIN)/python -m ops.drill --patroni $(DRILL_VENV)/bin/patroni

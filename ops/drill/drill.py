@@ -35,11 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.drill.checks import Figures, check, count_held_for, restored_ids
-from ops.drill.load import Ack, Load
+from ops.drill.load import Ack, Attempt, Load
 from ops.drill.topology import (
     APP_USER,
     DB_NAME,
     HOST,
+    PATRONI,
+    PATRONI_MIN,
     PG_BIN,
     ROOT,
     STANZA,
@@ -199,13 +201,22 @@ class Drill:
     async def setup(self) -> None:
         t = self.topo
         say(f"working directory {t.workdir}")
+        try:
+            version = t.patroni_version()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DrillFailed("setup", f"cannot run {t.patroni} (`make drill` installs it): "
+                              f"{exc}") from None
+        if version[:2] < PATRONI_MIN:
+            raise DrillFailed("setup", f"{t.patroni} is Patroni {version}; quorum commit needs "
+                              f">= {'.'.join(map(str, PATRONI_MIN))}")
+        say(f"Patroni {'.'.join(map(str, version))} ({t.patroni})")
         t.start_etcd()
         t.start_node(t.nodes[0])
         primary = self.leader("setup", timeout=120)
         for n in t.nodes[1:]:
             t.start_node(n)
         await self.wait_cluster("setup", standbys=2)
-        say(f"cluster up: primary {primary.name}, synchronous standby "
+        say(f"cluster up: primary {primary.name}, quorum standbys "
             f"{[n.name for n in t.sync_standbys()]}")
         self.psql(primary, f"CREATE ROLE {APP_USER} LOGIN")
         self.psql(primary, f"CREATE DATABASE {DB_NAME} OWNER {APP_USER}")
@@ -300,8 +311,17 @@ class Drill:
                               slowest_refusal_s=f"{slowest:.1f}",
                               resumed_after_restart_s=f"{took:.1f}")
         if unprotected or probe_status == 201:
+            def earlier(a: Attempt) -> list[tuple[int, float]]:
+                return [(b.status, round(b.sent - moment, 2)) for b in self.load.attempts
+                        if b.key == a.key and b.sent < a.sent]
+
+            detail = "; ".join(
+                f"key {a.key[:8]} sent +{a.sent - moment:.2f}s answered +{a.done - moment:.2f}s "
+                f"server {a.server}, earlier attempts (status, sent) {earlier(a)}"
+                for a in unprotected)
             raise DrillFailed(step, f"{len(unprotected) + (probe_status == 201)} booking(s) "
-                              "acknowledged with no standby")
+                              f"acknowledged with no standby ({victim.name} killed at "
+                              f"{datetime.fromtimestamp(moment, UTC):%H:%M:%S.%f}): {detail}")
         if probe_status != 503 or retry_status != 201 or held != 1:
             raise DrillFailed(step, f"probe: {probe_status} while down, {retry_status} on the "
                               f"retry with the same key, {held} booking(s) held (want 503, "
@@ -480,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         "DRILL_PORT_BASE", "15400")), help="first of the drill's ports (default 15400)")
     parser.add_argument("--users", type=int, default=6, help="concurrent citizens booking")
     parser.add_argument("--no-restore", action="store_true", help="skip the restore drill")
+    parser.add_argument("--patroni", type=Path, default=Path(os.environ.get(
+        "DRILL_PATRONI", str(PATRONI))), help=f"the patroni executable (default {PATRONI})")
     parser.add_argument("--keep", action="store_true",
                         help="keep the working directory (logs, data) for inspection")
     args = parser.parse_args(argv)
@@ -489,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     started = time.monotonic()
-    topo = Topology(ports=Ports(args.port_base))
+    topo = Topology(ports=Ports(args.port_base), patroni=args.patroni.absolute())
     drill = Drill(topo, users=args.users)
     failed: DrillFailed | None = None
 

@@ -26,6 +26,15 @@ from string import Template
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "ops" / "templates"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Patroni >= 4.1 from PyPI in its own virtualenv (`make drill` installs it); Debian 12's 3.0.2
+# has no quorum commit and gaps in strict mode (docs/decisions/0001-patroni-3-sync-mode.md).
+PATRONI = ROOT / ".venv-drill" / "bin" / "patroni"
+PATRONI_MIN = (4, 1)
+# Roles of a synchronous standby in GET /cluster: `sync_standby` (synchronous_mode: on) or
+# `quorum_standby` (synchronous_mode: quorum); a replica's state is `streaming` (Patroni >= 3.0.4)
+# or `running` (older).
+SYNC_ROLES = ("sync_standby", "quorum_standby")
+UP_STATES = ("running", "streaming")
 SCOPE = "teeka-drill"
 STANZA = "teeka"
 DB_NAME = "teeka"
@@ -128,6 +137,7 @@ class Topology:
     ttl: int = 10
     loop_wait: int = 2
     retry_timeout: int = 4
+    patroni: Path = PATRONI
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="teeka-drill-")))
     nodes: list[Node] = field(default_factory=list)
     etcd: subprocess.Popen[bytes] | None = None
@@ -217,10 +227,16 @@ class Topology:
             "--heartbeat-interval", "100", "--election-timeout", "1000"], "etcd.log")
         wait_for(lambda: _http_json(f"{client}/health")[0] == 200, 30, "etcd to answer")
 
+    def patroni_version(self) -> tuple[int, ...]:
+        """The version of the Patroni the drill runs (`patroni --version`: "patroni 4.1.5"),
+        asked as the postgres user, who must be able to run it and its interpreter."""
+        return parse_version(self.run_as_postgres([str(self.patroni), "--version"],
+                                                  timeout=60).stdout)
+
     def start_node(self, node: Node) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(node.dir),
                "LC_ALL": "C.UTF-8"}
-        node.proc = self._popen(["patroni", str(node.config)], f"{node.name}.log",
+        node.proc = self._popen([str(self.patroni), str(node.config)], f"{node.name}.log",
                                 as_postgres=True, env=env)
 
     def kill_node(self, node: Node) -> None:
@@ -263,12 +279,12 @@ class Topology:
 
     def sync_standbys(self) -> list[Node]:
         return [self.node(str(m["name"])) for m in self.cluster()
-                if m.get("role") == "sync_standby" and m.get("state") == "running"]
+                if m.get("role") in SYNC_ROLES and m.get("state") in UP_STATES]
 
     def streaming(self) -> list[Node]:
         return [self.node(str(m["name"])) for m in self.cluster()
-                if m.get("role") in ("replica", "sync_standby")
-                and m.get("state") in ("running", "streaming")]
+                if m.get("role") in ("replica", *SYNC_ROLES)
+                and m.get("state") in UP_STATES]
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -310,6 +326,12 @@ class Topology:
             self.etcd.wait(timeout=10)
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """(4, 1, 5) from "patroni 4.1.5"."""
+    word = text.split()[-1] if text.split() else ""
+    return tuple(int(p) for p in word.split(".") if p.isdigit())
 
 
 def _pid_in(data_dir: Path) -> int | None:

@@ -31,7 +31,7 @@ def test_the_last_line_says_pass_or_fail_with_figures() -> None:
         "drill: FAIL lost_acks=2 oversell=0 recovery_s=none step=kill-primary"
 
 
-def test_patroni_template_renders_strict_synchronous_mode_with_sane_timing() -> None:
+def test_patroni_template_renders_strict_quorum_commit_with_sane_timing() -> None:
     text = render("patroni.yml", scope="s", name="pg1", host="127.0.0.1", rest_port=8008,
                   etcd_hosts="127.0.0.1:2379", ttl=10, loop_wait=2, retry_timeout=4,
                   pg_hba="    - local all all trust", pg_port=5432, data_dir="/d",
@@ -40,7 +40,8 @@ def test_patroni_template_renders_strict_synchronous_mode_with_sane_timing() -> 
                   stanza="teeka")
     conf = yaml.safe_load(text)
     dcs = conf["bootstrap"]["dcs"]
-    assert dcs["synchronous_mode"] is True and dcs["synchronous_mode_strict"] is True
+    assert dcs["synchronous_mode"] == "quorum" and dcs["synchronous_mode_strict"] is True
+    assert dcs["synchronous_node_count"] == 1
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
     assert dcs["postgresql"]["parameters"]["synchronous_commit"] == "on"
     assert "archive-push" in conf["postgresql"]["parameters"]["archive_command"]
