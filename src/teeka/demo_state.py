@@ -59,7 +59,8 @@ from teeka.centre import rules as centre_rules
 from teeka.centre.schemas import CentreCreate
 from teeka.config import Settings
 from teeka.db import session_scope
-from teeka.demo import RELEASE, SHARES, STATE, VACCINES
+from teeka.demo import RELEASE, SHARES, STATE
+from teeka.demo import _vaccines as shared_vaccines
 from teeka.kit import clock, signing
 from teeka.models import (
     Account,
@@ -74,8 +75,6 @@ from teeka.models import (
     Share,
     State,
     VaccinationSession,
-    Vaccine,
-    VaccineInterval,
 )
 
 SEED = 2021
@@ -415,21 +414,8 @@ def _check_development(settings: Settings) -> None:
                                     f"(TEEKA_ENVIRONMENT={settings.environment})")
 
 
-async def _vaccines(db: AsyncSession, added: dict[str, int]) -> dict[str, int]:
-    """The small demo's vaccines and intervals, reused when present."""
-    ids = {code: i for code, i in await db.execute(select(Vaccine.code, Vaccine.id))}
-    for code, name, maker, doses, precaution, (low, high) in VACCINES:
-        if code not in ids:
-            vaccine = Vaccine(code=code, name=name, manufacturer=maker, doses=doses, min_age=18,
-                              precaution_after_days=precaution)
-            db.add(vaccine)
-            await db.flush()
-            db.add(VaccineInterval(vaccine_id=vaccine.id, dose_number=2, min_days=low,
-                                   max_days=high))
-            ids[code] = vaccine.id
-            added["vaccines"] += 1
-    await db.flush()
-    return ids
+# The vaccines and their intervals: the small demo's, created once, shared by both demos.
+_vaccines = shared_vaccines
 
 
 async def _geography(db: AsyncSession, bulk: _Bulk, plan: Plan, added: dict[str, int]
