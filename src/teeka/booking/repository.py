@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka.booking.rules import BucketView, GivenDose, Schedule
@@ -141,6 +142,8 @@ async def recount_mismatches(session: AsyncSession) -> Sequence[tuple[int, int, 
 
 # ---------------------------------------------------------------- read side
 
+_Q = TypeVar("_Q", bound="Select[Unpack[tuple[Any, ...]]]")
+
 async def bucket_totals(session: AsyncSession, session_ids: list[str]
                         ) -> dict[str, dict[str, int]]:
     """Free places per session and dose kind (read side; never used to decide a booking)."""
@@ -155,6 +158,18 @@ async def bucket_totals(session: AsyncSession, session_ids: list[str]
     return out
 
 
+def in_scope(query: _Q, *, district_id: int | None, pincode: int | None,
+             centre_id: int | None) -> _Q:
+    """Narrow a query that joins Centre to a district, a PIN code and/or one centre."""
+    if district_id is not None:
+        query = query.where(Centre.district_id == district_id)
+    if pincode is not None:
+        query = query.where(Centre.pincode == pincode)
+    if centre_id is not None:
+        query = query.where(Centre.id == centre_id)
+    return query
+
+
 async def find_sessions(session: AsyncSession, *, district_id: int | None = None,
                         pincode: int | None = None, centre_id: int | None = None,
                         day: date, days: int = 1) -> list[SessionAvailability]:
@@ -164,12 +179,7 @@ async def find_sessions(session: AsyncSession, *, district_id: int | None = None
              .where(Centre.active.is_(True), VaccinationSession.date >= day,
                     VaccinationSession.date < day + timedelta(days=days))
              .order_by(Centre.id, VaccinationSession.date, VaccinationSession.min_age))
-    if district_id is not None:
-        query = query.where(Centre.district_id == district_id)
-    if pincode is not None:
-        query = query.where(Centre.pincode == pincode)
-    if centre_id is not None:
-        query = query.where(Centre.id == centre_id)
+    query = in_scope(query, district_id=district_id, pincode=pincode, centre_id=centre_id)
     rows = (await session.execute(query.limit(5000))).all()
     ids = [r[0].id for r in rows]
     if not ids:

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from teeka.booking.repository import bucket_totals
+from teeka.booking.repository import bucket_totals, in_scope
 from teeka.models import (
     Block,
     Centre,
@@ -62,13 +62,8 @@ async def centres_with_sessions(session: AsyncSession, *, day: date, days: int,
                                 district_id: int | None = None, pincode: int | None = None,
                                 centre_id: int | None = None, vaccine: str | None = None
                                 ) -> list[CentreInfo]:
-    query = _centres_query().order_by(Centre.id)
-    if district_id is not None:
-        query = query.where(Centre.district_id == district_id)
-    if pincode is not None:
-        query = query.where(Centre.pincode == pincode)
-    if centre_id is not None:
-        query = query.where(Centre.id == centre_id)
+    query = in_scope(_centres_query().order_by(Centre.id), district_id=district_id,
+                     pincode=pincode, centre_id=centre_id)
     rows = (await session.execute(query)).all()
     centres = {c.id: CentreInfo(c, d, b, s) for c, d, b, s in rows}
     if not centres:
