@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -142,7 +142,7 @@ async def recount_mismatches(session: AsyncSession) -> Sequence[tuple[int, int, 
 
 # ---------------------------------------------------------------- read side
 
-_Q = TypeVar("_Q", bound="Select[Unpack[tuple[Any, ...]]]")
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
 async def bucket_totals(session: AsyncSession, session_ids: list[str]
                         ) -> dict[str, dict[str, int]]:
