@@ -40,7 +40,7 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DRILL_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 ## The benchmark (docs/BENCHMARKS.md): full (minutes) or quick (< 60 s of load).
 bench: venv
@@ -56,8 +56,9 @@ bench-quick: venv
 ## servers, booking load, node kills and a point-in-time restore. Ends with
 ## `drill: PASS lost_acks=0 …`. See docs/operations.md.
 ## Patroni runs as the postgres user, so its venv is built on Debian's /usr/bin/python3 (a
-## Python under /root, e.g. pyenv's, is not readable by that user).
-DRILL_VENV := .venv-drill
+## Python under /root, e.g. pyenv's, is not readable by that user) and lives outside the
+## checkout (a clone may sit in a folder the postgres user cannot enter, such as mktemp -d's).
+DRILL_VENV ?= /opt/teeka-drill/venv
 DRILL_PYTHON ?= /usr/bin/python3
 PATRONI_VERSION := 4.1.5
 
@@ -65,6 +66,7 @@ $(DRILL_VENV)/.patroni-$(PATRONI_VERSION):
 	@$(DRILL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null)
 	rm -rf $(DRILL_VENV)
+	install -d -m 0755 $(dir $(DRILL_VENV))
 	$(DRILL_PYTHON) -m venv $(DRILL_VENV)
 	$(DRILL_VENV)/bin/pip install -q 'patroni[etcd3,psycopg2-binary]==$(PATRONI_VERSION)'
 	touch $@

@@ -28,7 +28,7 @@ TEMPLATES = ROOT / "ops" / "templates"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # Patroni >= 4.1 from PyPI in its own virtualenv (`make drill` installs it); Debian 12's 3.0.2
 # has no quorum commit and gaps in strict mode (docs/decisions/0001-patroni-3-sync-mode.md).
-PATRONI = ROOT / ".venv-drill" / "bin" / "patroni"
+PATRONI = Path("/opt/teeka-drill/venv/bin/patroni")  # `make drill` builds it
 PATRONI_MIN = (4, 1)
 # Roles of a synchronous standby in GET /cluster: `sync_standby` (synchronous_mode: on) or
 # `quorum_standby` (synchronous_mode: quorum); a replica's state is `streaming` (Patroni >= 3.0.4)
