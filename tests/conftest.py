@@ -114,7 +114,7 @@ async def _clean(app: object) -> AsyncIterator[None]:
     app.state.limiter = Limiter(app.state.settings)  # type: ignore[attr-defined]
     from teeka.surge.store import MemoryStore
 
-    app.state.waiting_room.store = MemoryStore()  # type: ignore[attr-defined]
+    app.state.waiting_room.reset(MemoryStore())  # type: ignore[attr-defined]
 
 
 # Fail the run when anything was skipped and TEEKA_NO_SKIPS=1 (CI): nothing CI can run may hide.

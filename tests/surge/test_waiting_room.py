@@ -65,8 +65,17 @@ async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, 
     late = await bulk_citizens(maker, settings, 5)
     late_positions = [(await join(client, h, oid))["position"] for h, _ in late]
     assert late_positions == [31, 32, 33, 34, 35]  # after the draw: first come, first served
-    s = await status(client, late[-1][0], oid, (await join(client, late[-1][0], oid))["token"])
+    ticket = await join(client, late[-1][0], oid)
+    # Asking again before the time the answer named costs one signature check: 429 at once.
+    early = await client.get(f"/api/v1/openings/{oid}/status",
+                             headers={**late[-1][0], "X-Queue-Token": ticket["token"]})
+    assert early.status_code == 429 and early.json()["code"] == "RateLimited"
+    assert 1 <= int(early.headers["Retry-After"]) <= ticket["poll_after_s"]
+    clock.shift(timedelta(seconds=ticket["poll_after_s"]))
+    s = await status(client, late[-1][0], oid, ticket["token"])
     assert s["state"] == "waiting" and s["ahead"] > 0 and s["estimated_wait_s"] >= s["ahead"]
+    # Far back in the queue, polls are spaced out (a tenth of the wait, 1 to 30 s).
+    assert s["poll_after_s"] == min(30, max(1, s["estimated_wait_s"] // 10))
 
 
 async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, maker,
@@ -196,3 +205,44 @@ async def test_the_queue_page_works_without_javascript(client, world, maker, set
     clock.shift(timedelta(seconds=61))
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
     assert "आपकी बारी आ गई है" in page.text and 'http-equiv="refresh"' not in page.text
+
+
+async def test_when_places_are_gone_everyone_waiting_is_told_at_once(client, world, maker,
+                                                                     settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=2)
+    oid = await make_opening(client, world, hold=300)
+    people = await bulk_citizens(maker, settings, 5)
+    for h, _ in people:
+        await join(client, h, oid)
+    clock.shift(timedelta(seconds=61))
+    seen = {}
+    for h, ref in people:
+        ticket = (await join(client, h, oid))["token"]
+        r = await client.get(f"/api/v1/openings/{oid}/status",
+                             headers={**h, "X-Queue-Token": ticket})
+        assert r.status_code == 429  # a fresh ticket: too early, come back after Retry-After
+        clock.shift(timedelta(seconds=int(r.headers["Retry-After"])))
+        seen[ref] = await status(client, h, oid, ticket)
+    admitted = [(h, ref) for h, ref in people if seen[ref]["state"] == "admitted"]
+    waiting = [(h, ref) for h, ref in people if seen[ref]["state"] == "waiting"]
+    assert len(admitted) == 2 and len(waiting) == 3
+    for i, (h, ref) in enumerate(admitted):
+        assert (await book(client, h, sid, ref, f"told-{i:05d}")).status_code == 201
+    # Their last answers asked them to come back later; asking early anyway now tells them the
+    # queue is closed instead of "too early" (once this process has seen it close).
+    tickets = [seen[ref]["token"] for _, ref in waiting]
+    first = await client.get(f"/api/v1/openings/{oid}/status",
+                             headers={**waiting[0][0], "X-Queue-Token": tickets[0]})
+    if first.status_code == 429:  # this process had not looked at the room since the bookings
+        clock.shift(timedelta(seconds=int(first.headers["Retry-After"])))
+        first = await client.get(f"/api/v1/openings/{oid}/status",
+                                 headers={**waiting[0][0], "X-Queue-Token": tickets[0]})
+    assert first.json()["state"] == "closed"
+    for (h, _), ticket in zip(waiting[1:], tickets[1:], strict=True):
+        r = await client.get(f"/api/v1/openings/{oid}/status",
+                             headers={**h, "X-Queue-Token": ticket})
+        assert r.status_code == 200 and r.json()["state"] == "closed"
+    # The room's admission log is the head of its queue, in order: nobody was overtaken.
+    store = client._transport.app.state.waiting_room.store  # type: ignore[attr-defined]
+    queue = [e.split(":")[0] for e in await store.at(oid, 0, 10)]
+    assert await store.admitted(oid) == queue[:2]

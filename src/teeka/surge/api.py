@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Annotated
 
@@ -16,10 +17,11 @@ from teeka.auth.actor import Actor
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
-from teeka.surge.service import Status, WaitingRoom
+from teeka.surge.service import OpeningView, Status, WaitingRoom
 from teeka.web.deps import CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
+SLOW_BOOKING_S = 1.0  # a booking under an opening slower than this counts as backend stress
 
 
 class OpeningCreate(BaseModel):
@@ -44,6 +46,7 @@ class StatusRead(BaseModel):
     estimated_wait_s: int | None
     hold_expires_in_s: int | None
     token: str
+    poll_after_s: int
 
 
 def room(request: Request) -> WaitingRoom:
@@ -55,15 +58,9 @@ def _read(status: Status) -> StatusRead:
     return StatusRead(**status.__dict__)
 
 
-async def _opening(db: AsyncSession, opening_id: int) -> Opening:
-    opening = await db.get(Opening, opening_id)
-    if opening is None:
-        raise errors.NotFound()
-    return opening
-
-
 @router.post("/admin/openings", response_model=OpeningRead, status_code=201)
-async def create_opening(body: OpeningCreate, db: Db, actor: CurrentActor) -> OpeningRead:
+async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: CurrentActor
+                         ) -> OpeningRead:
     if body.district_id is None:
         if not actor.has_role(Role.STATE_ADMIN):
             raise errors.Forbidden()
@@ -78,32 +75,42 @@ async def create_opening(body: OpeningCreate, db: Db, actor: CurrentActor) -> Op
     await db.flush()
     await log_action(db, actor=actor.label, action="surge.opening.created", object_type="opening",
                      object_id=opening.id, district=body.district_id)
+    room(request).opening_created(opening)
     return OpeningRead(id=opening.id, district_id=opening.district_id,
                        first_day=opening.first_day, opens_at=opening.opens_at)
 
 
 @router.post("/openings/{opening_id}/join", response_model=StatusRead)
 async def join(opening_id: int, request: Request, db: Db, actor: CurrentActor) -> StatusRead:
-    return _read(await room(request).join(db, await _opening(db, opening_id), actor))
+    wr = room(request)
+    return _read(await wr.join(db, await wr.opening(db, opening_id), actor))
 
 
 @router.get("/openings/{opening_id}/status", response_model=StatusRead)
 async def status(opening_id: int, request: Request, db: Db, actor: CurrentActor,
                  token: Annotated[str, Header(alias="X-Queue-Token", max_length=2000)] = ""
                  ) -> StatusRead:
-    return _read(await room(request).status(db, await _opening(db, opening_id), actor, token))
+    """Position, people ahead, estimated wait, and `poll_after_s`: a poll with this ticket before
+    then is answered 429 with Retry-After at once (a waiting crowd costs the server little)."""
+    wr = room(request)
+    return _read(await wr.status(db, await wr.opening(db, opening_id), actor, token))
 
 
 async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
-               ) -> Opening | None:
+               ) -> OpeningView | None:
     """Call before booking: citizens need a live hold while an opening governs the session.
     (Help-desk staff booking for people without phones are not queued.)"""
     if not actor.is_citizen:
         return None
+    request.state.gate_started = time.monotonic()
     return await room(request).gate(db, actor, session_id)
 
 
-async def used(request: Request, opening: Opening | None, actor: Actor, booked: int) -> None:
+async def used(request: Request, opening: OpeningView | None, actor: Actor, booked: int
+               ) -> None:
     """Call after a booking made under an opening: the hold is used up."""
     if opening is not None:
         await room(request).use_hold(opening, actor, booked)
+        started = getattr(request.state, "gate_started", None)
+        if started is not None and time.monotonic() - started > SLOW_BOOKING_S:
+            room(request).note_busy()  # slow bookings: the waiting room admits more slowly

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeka import errors
-from teeka.models import Opening
 from teeka.surge.api import room
+from teeka.surge.service import read_token
 from teeka.web import session as websession
 from teeka.web.deps import CitizenPage, Db, Form, Lang
 from teeka.web.templating import render
@@ -23,9 +23,7 @@ def _cookie(opening_id: int) -> str:
 @router.get("/queue/{opening_id}", response_class=HTMLResponse)
 async def queue_page(opening_id: int, request: Request, db: Db, lang: Lang,
                      actor: CitizenPage) -> Response:
-    opening = await db.get(Opening, opening_id)
-    if opening is None:
-        raise errors.NotFound()
+    opening = await room(request).opening(db, opening_id)
     token = request.cookies.get(_cookie(opening_id))
     status = None
     if token:
@@ -33,6 +31,13 @@ async def queue_page(opening_id: int, request: Request, db: Db, lang: Lang,
             status = await room(request).status(db, opening, actor, token)
         except errors.QueueTokenInvalid:
             status = None
+        # A reload before the time the last answer named: the same ticket, refreshed a little
+        # later, without asking the room (the page never shows an error for coming too early).
+        except errors.RateLimited as early:
+            index = read_token(room(request).secret, token, opening_id, actor, paced=False)
+            return render(request, "queue.html", lang, opening=opening, status=None,
+                          signed_in=True, early_s=early.params.get("seconds", 2),
+                          early_position=index + 1 if index >= 0 else None)
     response = render(request, "queue.html", lang, opening=opening, status=status,
                       signed_in=True)
     if status is not None:
@@ -44,10 +49,8 @@ async def queue_page(opening_id: int, request: Request, db: Db, lang: Lang,
 @router.post("/queue/{opening_id}/join")
 async def join(opening_id: int, request: Request, db: Db, actor: CitizenPage,
                form: Form) -> Response:
-    opening = await db.get(Opening, opening_id)
-    if opening is None:
-        raise errors.NotFound()
-    status = await room(request).join(db, opening, actor)
+    wr = room(request)
+    status = await wr.join(db, await wr.opening(db, opening_id), actor)
     response = RedirectResponse(f"/queue/{opening_id}", status_code=303)
     websession.set_cookie(request, response, _cookie(opening_id), status.token, 6 * 60)
     return response

@@ -28,3 +28,12 @@ def shuffled(accounts: list[str], rng: random.Random | None = None) -> list[str]
 def effective_rate(base: float, recent_busy: int) -> float:
     """Slow down when the backend shows stress (recent 503s): halve per 10, never below 10 %."""
     return max(base * 0.1, base / (1 + recent_busy / 10))
+
+
+def poll_after_s(state: str, estimated_wait_s: int | None) -> int:
+    """When a waiting person should ask again: often near the front, rarely far back (a tenth
+    of the wait, 1 to 30 s), so that a crowd of waiting people costs the server little. Once
+    admitted, used, expired or closed there is nothing to wait for."""
+    if state != "waiting":
+        return 5
+    return min(30, max(1, (estimated_wait_s or 0) // 10))

@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,29 @@ from teeka.surge.store import Store
 TOKEN_HOURS = 6
 
 
+OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
+SESSION_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class OpeningView:
+    """What the waiting room needs of an opening (rows never change once created), so each
+    process can keep them in memory instead of reading the database on every poll."""
+
+    id: int
+    district_id: int | None
+    first_day: date
+    opens_at: datetime
+    hold_seconds: int
+    admit_per_second: int
+
+    @classmethod
+    def of(cls, row: Opening) -> OpeningView:
+        return cls(id=row.id, district_id=row.district_id, first_day=row.first_day,
+                   opens_at=row.opens_at, hold_seconds=row.hold_seconds,
+                   admit_per_second=row.admit_per_second)
+
+
 @dataclass(frozen=True)
 class Status:
     state: str  # "waiting" | "admitted" | "used" | "expired" | "closed"
@@ -47,28 +71,34 @@ class Status:
     estimated_wait_s: int | None
     hold_expires_in_s: int | None
     token: str
+    poll_after_s: int = 5  # come back then; an earlier poll with this ticket gets 429
 
 
 def _now() -> float:
     return clock.now().timestamp()
 
 
-def _token(secret: str, opening: int, account: int, index: int) -> str:
+def _token(secret: str, opening: int, account: int, index: int, poll_after: int = 0) -> str:
     return signing.issue_token(secret, subject=str(account), kind="queue", now=clock.now(),
                                ttl=timedelta(hours=TOKEN_HOURS),
-                               extra={"op": opening, "idx": index})
+                               extra={"op": opening, "idx": index,
+                                      "nb": round(_now() + poll_after, 3)})
 
 
-def read_token(secret: str, token: str, opening: int, actor: Actor) -> int:
+def read_token(secret: str, token: str, opening: int, actor: Actor, paced: bool = True) -> int:
     """The queue index in a valid token of this account for this opening; -1 before the draw.
-    A forged, expired, or someone else's token is refused."""
+    A forged, expired, or someone else's token is refused; a poll before the time the ticket
+    named (`nb`, from the last answer's poll_after_s) is refused with 429 at once."""
     claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
     if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
         raise errors.QueueTokenInvalid()
+    early = float(claims.get("nb", 0)) - _now()
+    if paced and early > 0:
+        raise errors.RateLimited(seconds=max(1, int(early + 0.999)))
     return int(claims["idx"])
 
 
-async def places_in_scope(session: AsyncSession, opening: Opening) -> int:
+async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
     query = (select(func.coalesce(func.sum(CapacityBucket.capacity - CapacityBucket.booked), 0))
              .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
              .where(VaccinationSession.date >= opening.first_day))
@@ -79,21 +109,84 @@ async def places_in_scope(session: AsyncSession, opening: Opening) -> int:
 
 
 class WaitingRoom:
-    def __init__(self, store: Store, secret: str) -> None:
+    def __init__(self, store: Store, secret: str, advance_every: float = 0.1) -> None:
         self.store = store
         self.secret = secret
         self.busy_marks: list[float] = []  # recent 503s seen by this process
+        # A poll, join or booking moves the room forward (draw, expiries, admissions) at most
+        # every `advance_every` seconds per process; in between it answers from the last state.
+        self.advance_every = advance_every
+        self._advanced: dict[int, tuple[float, dict[str, str]]] = {}
+        self._advancing: dict[int, asyncio.Lock] = {}
+        self._openings: dict[int, OpeningView] = {}
+        self._all_openings: tuple[float, list[OpeningView]] | None = None
+        self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
+
+    def reset(self, store: Store) -> None:
+        """A new store and empty caches (tests, between cases)."""
+        self.__init__(store, self.secret, self.advance_every)  # type: ignore[misc]
+
+    async def opening(self, session: AsyncSession, opening_id: int) -> OpeningView:
+        found = self._openings.get(opening_id)
+        if found is None:
+            row = await session.get(Opening, opening_id)
+            if row is None:
+                raise errors.NotFound()
+            found = self._openings[opening_id] = OpeningView.of(row)
+        return found
+
+    def opening_created(self, row: Opening) -> None:
+        self._openings[row.id] = OpeningView.of(row)
+        self._all_openings = None
+
+    async def _current_openings(self, session: AsyncSession) -> list[OpeningView]:
+        cached = self._all_openings
+        if cached is not None and time.monotonic() - cached[0] < OPENINGS_TTL_S:
+            return cached[1]
+        rows = (await session.execute(select(Opening))).scalars().all()
+        found = [OpeningView.of(r) for r in rows]
+        self._all_openings = (time.monotonic(), found)
+        return found
+
+    async def _session_scope(self, session: AsyncSession, session_id: str
+                             ) -> tuple[date, int] | None:
+        found = self._sessions.get(session_id)
+        if found is None:
+            row = (await session.execute(
+                select(VaccinationSession.date, Centre.district_id)
+                .join(Centre, Centre.id == VaccinationSession.centre_id)
+                .where(VaccinationSession.id == session_id))).first()
+            if row is None:
+                return None
+            if len(self._sessions) >= SESSION_CACHE_MAX:
+                self._sessions.clear()
+            found = self._sessions[session_id] = (row[0], int(row[1]))
+        return found
 
     def note_busy(self) -> None:
         now = time.monotonic()
         self.busy_marks = [t for t in self.busy_marks if now - t < 5] + [now]
 
-    def _rate(self, opening: Opening) -> float:
+    def _rate(self, opening: OpeningView) -> float:
         now = time.monotonic()
         recent = sum(1 for t in self.busy_marks if now - t < 5)
         return rules.effective_rate(float(opening.admit_per_second), recent)
 
-    async def advance(self, session: AsyncSession, opening: Opening) -> dict[str, str]:
+    async def advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
+        """The room's state, moved forward at most every `advance_every` seconds per process."""
+        oid = opening.id
+        last = self._advanced.get(oid)
+        if last is not None and 0 <= _now() - last[0] < self.advance_every:
+            return dict(last[1])
+        async with self._advancing.setdefault(oid, asyncio.Lock()):
+            last = self._advanced.get(oid)
+            if last is not None and 0 <= _now() - last[0] < self.advance_every:
+                return dict(last[1])
+            meta = await self._advance(session, opening)
+            self._advanced[oid] = (_now(), meta)
+            return dict(meta)
+
+    async def _advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
         """Open the room when it is time (the draw), return expired holds, admit in order."""
         now = _now()
         oid = opening.id
@@ -124,6 +217,7 @@ class WaitingRoom:
                                                now - opening.opens_at.timestamp())
             length = await self.store.length(oid)
             batch = await self.store.at(oid, nxt, min(length, allowed))
+            admitted = []
             for entry in batch:  # "account:size" (size = people on the account, taken at joining)
                 account, size = entry.split(":")[0], int(entry.split(":")[1])
                 if reserved + size > places:
@@ -132,7 +226,9 @@ class WaitingRoom:
                 await self.store.set_hold(oid, account,
                                           f"{size}:{now + opening.hold_seconds:.3f}:live",
                                           now + opening.hold_seconds)
+                admitted.append(account)
                 nxt += 1
+            await self.store.log_admitted(oid, admitted)
             meta.update(reserved=str(reserved), next=str(nxt))
             # Closed: every place is held or used, and no hold is left that could come back.
             if reserved >= places and await self.store.live_holds(oid) == 0:
@@ -146,7 +242,7 @@ class WaitingRoom:
             Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one()
         return min(max(int(n), 1), 4)
 
-    async def join(self, session: AsyncSession, opening: Opening, actor: Actor) -> Status:
+    async def join(self, session: AsyncSession, opening: OpeningView, actor: Actor) -> Status:
         if not actor.is_citizen:
             raise errors.Forbidden()
         oid, account = opening.id, str(actor.id)
@@ -165,49 +261,110 @@ class WaitingRoom:
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
-    async def status(self, session: AsyncSession, opening: Opening, actor: Actor,
+    async def status(self, session: AsyncSession, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
-        index = read_token(self.secret, token, opening.id, actor)
+        try:
+            index = read_token(self.secret, token, opening.id, actor)
+        except errors.RateLimited:
+            # Too early, unless this process already knows the room has closed: then everyone
+            # still waiting is told at once.
+            last = self._advanced.get(opening.id)
+            if last is None or last[1].get("closed") != "1":
+                raise
+            index = read_token(self.secret, token, opening.id, actor, paced=False)
         meta = await self.advance(session, opening)
         if index < 0 and meta.get("opened") == "1":  # drawn at the opening
             member = await self.store.member(opening.id, str(actor.id))
             index = -1 if member in (None, "pre") else int(member)
         return await self._status(session, opening, actor, index, meta)
 
-    async def _status(self, session: AsyncSession, opening: Opening, actor: Actor, index: int,
-                      meta: dict[str, str]) -> Status:
-        token = _token(self.secret, opening.id, actor.id, index)
+    def _answer(self, opening: OpeningView, account: int, index: int, state: str,
+                position: int | None, ahead: int | None, wait: int | None,
+                hold: int | None) -> Status:
+        poll = rules.poll_after_s(state, wait)
+        token = _token(self.secret, opening.id, account, index, poll)
+        return Status(state, position, ahead, wait, hold, token, poll)
+
+    def _waiting(self, opening: OpeningView, account: int, index: int, meta: dict[str, str]
+                 ) -> Status | None:
+        """The answer for someone still waiting, which needs no lookup at all (the ticket and
+        the room's state); None when a lookup is needed."""
         rate = self._rate(opening)
-        if meta.get("opened") != "1" or index < 0:
+        if meta.get("opened") != "1":
             until = opening.opens_at.timestamp() - _now()
-            return Status("waiting", None, None, rules.estimated_wait_s(0, rate, until), None,
-                          token)
+            return self._answer(opening, account, index, "waiting", None, None,
+                                rules.estimated_wait_s(0, rate, until), None)
+        if 0 <= index and index >= int(meta["next"]) and meta.get("closed") != "1":
+            # Admission is in queue order: nobody at or behind `next` holds anything yet.
+            ahead = index - int(meta["next"])
+            return self._answer(opening, account, index, "waiting", index + 1, ahead,
+                                rules.estimated_wait_s(ahead + 1, rate), None)
+        return None
+
+    def quick_status(self, opening_id: int, bearer: str, ticket: str
+                     ) -> Status | errors.DomainError | None:
+        """A status poll answered from this process's memory alone (two signature checks, no
+        database, no Redis): a poll before the ticket's time (RateLimited), or a person still
+        waiting while this process's view of the room is fresh. None: ask the full route."""
+        opening = self._openings.get(opening_id)
+        last = self._advanced.get(opening_id)
+        if opening is None or last is None:
+            return None
+        now = clock.now()
+        claims = signing.read_token(self.secret, bearer, kind="citizen", now=now)
+        if claims is None:
+            return None
+        actor = Actor(kind="citizen", id=int(claims["sub"]))
+        try:
+            index = read_token(self.secret, ticket, opening_id, actor)
+        except errors.RateLimited as early:
+            return None if last[1].get("closed") == "1" else early
+        except errors.DomainError:
+            return None
+        if not 0 <= now.timestamp() - last[0] < self.advance_every:
+            return None
+        if index < 0 and last[1].get("opened") == "1":
+            return None
+        return self._waiting(opening, actor.id, index, last[1])
+
+    async def _status(self, session: AsyncSession, opening: OpeningView, actor: Actor,
+                      index: int, meta: dict[str, str]) -> Status:
+        quick = self._waiting(opening, actor.id, index, meta)
+        if quick is not None:
+            return quick
+
+        def answer(state: str, position: int | None, ahead: int | None, wait: int | None,
+                   hold: int | None) -> Status:
+            return self._answer(opening, actor.id, index, state, position, ahead, wait, hold)
+
+        rate = self._rate(opening)
+        if index < 0:  # joined, but not in the draw's record (yet)
+            return answer("waiting", None, None, rules.estimated_wait_s(0, rate), None)
         held = await self.store.hold(opening.id, str(actor.id))
         if held is not None:
             _, expires, state = held.split(":")
             if state == "live":
-                return Status("admitted", index + 1, 0, 0,
-                              max(0, int(float(expires) - _now())), token)
-            return Status(state, index + 1, 0, 0, None, token)
+                return answer("admitted", index + 1, 0, 0, max(0, int(float(expires) - _now())))
+            return answer(state, index + 1, 0, 0, None)
         if meta.get("closed") == "1":
-            return Status("closed", index + 1, None, None, None, token)
+            return answer("closed", index + 1, None, None, None)
         ahead = max(index - int(meta["next"]), 0)
-        return Status("waiting", index + 1, ahead, rules.estimated_wait_s(ahead + 1, rate), None,
-                      token)
+        return answer("waiting", index + 1, ahead, rules.estimated_wait_s(ahead + 1, rate), None)
 
-    async def gate(self, session: AsyncSession, actor: Actor, session_id: str) -> Opening | None:
+    async def gate(self, session: AsyncSession, actor: Actor, session_id: str
+                   ) -> OpeningView | None:
         """The opening that governs booking this session now, if any; raises when it may not be
         booked now (before the opening, or without a live hold while the room is open)."""
-        vs = await session.get(VaccinationSession, session_id)
-        if vs is None:
+        openings = await self._current_openings(session)
+        if not openings:
             return None
-        centre = await session.get(Centre, vs.centre_id)
-        assert centre is not None
-        openings = (await session.execute(select(Opening).where(
-            Opening.first_day <= vs.date,
-            (Opening.district_id.is_(None)) | (Opening.district_id == centre.district_id))
-        )).scalars().all()
+        scope = await self._session_scope(session, session_id)
+        if scope is None:
+            return None
+        day, district = scope
         for opening in openings:
+            if opening.first_day > day or opening.district_id not in (None, district):
+                continue
             meta = await self.advance(session, opening)
             if meta.get("opened") != "1":
                 raise errors.NotOpenYet(at=opening.opens_at.astimezone(clock.LOCAL_TZ)
@@ -220,7 +377,7 @@ class WaitingRoom:
             return opening
         return None
 
-    async def use_hold(self, opening: Opening, actor: Actor, booked: int) -> None:
+    async def use_hold(self, opening: OpeningView, actor: Actor, booked: int) -> None:
         """A booking made with the hold: the places it used stay taken, the rest return."""
         oid, account = opening.id, str(actor.id)
         async with self.store.lock(oid):
@@ -234,3 +391,4 @@ class WaitingRoom:
             meta["used"] = str(int(meta.get("used", "0")) + used)
             await self.store.set_hold(oid, account, f"{size}:0:used", None)
             await self.store.set_meta(oid, meta)
+        self._advanced.pop(oid, None)  # the next poll here sees the room as it is now

@@ -31,6 +31,10 @@ class LoadShedder:
             return
         if self.in_flight >= self.max_in_flight:
             SHED.inc()
+            app = scope.get("app")
+            room = getattr(getattr(app, "state", None), "waiting_room", None)
+            if room is not None:  # overloaded: the waiting room admits more slowly
+                room.note_busy()
             await self._refuse(scope, send)
             return
         self.in_flight += 1

@@ -26,6 +26,8 @@ class Store(Protocol):
                        ) -> None: ...
     async def expired_holds(self, opening: int, now: float) -> list[str]: ...
     async def live_holds(self, opening: int) -> int: ...
+    async def log_admitted(self, opening: int, accounts: list[str]) -> None: ...
+    async def admitted(self, opening: int) -> list[str]: ...
     async def reset(self, opening: int) -> None: ...
 
 
@@ -38,6 +40,7 @@ class MemoryStore:
         self._queue: dict[int, list[str]] = {}
         self._holds: dict[int, dict[str, str]] = {}
         self._expiry: dict[int, dict[str, float]] = {}
+        self._admitted: dict[int, list[str]] = {}
 
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
@@ -91,9 +94,15 @@ class MemoryStore:
     async def live_holds(self, opening: int) -> int:
         return len(self._expiry.get(opening, {}))
 
+    async def log_admitted(self, opening: int, accounts: list[str]) -> None:
+        self._admitted.setdefault(opening, []).extend(accounts)
+
+    async def admitted(self, opening: int) -> list[str]:
+        return list(self._admitted.get(opening, []))
+
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._queue, self._holds,
-                     self._expiry):
+                     self._expiry, self._admitted):
             part.pop(opening, None)
 
 
@@ -111,7 +120,9 @@ class RedisStore:
 
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
-        async with self.r.lock(self._k(opening, "lock"), timeout=10, blocking_timeout=10):
+        # Held for a few round trips: poll for it often rather than redis-py's default 0.1 s.
+        async with self.r.lock(self._k(opening, "lock"), timeout=10, blocking_timeout=10,
+                               sleep=0.005):
             yield
 
     async def meta(self, opening: int) -> dict[str, str]:
@@ -175,6 +186,15 @@ class RedisStore:
         n: int = await self.r.zcard(self._k(opening, "expiry"))
         return n
 
+    async def log_admitted(self, opening: int, accounts: list[str]) -> None:
+        if accounts:
+            await self.r.rpush(self._k(opening, "admitted"), *accounts)
+
+    async def admitted(self, opening: int) -> list[str]:
+        found: list[str] = await self.r.lrange(self._k(opening, "admitted"), 0, -1)
+        return found
+
     async def reset(self, opening: int) -> None:
         await self.r.delete(*[self._k(opening, p) for p in
-                              ("meta", "members", "pre", "queue", "holds", "expiry")])
+                              ("meta", "members", "pre", "queue", "holds", "expiry",
+                               "admitted")])

@@ -22,6 +22,10 @@ def _is_api(request: Request) -> bool:
 
 
 def domain_response(request: Request, exc: errors.DomainError) -> Response:
+    if exc.status == 503:  # the backend is struggling: the waiting room admits more slowly
+        room = getattr(request.app.state, "waiting_room", None)
+        if room is not None:
+            room.note_busy()
     from teeka.web.session import LoginRequired
 
     if isinstance(exc, LoginRequired) and not _is_api(request):

@@ -1,0 +1,70 @@
+"""The waiting room's status poll, answered before the framework when this process's memory is
+enough (WaitingRoom.quick_status): a poll before the time the ticket named gets 429 with
+Retry-After, and a person still waiting behind the admission point gets their position — two
+signature checks, no database, no Redis. Everything else goes on to the full route
+(surge.api.status), which answers the same way. A crowd that polls impatiently therefore costs
+the server little, and bookings keep their share of it (docs/surge.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from teeka import errors
+from teeka.i18n import pick_language
+
+STATUS_PATH = re.compile(r"/api/v1/openings/(\d{1,9})/status")
+
+
+class QueueStatusFastPath:
+    def __init__(self, app: ASGIApp, extra_headers: dict[str, str] | None = None) -> None:
+        self.app = app
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        match = STATUS_PATH.fullmatch(scope["path"])
+        room: Any = getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
+        if match is None or room is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {k: v for k, v in scope["headers"]
+                   if k in (b"authorization", b"x-queue-token", b"accept-language", b"cookie")}
+        scheme, _, bearer = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
+        if scheme.lower() != "bearer" or not bearer or not ticket or len(ticket) > 2000:
+            await self.app(scope, receive, send)
+            return
+        answer = room.quick_status(int(match[1]), bearer.strip(), ticket)
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(answer, errors.DomainError):
+            cookie = headers.get(b"cookie", b"").decode("latin-1")
+            lang = pick_language(_cookie(cookie, "lang"),
+                                 headers.get(b"accept-language", b"").decode("latin-1"))
+            status = answer.status
+            body = {"code": answer.code, "message": answer.text(lang)}
+            extra.append((b"retry-after", str(answer.params.get("seconds", 1)).encode()))
+        else:
+            status = 200
+            body = dict(answer.__dict__)
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            (b"cache-control", b"no-store"), *extra, *self.extra]})
+        await send({"type": "http.response.body", "body": data})
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
