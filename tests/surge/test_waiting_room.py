@@ -246,3 +246,48 @@ async def test_when_places_are_gone_everyone_waiting_is_told_at_once(client, wor
     store = client._transport.app.state.waiting_room.store  # type: ignore[attr-defined]
     queue = [e.split(":")[0] for e in await store.at(oid, 0, 10)]
     assert await store.admitted(oid) == queue[:2]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
+    """The store's atomic steps, in memory and in Redis alike: who joins while the draw is
+    being made goes after the drawn; admissions never exceed the places and follow the queue;
+    an expired hold returns its place; a used hold is not expired; the room closes."""
+    import redis
+
+    from teeka.surge.store import MemoryStore, RedisStore
+
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    oid = 987654
+    await store.reset(oid)
+    for account in ("a", "b", "c"):
+        assert await store.join(oid, account, f"{account}:1") == "pre"
+    assert await store.join(oid, "a", "a:1") == "pre"  # one position per account
+
+    def shuffle(entries: list[str]) -> list[str]:
+        if kind == "redis":  # another process joins between reading the pre-queue and writing it
+            r = redis.Redis.from_url("redis://127.0.0.1:6379/13")
+            r.rpush(f"teeka:wr:{oid}:pre", "d:1")
+            r.hset(f"teeka:wr:{oid}:members", "d", "pre")
+        return list(reversed(entries))
+
+    await store.draw(oid, shuffle, {"places": "3", "reserved": "0", "used": "0", "next": "0",
+                                    "closed": "0"})
+    if kind == "memory":  # in one process nothing runs during the draw: d joins just after
+        assert await store.join(oid, "d", "d:1") == "3"
+    assert [await store.member(oid, x) for x in "cbad"] == ["0", "1", "2", "3"]
+    assert await store.join(oid, "e", "e:1") == "4"  # after the draw: first come, first served
+    meta = await store.step(oid, now=100.0, allowed=10, expires=160.0)
+    assert meta["reserved"] == "3" and meta["next"] == "3" and meta["closed"] == "0"
+    assert await store.admitted(oid) == ["c", "b", "a"]
+    assert await store.use_hold(oid, "c", 1) is True
+    assert await store.use_hold(oid, "c", 1) is False  # used once
+    meta = await store.step(oid, now=161.0, allowed=10, expires=221.0)  # b and a expired
+    assert await store.hold(oid, "b") == "1:0:expired"
+    assert await store.hold(oid, "c") == "1:0:used"
+    assert await store.admitted(oid) == ["c", "b", "a", "d", "e"]
+    assert meta["reserved"] == "3" and meta["next"] == "5"
+    assert await store.use_hold(oid, "d", 1) and await store.use_hold(oid, "e", 1)
+    meta = await store.step(oid, now=162.0, allowed=10, expires=222.0)
+    assert meta["closed"] == "1" and meta["used"] == "3"
+    await store.reset(oid)

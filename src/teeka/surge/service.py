@@ -187,54 +187,21 @@ class WaitingRoom:
             return dict(meta)
 
     async def _advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
-        """Open the room when it is time (the draw), return expired holds, admit in order."""
+        """Open the room when it is time (the draw), return expired holds, admit in order, and
+        close when every place is used or held and no hold can come back (one atomic step)."""
         now = _now()
         oid = opening.id
-        async with self.store.lock(oid):
-            meta = await self.store.meta(oid)
-            if meta.get("opened") != "1":
-                if now < opening.opens_at.timestamp():
-                    return meta
-                places = await places_in_scope(session, opening)
-                drawn = rules.shuffled(await self.store.take_pre(oid))
-                start = await self.store.length(oid)
-                await self.store.push(oid, drawn)
-                for i, entry in enumerate(drawn):
-                    await self.store.set_member(oid, entry.split(":")[0], str(start + i))
-                meta = {"opened": "1", "places": str(places), "reserved": "0", "used": "0",
-                        "next": "0", "closed": "0"}
-            if meta.get("closed") == "1":
-                await self.store.set_meta(oid, meta)
+        meta = await self.store.meta(oid)
+        if meta.get("opened") != "1":
+            if now < opening.opens_at.timestamp():
                 return meta
-            reserved = int(meta["reserved"])
-            for account in await self.store.expired_holds(oid, now):
-                held_size, _, state = (await self.store.hold(oid, account) or "0:0:live").split(":")
-                if state == "live":
-                    reserved -= int(held_size)
-                    await self.store.set_hold(oid, account, f"{held_size}:0:expired", None)
-            nxt, places = int(meta["next"]), int(meta["places"])
-            allowed = rules.admissions_allowed(self._rate(opening),
-                                               now - opening.opens_at.timestamp())
-            length = await self.store.length(oid)
-            batch = await self.store.at(oid, nxt, min(length, allowed))
-            admitted = []
-            for entry in batch:  # "account:size" (size = people on the account, taken at joining)
-                account, size = entry.split(":")[0], int(entry.split(":")[1])
-                if reserved + size > places:
-                    break
-                reserved += size
-                await self.store.set_hold(oid, account,
-                                          f"{size}:{now + opening.hold_seconds:.3f}:live",
-                                          now + opening.hold_seconds)
-                admitted.append(account)
-                nxt += 1
-            await self.store.log_admitted(oid, admitted)
-            meta.update(reserved=str(reserved), next=str(nxt))
-            # Closed: every place is held or used, and no hold is left that could come back.
-            if reserved >= places and await self.store.live_holds(oid) == 0:
-                meta["closed"] = "1"
-            await self.store.set_meta(oid, meta)
-            return meta
+            async with self.store.lock(oid):  # the draw, once
+                places = await places_in_scope(session, opening)
+                await self.store.draw(oid, rules.shuffled, {
+                    "places": str(places), "reserved": "0", "used": "0", "next": "0",
+                    "closed": "0"})
+        allowed = rules.admissions_allowed(self._rate(opening), now - opening.opens_at.timestamp())
+        return await self.store.step(oid, now, allowed, now + opening.hold_seconds)
 
     async def _size(self, session: AsyncSession, account_id: int) -> int:
         n = (await session.execute(select(func.count()).select_from(Beneficiary).where(
@@ -248,16 +215,7 @@ class WaitingRoom:
         oid, account = opening.id, str(actor.id)
         meta = await self.advance(session, opening)
         size = await self._size(session, actor.id)
-        async with self.store.lock(oid):
-            member = await self.store.member(oid, account)
-            if member is None:
-                if (await self.store.meta(oid)).get("opened") == "1":
-                    index = await self.store.push(oid, [f"{account}:{size}"]) - 1
-                    member = str(index)
-                else:
-                    await self.store.add_pre(oid, f"{account}:{size}")
-                    member = "pre"
-                await self.store.set_member(oid, account, member)
+        member = await self.store.join(oid, account, f"{account}:{size}")
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
@@ -379,16 +337,5 @@ class WaitingRoom:
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: int) -> None:
         """A booking made with the hold: the places it used stay taken, the rest return."""
-        oid, account = opening.id, str(actor.id)
-        async with self.store.lock(oid):
-            held = await self.store.hold(oid, account)
-            if held is None or not held.endswith(":live"):
-                return
-            size = int(held.split(":")[0])
-            meta = await self.store.meta(oid)
-            used = min(booked, size)
-            meta["reserved"] = str(int(meta["reserved"]) - (size - used))
-            meta["used"] = str(int(meta.get("used", "0")) + used)
-            await self.store.set_hold(oid, account, f"{size}:0:used", None)
-            await self.store.set_meta(oid, meta)
-        self._advanced.pop(oid, None)  # the next poll here sees the room as it is now
+        await self.store.use_hold(opening.id, str(actor.id), booked)
+        self._advanced.pop(opening.id, None)  # the next poll here sees the room as it is now

@@ -1,34 +1,47 @@
 """Where the waiting room keeps its state: Redis when configured (shared by every process and
-host), or this process's memory (the embedded default). Every change happens under the
-opening's lock, so the two behave the same."""
+host), or this process's memory (the embedded default).
+
+Every change is one atomic step — a Lua script in Redis, a stretch of code without `await` in
+memory — so the hot paths (joining, a booking using its hold, the room moving forward) need no
+lock and cost one round trip however many processes share the room. Only the draw at the
+opening takes the opening's lock (once), because it reads the pre-queue, shuffles it here with
+the system's random source, and writes it back.
+
+The queue an opening admits from is the drawn list (everyone who joined before the opening, in
+the drawn order) followed by the late list (who joined after, first come first served); a
+member's value is its index in that queue, or "pre" before the draw. Entries are
+"account:size"; holds are "size:expires:state" with state live / used / expired.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
+
+Shuffle = Callable[[list[str]], list[str]]
 
 
 class Store(Protocol):
     def lock(self, opening: int) -> contextlib.AbstractAsyncContextManager[None]: ...
     async def meta(self, opening: int) -> dict[str, str]: ...
-    async def set_meta(self, opening: int, values: dict[str, str]) -> None: ...
     async def member(self, opening: int, account: str) -> str | None: ...
-    async def set_member(self, opening: int, account: str, value: str) -> None: ...
-    async def add_pre(self, opening: int, account: str) -> None: ...
-    async def take_pre(self, opening: int) -> list[str]: ...
-    async def push(self, opening: int, accounts: list[str]) -> int: ...
+    async def hold(self, opening: int, account: str) -> str | None: ...
     async def length(self, opening: int) -> int: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
-    async def hold(self, opening: int, account: str) -> str | None: ...
-    async def set_hold(self, opening: int, account: str, value: str, expires: float | None
-                       ) -> None: ...
-    async def expired_holds(self, opening: int, now: float) -> list[str]: ...
-    async def live_holds(self, opening: int) -> int: ...
-    async def log_admitted(self, opening: int, accounts: list[str]) -> None: ...
     async def admitted(self, opening: int) -> list[str]: ...
+    async def join(self, opening: int, account: str, entry: str) -> str: ...
+    async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
+    async def step(self, opening: int, now: float, allowed: int, expires: float
+                   ) -> dict[str, str]: ...
+    async def use_hold(self, opening: int, account: str, booked: int) -> bool: ...
     async def reset(self, opening: int) -> None: ...
+
+
+def _hold(value: str) -> tuple[int, str, str]:
+    size, expires, state = value.split(":")
+    return int(size), expires, state
 
 
 class MemoryStore:
@@ -37,7 +50,8 @@ class MemoryStore:
         self._meta: dict[int, dict[str, str]] = {}
         self._members: dict[int, dict[str, str]] = {}
         self._pre: dict[int, list[str]] = {}
-        self._queue: dict[int, list[str]] = {}
+        self._drawn: dict[int, list[str]] = {}
+        self._late: dict[int, list[str]] = {}
         self._holds: dict[int, dict[str, str]] = {}
         self._expiry: dict[int, dict[str, float]] = {}
         self._admitted: dict[int, list[str]] = {}
@@ -50,151 +64,287 @@ class MemoryStore:
     async def meta(self, opening: int) -> dict[str, str]:
         return dict(self._meta.get(opening, {}))
 
-    async def set_meta(self, opening: int, values: dict[str, str]) -> None:
-        self._meta.setdefault(opening, {}).update(values)
-
     async def member(self, opening: int, account: str) -> str | None:
         return self._members.get(opening, {}).get(account)
-
-    async def set_member(self, opening: int, account: str, value: str) -> None:
-        self._members.setdefault(opening, {})[account] = value
-
-    async def add_pre(self, opening: int, account: str) -> None:
-        self._pre.setdefault(opening, []).append(account)
-
-    async def take_pre(self, opening: int) -> list[str]:
-        return self._pre.pop(opening, [])
-
-    async def push(self, opening: int, accounts: list[str]) -> int:
-        queue = self._queue.setdefault(opening, [])
-        queue.extend(accounts)
-        return len(queue)
-
-    async def length(self, opening: int) -> int:
-        return len(self._queue.get(opening, []))
-
-    async def at(self, opening: int, start: int, stop: int) -> list[str]:
-        return self._queue.get(opening, [])[start:stop]
 
     async def hold(self, opening: int, account: str) -> str | None:
         return self._holds.get(opening, {}).get(account)
 
-    async def set_hold(self, opening: int, account: str, value: str, expires: float | None
-                       ) -> None:
-        self._holds.setdefault(opening, {})[account] = value
-        expiry = self._expiry.setdefault(opening, {})
-        if expires is None:
-            expiry.pop(account, None)
-        else:
-            expiry[account] = expires
+    def _queue(self, opening: int) -> list[str]:
+        return self._drawn.get(opening, []) + self._late.get(opening, [])
 
-    async def expired_holds(self, opening: int, now: float) -> list[str]:
-        return [a for a, t in self._expiry.get(opening, {}).items() if t <= now]
+    async def length(self, opening: int) -> int:
+        return len(self._queue(opening))
 
-    async def live_holds(self, opening: int) -> int:
-        return len(self._expiry.get(opening, {}))
-
-    async def log_admitted(self, opening: int, accounts: list[str]) -> None:
-        self._admitted.setdefault(opening, []).extend(accounts)
+    async def at(self, opening: int, start: int, stop: int) -> list[str]:
+        return self._queue(opening)[start:stop]
 
     async def admitted(self, opening: int) -> list[str]:
         return list(self._admitted.get(opening, []))
 
+    async def join(self, opening: int, account: str, entry: str) -> str:
+        members = self._members.setdefault(opening, {})
+        if account in members:
+            return members[account]
+        meta = self._meta.setdefault(opening, {})
+        if meta.get("opened") == "1":
+            late = self._late.setdefault(opening, [])
+            late.append(entry)
+            members[account] = str(int(meta["drawn_n"]) + len(late) - 1)
+        else:
+            self._pre.setdefault(opening, []).append(entry)
+            members[account] = "pre"
+        return members[account]
+
+    async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None:
+        meta = self._meta.setdefault(opening, {})
+        if meta.get("opened") == "1":
+            return
+        drawn = shuffle(self._pre.pop(opening, []))
+        self._drawn[opening] = drawn
+        members = self._members.setdefault(opening, {})
+        for i, entry in enumerate(drawn):
+            members[entry.split(":")[0]] = str(i)
+        meta.update(initial, opened="1", drawn_n=str(len(drawn)))
+
+    async def step(self, opening: int, now: float, allowed: int, expires: float
+                   ) -> dict[str, str]:
+        meta = self._meta.setdefault(opening, {})
+        if meta.get("opened") != "1" or meta.get("closed") == "1":
+            return dict(meta)
+        holds = self._holds.setdefault(opening, {})
+        expiry = self._expiry.setdefault(opening, {})
+        reserved = int(meta["reserved"])
+        for account in [a for a, t in expiry.items() if t <= now]:
+            size, _, state = _hold(holds[account])
+            if state == "live":
+                reserved -= size
+                holds[account] = f"{size}:0:expired"
+            del expiry[account]
+        nxt, places = int(meta["next"]), int(meta["places"])
+        queue = self._queue(opening)
+        for entry in queue[nxt:min(len(queue), allowed)]:
+            account, size = entry.split(":")[0], int(entry.split(":")[1])
+            if reserved + size > places:
+                break
+            reserved += size
+            holds[account] = f"{size}:{expires:.3f}:live"
+            expiry[account] = expires
+            self._admitted.setdefault(opening, []).append(account)
+            nxt += 1
+        meta.update(reserved=str(reserved), next=str(nxt))
+        if reserved >= places and not expiry:
+            meta["closed"] = "1"
+        return dict(meta)
+
+    async def use_hold(self, opening: int, account: str, booked: int) -> bool:
+        holds = self._holds.setdefault(opening, {})
+        value = holds.get(account)
+        if value is None or _hold(value)[2] != "live":
+            return False
+        size = _hold(value)[0]
+        used = min(booked, size)
+        meta = self._meta[opening]
+        meta["reserved"] = str(int(meta["reserved"]) - (size - used))
+        meta["used"] = str(int(meta.get("used", "0")) + used)
+        holds[account] = f"{size}:0:used"
+        self._expiry.setdefault(opening, {}).pop(account, None)
+        return True
+
     async def reset(self, opening: int) -> None:
-        for part in (self._meta, self._members, self._pre, self._queue, self._holds,
-                     self._expiry, self._admitted):
+        for part in (self._meta, self._members, self._pre, self._drawn, self._late,
+                     self._holds, self._expiry, self._admitted):
             part.pop(opening, None)
 
 
+# KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted
+PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted")
+
+JOIN = """
+local m = redis.call('HGET', KEYS[2], ARGV[1])
+if m then return m end
+if redis.call('HGET', KEYS[1], 'opened') == '1' then
+  local n = redis.call('RPUSH', KEYS[5], ARGV[2])
+  local idx = tonumber(redis.call('HGET', KEYS[1], 'drawn_n')) + n - 1
+  redis.call('HSET', KEYS[2], ARGV[1], idx)
+  return tostring(idx)
+end
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], 'pre')
+return 'pre'
+"""
+
+# ARGV: n drawn, k initial pairs, the pairs, the n drawn entries (in the drawn order). Who
+# joined while the draw was being made (after the pre-queue was read) goes to the late list.
+DRAW = """
+if redis.call('HGET', KEYS[1], 'opened') == '1' then return 0 end
+local n = tonumber(ARGV[1])
+local k = tonumber(ARGV[2])
+for i = 1, k do redis.call('HSET', KEYS[1], ARGV[1 + 2 * i], ARGV[2 + 2 * i]) end
+local base = 2 + 2 * k
+for i = 1, n do
+  local e = ARGV[base + i]
+  redis.call('RPUSH', KEYS[4], e)
+  redis.call('HSET', KEYS[2], string.match(e, '^([^:]+)'), i - 1)
+end
+redis.call('LTRIM', KEYS[3], n, -1)
+local rest = redis.call('LRANGE', KEYS[3], 0, -1)
+redis.call('DEL', KEYS[3])
+for _, e in ipairs(rest) do
+  local len = redis.call('RPUSH', KEYS[5], e)
+  redis.call('HSET', KEYS[2], string.match(e, '^([^:]+)'), n + len - 1)
+end
+redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
+return 1
+"""
+
+# ARGV: now, allowed (admissions so far at the rate), expiry time of new holds
+STEP = """
+local function meta()
+  return redis.call('HGETALL', KEYS[1])
+end
+if redis.call('HGET', KEYS[1], 'opened') ~= '1' or redis.call('HGET', KEYS[1], 'closed') == '1'
+then return meta() end
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
+for _, a in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[1])) do
+  local h = redis.call('HGET', KEYS[6], a)
+  if h then
+    local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
+    if state == 'live' then
+      reserved = reserved - tonumber(size)
+      redis.call('HSET', KEYS[6], a, size .. ':0:expired')
+    end
+  end
+  redis.call('ZREM', KEYS[7], a)
+end
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
+local places = tonumber(redis.call('HGET', KEYS[1], 'places'))
+local d = tonumber(redis.call('HGET', KEYS[1], 'drawn_n'))
+local limit = math.min(d + redis.call('LLEN', KEYS[5]), tonumber(ARGV[2]))
+local batch = {}
+if nxt < limit then
+  if nxt < d then
+    for _, e in ipairs(redis.call('LRANGE', KEYS[4], nxt, math.min(limit, d) - 1)) do
+      batch[#batch + 1] = e
+    end
+  end
+  if limit > d then
+    for _, e in ipairs(redis.call('LRANGE', KEYS[5], math.max(nxt - d, 0), limit - d - 1)) do
+      batch[#batch + 1] = e
+    end
+  end
+end
+for _, e in ipairs(batch) do
+  local a, size = string.match(e, '^([^:]+):(%d+)$')
+  size = tonumber(size)
+  if reserved + size > places then break end
+  reserved = reserved + size
+  redis.call('HSET', KEYS[6], a, size .. ':' .. ARGV[3] .. ':live')
+  redis.call('ZADD', KEYS[7], ARGV[3], a)
+  redis.call('RPUSH', KEYS[8], a)
+  nxt = nxt + 1
+end
+redis.call('HSET', KEYS[1], 'reserved', reserved, 'next', nxt)
+if reserved >= places and redis.call('ZCARD', KEYS[7]) == 0 then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+end
+return meta()
+"""
+
+# ARGV: account, people booked with the hold
+USE_HOLD = """
+local h = redis.call('HGET', KEYS[6], ARGV[1])
+if not h then return 0 end
+local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
+if state ~= 'live' then return 0 end
+size = tonumber(size)
+local used = math.min(tonumber(ARGV[2]), size)
+redis.call('HINCRBY', KEYS[1], 'reserved', used - size)
+redis.call('HINCRBY', KEYS[1], 'used', used)
+redis.call('HSET', KEYS[6], ARGV[1], size .. ':0:used')
+redis.call('ZREM', KEYS[7], ARGV[1])
+return 1
+"""
+
+
 class RedisStore:
-    """Keys `teeka:wr:{opening}:{part}`; the lock is a Redis lock (redis-py), so several
-    processes and hosts share one queue."""
+    """Keys `teeka:wr:{opening}:{part}`; see the scripts above. The draw's lock is a Redis lock
+    (redis-py), so several processes and hosts share one queue."""
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as aioredis
 
         self.r: Any = aioredis.from_url(url, decode_responses=True)
+        self._join = self.r.register_script(JOIN)
+        self._draw = self.r.register_script(DRAW)
+        self._step = self.r.register_script(STEP)
+        self._use = self.r.register_script(USE_HOLD)
 
     def _k(self, opening: int, part: str) -> str:
         return f"teeka:wr:{opening}:{part}"
 
+    def _keys(self, opening: int) -> list[str]:
+        return [self._k(opening, p) for p in PARTS]
+
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
-        # Held for a few round trips: poll for it often rather than redis-py's default 0.1 s.
-        async with self.r.lock(self._k(opening, "lock"), timeout=10, blocking_timeout=10,
-                               sleep=0.005):
+        async with self.r.lock(self._k(opening, "lock"), timeout=30, blocking_timeout=30,
+                               sleep=0.01):
             yield
 
     async def meta(self, opening: int) -> dict[str, str]:
         found: dict[str, str] = await self.r.hgetall(self._k(opening, "meta"))
         return found
 
-    async def set_meta(self, opening: int, values: dict[str, str]) -> None:
-        await self.r.hset(self._k(opening, "meta"), mapping=values)
-
     async def member(self, opening: int, account: str) -> str | None:
         found: str | None = await self.r.hget(self._k(opening, "members"), account)
-        return found
-
-    async def set_member(self, opening: int, account: str, value: str) -> None:
-        await self.r.hset(self._k(opening, "members"), account, value)
-
-    async def add_pre(self, opening: int, account: str) -> None:
-        await self.r.rpush(self._k(opening, "pre"), account)
-
-    async def take_pre(self, opening: int) -> list[str]:
-        key = self._k(opening, "pre")
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            found, _ = await pipe.execute()
-        return list(found)
-
-    async def push(self, opening: int, accounts: list[str]) -> int:
-        if not accounts:
-            return await self.length(opening)
-        n: int = await self.r.rpush(self._k(opening, "queue"), *accounts)
-        return n
-
-    async def length(self, opening: int) -> int:
-        n: int = await self.r.llen(self._k(opening, "queue"))
-        return n
-
-    async def at(self, opening: int, start: int, stop: int) -> list[str]:
-        if stop <= start:
-            return []
-        found: list[str] = await self.r.lrange(self._k(opening, "queue"), start, stop - 1)
         return found
 
     async def hold(self, opening: int, account: str) -> str | None:
         found: str | None = await self.r.hget(self._k(opening, "holds"), account)
         return found
 
-    async def set_hold(self, opening: int, account: str, value: str, expires: float | None
-                       ) -> None:
-        await self.r.hset(self._k(opening, "holds"), account, value)
-        if expires is None:
-            await self.r.zrem(self._k(opening, "expiry"), account)
-        else:
-            await self.r.zadd(self._k(opening, "expiry"), {account: expires})
+    async def length(self, opening: int) -> int:
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.llen(self._k(opening, "drawn"))
+            pipe.llen(self._k(opening, "late"))
+            drawn, late = await pipe.execute()
+        return int(drawn) + int(late)
 
-    async def expired_holds(self, opening: int, now: float) -> list[str]:
-        found: list[str] = await self.r.zrangebyscore(self._k(opening, "expiry"), "-inf", now)
-        return found
-
-    async def live_holds(self, opening: int) -> int:
-        n: int = await self.r.zcard(self._k(opening, "expiry"))
-        return n
-
-    async def log_admitted(self, opening: int, accounts: list[str]) -> None:
-        if accounts:
-            await self.r.rpush(self._k(opening, "admitted"), *accounts)
+    async def at(self, opening: int, start: int, stop: int) -> list[str]:
+        drawn = int(await self.r.llen(self._k(opening, "drawn")))
+        out: list[str] = []
+        if start < min(stop, drawn):
+            out += await self.r.lrange(self._k(opening, "drawn"), start, min(stop, drawn) - 1)
+        if stop > drawn:
+            out += await self.r.lrange(self._k(opening, "late"), max(start - drawn, 0),
+                                       stop - drawn - 1)
+        return out
 
     async def admitted(self, opening: int) -> list[str]:
         found: list[str] = await self.r.lrange(self._k(opening, "admitted"), 0, -1)
         return found
 
+    async def join(self, opening: int, account: str, entry: str) -> str:
+        return str(await self._join(keys=self._keys(opening), args=[account, entry]))
+
+    async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None:
+        """Call under the opening's lock."""
+        if (await self.r.hget(self._k(opening, "meta"), "opened")) == "1":
+            return
+        drawn = shuffle(await self.r.lrange(self._k(opening, "pre"), 0, -1))
+        pairs = [x for kv in initial.items() for x in kv]
+        await self._draw(keys=self._keys(opening),
+                         args=[len(drawn), len(initial), *pairs, *drawn])
+
+    async def step(self, opening: int, now: float, allowed: int, expires: float
+                   ) -> dict[str, str]:
+        flat = await self._step(keys=self._keys(opening),
+                                args=[f"{now:.3f}", allowed, f"{expires:.3f}"])
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def use_hold(self, opening: int, account: str, booked: int) -> bool:
+        return bool(await self._use(keys=self._keys(opening), args=[account, booked]))
+
     async def reset(self, opening: int) -> None:
-        await self.r.delete(*[self._k(opening, p) for p in
-                              ("meta", "members", "pre", "queue", "holds", "expiry",
-                               "admitted")])
+        await self.r.delete(*self._keys(opening))
