@@ -1,0 +1,447 @@
+"""Opening day: a statewide opening with a realistic crowd, offered at about 10x what booking
+can absorb, until every place is gone (docs/BENCHMARKS.md, "Opening day").
+
+The scenario, against a running stack (bench/run.py starts it):
+
+* places: one new day of sessions at centres all over the state (first-dose, open share), as
+  many places as booking absorbs in `seconds` at the sustained rate measured just before;
+* an opening for the whole state from that day, admitting people at that sustained rate, holds
+  of `hold_seconds`;
+* a crowd of 1.5 people per place, each an account with one person: 70 % join the waiting room
+  before the opening time (pre-queued), 30 % arrive late during the release. Everyone polls the
+  queue impatiently (faster than the room asks), so that the crowd offers ~10x the booking rate;
+  once admitted they book at once, choosing among slots that an availability view (refreshed
+  every 0.3 s, like the public snapshot) shows as free, and try another slot on SlotFull;
+* the load generator is a minimal HTTP/1.1 client on keep-alive connections (cheap enough to
+  offer thousands of requests a second from the same two cores).
+
+Measured: goodput (confirmed bookings per second while the release runs, between the 10th and
+90th percentile booking) against the sustained rate; every non-2xx answer (refusals are 429/503
+with Retry-After; their latency p99); 5xx other than the load shedder's 503; after the run:
+every acknowledged booking present, no slot over capacity, counters equal a recount; holds that
+did not lead to a booking; admissions out of queue order (the room's admission log against the
+queue, and late arrivals against the order in which their joins were answered); the correlation
+of the pre-queue's join order with the drawn order (near 0: shuffled); how long after the crowd
+leaves latency is back to what it was before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+SLOT = "09:00AM-11:00AM"
+PLACES_PER_SESSION = 10
+
+
+# ------------------------------------------------------------------ a minimal HTTP/1.1 client
+
+
+class Conn:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: dict[str, str],
+                      body: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+                          f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        found: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(b":")
+                found[k.strip().lower()] = v.strip()
+        if found.get(b"transfer-encoding") == b"chunked":
+            data = b""
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+        else:
+            n = int(found.get(b"content-length", b"0"))
+            data = await self.reader.readexactly(n) if n else b""
+        if found.get(b"connection") == b"close":
+            self.close()
+        return status, found, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+class Client:
+    """A pool of keep-alive connections; every answer is recorded."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.pool: asyncio.Queue[Conn] = asyncio.Queue()
+        for _ in range(size):
+            self.pool.put_nowait(Conn(host, port))
+        self.log: list[tuple[str, int, float, float, bool]] = []  # kind, code, at, ms, retry-after
+        self.errors = 0
+
+    async def call(self, kind: str, method: str, path: str, headers: dict[str, str],
+                   body: Any = None) -> tuple[int, dict[bytes, bytes], bytes]:
+        data = json.dumps(body).encode() if body is not None else b""
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        conn = await self.pool.get()
+        started = time.monotonic()
+        try:
+            for attempt in (1, 2):
+                reused = conn.writer is not None
+                try:
+                    code, found, raw = await conn.request(method, path, headers, data)
+                    break
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    conn.close()
+                    # A kept-alive connection the server closed meanwhile: ask again on a new
+                    # one, as every HTTP client does; anything else is an error.
+                    if attempt == 2 or not reused:
+                        self.errors += 1
+                        code, found, raw = 599, {}, b""
+                        break
+        finally:
+            self.pool.put_nowait(conn)
+        done = time.monotonic()
+        self.log.append((kind, code, done, (done - started) * 1000, b"retry-after" in found))
+        return code, found, raw
+
+
+# ------------------------------------------------------------------ the scenario's data
+
+
+async def prepare(dsn: str, places: int, crowd: int, rate: int, opens_in: float,
+                  hold_seconds: int) -> dict[str, Any]:
+    """A new day of sessions all over the state, crowd accounts of one person, the opening."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        last = await conn.fetchval("SELECT max(date) FROM vaccination_session")
+        day = last + timedelta(days=1)
+        vaccine = await conn.fetchval("SELECT min(id) FROM vaccine")
+        sessions = -(-places // PLACES_PER_SESSION)
+        centres = await conn.fetch("SELECT id FROM centre WHERE active ORDER BY id")
+        step = max(1, len(centres) // sessions)
+        chosen = [r["id"] for r in centres[::step]][:sessions]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        left = places
+        async with conn.transaction():
+            for centre in chosen:
+                sid = str(uuid.uuid4())
+                cap = min(PLACES_PER_SESSION, left)
+                left -= cap
+                await conn.execute(
+                    """INSERT INTO vaccination_session (id, centre_id, date, vaccine_id, min_age,
+                       max_age, walkin_allowance, walkins_used, created_at)
+                       VALUES ($1, $2, $3, $4, 18, NULL, 0, 0, $5)""",
+                    sid, centre, day, vaccine, now)
+                slot = await conn.fetchval(
+                    "INSERT INTO session_slot (session_id, label, ordinal) VALUES ($1, $2, 0)"
+                    " RETURNING id", sid, SLOT)
+                await conn.execute(
+                    """INSERT INTO capacity_bucket (slot_id, session_id, dose_kind, share,
+                       capacity, booked, release_at) VALUES ($1, $2, 'first', 'open', $3, 0,
+                       NULL)""", slot, sid, cap)
+            # Accounts none of whose people has an appointment; one person each (the others
+            # are set aside), so a hold is one place and a booking one appointment, as in the
+            # sustained-rate measurement it is compared with.
+            accounts = await conn.fetch(
+                """SELECT b.account_id, min(b.reference_id) AS ref FROM beneficiary b
+                   WHERE b.reference_id LIKE '99%' AND b.status = 'active'
+                   GROUP BY b.account_id HAVING NOT EXISTS (SELECT 1 FROM appointment a
+                     JOIN beneficiary o ON o.id = a.beneficiary_id
+                     WHERE o.account_id = b.account_id)
+                   ORDER BY b.account_id DESC LIMIT $1""", crowd)
+            await conn.execute(
+                """UPDATE beneficiary SET status = 'deleted' WHERE account_id = ANY($1::int[])
+                   AND reference_id <> ALL($2::text[])""",
+                [r["account_id"] for r in accounts], [r["ref"] for r in accounts])
+            opens_at = datetime.now(UTC) + timedelta(seconds=opens_in)
+            oid = await conn.fetchval(
+                """INSERT INTO opening (district_id, first_day, opens_at, hold_seconds,
+                   admit_per_second, created_at) VALUES (NULL, $1, $2, $3, $4, $5)
+                   RETURNING id""",
+                day, opens_at.replace(tzinfo=None), hold_seconds, rate, now)
+    finally:
+        await conn.close()
+    return {"day": day, "opening": oid, "opens_at": opens_at, "sessions": len(chosen),
+            "places": places - left, "accounts": [(r["account_id"], r["ref"]) for r in accounts]}
+
+
+class View:
+    """What the crowd believes is free: the day's slots, refreshed from the database like the
+    public availability snapshot (every 0.3 s); a SlotFull answer drops a slot until then."""
+
+    def __init__(self, dsn: str, day: Any) -> None:
+        self.dsn, self.day = dsn, day
+        self.free: list[str] = []
+        self.running = True
+
+    async def run(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while self.running:
+                rows = await conn.fetch(
+                    """SELECT b.session_id FROM capacity_bucket b JOIN vaccination_session s
+                       ON s.id = b.session_id WHERE s.date = $1 AND b.booked < b.capacity""",
+                    self.day)
+                self.free = [r["session_id"] for r in rows]
+                await asyncio.sleep(0.3)
+        finally:
+            await conn.close()
+
+    def pick(self) -> str | None:
+        return random.choice(self.free) if self.free else None
+
+    def full(self, sid: str) -> None:
+        if sid in self.free:
+            self.free.remove(sid)
+
+
+# ------------------------------------------------------------------ the crowd
+
+
+@dataclass
+class Person:
+    account: int
+    ref: str
+    bearer: str
+    join_at: float  # monotonic
+    late: bool
+    token: str = ""
+    state: str = "new"
+    position: int | None = None
+    join_sent: float = 0.0
+    join_answered: float = 0.0
+    admitted_at: float | None = None
+    booked_at: float | None = None
+    ids: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+
+async def person(p: Person, client: Client, view: View, oid: int, poll_s: float,
+                 hold_s: int, deadline: float) -> None:
+    auth = {"Authorization": f"Bearer {p.bearer}", "Accept-Language": "hi"}
+    await asyncio.sleep(max(0.0, p.join_at - time.monotonic()))
+    while time.monotonic() < deadline:  # join (again after a refusal, as told)
+        p.join_sent = time.monotonic()
+        code, found, raw = await client.call("join", "POST", f"/api/v1/openings/{oid}/join", auth)
+        if code == 200:
+            p.join_answered = time.monotonic()
+            take(p, raw)
+            break
+        await asyncio.sleep(float(found.get(b"retry-after", b"1")))
+    while time.monotonic() < deadline and p.state == "waiting":
+        # Impatient: asks again well before the room said to (the room answers 429 at once).
+        await asyncio.sleep(random.uniform(0.5, 1.5) * poll_s)
+        code, found, raw = await client.call(
+            "status", "GET", f"/api/v1/openings/{oid}/status", {**auth, "X-Queue-Token": p.token})
+        if code == 200:
+            take(p, raw)
+    if p.state != "admitted":
+        return
+    p.admitted_at = time.monotonic()
+    tries = 0
+    while time.monotonic() < min(deadline, p.admitted_at + hold_s):
+        sid = view.pick()
+        if sid is None:
+            await asyncio.sleep(0.1)
+            continue
+        tries += 1
+        code, found, raw = await client.call(
+            "book", "POST", "/api/v1/appointments",
+            {**auth, "Idempotency-Key": f"open-{p.ref}-{tries}"},
+            {"session_id": sid, "slot": SLOT, "beneficiaries": [p.ref], "dose": 1})
+        if code == 201:
+            p.booked_at = time.monotonic()
+            p.ids = json.loads(raw)["appointment_ids"]
+            return
+        if code in (429, 503):
+            await asyncio.sleep(float(found.get(b"retry-after", b"1")))
+            continue
+        err = json.loads(raw).get("code") if raw.startswith(b"{") else str(code)
+        if err == "SlotFull":
+            view.full(sid)
+            continue
+        p.failure = f"{code} {err}"
+        return
+    p.failure = p.failure or "hold ran out"
+
+
+def take(p: Person, raw: bytes) -> None:
+    body = json.loads(raw)
+    p.token, p.state, p.position = body["token"], body["state"], body["position"]
+
+
+# ------------------------------------------------------------------ checks
+
+
+async def recovery_probe(client: Client, path: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.monotonic()
+        await client.call("probe", "GET", path, {"Accept-Encoding": "gzip"})
+        out.append((time.monotonic() - started) * 1000)
+    return out
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=v.__getitem__)
+        r = [0.0] * len(v)
+        for i, j in enumerate(order):
+            r[j] = float(i)
+        return r
+
+    rx, ry = ranks(xs), ranks(ys)
+    if len(rx) < 3:
+        return 0.0
+    return statistics.correlation(rx, ry)
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate: float,
+              seconds: float, token: Any) -> tuple[dict[str, Any], list[str]]:
+    """The opening-day scenario; returns its figures and the acknowledged appointment ids."""
+    import redis.asyncio as aioredis
+
+    places = max(200, round(rate * seconds))
+    crowd_size = round(places * 1.5)
+    hold_s = 60
+    opens_in = 8.0
+    probe_path = ("/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date="
+                  + (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y"))
+    client = Client(host, port, 128)
+    before = await recovery_probe(client, probe_path, 40)
+    baseline = statistics.median(before)
+    setup = await prepare(dsn, places, crowd_size, max(1, round(rate)), opens_in, hold_s)
+    oid = setup["opening"]
+    t0 = time.monotonic()
+    opens_mono = t0 + (setup["opens_at"] - datetime.now(UTC)).total_seconds()
+    release_s = places / rate
+    accounts = setup["accounts"]
+    random.Random(7).shuffle(accounts)
+    pre = int(len(accounts) * 0.7)
+    crowd = []
+    for i, (account, ref) in enumerate(accounts):
+        late = i >= pre
+        join_at = (opens_mono + random.uniform(0, release_s * 0.6) if late
+                   else opens_mono - random.uniform(1.5, opens_in - 1.0))
+        crowd.append(Person(account, ref, token(secret, account), join_at, late))
+    # Impatient polls: the whole crowd offers about 10x the sustained booking rate.
+    poll_s = max(0.2, crowd_size / (10 * rate))
+    view = View(dsn, setup["day"])
+    viewer = asyncio.create_task(view.run())
+    deadline = opens_mono + release_s * 4 + hold_s + 30
+    cpu_before = time.process_time()
+    await asyncio.gather(*[person(p, client, view, oid, poll_s, hold_s, deadline)
+                           for p in crowd])
+    crowd_left = time.monotonic()
+    generator_cpu = time.process_time() - cpu_before
+    view.running = False
+    await viewer
+    # back to normal: the probe's median over 20 requests within 1.5x (+5 ms) of before
+    recovered = None
+    while time.monotonic() - crowd_left < 60:
+        window = await recovery_probe(client, probe_path, 20)
+        if statistics.median(window) <= baseline * 1.5 + 5:
+            recovered = time.monotonic() - crowd_left
+            break
+        await asyncio.sleep(0.2)
+    # the room's own record: the queue and the order of admissions
+    r: Any = aioredis.from_url(redis_url, decode_responses=True)
+    queue = [e.split(":")[0] for part in ("drawn", "late")  # the queue: drawn, then late
+             for e in await r.lrange(f"teeka:wr:{oid}:{part}", 0, -1)]
+    admitted = await r.lrange(f"teeka:wr:{oid}:admitted", 0, -1)
+    await r.aclose()
+    for conn in list(client.pool._queue):  # type: ignore[attr-defined]
+        conn.close()
+    out_of_order = sum(1 for a, q in zip(admitted, queue, strict=False) if a != q)
+    out_of_order += max(0, len(admitted) - len(queue))
+    late = sorted((p for p in crowd if p.late and p.position), key=lambda p: p.join_sent)
+    late_overtaken = 0
+    for i, a in enumerate(late):  # b asked after a was answered, yet got a place before a
+        late_overtaken += sum(1 for b in late[i + 1:] if b.join_sent > a.join_answered
+                              and b.position is not None and a.position is not None
+                              and b.position < a.position)
+    pre_people = [p for p in crowd if not p.late and 0 < p.join_answered < opens_mono]
+    drawn = {acc: i for i, acc in enumerate(queue)}
+    rho = spearman([p.join_answered for p in pre_people],
+                   [float(drawn.get(str(p.account), -1)) for p in pre_people])
+    booked = sorted(p.booked_at for p in crowd if p.booked_at is not None)
+    window = (booked[int(len(booked) * 0.9)] - booked[int(len(booked) * 0.1)]
+              if len(booked) >= 10 else float("nan"))
+    goodput = (int(len(booked) * 0.9) - int(len(booked) * 0.1)) / window if window else 0.0
+    last = booked[-1] if booked else opens_mono
+    in_release = [e for e in client.log if opens_mono <= e[2] <= last and e[0] != "probe"]
+    offered = len(in_release) / max(last - opens_mono, 1e-9)
+    refusals = [e for e in client.log if e[1] in (429, 503) and e[0] != "probe"]
+    others = [e for e in client.log if e[1] >= 400 and e[1] not in (409, 429, 503)]
+    codes: dict[str, int] = {}
+    for kind, code, *_ in client.log:
+        codes[f"{kind} {code}"] = codes.get(f"{kind} {code}", 0) + 1
+    latency: dict[str, list[float]] = {}
+    for kind, code, _, ms, _ in client.log:
+        latency.setdefault(f"{kind} {code}", []).append(ms)
+    hold_broken = [p for p in crowd if p.admitted_at is not None and p.booked_at is None]
+    acked = [i for p in crowd for i in p.ids]
+    result = {
+        "offered_x": round(offered / rate, 1),
+        "goodput_ratio": round(goodput / rate, 3),
+        "http_5xx": sum(1 for e in client.log if e[1] >= 500 and e[1] != 503)
+        + sum(1 for e in client.log if e[1] == 503 and not e[4]),
+        "refusal_p99_ms": round(pct([e[3] for e in refusals], 99), 1) if refusals else 0.0,
+        "refusals_without_retry_after": sum(1 for e in refusals if not e[4]),
+        "hold_broken": len(hold_broken),
+        "overtaken": out_of_order + late_overtaken,
+        "recovery_s": round(recovered, 1) if recovered is not None else None,
+        "sustained_rate_per_s": round(rate, 1),
+        "goodput_per_s": round(goodput, 1),
+        "offered_per_s": round(offered),
+        "places": setup["places"],
+        "sessions": setup["sessions"],
+        "crowd": len(crowd),
+        "pre_queued": pre,
+        "late": len(crowd) - pre,
+        "booked": len(booked),
+        "admitted": len(admitted),
+        "told_closed": sum(1 for p in crowd if p.state == "closed"),
+        "release_s": round(last - opens_mono, 1),
+        "prequeue_shuffle_rho": round(rho, 3),
+        "admissions_out_of_queue_order": out_of_order,
+        "late_arrivals_overtaken": late_overtaken,
+        "refusals": len(refusals),
+        "other_errors": len(others),
+        "connection_errors": client.errors,
+        "latency_before_ms": round(baseline, 1),
+        "generator_cpu_share": round(generator_cpu / max(crowd_left - t0, 1e-9), 2),
+        "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
+        "codes": codes,
+        "latency_p50_p99_ms": {k: [round(pct(v, 50), 1), round(pct(v, 99), 1)]
+                               for k, v in sorted(latency.items())},
+    }
+    return result, acked
