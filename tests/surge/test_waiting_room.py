@@ -272,22 +272,48 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
         return list(reversed(entries))
 
     await store.draw(oid, shuffle, {"places": "3", "reserved": "0", "used": "0", "next": "0",
-                                    "closed": "0"})
+                                    "closed": "0", "credit": "1", "credit_at": "99.5"})
     if kind == "memory":  # in one process nothing runs during the draw: d joins just after
         assert await store.join(oid, "d", "d:1") == "3"
     assert [await store.member(oid, x) for x in "cbad"] == ["0", "1", "2", "3"]
     assert await store.join(oid, "e", "e:1") == "4"  # after the draw: first come, first served
-    meta = await store.step(oid, now=100.0, allowed=10, expires=160.0)
-    assert meta["reserved"] == "3" and meta["next"] == "3" and meta["closed"] == "0"
+    meta = await store.step(oid, now=100.0, rate=2, expires=160.0)  # credit 1 + 2 x 0.5
+    assert meta["reserved"] == "2" and meta["next"] == "2" and meta["closed"] == "0"
+    assert await store.admitted(oid) == ["c", "b"]
+    meta = await store.step(oid, now=110.0, rate=2, expires=170.0)  # one place left
+    assert meta["reserved"] == "3" and meta["next"] == "3"
     assert await store.admitted(oid) == ["c", "b", "a"]
     assert await store.use_hold(oid, "c", 1) is True
     assert await store.use_hold(oid, "c", 1) is False  # used once
-    meta = await store.step(oid, now=161.0, allowed=10, expires=221.0)  # b and a expired
+    meta = await store.step(oid, now=171.0, rate=10, expires=231.0)  # b and a expired
     assert await store.hold(oid, "b") == "1:0:expired"
     assert await store.hold(oid, "c") == "1:0:used"
     assert await store.admitted(oid) == ["c", "b", "a", "d", "e"]
     assert meta["reserved"] == "3" and meta["next"] == "5"
     assert await store.use_hold(oid, "d", 1) and await store.use_hold(oid, "e", 1)
-    meta = await store.step(oid, now=162.0, allowed=10, expires=222.0)
+    meta = await store.step(oid, now=172.0, rate=10, expires=232.0)
     assert meta["closed"] == "1" and meta["used"] == "3"
     await store.reset(oid)
+
+
+async def test_stress_in_one_process_slows_admissions_in_all(two_processes, world, maker,
+                                                             settings) -> None:
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    people = await bulk_citizens(maker, settings, 15)
+
+    async def admitted_after_one_second(stress: int) -> int:
+        oid = await make_opening(a, world, rate=10)
+        tickets = [(await join(a if i % 2 else b, h, oid))["token"]
+                   for i, (h, _) in enumerate(people)]
+        for _ in range(stress):  # e.g. 503s answered by process a
+            a._transport.app.state.waiting_room.note_busy()  # type: ignore[attr-defined]
+        clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + 10 x 1
+        await status(a, people[0][0], oid, tickets[0])  # a moves the room: its stress counts
+        states = [(await status(b, h, oid, t))["state"] for (h, _), t in
+                  zip(people, tickets, strict=True)]
+        return states.count("admitted")
+
+    assert await admitted_after_one_second(stress=0) == 11
+    # 90 signs of stress in process a: the rate drops to a tenth, in process b too
+    assert await admitted_after_one_second(stress=90) == 2

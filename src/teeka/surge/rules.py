@@ -6,11 +6,11 @@ import math
 import random
 
 
-def admissions_allowed(rate_per_s: float, seconds_open: float) -> int:
-    """How many people the room may have admitted in total after being open this long."""
-    if seconds_open < 0:
-        return 0
-    return math.floor(rate_per_s * seconds_open) + 1
+def admission_credit(credit: float, rate_per_s: float, elapsed_s: float) -> float:
+    """How many people the room may admit now: what was left, plus the rate times the time
+    since the last step — at most one second's worth (+1), so that after a slow spell (or with
+    nobody polling) the room does not admit a rush at once."""
+    return min(credit + rate_per_s * max(elapsed_s, 0.0), rate_per_s + 1.0)
 
 
 def estimated_wait_s(ahead: int, rate_per_s: float, until_open_s: float = 0.0) -> int:

@@ -112,7 +112,8 @@ class WaitingRoom:
     def __init__(self, store: Store, secret: str, advance_every: float = 0.1) -> None:
         self.store = store
         self.secret = secret
-        self.busy_marks: list[float] = []  # recent 503s seen by this process
+        self._pending_busy = 0  # signs of stress seen here since the last step
+        self._recent_busy = 0  # ... and in every process over the last few seconds
         # A poll, join or booking moves the room forward (draw, expiries, admissions) at most
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
@@ -164,13 +165,11 @@ class WaitingRoom:
         return found
 
     def note_busy(self) -> None:
-        now = time.monotonic()
-        self.busy_marks = [t for t in self.busy_marks if now - t < 5] + [now]
+        """A sign of stress (a 503, a slow booking): admissions slow down, in every process."""
+        self._pending_busy += 1
 
     def _rate(self, opening: OpeningView) -> float:
-        now = time.monotonic()
-        recent = sum(1 for t in self.busy_marks if now - t < 5)
-        return rules.effective_rate(float(opening.admit_per_second), recent)
+        return rules.effective_rate(float(opening.admit_per_second), self._recent_busy)
 
     async def advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
         """The room's state, moved forward at most every `advance_every` seconds per process."""
@@ -199,9 +198,11 @@ class WaitingRoom:
                 places = await places_in_scope(session, opening)
                 await self.store.draw(oid, rules.shuffled, {
                     "places": str(places), "reserved": "0", "used": "0", "next": "0",
-                    "closed": "0"})
-        allowed = rules.admissions_allowed(self._rate(opening), now - opening.opens_at.timestamp())
-        return await self.store.step(oid, now, allowed, now + opening.hold_seconds)
+                    "closed": "0", "credit": "1",
+                    "credit_at": f"{opening.opens_at.timestamp():.3f}"})
+        self._recent_busy = await self.store.busy(self._pending_busy, time.time())
+        self._pending_busy = 0
+        return await self.store.step(oid, now, self._rate(opening), now + opening.hold_seconds)
 
     async def _size(self, session: AsyncSession, account_id: int) -> int:
         n = (await session.execute(select(func.count()).select_from(Beneficiary).where(

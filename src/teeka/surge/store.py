@@ -20,7 +20,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from teeka.surge.rules import admission_credit
+
 Shuffle = Callable[[list[str]], list[str]]
+BUSY_WINDOW_S = 5.0  # signs of stress (503s, slow bookings) count this long
 
 
 class Store(Protocol):
@@ -33,9 +36,10 @@ class Store(Protocol):
     async def admitted(self, opening: int) -> list[str]: ...
     async def join(self, opening: int, account: str, entry: str) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
-    async def step(self, opening: int, now: float, allowed: int, expires: float
+    async def step(self, opening: int, now: float, rate: float, expires: float
                    ) -> dict[str, str]: ...
     async def use_hold(self, opening: int, account: str, booked: int) -> bool: ...
+    async def busy(self, seen: int, now: float) -> int: ...
     async def reset(self, opening: int) -> None: ...
 
 
@@ -55,6 +59,7 @@ class MemoryStore:
         self._holds: dict[int, dict[str, str]] = {}
         self._expiry: dict[int, dict[str, float]] = {}
         self._admitted: dict[int, list[str]] = {}
+        self._busy: list[float] = []
 
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
@@ -107,7 +112,7 @@ class MemoryStore:
             members[entry.split(":")[0]] = str(i)
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
 
-    async def step(self, opening: int, now: float, allowed: int, expires: float
+    async def step(self, opening: int, now: float, rate: float, expires: float
                    ) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
@@ -121,9 +126,10 @@ class MemoryStore:
                 reserved -= size
                 holds[account] = f"{size}:0:expired"
             del expiry[account]
+        credit = admission_credit(float(meta["credit"]), rate, now - float(meta["credit_at"]))
         nxt, places = int(meta["next"]), int(meta["places"])
         queue = self._queue(opening)
-        for entry in queue[nxt:min(len(queue), allowed)]:
+        for entry in queue[nxt:nxt + int(credit)]:
             account, size = entry.split(":")[0], int(entry.split(":")[1])
             if reserved + size > places:
                 break
@@ -132,7 +138,9 @@ class MemoryStore:
             expiry[account] = expires
             self._admitted.setdefault(opening, []).append(account)
             nxt += 1
-        meta.update(reserved=str(reserved), next=str(nxt))
+            credit -= 1
+        meta.update(reserved=str(reserved), next=str(nxt), credit=repr(credit),
+                    credit_at=f"{now:.3f}")
         if reserved >= places and not expiry:
             meta["closed"] = "1"
         return dict(meta)
@@ -150,6 +158,11 @@ class MemoryStore:
         holds[account] = f"{size}:0:used"
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
+
+    async def busy(self, seen: int, now: float) -> int:
+        self._busy = [t for t in self._busy if now - t < BUSY_WINDOW_S]
+        self._busy += [now] * seen
+        return len(self._busy)
 
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
@@ -198,7 +211,8 @@ redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
 return 1
 """
 
-# ARGV: now, allowed (admissions so far at the rate), expiry time of new holds
+# ARGV: now, admission rate per second, expiry time of new holds. The room admits in queue
+# order while it has credit (teeka.surge.rules.admission_credit, the same arithmetic).
 STEP = """
 local function meta()
   return redis.call('HGETALL', KEYS[1])
@@ -220,7 +234,11 @@ end
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
 local places = tonumber(redis.call('HGET', KEYS[1], 'places'))
 local d = tonumber(redis.call('HGET', KEYS[1], 'drawn_n'))
-local limit = math.min(d + redis.call('LLEN', KEYS[5]), tonumber(ARGV[2]))
+local rate = tonumber(ARGV[2])
+local credit = tonumber(redis.call('HGET', KEYS[1], 'credit'))
+local elapsed = math.max(tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[1], 'credit_at')), 0)
+credit = math.min(credit + rate * elapsed, rate + 1)
+local limit = math.min(d + redis.call('LLEN', KEYS[5]), nxt + math.floor(credit))
 local batch = {}
 if nxt < limit then
   if nxt < d then
@@ -243,8 +261,10 @@ for _, e in ipairs(batch) do
   redis.call('ZADD', KEYS[7], ARGV[3], a)
   redis.call('RPUSH', KEYS[8], a)
   nxt = nxt + 1
+  credit = credit - 1
 end
-redis.call('HSET', KEYS[1], 'reserved', reserved, 'next', nxt)
+redis.call('HSET', KEYS[1], 'reserved', reserved, 'next', nxt, 'credit', tostring(credit),
+           'credit_at', ARGV[1])
 if reserved >= places and redis.call('ZCARD', KEYS[7]) == 0 then
   redis.call('HSET', KEYS[1], 'closed', '1')
 end
@@ -337,14 +357,25 @@ class RedisStore:
         await self._draw(keys=self._keys(opening),
                          args=[len(drawn), len(initial), *pairs, *drawn])
 
-    async def step(self, opening: int, now: float, allowed: int, expires: float
+    async def step(self, opening: int, now: float, rate: float, expires: float
                    ) -> dict[str, str]:
         flat = await self._step(keys=self._keys(opening),
-                                args=[f"{now:.3f}", allowed, f"{expires:.3f}"])
+                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}"])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def use_hold(self, opening: int, account: str, booked: int) -> bool:
         return bool(await self._use(keys=self._keys(opening), args=[account, booked]))
+
+    async def busy(self, seen: int, now: float) -> int:
+        """Add this process's recent signs of stress; the count over every process."""
+        second = int(now)
+        async with self.r.pipeline(transaction=False) as pipe:
+            if seen:
+                pipe.incrby(f"teeka:wr:busy:{second}", seen)
+                pipe.expire(f"teeka:wr:busy:{second}", int(BUSY_WINDOW_S * 2))
+            pipe.mget([f"teeka:wr:busy:{second - i}" for i in range(int(BUSY_WINDOW_S))])
+            found = (await pipe.execute())[-1]
+        return sum(int(x) for x in found if x)
 
     async def reset(self, opening: int) -> None:
         await self.r.delete(*self._keys(opening))

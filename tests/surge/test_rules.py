@@ -1,0 +1,46 @@
+"""The waiting room's arithmetic (pure)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from teeka.surge import rules
+
+
+@given(st.floats(0, 50), st.floats(0.1, 5000), st.floats(-10, 10_000))
+def test_credit_grows_with_time_and_never_allows_a_rush(credit: float, rate: float,
+                                                        elapsed: float) -> None:
+    after = rules.admission_credit(credit, rate, elapsed)
+    assert after <= max(credit, rate + 1.0)  # at most one second's worth (+1) at once
+    assert after >= min(credit, rate + 1.0)  # time never takes credit away
+    if elapsed <= 0:
+        assert after == min(credit, rate + 1.0)
+
+
+@given(st.integers(0, 10**6))
+def test_polls_are_spaced_by_the_wait(wait: int) -> None:
+    poll = rules.poll_after_s("waiting", wait)
+    assert 1 <= poll <= 30 and (poll == 30 or poll == max(1, wait // 10))
+    assert rules.poll_after_s("admitted", 0) == rules.poll_after_s("closed", None) == 5
+
+
+@given(st.floats(1, 1000), st.integers(0, 10**5))
+def test_stress_slows_admissions_to_a_tenth_at_most(base: float, busy: int) -> None:
+    rate = rules.effective_rate(base, busy)
+    assert base * 0.1 - 1e-9 <= rate <= base
+    assert rules.effective_rate(base, busy + 10) <= rate
+
+
+def test_the_draw_is_a_permutation_and_not_the_join_order() -> None:
+    joined = [f"{i}:1" for i in range(200)]
+    drawn = rules.shuffled(joined, random.Random(5))
+    assert sorted(drawn) == sorted(joined) and drawn != joined
+
+
+def test_estimated_wait_counts_the_opening_and_the_people_ahead() -> None:
+    assert rules.estimated_wait_s(0, 10, until_open_s=30) == 30
+    assert rules.estimated_wait_s(100, 10) == 10
+    assert rules.estimated_wait_s(5, 0) == 0
