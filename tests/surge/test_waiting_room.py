@@ -11,7 +11,7 @@ import pytest
 
 from teeka.app import create_app
 from teeka.kit import clock, signing
-from tests.factories import bulk_citizens, publish
+from tests.factories import add_beneficiary, bulk_citizens, publish
 
 SLOT = "09:00AM-11:00AM"
 
@@ -261,37 +261,42 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     oid = 987654
     await store.reset(oid)
     for account in ("a", "b", "c"):
-        assert await store.join(oid, account, f"{account}:1") == "pre"
-    assert await store.join(oid, "a", "a:1") == "pre"  # one position per account
+        assert await store.join(oid, account, account) == "pre"
+    assert await store.join(oid, "a", "a") == "pre"  # one position per account
 
     def shuffle(entries: list[str]) -> list[str]:
         if kind == "redis":  # another process joins between reading the pre-queue and writing it
             r = redis.Redis.from_url("redis://127.0.0.1:6379/13")
-            r.rpush(f"teeka:wr:{oid}:pre", "d:1")
+            r.rpush(f"teeka:wr:{oid}:pre", "d")
             r.hset(f"teeka:wr:{oid}:members", "d", "pre")
         return list(reversed(entries))
 
     await store.draw(oid, shuffle, {"places": "3", "reserved": "0", "used": "0", "next": "0",
                                     "closed": "0", "credit": "1", "credit_at": "99.5"})
     if kind == "memory":  # in one process nothing runs during the draw: d joins just after
-        assert await store.join(oid, "d", "d:1") == "3"
+        assert await store.join(oid, "d", "d") == "3"
     assert [await store.member(oid, x) for x in "cbad"] == ["0", "1", "2", "3"]
-    assert await store.join(oid, "e", "e:1") == "4"  # after the draw: first come, first served
-    meta = await store.step(oid, now=100.0, rate=2, expires=160.0)  # credit 1 + 2 x 0.5
+    assert await store.join(oid, "e", "e") == "4"  # after the draw: first come, first served
+    ones = dict.fromkeys("abcde", 1)
+    meta = await store.step(oid, now=100.0, rate=2, expires=160.0, sizes=ones)  # credit 1 + 2 x 0.5
     assert meta["reserved"] == "2" and meta["next"] == "2" and meta["closed"] == "0"
     assert await store.admitted(oid) == ["c", "b"]
-    meta = await store.step(oid, now=110.0, rate=2, expires=170.0)  # one place left
+    meta = await store.step(oid, now=110.0, rate=2, expires=170.0, sizes=ones)  # one place left
     assert meta["reserved"] == "3" and meta["next"] == "3"
     assert await store.admitted(oid) == ["c", "b", "a"]
     assert await store.use_hold(oid, "c", 1) is True
     assert await store.use_hold(oid, "c", 1) is False  # used once
-    meta = await store.step(oid, now=171.0, rate=10, expires=231.0)  # b and a expired
+    meta = await store.step(oid, now=171.0, rate=10, expires=231.0,
+                            sizes={"d": 1})  # b and a expired
     assert await store.hold(oid, "b") == "1:0:expired"
     assert await store.hold(oid, "c") == "1:0:used"
+    # only d's size was given: the step stops before e (looked up at the next step)
+    assert await store.admitted(oid) == ["c", "b", "a", "d"] and meta["next"] == "4"
+    meta = await store.step(oid, now=171.5, rate=10, expires=231.5, sizes={"e": 1})
     assert await store.admitted(oid) == ["c", "b", "a", "d", "e"]
     assert meta["reserved"] == "3" and meta["next"] == "5"
     assert await store.use_hold(oid, "d", 1) and await store.use_hold(oid, "e", 1)
-    meta = await store.step(oid, now=172.0, rate=10, expires=232.0)
+    meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes=ones)
     assert meta["closed"] == "1" and meta["used"] == "3"
     await store.reset(oid)
 
@@ -317,3 +322,25 @@ async def test_stress_in_one_process_slows_admissions_in_all(two_processes, worl
     assert await admitted_after_one_second(stress=0) == 11
     # 90 signs of stress in process a: the rate drops to a tenth, in process b too
     assert await admitted_after_one_second(stress=90) == 2
+
+
+async def test_a_family_holds_a_place_for_each_person(client, world, maker, settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    oid = await make_opening(client, world, seconds_ahead=1)
+    (family, first), (single, alone) = await bulk_citizens(maker, settings, 2)
+    others = [await add_beneficiary(client, family, name=f"Child {i}") for i in (1, 2)]
+    clock.shift(timedelta(seconds=2))  # joining after the opening: first come, first served
+    tickets = [(await join(client, h, oid))["token"] for h in (family, single)]
+    clock.shift(timedelta(seconds=5))
+    seen = [await status(client, h, oid, t) for h, t in zip((family, single), tickets,
+                                                            strict=True)]
+    # the family's three people hold all three places; the next account must wait
+    assert [s["state"] for s in seen] == ["admitted", "waiting"]
+    r = await client.post("/api/v1/appointments", headers={**family, "Idempotency-Key": "family-0001"},
+                          json={"session_id": sid, "slot": SLOT,
+                                "beneficiaries": [first, *others]})
+    assert r.status_code == 201, r.text
+    clock.shift(timedelta(seconds=30))
+    assert (await status(client, single, oid, tickets[1]))["state"] == "closed"
+    r = await book(client, single, sid, alone, "single-0001")
+    assert r.status_code == 409 and r.json()["code"] == "SlotFull"

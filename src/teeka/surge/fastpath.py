@@ -1,9 +1,10 @@
-"""The waiting room's status poll, answered before the framework when this process's memory is
-enough (WaitingRoom.quick_status): a poll before the time the ticket named gets 429 with
-Retry-After, and a person still waiting behind the admission point gets their position — two
-signature checks, no database, no Redis. Everything else goes on to the full route
-(surge.api.status), which answers the same way. A crowd that polls impatiently therefore costs
-the server little, and bookings keep their share of it (docs/surge.md)."""
+"""The waiting room's status poll and join, answered before the framework when this process's
+memory is enough (WaitingRoom.quick_status, quick_join): a poll before the time the ticket named
+gets 429 with Retry-After, and a person still waiting behind the admission point gets their
+position — two signature checks, no database, no Redis; a join is one atomic Redis step. Anything
+else goes on to the full routes (surge.api), which answer the same way. A crowd that polls
+impatiently therefore costs the server little, and bookings keep their share of it
+(docs/surge.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from teeka import errors
 from teeka.i18n import pick_language
 
-STATUS_PATH = re.compile(r"/api/v1/openings/(\d{1,9})/status")
+PATH = re.compile(r"/api/v1/openings/(\d{1,9})/(status|join)")
 
 
 class QueueStatusFastPath:
@@ -25,22 +26,35 @@ class QueueStatusFastPath:
         self.extra = [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["method"] not in ("GET", "POST"):
             await self.app(scope, receive, send)
             return
-        match = STATUS_PATH.fullmatch(scope["path"])
+        match = PATH.fullmatch(scope["path"])
         room: Any = getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
-        if match is None or room is None:
+        if (match is None or room is None
+                or (match[2] == "status") != (scope["method"] == "GET")):
             await self.app(scope, receive, send)
             return
         headers = {k: v for k, v in scope["headers"]
-                   if k in (b"authorization", b"x-queue-token", b"accept-language", b"cookie")}
+                   if k in (b"authorization", b"x-queue-token", b"accept-language", b"cookie",
+                            b"content-length", b"transfer-encoding")}
         scheme, _, bearer = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
-        if scheme.lower() != "bearer" or not bearer or not ticket or len(ticket) > 2000:
+        if scheme.lower() != "bearer" or not bearer:
             await self.app(scope, receive, send)
             return
-        answer = room.quick_status(int(match[1]), bearer.strip(), ticket)
+        answer: Any
+        if match[2] == "join":
+            # A join has no body; anything else is for the full route to judge.
+            if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
+                await self.app(scope, receive, send)
+                return
+            answer = await room.quick_join(int(match[1]), bearer.strip())
+        else:
+            ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
+            if not ticket or len(ticket) > 2000:
+                await self.app(scope, receive, send)
+                return
+            answer = room.quick_status(int(match[1]), bearer.strip(), ticket)
         if answer is None:
             await self.app(scope, receive, send)
             return

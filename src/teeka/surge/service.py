@@ -200,23 +200,38 @@ class WaitingRoom:
                     "places": str(places), "reserved": "0", "used": "0", "next": "0",
                     "closed": "0", "credit": "1",
                     "credit_at": f"{opening.opens_at.timestamp():.3f}"})
+            meta = await self.store.meta(oid)
         self._recent_busy = await self.store.busy(self._pending_busy, time.time())
         self._pending_busy = 0
-        return await self.store.step(oid, now, self._rate(opening), now + opening.hold_seconds)
+        rate = self._rate(opening)
+        sizes: dict[str, int] = {}
+        if meta.get("opened") == "1" and meta.get("closed") != "1":
+            # Who may be admitted in this step, and how many people each has (one query).
+            credit = rules.admission_credit(float(meta["credit"]), rate,
+                                            now - float(meta["credit_at"]))
+            nxt = int(meta["next"])
+            sizes = await self._sizes(session, await self.store.at(oid, nxt, nxt + int(credit)))
+        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes)
+        return meta
 
-    async def _size(self, session: AsyncSession, account_id: int) -> int:
-        n = (await session.execute(select(func.count()).select_from(Beneficiary).where(
-            Beneficiary.account_id == account_id,
-            Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one()
-        return min(max(int(n), 1), 4)
+    async def _sizes(self, session: AsyncSession, accounts: list[str]) -> dict[str, int]:
+        """How many places each account holds when admitted: its people, 1 to 4."""
+        if not accounts:
+            return {}
+        ids = [int(a) for a in accounts]
+        rows = (await session.execute(
+            select(Beneficiary.account_id, func.count()).where(
+                Beneficiary.account_id.in_(ids), Beneficiary.status == BeneficiaryStatus.ACTIVE)
+            .group_by(Beneficiary.account_id))).all()
+        found = {str(account): min(max(int(n), 1), 4) for account, n in rows}
+        return {a: found.get(a, 1) for a in accounts}
 
     async def join(self, session: AsyncSession, opening: OpeningView, actor: Actor) -> Status:
         if not actor.is_citizen:
             raise errors.Forbidden()
         oid, account = opening.id, str(actor.id)
         meta = await self.advance(session, opening)
-        size = await self._size(session, actor.id)
-        member = await self.store.join(oid, account, f"{account}:{size}")
+        member = await self.store.join(oid, account, account)
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
@@ -285,6 +300,25 @@ class WaitingRoom:
         if index < 0 and last[1].get("opened") == "1":
             return None
         return self._waiting(opening, actor.id, index, last[1])
+
+    async def quick_join(self, opening_id: int, bearer: str) -> Status | None:
+        """Joining from this process's memory and one atomic store step (no database): when
+        the opening is known here and this process's view of the room is fresh. None: ask the
+        full route (joining is idempotent, so asking it again is harmless)."""
+        opening = self._openings.get(opening_id)
+        last = self._advanced.get(opening_id)
+        if opening is None or last is None:
+            return None
+        now = clock.now()
+        if not 0 <= now.timestamp() - last[0] < self.advance_every:
+            return None
+        claims = signing.read_token(self.secret, bearer, kind="citizen", now=now)
+        if claims is None:
+            return None
+        account = str(claims["sub"])
+        member = await self.store.join(opening_id, account, account)
+        return self._waiting(opening, int(account), -1 if member == "pre" else int(member),
+                             last[1])
 
     async def _status(self, session: AsyncSession, opening: OpeningView, actor: Actor,
                       index: int, meta: dict[str, str]) -> Status:

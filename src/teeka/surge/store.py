@@ -9,8 +9,10 @@ the system's random source, and writes it back.
 
 The queue an opening admits from is the drawn list (everyone who joined before the opening, in
 the drawn order) followed by the late list (who joined after, first come first served); a
-member's value is its index in that queue, or "pre" before the draw. Entries are
-"account:size"; holds are "size:expires:state" with state live / used / expired.
+member's value is its index in that queue, or "pre" before the draw. Entries are account ids;
+how many places an account holds (its people, 1-4) is looked up when it is admitted and given to
+the step (`sizes`; an account without one stops the step there). Holds are
+"size:expires:state" with state live / used / expired.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ class Store(Protocol):
     async def admitted(self, opening: int) -> list[str]: ...
     async def join(self, opening: int, account: str, entry: str) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
-    async def step(self, opening: int, now: float, rate: float, expires: float
-                   ) -> dict[str, str]: ...
+    async def step(self, opening: int, now: float, rate: float, expires: float,
+                   sizes: dict[str, int]) -> dict[str, str]: ...
     async def use_hold(self, opening: int, account: str, booked: int) -> bool: ...
     async def busy(self, seen: int, now: float) -> int: ...
     async def reset(self, opening: int) -> None: ...
@@ -108,12 +110,12 @@ class MemoryStore:
         drawn = shuffle(self._pre.pop(opening, []))
         self._drawn[opening] = drawn
         members = self._members.setdefault(opening, {})
-        for i, entry in enumerate(drawn):
-            members[entry.split(":")[0]] = str(i)
+        for i, account in enumerate(drawn):
+            members[account] = str(i)
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
 
-    async def step(self, opening: int, now: float, rate: float, expires: float
-                   ) -> dict[str, str]:
+    async def step(self, opening: int, now: float, rate: float, expires: float,
+                   sizes: dict[str, int]) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
             return dict(meta)
@@ -129,12 +131,12 @@ class MemoryStore:
         credit = admission_credit(float(meta["credit"]), rate, now - float(meta["credit_at"]))
         nxt, places = int(meta["next"]), int(meta["places"])
         queue = self._queue(opening)
-        for entry in queue[nxt:nxt + int(credit)]:
-            account, size = entry.split(":")[0], int(entry.split(":")[1])
-            if reserved + size > places:
+        for account in queue[nxt:nxt + int(credit)]:
+            people = sizes.get(account)
+            if people is None or reserved + people > places:
                 break
-            reserved += size
-            holds[account] = f"{size}:{expires:.3f}:live"
+            reserved += people
+            holds[account] = f"{people}:{expires:.3f}:live"
             expiry[account] = expires
             self._admitted.setdefault(opening, []).append(account)
             nxt += 1
@@ -198,20 +200,21 @@ local base = 2 + 2 * k
 for i = 1, n do
   local e = ARGV[base + i]
   redis.call('RPUSH', KEYS[4], e)
-  redis.call('HSET', KEYS[2], string.match(e, '^([^:]+)'), i - 1)
+  redis.call('HSET', KEYS[2], e, i - 1)
 end
 redis.call('LTRIM', KEYS[3], n, -1)
 local rest = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('DEL', KEYS[3])
 for _, e in ipairs(rest) do
   local len = redis.call('RPUSH', KEYS[5], e)
-  redis.call('HSET', KEYS[2], string.match(e, '^([^:]+)'), n + len - 1)
+  redis.call('HSET', KEYS[2], e, n + len - 1)
 end
 redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
 return 1
 """
 
-# ARGV: now, admission rate per second, expiry time of new holds. The room admits in queue
+# ARGV: now, admission rate per second, expiry time of new holds, then account, size pairs
+# (the people of the accounts next in line). The room admits in queue
 # order while it has credit (teeka.surge.rules.admission_credit, the same arithmetic).
 STEP = """
 local function meta()
@@ -252,10 +255,11 @@ if nxt < limit then
     end
   end
 end
-for _, e in ipairs(batch) do
-  local a, size = string.match(e, '^([^:]+):(%d+)$')
-  size = tonumber(size)
-  if reserved + size > places then break end
+local sizes = {}
+for i = 4, #ARGV, 2 do sizes[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for _, a in ipairs(batch) do
+  local size = sizes[a]
+  if size == nil or reserved + size > places then break end
   reserved = reserved + size
   redis.call('HSET', KEYS[6], a, size .. ':' .. ARGV[3] .. ':live')
   redis.call('ZADD', KEYS[7], ARGV[3], a)
@@ -357,10 +361,11 @@ class RedisStore:
         await self._draw(keys=self._keys(opening),
                          args=[len(drawn), len(initial), *pairs, *drawn])
 
-    async def step(self, opening: int, now: float, rate: float, expires: float
-                   ) -> dict[str, str]:
+    async def step(self, opening: int, now: float, rate: float, expires: float,
+                   sizes: dict[str, int]) -> dict[str, str]:
+        pairs = [x for kv in sizes.items() for x in kv]
         flat = await self._step(keys=self._keys(opening),
-                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}"])
+                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}", *pairs])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def use_hold(self, opening: int, account: str, booked: int) -> bool:
