@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Empty: in-process only (the embedded default).
     redis_url: str = ""
     snapshot_max_age: float = 2.0
+    # A snapshot is rebuilt in the background once it is this many seconds from max_age, so
+    # readers keep getting an answer younger than max_age without waiting for the build.
+    snapshot_refresh_ahead: float = Field(default=0.5, ge=0)
 
     # Rate limits ("N/period", the `limits` library's notation).
     limits_enabled: bool = True
@@ -53,6 +56,8 @@ class Settings(BaseSettings):
     limit_otp: str = "5/hour"
     limit_search: str = "20/15minutes"
     limit_booking: str = "20/hour"
+    # Seconds between the batches that add each process's public-limit hits to Redis.
+    limit_sync_interval: float = Field(default=0.2, gt=0)
     log_level: str = "INFO"
 
     @property

@@ -3,14 +3,26 @@ Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from limits import parse
 
 from teeka.app import create_app
 from teeka.config import Settings
+from teeka.surge.limits import PREFIX
 from tests.factories import bulk_citizens, next_mobile
 
 STRICT = {"limit_public": "3/minute", "limit_otp": "2/hour", "limit_search": "2/15minutes",
@@ -88,3 +100,111 @@ async def test_limits_are_shared_by_processes_through_redis(settings, world) -> 
         for gen in (one, two):
             with pytest.raises(StopAsyncIteration):
                 await gen.__anext__()
+
+
+# ---------------------------------------------------------------- batched public limit, 2 processes
+
+
+@pytest.fixture
+def two_servers(settings: Settings, world: object, tmp_path: Path) -> Iterator[list[str]]:
+    """Two `teeka serve` processes on the test database, sharing one Redis database, with a
+    public limit of 40 a minute (batched: BatchedCounts)."""
+    env = {**os.environ, "TEEKA_DATABASE_URL": settings.database_url,
+           "TEEKA_SECRET_KEY": settings.resolved_secret(), "TEEKA_DATA_DIR": str(tmp_path),
+           "TEEKA_REDIS_URL": REDIS, "TEEKA_EMBEDDED_WORKER": "false",
+           "TEEKA_LOG_LEVEL": "WARNING", "TEEKA_LIMIT_PUBLIC": f"{LIMIT}/minute",
+           "TEEKA_LIMIT_SYNC_INTERVAL": "0.2"}
+    teeka = str(Path(sys.executable).parent / "teeka")
+    procs, urls = [], []
+    try:
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            procs.append(subprocess.Popen([teeka, "serve", "--port", str(port)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("server did not start")
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+REDIS = "redis://127.0.0.1:6379/14"
+LIMIT = 40
+
+
+async def test_two_processes_share_the_batched_public_limit(two_servers: list[str],
+                                                            world: object) -> None:
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    # A client address of its own (uvicorn trusts X-Forwarded-For from 127.0.0.1), so that no
+    # other run sharing this Redis counts against it.
+    who = {"X-Forwarded-For": f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}."
+                              f"{secrets.randbelow(250) + 1}"}
+    key = f"{PREFIX}:" + parse(f"{LIMIT}/minute").key_for("public", who["X-Forwarded-For"])
+    day = (clock.today() + timedelta(days=1)).strftime("%d-%m-%Y")
+    paths = ["/api/v2/appointment/sessions/public/calendarByDistrict"  # the snapshot fast path
+             f"?district_id=109&date={day}", "/api/v2/admin/location/states"]  # a plain route
+    redis = aioredis.from_url(REDIS)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            # Far below the limit, a hit costs no Redis call: counted in the process, added in
+            # one batch within the sync interval.
+            codes = [(await client.get(two_servers[0] + paths[0], headers=who)).status_code
+                     for _ in range(5)]
+            assert codes == [200] * 5
+            assert int(await redis.get(key) or 0) < 5
+            await asyncio.sleep(0.5)
+            assert int(await redis.get(key) or 0) == 5
+            # Then both processes together, alternating, both endpoints: together they refuse
+            # after the limit, within the documented overshoot ((P-1) * LIMIT // 2 for P = 2).
+            answers = []
+            for i in range(100):
+                answers.append(await client.get(two_servers[i % 2] + paths[i // 2 % 2],
+                                                headers={**who, "Accept-Language": "hi_IN"}))
+            admitted = 5 + sum(r.status_code == 200 for r in answers)
+            assert LIMIT <= admitted <= LIMIT + LIMIT // 2, admitted
+            assert {r.status_code for r in answers} == {200, 429}
+            refused = [r for r in answers if r.status_code == 429]
+            assert all(1 <= int(r.headers["Retry-After"]) <= 61 for r in refused)
+            assert all(any("\u0900" <= ch <= "\u097f" for ch in r.json()["error"])
+                       for r in refused)
+            # Once refused, refused by both: the last ten answers are all 429.
+            assert all(r.status_code == 429 for r in answers[-10:])
+            await asyncio.sleep(0.5)
+            assert int(await redis.get(key) or 0) >= 105  # every hit reached Redis
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_below_half_the_limit_reads_do_not_wait_for_redis(settings: Settings) -> None:
+    """The lower half of the public limit is decided in the process: with Redis unreachable, it
+    still answers at once, keeps the hits and tries the batch again later."""
+    from teeka.surge.limits import Limiter
+
+    limiter = Limiter(settings.model_copy(update={
+        "redis_url": "redis://127.0.0.1:1/0", "limit_public": "10/minute",
+        "limit_sync_interval": 0.05}))
+    assert limiter.batched is not None
+    for _ in range(5):
+        await limiter.hit("public", "10.0.0.1")
+    await asyncio.sleep(0.2)  # a few batches failed meanwhile
+    key = parse("10/minute").key_for("public", "10.0.0.1")
+    assert await limiter.batched.get(key) == 5  # kept, not lost nor doubled
+    with pytest.raises(redis_errors.ConnectionError):  # the upper half asks Redis at once
+        await limiter.hit("public", "10.0.0.1")
+    await limiter.close()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
 
 from teeka.surge.snapshot import CHANNEL, SnapshotCache, listen_for_changes
 from tests.factories import bulk_citizens, publish
@@ -27,8 +30,19 @@ async def test_many_readers_of_a_stale_answer_cause_one_build() -> None:
     assert builds == 1 and len({e.etag for e in entries}) == 1
 
 
+async def _next(cache: SnapshotCache, build: Callable[[], Awaitable[bytes]], old: bytes
+                ) -> bytes:
+    """Read until the background rebuild has replaced `old` (at most a second)."""
+    for _ in range(100):
+        body = (await cache.get("k", build)).body
+        if body != old:
+            return body
+        await asyncio.sleep(0.01)
+    return body
+
+
 async def test_answers_are_rebuilt_after_max_age_and_soon_after_a_change() -> None:
-    cache = SnapshotCache(max_age=0.3, after_change=0.05)
+    cache = SnapshotCache(max_age=0.4, after_change=0.05, refresh_ahead=0.1)
     n = 0
 
     async def build() -> bytes:
@@ -38,12 +52,40 @@ async def test_answers_are_rebuilt_after_max_age_and_soon_after_a_change() -> No
 
     assert (await cache.get("k", build)).body == b"1"
     assert (await cache.get("k", build)).body == b"1"  # fresh
-    await asyncio.sleep(0.31)
-    assert (await cache.get("k", build)).body == b"2"  # older than max_age
+    await asyncio.sleep(0.41)
+    assert (await cache.get("k", build)).body == b"2"  # as old as max_age: the reader waits
     cache.capacity_changed()
     assert (await cache.get("k", build)).body == b"2"  # debounced: within after_change
     await asyncio.sleep(0.06)
-    assert (await cache.get("k", build)).body == b"3"  # a change was seen: rebuilt
+    # A change was seen: the reader still gets the current answer (younger than max_age) while
+    # one background build makes the next.
+    entry = await cache.get("k", build)
+    assert entry.body == b"2" and time.monotonic() - entry.built_at < cache.max_age
+    assert await _next(cache, build, b"2") == b"3"
+    # Rebuilt ahead: from max_age - refresh_ahead on, in the background, nobody waits.
+    await asyncio.sleep(0.31)
+    entry = await cache.get("k", build)
+    assert entry.body == b"3" and time.monotonic() - entry.built_at < cache.max_age
+    assert await _next(cache, build, b"3") == b"4"
+    assert n == 4
+
+
+async def test_a_failed_background_build_keeps_the_answer_until_max_age() -> None:
+    cache = SnapshotCache(max_age=0.3, refresh_ahead=0.2)
+    fail = False
+
+    async def build() -> bytes:
+        if fail:
+            raise RuntimeError("database down")
+        return b"ok"
+
+    await cache.get("k", build)
+    fail = True
+    await asyncio.sleep(0.16)
+    assert (await cache.get("k", build)).body == b"ok"  # rebuild due, fails in the background
+    await asyncio.sleep(0.15)
+    with pytest.raises(RuntimeError):  # max_age reached: the reader waits, and gets the error
+        await cache.get("k", build)
 
 
 async def test_etag_304_and_data_age_and_a_booking_shows_within_two_seconds(client, world,

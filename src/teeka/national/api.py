@@ -7,17 +7,21 @@ booking.service); this module only translates names, formats and error shapes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka import errors
 from teeka.auth.access import access_beneficiary
@@ -52,8 +56,8 @@ from teeka.national.schemas import (
     Schedule,
 )
 from teeka.surge import api as surge_api
-from teeka.surge.limits import limiter, otp_limit, public_limit
-from teeka.surge.snapshot import SnapshotCache
+from teeka.surge.limits import DECIDED, limiter, otp_limit, public_limit
+from teeka.surge.snapshot import Entry, SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
@@ -158,30 +162,65 @@ class Query:
             pincode=self.pincode, centre_id=self.centre_id, vaccine=self.vaccine)
 
 
-async def _snapshot(request: Request, kind: str, query: Query,
-                    shape: Callable[[list[CentreInfo], bool], Json]) -> Response:
+Shape = Callable[[list[CentreInfo], bool], Json]
+
+
+def _encode(shape: Shape, infos: list[CentreInfo], hindi: bool) -> bytes:
+    return json.dumps(shape(infos, hindi), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _builder(app: Any, query: Query, shape: Shape, hindi: bool) -> Callable[[], Awaitable[bytes]]:
+    async def build() -> bytes:
+        try:
+            async with session_scope(app.state.sessionmaker) as db:
+                infos = await query.centres(db)
+        except sa_exc.TimeoutError as exc:  # no connection within TEEKA_DB_POOL_TIMEOUT
+            raise errors.Busy() from exc
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the database went away (failover, restart)
+                raise errors.Busy() from exc
+            raise
+        except (ConnectionError, TimeoutError) as exc:  # its host refused or timed out
+            raise errors.Busy() from exc
+        # Shaping and encoding ~0.5 MB of JSON: in a thread, so the event loop keeps serving.
+        return await asyncio.to_thread(_encode, shape, infos, hindi)
+
+    return build
+
+
+def _answer(cache: SnapshotCache, entry: Entry, *, gzip_ok: bool, etag_seen: bool,
+            before_gzip_middleware: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of a snapshot answer (the route and the fast path share it).
+    The GZip middleware adds `Vary: Accept-Encoding` to the uncompressed answers it passes
+    (the route's); the fast path answers before it, so it says so itself."""
+    headers = [(b"etag", entry.etag.encode()), (b"cache-control", cache.cache_control),
+               (b"x-data-age", f"{time.monotonic() - entry.built_at:.2f}".encode())]
+    vary = b"Accept-Language, Accept-Encoding" if gzip_ok or before_gzip_middleware \
+        else b"Accept-Language"
+    if etag_seen:
+        return 304, [*headers, (b"vary", vary)], b""
+    headers.append((b"vary", vary))
+    body = entry.gzipped if gzip_ok else entry.body
+    if gzip_ok:
+        headers.append((b"content-encoding", b"gzip"))
+    return 200, [*headers, (b"content-type", b"application/json"),
+                 (b"content-length", str(len(body)).encode())], body
+
+
+async def _snapshot(request: Request, kind: str, query: Query, shape: Shape) -> Response:
     """Serve a public availability answer from the snapshot cache (teeka.surge.snapshot):
-    built at most every 2 seconds per question, and soon after any capacity change."""
+    at most 2 seconds old, rebuilt in the background, and soon after any capacity change."""
     hindi = _hindi(request)
     cache: SnapshotCache = request.app.state.snapshots
-
-    async def build() -> bytes:
-        async with session_scope(request.app.state.sessionmaker) as db:
-            infos = await query.centres(db)
-        return json.dumps(shape(infos, hindi), ensure_ascii=False,
-                          separators=(",", ":")).encode()
-
-    entry = await cache.get(f"{kind}|{query}|{hindi}", build)
-    headers = {"ETag": entry.etag, "Cache-Control": f"public, max-age={int(cache.max_age)}",
-               "X-Data-Age": f"{time.monotonic() - entry.built_at:.2f}",
-               "Vary": "Accept-Language"}
-    if request.headers.get("if-none-match") == entry.etag:
-        return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        headers["Vary"] = "Accept-Language, Accept-Encoding"
-        return Response(entry.gzipped, media_type="application/json", headers=headers)
-    return Response(entry.body, media_type="application/json", headers=headers)
+    entry = await cache.get(f"{kind}|{query}|{hindi}",
+                            _builder(request.app, query, shape, hindi))
+    status, headers, body = _answer(
+        cache, entry, gzip_ok="gzip" in request.headers.get("accept-encoding", ""),
+        etag_seen=request.headers.get("if-none-match") == entry.etag,
+        before_gzip_middleware=False)
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
+    return response
 
 
 def _sessions_answer(infos: list[CentreInfo], hindi: bool) -> Json:
@@ -224,39 +263,142 @@ async def districts(state_id: str, db: Db, request: Request) -> Json:
 # ------------------------------------------------------------------ public: availability
 
 
+def _by_pin(days: int) -> Callable[[str | None, str | None], Query]:
+    return lambda value, day: Query.parse(days=days, day=day, pincode=value or "")
+
+
+def _by_district(days: int) -> Callable[[str | None, str | None], Query]:
+    return lambda value, day: Query.parse(days=days, day=day, district_id=value or "")
+
+
+def _by_centre(value: str | None, day: str | None) -> Query:
+    return Query.parse(days=7, day=day, center_id=value or "")
+
+
+@dataclass(frozen=True)
+class Read:
+    """One public availability read: its snapshot kind, its scope parameter, how its question
+    is validated and how its answer is shaped."""
+
+    kind: str
+    param: str
+    parse: Callable[[str | None, str | None], Query]
+    shape: Shape
+
+
+FIND_BY_PIN = Read("findBy", "pincode", _by_pin(1), _sessions_answer)
+FIND_BY_DISTRICT = Read("findBy", "district_id", _by_district(1), _sessions_answer)
+CALENDAR_BY_PIN = Read("calendar", "pincode", _by_pin(7), _calendar_answer)
+CALENDAR_BY_DISTRICT = Read("calendar", "district_id", _by_district(7), _calendar_answer)
+CALENDAR_BY_CENTRE = Read("centre", "center_id", _by_centre, _one_centre_answer)
+PREFIX = "/api/v2/appointment/sessions/public/"
+PUBLIC_READS: dict[str, Read] = {
+    PREFIX + "findByPin": FIND_BY_PIN, PREFIX + "findByDistrict": FIND_BY_DISTRICT,
+    PREFIX + "calendarByPin": CALENDAR_BY_PIN, PREFIX + "calendarByDistrict": CALENDAR_BY_DISTRICT,
+    PREFIX + "calendarByCenter": CALENDAR_BY_CENTRE,
+}
+FAILED = "teeka.snapshot_failed"  # scope key: the fast path's build failed with this error
+
+
+async def _read(request: Request, read: Read, value: str | None, day: str | None) -> Response:
+    failed = request.scope.get(FAILED)
+    if isinstance(failed, Exception):
+        raise failed  # the same question just failed: answer its error, do not build again
+    return await _snapshot(request, read.kind, read.parse(value, day), read.shape)
+
+
 @router.get("/appointment/sessions/public/findByPin", dependencies=[PublicLimit])
 async def find_by_pin(request: Request, pincode: str | None = None,
                       date: str | None = None) -> Response:
-    query = Query.parse(days=1, day=date, pincode=pincode or "")
-    return await _snapshot(request, "findBy", query, _sessions_answer)
+    return await _read(request, FIND_BY_PIN, pincode, date)
 
 
 @router.get("/appointment/sessions/public/findByDistrict", dependencies=[PublicLimit])
 async def find_by_district(request: Request, district_id: str | None = None,
                            date: str | None = None) -> Response:
-    query = Query.parse(days=1, day=date, district_id=district_id or "")
-    return await _snapshot(request, "findBy", query, _sessions_answer)
+    return await _read(request, FIND_BY_DISTRICT, district_id, date)
 
 
 @router.get("/appointment/sessions/public/calendarByPin", dependencies=[PublicLimit])
 async def calendar_by_pin(request: Request, pincode: str | None = None,
                           date: str | None = None) -> Response:
-    query = Query.parse(days=7, day=date, pincode=pincode or "")
-    return await _snapshot(request, "calendar", query, _calendar_answer)
+    return await _read(request, CALENDAR_BY_PIN, pincode, date)
 
 
 @router.get("/appointment/sessions/public/calendarByDistrict", dependencies=[PublicLimit])
 async def calendar_by_district(request: Request, district_id: str | None = None,
                                date: str | None = None) -> Response:
-    query = Query.parse(days=7, day=date, district_id=district_id or "")
-    return await _snapshot(request, "calendar", query, _calendar_answer)
+    return await _read(request, CALENDAR_BY_DISTRICT, district_id, date)
 
 
 @router.get("/appointment/sessions/public/calendarByCenter", dependencies=[PublicLimit])
 async def calendar_by_center(request: Request, center_id: str | None = None,
                              date: str | None = None) -> Response:
-    query = Query.parse(days=7, day=date, center_id=center_id or "")
-    return await _snapshot(request, "centre", query, _one_centre_answer)
+    return await _read(request, CALENDAR_BY_CENTRE, center_id, date)
+
+
+class SnapshotReads:
+    """The public availability reads at the speed of a static file: pure ASGI, in front of the
+    framework's middleware, routing and dependency injection. It answers a read of
+    PUBLIC_READS from its snapshot with the same validation (Query.parse), the same per-IP limit,
+    the same headers (the security headers included) and the same bytes as the routes above.
+    Anything else goes on to the application unchanged: another path or method, a question
+    with a missing, repeated or unexpected parameter, an invalid one, a refusal by the limit, a
+    failed build. The route then answers it (400 or 429 in the national error shape, 503, ...),
+    counting the public limit only once (`surge.limits.DECIDED`) and not building again after a
+    failed build (`FAILED`)."""
+
+    def __init__(self, app: ASGIApp, extra_headers: dict[str, str]) -> None:
+        self.app = app
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            read = PUBLIC_READS.get(scope["path"])
+            if read is not None and await self._serve(scope, send, read):
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, send: Send, read: Read) -> bool:
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        if len(params) != 2 or read.param not in params or "date" not in params \
+                or scope["query_string"].count(b"&") != 1:
+            return False
+        try:
+            query = read.parse(params[read.param], params["date"])
+        except errors.DomainError:
+            return False
+        seen: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in (b"accept-language", b"accept-encoding", b"if-none-match"):
+                seen.setdefault(name, value)
+        app = scope["app"]
+        client = scope.get("client")
+        try:
+            await app.state.limiter.hit("public", client[0] if client else "unknown")
+        except errors.RateLimited as refused:
+            scope[DECIDED] = refused
+            return False
+        scope[DECIDED] = True
+        hindi = seen.get(b"accept-language", b"").lower().startswith(b"hi")
+        cache: SnapshotCache = app.state.snapshots
+        key = f"{read.kind}|{query}|{hindi}"
+        build = _builder(app, query, read.shape, hindi)
+        entry = cache.peek(key, build)
+        if entry is None:
+            try:
+                entry = await cache.get(key, build)
+            except Exception as exc:
+                scope[FAILED] = exc  # the route renders it (400, 503, ...)
+                return False
+        status, headers, body = _answer(
+            cache, entry, gzip_ok=b"gzip" in seen.get(b"accept-encoding", b""),
+            etag_seen=seen.get(b"if-none-match") == entry.etag.encode(),
+            before_gzip_middleware=True)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + self.extra})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
 
 @router.get("/appointment/centers/public/findByLatLong", dependencies=[PublicLimit])

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from teeka.booking.repository import bucket_totals, in_scope
+from teeka.booking.repository import in_scope
 from teeka.models import (
     Block,
+    CapacityBucket,
     Centre,
     CentreFee,
     District,
@@ -62,38 +63,54 @@ async def centres_with_sessions(session: AsyncSession, *, day: date, days: int,
                                 district_id: int | None = None, pincode: int | None = None,
                                 centre_id: int | None = None, vaccine: str | None = None
                                 ) -> list[CentreInfo]:
+    """The active centres of a scope, with their fees and their sessions of `days` days from
+    `day`. Five queries whatever the size of the scope: each later one selects by the scope
+    itself (a subquery), never by a list of ids, and fetches plain columns rather than ORM
+    objects (this builds the public snapshots, teeka.surge.snapshot)."""
     query = in_scope(_centres_query().order_by(Centre.id), district_id=district_id,
                      pincode=pincode, centre_id=centre_id)
     rows = (await session.execute(query)).all()
     centres = {c.id: CentreInfo(c, d, b, s) for c, d, b, s in rows}
     if not centres:
         return []
-    ids = list(centres)
+    in_centres = in_scope(select(Centre.id).where(Centre.active.is_(True)),
+                          district_id=district_id, pincode=pincode, centre_id=centre_id)
+    sessions = (select(VaccinationSession.id)
+                .where(VaccinationSession.centre_id.in_(in_centres),
+                       VaccinationSession.date >= day,
+                       VaccinationSession.date < day + timedelta(days=days)))
+    if vaccine:
+        sessions = sessions.where(VaccinationSession.vaccine_id.in_(
+            select(Vaccine.id).where(Vaccine.code == vaccine.upper())))
     srows = (await session.execute(
-        select(VaccinationSession, Vaccine.code)
+        select(VaccinationSession.id, VaccinationSession.centre_id, VaccinationSession.date,
+               VaccinationSession.min_age, VaccinationSession.max_age, Vaccine.code)
         .join(Vaccine, Vaccine.id == VaccinationSession.vaccine_id)
-        .where(VaccinationSession.centre_id.in_(ids), VaccinationSession.date >= day,
-               VaccinationSession.date < day + timedelta(days=days),
-               *([Vaccine.code == vaccine.upper()] if vaccine else []))
+        .where(VaccinationSession.id.in_(sessions))
         .order_by(VaccinationSession.date, VaccinationSession.min_age))).all()
-    sids = [vs.id for vs, _ in srows]
-    totals = await bucket_totals(session, sids) if sids else {}
-    slots: dict[str, list[str]] = {}
-    if sids:
+    if srows:
+        totals: dict[str, dict[str, int]] = {}
+        for sid, kind, free in await session.execute(
+                select(CapacityBucket.session_id, CapacityBucket.dose_kind,
+                       func.sum(CapacityBucket.capacity - CapacityBucket.booked))
+                .where(CapacityBucket.session_id.in_(sessions))
+                .group_by(CapacityBucket.session_id, CapacityBucket.dose_kind)):
+            totals.setdefault(sid, {})[kind] = max(int(free or 0), 0)
+        slots: dict[str, list[str]] = {}
         for sid, label in await session.execute(
                 select(SessionSlot.session_id, SessionSlot.label)
-                .where(SessionSlot.session_id.in_(sids)).order_by(SessionSlot.ordinal)):
+                .where(SessionSlot.session_id.in_(sessions)).order_by(SessionSlot.ordinal)):
             slots.setdefault(sid, []).append(label)
-    for vs, code in srows:
-        t = totals.get(vs.id, {})
-        centres[vs.centre_id].sessions.append(SessionInfo(
-            id=vs.id, date=vs.date, vaccine=code, min_age=vs.min_age, max_age=vs.max_age,
-            slots=slots.get(vs.id, []), dose1=t.get("first", 0), dose2=t.get("second", 0),
-            precaution=t.get("precaution") if "precaution" in t else None))
+        for sid, cid, when, min_age, max_age, code in srows:
+            t = totals.get(sid, {})
+            centres[cid].sessions.append(SessionInfo(
+                id=sid, date=when, vaccine=code, min_age=min_age, max_age=max_age,
+                slots=slots.get(sid, []), dose1=t.get("first", 0), dose2=t.get("second", 0),
+                precaution=t.get("precaution") if "precaution" in t else None))
     for centre_id_, code, fee in await session.execute(
             select(CentreFee.centre_id, Vaccine.code, CentreFee.fee)
             .join(Vaccine, Vaccine.id == CentreFee.vaccine_id)
-            .where(CentreFee.centre_id.in_(ids))):
+            .where(CentreFee.centre_id.in_(in_centres))):
         centres[centre_id_].fees[code] = fee
     return list(centres.values())
 
