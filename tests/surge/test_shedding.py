@@ -27,6 +27,8 @@ async def test_overload_is_refused_at_once_and_health_stays_up(settings, world) 
                 assert r.headers["Retry-After"] == "2"
                 assert ("errorCode" in r.json()) == r.url.path.startswith("/api/v2/")
         assert all(r.status_code == 200 for r in results if r.url.path == "/healthz")
+        live = await c.get("/livez")  # answered before the application, never shed
+        assert live.status_code == 200 and live.json() == {"status": "ok"}
         metrics = await c.get("/metrics")
         assert "teeka_requests_shed_total" in metrics.text
     await app.state.engine.dispose()

@@ -1,7 +1,8 @@
 """Load shedding: each worker process bounds the requests it works on at once. Beyond the bound
 it answers 503 with Retry-After at once, instead of queueing until everyone times out. Health
-and metrics are never shed. (Database connections are bounded by the pool; waiting for one is
-bounded by TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
+and metrics are never shed; /livez (liveness) is answered here, before the application.
+(Database connections are bounded by the pool; waiting for one is bounded by
+TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from teeka.i18n import pick_language, translate
 
 IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this process")
 SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
-EXEMPT = ("/healthz", "/metrics")
+EXEMPT = ("/healthz", "/livez", "/metrics")
+LIVE = b'{"status":"ok"}'
+
 MESSAGE = "The system is busy. Please try again in a few seconds."
 
 
@@ -26,6 +29,14 @@ class LoadShedder:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/livez":
+            # Liveness: this process answers, whatever the application behind it is doing. The
+            # cheapest answer the server can give (the benchmark's raw trivial endpoint).
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", b"15"),
+                (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": LIVE})
+            return
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
