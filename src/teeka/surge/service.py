@@ -373,4 +373,8 @@ class WaitingRoom:
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: int) -> None:
         """A booking made with the hold: the places it used stay taken, the rest return."""
         await self.store.use_hold(opening.id, str(actor.id), booked)
-        self._advanced.pop(opening.id, None)  # the next poll here sees the room as it is now
+        last = self._advanced.get(opening.id)
+        if last is not None and int(last[1].get("reserved", 0)) >= int(last[1].get("places", 1)):
+            # Every place is held: this may have been the last use, and the room may close.
+            # The next poll here looks at the room as it is now, so nobody waits for nothing.
+            self._advanced.pop(opening.id, None)
