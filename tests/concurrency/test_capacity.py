@@ -117,3 +117,22 @@ async def test_storm_of_book_cancel_reschedule_keeps_counters_exact(client, worl
             Appointment.status == AppointmentStatus.BOOKED))).scalars().all())
     assert live == set(held.values())  # every acknowledged, uncancelled booking is there
     assert len(acknowledged) >= len(live)
+
+
+async def test_one_person_booked_at_once_on_two_centres_gets_one_place(client, world, maker,
+                                                                       settings) -> None:
+    """Ten concurrent bookings of one person (different keys, two centres): the partial unique
+    index on active appointments lets one through; the others answer AlreadyBooked and give
+    their places back (no savepoint: the failed statement rolls the whole request back)."""
+    sids = [await publish(maker, world, centre_id=c, dose1=5)
+            for c in (world.centre_a, world.centre_b)]
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    results = await asyncio.gather(*[book(client, h, sids[i % 2], ref, f"twice-{i:04d}")
+                                     for i in range(10)])
+    codes = Counter(r.status_code for r in results)
+    assert codes == {201: 1, 409: 9}, codes
+    assert {r.json()["code"] for r in results if r.status_code == 409} == {"AlreadyBooked"}
+    counts = [await booked_count(maker, sid) for sid in sids]
+    assert sorted(counts) == [(0, 0), (1, 1)]
+    async with session_scope(maker) as db:
+        assert await repo.recount_mismatches(db) == []

@@ -9,19 +9,38 @@ transactions can never both pass it for the same last place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, timedelta
-from typing import Any, TypeVar
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, func, select, text, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka.booking.rules import BucketView, GivenDose, Schedule
 from teeka.booking.schemas import AppointmentRead, SessionAvailability
+from teeka.kit.clock import LOCAL_TZ
 from teeka.models import (
+    Account,
     Appointment,
     AppointmentStatus,
     Beneficiary,
+    BeneficiaryStatus,
     Booking,
     CapacityBucket,
     Centre,
@@ -36,18 +55,37 @@ from teeka.models.schedule import Share
 # Set to False only by the canary test, to show that the race is real without the guard.
 GUARD_ENABLED = True
 
+# The hot path uses Core statements on the tables (no ORM identity map, no unit-of-work flush).
+_bucket = cast(Table, CapacityBucket.__table__)
+_appointment = cast(Table, Appointment.__table__)
+_booking = cast(Table, Booking.__table__)
+APPOINTMENT_TABLE = _appointment
+
+
+async def _run(session: AsyncSession, statement: Any, params: Any = None
+               ) -> CursorResult[*tuple[Any, ...]]:
+    """Execute a Core statement on the session's connection (its transaction), without the
+    ORM's execution path."""
+    conn = await session.connection()
+    result: CursorResult[*tuple[Any, ...]] = await conn.execute(statement, params)
+    return result
+
+
+_TAKE = (update(_bucket)
+         .where(_bucket.c.id == bindparam("bucket_id"), _bucket.c.booked < _bucket.c.capacity)
+         .values(booked=_bucket.c.booked + 1))
+_RETURN = (update(_bucket)
+           .where(_bucket.c.id == bindparam("bucket_id"), _bucket.c.booked > 0)
+           .values(booked=_bucket.c.booked - 1))
+
 
 async def take_place(session: AsyncSession, bucket_id: int) -> bool:
     """Take one place from a bucket if one is free. True when taken."""
     session.info["capacity_changed"] = True
     if not GUARD_ENABLED:
         return await _take_place_unguarded(session, bucket_id)
-    result = await session.execute(
-        update(CapacityBucket)
-        .where(CapacityBucket.id == bucket_id, CapacityBucket.booked < CapacityBucket.capacity)
-        .values(booked=CapacityBucket.booked + 1)
-        .execution_options(synchronize_session=False))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    result = await _run(session, _TAKE, {"bucket_id": bucket_id})
+    return result.rowcount == 1
 
 
 async def _take_place_unguarded(session: AsyncSession, bucket_id: int) -> bool:
@@ -67,12 +105,8 @@ async def _take_place_unguarded(session: AsyncSession, bucket_id: int) -> bool:
 async def return_place(session: AsyncSession, bucket_id: int) -> None:
     """Give one place back. A counter that would go negative is a bug: fail loudly."""
     session.info["capacity_changed"] = True
-    result = await session.execute(
-        update(CapacityBucket)
-        .where(CapacityBucket.id == bucket_id, CapacityBucket.booked > 0)
-        .values(booked=CapacityBucket.booked - 1)
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = await _run(session, _RETURN, {"bucket_id": bucket_id})
+    if result.rowcount != 1:
         raise RuntimeError(f"capacity bucket {bucket_id} would go negative")
 
 
@@ -87,13 +121,180 @@ async def set_capacity(session: AsyncSession, bucket_id: int, capacity: int) -> 
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def buckets_for(session: AsyncSession, slot_id: int, dose_kind: str) -> list[BucketView]:
-    rows = await session.execute(
-        select(CapacityBucket).where(CapacityBucket.slot_id == slot_id,
-                                     CapacityBucket.dose_kind == dose_kind)
-        .order_by(CapacityBucket.id))
-    return [BucketView(id=b.id, share=Share(b.share), capacity=b.capacity, booked=b.booked,
-                       release_at=b.release_at) for b in rows.scalars()]
+# ---------------------------------------------------------------- the booking request
+# Few round trips (docs/booking-and-capacity.md, "Booking"): the idempotency key is claimed
+# by one INSERT ... ON CONFLICT DO NOTHING (no savepoint; the same SQL on both engines), and
+# the place with its buckets comes in one query with the people, their account, dose history
+# and active appointment. The statements are built once, with bound parameters.
+
+
+def _claim_statements() -> dict[str, Insert]:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    key = [_booking.c.actor, _booking.c.idempotency_key]
+    return {
+        "postgresql": postgresql.insert(_booking).on_conflict_do_nothing(index_elements=key)
+        .returning(_booking.c.id),
+        "sqlite": sqlite.insert(_booking).on_conflict_do_nothing(index_elements=key)
+        .returning(_booking.c.id),
+    }
+
+
+_CLAIM = _claim_statements()
+
+
+async def claim_key(session: AsyncSession, *, actor: str, key: str, request_hash: str,
+                    confirmation_no: str, now: datetime) -> int | None:
+    """Insert the booking row that owns (actor, key); its id, or None when the key is taken.
+
+    On PostgreSQL a concurrent twin's uncommitted row makes this wait until the twin ends: it
+    then inserts (the twin rolled back) or returns None (the twin committed: replay it)."""
+    stmt = _CLAIM[session.get_bind().dialect.name]
+    found = await _run(session, stmt, {
+        "confirmation_no": confirmation_no, "actor": actor, "idempotency_key": key,
+        "request_hash": request_hash, "created_at": now})
+    booking_id = found.scalar_one_or_none()
+    return None if booking_id is None else int(booking_id)
+
+
+@dataclass(frozen=True)
+class EarlierBooking:
+    confirmation_no: str
+    request_hash: str
+    appointment_ids: list[str]
+
+
+_EARLIER = (select(_booking.c.confirmation_no, _booking.c.request_hash, _appointment.c.id)
+            .outerjoin(_appointment, _appointment.c.booking_id == _booking.c.id)
+            .where(_booking.c.actor == bindparam("actor"),
+                   _booking.c.idempotency_key == bindparam("key"))
+            .order_by(_appointment.c.created_at, _appointment.c.id))
+
+
+async def earlier_booking(session: AsyncSession, actor: str, key: str) -> EarlierBooking | None:
+    """The committed booking that owns (actor, key) and its appointments, in booking order."""
+    rows = (await _run(session, _EARLIER, {"actor": actor, "key": key})).all()
+    if not rows:
+        return None
+    return EarlierBooking(confirmation_no=rows[0][0], request_hash=rows[0][1],
+                          appointment_ids=[r[2] for r in rows if r[2] is not None])
+
+
+@dataclass(frozen=True)
+class PlaceView:
+    """A bookable place: session, slot and centre, with the slot's buckets by dose kind (a
+    snapshot that only orders the attempts: the guarded UPDATE decides)."""
+
+    session_id: str
+    date: date
+    vaccine_id: int
+    min_age: int
+    max_age: int | None
+    slot_id: int
+    slot_label: str
+    centre_name_en: str
+    buckets: dict[str, list[BucketView]]
+
+
+@dataclass
+class PersonView:
+    """An active beneficiary as booking needs them: their account (for the SMS), the doses
+    they were given (dose number, vaccine id, local day) and their active appointment."""
+
+    id: int
+    reference_id: str
+    account_id: int | None
+    name: str
+    birth_year: int
+    priority_group: str
+    mobile: str | None
+    language: str | None
+    doses: list[tuple[int, int, date]]
+    active_appointment_id: str | None
+
+
+_PLACE = (select(VaccinationSession.date.label("p_date"),
+                 VaccinationSession.vaccine_id.label("p_vaccine"),
+                 VaccinationSession.min_age.label("p_min_age"),
+                 VaccinationSession.max_age.label("p_max_age"), SessionSlot.id.label("p_slot"),
+                 Centre.name_en.label("p_centre"), Centre.active.label("p_active"),
+                 _bucket.c.id.label("b_id"), _bucket.c.dose_kind.label("b_kind"),
+                 _bucket.c.share.label("b_share"), _bucket.c.capacity.label("b_capacity"),
+                 _bucket.c.booked.label("b_booked"), _bucket.c.release_at.label("b_release"))
+          .join(SessionSlot, SessionSlot.session_id == VaccinationSession.id)
+          .join(Centre, Centre.id == VaccinationSession.centre_id)
+          .outerjoin(_bucket, _bucket.c.slot_id == SessionSlot.id)
+          .where(VaccinationSession.id == bindparam("session_id"),
+                 SessionSlot.label == bindparam("label"))
+          .subquery("place"))
+_PEOPLE = (select(Beneficiary.id.label("q_id"), Beneficiary.reference_id.label("q_ref"),
+                  Beneficiary.account_id.label("q_account"), Beneficiary.name.label("q_name"),
+                  Beneficiary.birth_year.label("q_birth_year"),
+                  Beneficiary.priority_group.label("q_group"), Account.mobile.label("q_mobile"),
+                  Account.language.label("q_language"), DoseRecord.dose_number.label("d_number"),
+                  DoseRecord.vaccine_id.label("d_vaccine"),
+                  DoseRecord.administered_at.label("d_at"), _appointment.c.id.label("q_active"))
+           .outerjoin(Account, Account.id == Beneficiary.account_id)
+           .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
+           .outerjoin(_appointment, and_(
+               _appointment.c.beneficiary_id == Beneficiary.id,
+               _appointment.c.status == AppointmentStatus.BOOKED.value))
+           .where(Beneficiary.reference_id.in_(bindparam("refs", expanding=True)),
+                  Beneficiary.status == BeneficiaryStatus.ACTIVE.value)
+           .subquery("people"))
+# The place's rows (one per bucket) times the people's rows (one per dose given): a handful.
+_PLACE_AND_PEOPLE = (select(_PLACE, _PEOPLE)
+                     .select_from(_PLACE.outerjoin(_PEOPLE, true()))
+                     .order_by(_PLACE.c.b_id))
+
+
+async def place_and_people(session: AsyncSession, session_id: str, slot_label: str,
+                           reference_ids: Sequence[str]
+                           ) -> tuple[PlaceView | None, dict[str, PersonView]]:
+    """In one query: the session's slot at an active centre with its buckets (None when there
+    is none), and the active beneficiaries among `reference_ids` with their account, doses and
+    active appointment. Whether the actor may reach them is decided by teeka.auth.access."""
+    rows = (await _run(session, _PLACE_AND_PEOPLE, {
+        "session_id": session_id, "label": slot_label, "refs": list(reference_ids)})).all()
+    if not rows or not rows[0].p_active:
+        return None, {}
+    buckets: dict[int, tuple[str, BucketView]] = {}
+    found: dict[str, PersonView] = {}
+    for r in rows:
+        if r.b_id is not None and r.b_id not in buckets:
+            buckets[r.b_id] = (r.b_kind, BucketView(id=r.b_id, share=Share(r.b_share),
+                                                    capacity=r.b_capacity, booked=r.b_booked,
+                                                    release_at=r.b_release))
+        if r.q_ref is None:
+            continue
+        person = found.get(r.q_ref)
+        if person is None:
+            person = found[r.q_ref] = PersonView(
+                id=r.q_id, reference_id=r.q_ref, account_id=r.q_account, name=r.q_name,
+                birth_year=r.q_birth_year, priority_group=r.q_group, mobile=r.q_mobile,
+                language=r.q_language, doses=[], active_appointment_id=r.q_active)
+        if r.d_number is not None:
+            dose = (r.d_number, r.d_vaccine, r.d_at.astimezone(LOCAL_TZ).date())
+            if dose not in person.doses:
+                person.doses.append(dose)
+    by_kind: dict[str, list[BucketView]] = {}
+    for kind, bucket in buckets.values():
+        by_kind.setdefault(kind, []).append(bucket)
+    first = rows[0]
+    place = PlaceView(session_id=session_id, date=first.p_date, vaccine_id=first.p_vaccine,
+                      min_age=first.p_min_age, max_age=first.p_max_age, slot_id=first.p_slot,
+                      slot_label=slot_label, centre_name_en=first.p_centre, buckets=by_kind)
+    return place, found
+
+
+async def insert_rows(session: AsyncSession, batches: Sequence[tuple[Table, list[dict[str, Any]]]]
+                      ) -> None:
+    """Insert rows into several tables: one INSERT per table (an executemany for several rows).
+    (One statement with data-modifying WITH clauses on PostgreSQL saves two round trips but
+    cost more server CPU: its cache key and parameters grow with the rows.)"""
+    for table, rows in batches:
+        if rows:
+            await _run(session, insert(table), rows if len(rows) > 1 else rows[0])
 
 
 async def schedules(session: AsyncSession) -> dict[int, Schedule]:
@@ -106,6 +307,35 @@ async def schedules(session: AsyncSession) -> dict[int, Schedule]:
                        precaution_after_days=v.precaution_after_days)
         for v in vaccines
     }
+
+
+# Vaccine schedules are national data that change rarely (a migration, a data load): the booking
+# path keeps them per process and database for SCHEDULE_TTL seconds, and reloads at once when it
+# meets a vaccine it does not know. A changed interval reaches every process within the TTL.
+SCHEDULE_TTL = 60.0
+_schedule_cache: weakref.WeakKeyDictionary[Engine, tuple[float, dict[int, Schedule]]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def cached_schedules(session: AsyncSession, need: Iterable[int] = ()
+                           ) -> dict[int, Schedule]:
+    """`schedules()`, kept for SCHEDULE_TTL seconds; reloaded when a vaccine in `need` is
+    missing (a vaccine added meanwhile) or the copy is older than the TTL."""
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):  # a session bound to one connection: no cache
+        return await schedules(session)
+    cached = _schedule_cache.get(engine)
+    if (cached is not None and time.monotonic() - cached[0] < SCHEDULE_TTL
+            and all(v in cached[1] for v in need)):
+        return cached[1]
+    fresh = await schedules(session)
+    _schedule_cache[engine] = (time.monotonic(), fresh)
+    return fresh
+
+
+def forget_schedules() -> None:
+    """Drop every cached copy (after changing vaccines or intervals in this process)."""
+    _schedule_cache.clear()
 
 
 async def dose_history(session: AsyncSession, beneficiary_id: int,

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
-from teeka.audit.service import log_action
-from teeka.auth.access import access_beneficiary
+from teeka.audit.service import AUDIT_TABLE, entry, log_action
+from teeka.auth.access import access_beneficiary, reaches_beneficiary
 from teeka.auth.actor import Actor
 from teeka.booking import repository as repo
 from teeka.booking import rules
@@ -29,20 +29,18 @@ from teeka.models import (
     AppointmentStatus,
     Beneficiary,
     Booking,
-    Centre,
-    SessionSlot,
     VaccinationSession,
 )
-from teeka.notification.service import BOOKED_SMS, CANCELLED_SMS, RESCHEDULED_SMS, queue_sms
+from teeka.notification.service import (
+    BOOKED_SMS,
+    CANCELLED_SMS,
+    OUTBOX_TABLE,
+    RESCHEDULED_SMS,
+    queue_sms,
+    sms,
+)
 
 MAX_PER_BOOKING = 4
-
-
-@dataclass(frozen=True)
-class Place:
-    session: VaccinationSession
-    slot: SessionSlot
-    centre: Centre
 
 
 @dataclass(frozen=True)
@@ -52,58 +50,37 @@ class BookingResult:
     replayed: bool = False
 
 
-async def get_place(session: AsyncSession, session_id: str, slot_label: str) -> Place:
-    row = (await session.execute(
-        select(VaccinationSession, SessionSlot, Centre)
-        .join(SessionSlot, SessionSlot.session_id == VaccinationSession.id)
-        .join(Centre, Centre.id == VaccinationSession.centre_id)
-        .where(VaccinationSession.id == session_id, SessionSlot.label == slot_label))).first()
-    if row is None:
-        raise errors.NotFound()
-    if not row[2].active:
-        raise errors.NotFound()
-    return Place(session=row[0], slot=row[1], centre=row[2])
-
-
 def _request_hash(session_id: str, slot: str, dose: int | None, refs: list[str]) -> str:
     canonical = json.dumps([session_id, slot, dose, sorted(refs)])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _replay(session: AsyncSession, booking: Booking, request_hash: str) -> BookingResult:
-    if booking.request_hash != request_hash:
-        raise errors.IdempotencyKeyReused()
-    appointment_ids = (await session.execute(
-        select(Appointment.id).where(Appointment.booking_id == booking.id)
-        .order_by(Appointment.created_at, Appointment.id))).scalars().all()
-    return BookingResult(confirmation_no=booking.confirmation_no,
-                         appointment_ids=list(appointment_ids), replayed=True)
-
-
 async def _claim_key(session: AsyncSession, actor: Actor, key: str, request_hash: str
-                     ) -> Booking | BookingResult:
-    """Insert the booking row that owns the idempotency key, or replay the earlier answer.
+                     ) -> tuple[int, str] | BookingResult:
+    """Insert the booking row that owns the idempotency key (its id and confirmation number),
+    or replay the earlier answer.
 
-    A concurrent twin blocks on the unique index until the first commits, then fails here and
-    replays; if the first rolled back, the twin's insert simply goes through."""
+    One INSERT ... ON CONFLICT DO NOTHING: a concurrent twin waits on the unique index until
+    the first ends; if the first committed, nothing is inserted and the twin replays it; if
+    the first rolled back, the twin's insert simply goes through."""
     if not 8 <= len(key) <= 80:
         raise errors.Invalid(detail="Idempotency-Key must have 8 to 80 characters")
-    query = select(Booking).where(Booking.actor == actor.label, Booking.idempotency_key == key)
-    earlier = (await session.execute(query)).scalar_one_or_none()
-    if earlier is not None:
-        return await _replay(session, earlier, request_hash)
-    booking = Booking(confirmation_no=ids.confirmation_no(), actor=actor.label,
-                      idempotency_key=key, request_hash=request_hash, created_at=clock.now())
+    confirmation_no = ids.confirmation_no()
     try:
-        async with session.begin_nested():
-            session.add(booking)
-            await session.flush()
-    except IntegrityError:
-        earlier = (await session.execute(query)).scalar_one_or_none()
-        if earlier is None:
-            raise errors.Busy() from None
-        return await _replay(session, earlier, request_hash)
-    return booking
+        booking_id = await repo.claim_key(session, actor=actor.label, key=key,
+                                          request_hash=request_hash,
+                                          confirmation_no=confirmation_no, now=clock.now())
+    except IntegrityError:  # the random confirmation number was taken: let the client retry
+        raise errors.Busy() from None
+    if booking_id is not None:
+        return booking_id, confirmation_no
+    earlier = await repo.earlier_booking(session, actor.label, key)
+    if earlier is None:
+        raise errors.Busy()
+    if earlier.request_hash != request_hash:
+        raise errors.IdempotencyKeyReused()
+    return BookingResult(confirmation_no=earlier.confirmation_no,
+                         appointment_ids=earlier.appointment_ids, replayed=True)
 
 
 async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str) -> int:
@@ -115,17 +92,18 @@ async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], grou
     raise errors.SlotFull()
 
 
-async def _check_eligible(session: AsyncSession, person: Beneficiary, place: Place,
-                          dose: int | None, schedule_of: dict[int, rules.Schedule],
-                          rescheduling: Appointment | None = None) -> int:
-    day = place.session.date
-    rules.check_age(person.birth_year, day, place.session.min_age, place.session.max_age)
-    history = await repo.dose_history(session, person.id, schedule_of)
+def _check_eligible(person: repo.PersonView, place: repo.PlaceView, dose: int | None,
+                    schedule_of: dict[int, rules.Schedule],
+                    rescheduling: str | None = None) -> int:
+    """The dose `person` may book at `place` (pure: what it needs was loaded before)."""
+    rules.check_age(person.birth_year, place.date, place.min_age, place.max_age)
+    history = [rules.GivenDose(dose_number=n, vaccine_id=v, vaccine_code=schedule_of[v].code,
+                               day=day) for n, v, day in person.doses]
     due = rules.check_dose(history=history, asked_dose=dose,
-                           schedule=schedule_of[place.session.vaccine_id],
-                           schedule_of=schedule_of, day=day)
-    active = await repo.active_appointment(session, person.id)
-    if active is not None and (rescheduling is None or active.id != rescheduling.id):
+                           schedule=schedule_of[place.vaccine_id],
+                           schedule_of=schedule_of, day=place.date)
+    if (person.active_appointment_id is not None
+            and person.active_appointment_id != rescheduling):
         raise errors.AlreadyBooked()
     return due
 
@@ -135,10 +113,29 @@ def _check_date(day: date) -> None:
         raise errors.SessionPast()
 
 
+async def _place_and_people(session: AsyncSession, session_id: str, slot: str,
+                            refs: list[str]) -> tuple[repo.PlaceView, dict[str, repo.PersonView]]:
+    place, found = await repo.place_and_people(session, session_id, slot, refs)
+    if place is None:
+        raise errors.NotFound()
+    _check_date(place.date)
+    return place, found
+
+
+async def _schedules_for(session: AsyncSession, place: repo.PlaceView,
+                         people: list[repo.PersonView]) -> dict[int, rules.Schedule]:
+    need = {place.vaccine_id, *(v for p in people for _n, v, _d in p.doses)}
+    return await repo.cached_schedules(session, need)
+
+
 async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: str, slot: str,
                            beneficiary_refs: list[str], dose: int | None,
                            idempotency_key: str) -> BookingResult:
-    """Book one slot for one or more beneficiaries of the actor: all of them, or none."""
+    """Book one slot for one or more beneficiaries of the actor: all of them, or none.
+
+    Round trips: claim the key; the place with its buckets and the people with their
+    accounts, doses and active appointments (one query); one guarded UPDATE per person (more
+    only when a share is full); the appointments; their audit entries; the SMS."""
     refs = list(dict.fromkeys(beneficiary_refs))
     if not 1 <= len(refs) <= MAX_PER_BOOKING or len(refs) != len(beneficiary_refs):
         raise errors.Invalid(detail=f"give 1 to {MAX_PER_BOOKING} different beneficiaries")
@@ -146,42 +143,43 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
                                _request_hash(session_id, slot, dose, refs))
     if isinstance(claimed, BookingResult):
         return claimed
-    booking = claimed
-    place = await get_place(session, session_id, slot)
-    _check_date(place.session.date)
-    schedule_of = await repo.schedules(session)
-    people = [await access_beneficiary(session, actor, ref) for ref in refs]
-    due = {p.id: await _check_eligible(session, p, place, dose, schedule_of) for p in people}
-    kinds = {p.id: rules.dose_kind(due[p.id], schedule_of[place.session.vaccine_id].doses)
-             for p in people}
-    cache: dict[str, list[rules.BucketView]] = {}
+    booking_id, confirmation_no = claimed
+    place, found = await _place_and_people(session, session_id, slot, refs)
+    people = []
+    for ref in refs:
+        person = found.get(ref)
+        if person is None or not reaches_beneficiary(actor, person.account_id):
+            raise errors.NotFound()
+        people.append(person)
+    schedule_of = await _schedules_for(session, place, people)
+    doses = schedule_of[place.vaccine_id].doses
+    due = [_check_eligible(p, place, dose, schedule_of) for p in people]
     now = clock.now()
-    appointments = []
-    for person in people:
-        kind = kinds[person.id]
-        if kind not in cache:
-            cache[kind] = await repo.buckets_for(session, place.slot.id, kind)
-        bucket_id = await _take_for(session, cache[kind], person.priority_group)
-        appointments.append(Appointment(
-            id=ids.new_uuid(), booking_id=booking.id, beneficiary_id=person.id,
-            session_id=place.session.id, slot_id=place.slot.id, bucket_id=bucket_id,
-            dose_number=due[person.id], status=AppointmentStatus.BOOKED, created_at=now,
-            updated_at=now))
+    appointments: list[dict[str, Any]] = []
+    for person, number in zip(people, due, strict=True):
+        kind = rules.dose_kind(number, doses)
+        bucket_id = await _take_for(session, place.buckets.get(kind, []), person.priority_group)
+        appointments.append({
+            "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
+            "session_id": place.session_id, "slot_id": place.slot_id, "bucket_id": bucket_id,
+            "dose_number": number, "status": AppointmentStatus.BOOKED.value, "created_at": now,
+            "updated_at": now})
+    audit = [entry(actor=actor.label, action="booking.appointment.booked",
+                   object_type="appointment", object_id=a["id"], at=now,
+                   confirmation=confirmation_no, bucket=a["bucket_id"]) for a in appointments]
+    accounts = {p.account_id: p for p in people if p.account_id is not None}
+    names = ", ".join(p.name for p in people)
+    messages = [sms(to=p.mobile, lang=p.language or "hi", template=BOOKED_SMS,
+                    confirmation=confirmation_no, names=names, centre=place.centre_name_en,
+                    date=place.date.strftime("%d-%m-%Y"), slot=place.slot_label)
+                for p in accounts.values() if p.mobile is not None]
     try:
-        async with session.begin_nested():
-            session.add_all(appointments)
-            await session.flush()
+        await repo.insert_rows(session, [(repo.APPOINTMENT_TABLE, appointments)])
     except IntegrityError as exc:  # a concurrent booking for the same person won
         raise errors.AlreadyBooked() from exc
-    for appt in appointments:
-        await log_action(session, actor=actor.label, action="booking.appointment.booked",
-                         object_type="appointment", object_id=appt.id,
-                         confirmation=booking.confirmation_no, bucket=appt.bucket_id)
-    await _notify(session, people, BOOKED_SMS, confirmation=booking.confirmation_no,
-                  names=", ".join(p.name for p in people), centre=place.centre.name_en,
-                  date=place.session.date.strftime("%d-%m-%Y"), slot=place.slot.label)
-    return BookingResult(confirmation_no=booking.confirmation_no,
-                         appointment_ids=[a.id for a in appointments])
+    await repo.insert_rows(session, [(AUDIT_TABLE, audit), (OUTBOX_TABLE, messages)])
+    return BookingResult(confirmation_no=confirmation_no,
+                         appointment_ids=[a["id"] for a in appointments])
 
 
 async def _notify(session: AsyncSession, people: list[Beneficiary], template: str,
@@ -233,15 +231,16 @@ async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appoint
     appt, person = await access_appointment(session, actor, appointment_id)
     if appt.status != AppointmentStatus.BOOKED:
         raise errors.NotReschedulable()
-    place = await get_place(session, session_id, slot)
-    _check_date(place.session.date)
-    if place.slot.id == appt.slot_id:
+    place, found = await _place_and_people(session, session_id, slot, [person.reference_id])
+    if place.slot_id == appt.slot_id:
         return appt
-    schedule_of = await repo.schedules(session)
-    due = await _check_eligible(session, person, place, appt.dose_number, schedule_of,
-                                rescheduling=appt)
-    kind = rules.dose_kind(due, schedule_of[place.session.vaccine_id].doses)
-    buckets = await repo.buckets_for(session, place.slot.id, kind)
+    me = found.get(person.reference_id)
+    if me is None:  # deactivated since access_appointment read it
+        raise errors.NotFound()
+    schedule_of = await _schedules_for(session, place, [me])
+    due = _check_eligible(me, place, appt.dose_number, schedule_of, rescheduling=appt.id)
+    kind = rules.dose_kind(due, schedule_of[place.vaccine_id].doses)
+    buckets = place.buckets.get(kind, [])
     old_bucket = appt.bucket_id
     # Both rows are locked in id order (no deadlock between opposite moves). Giving the old
     # place back first is invisible to others: if the new one cannot be taken, the whole
@@ -256,7 +255,7 @@ async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appoint
         update(Appointment)
         .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED,
                Appointment.bucket_id == old_bucket)
-        .values(session_id=place.session.id, slot_id=place.slot.id, bucket_id=new_bucket,
+        .values(session_id=place.session_id, slot_id=place.slot_id, bucket_id=new_bucket,
                 updated_at=clock.now())
         .execution_options(synchronize_session=False))
     if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -268,7 +267,7 @@ async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appoint
     booking = await session.get(Booking, appt.booking_id)
     assert booking is not None
     await _notify(session, [person], RESCHEDULED_SMS, name=person.name,
-                  centre=place.centre.name_en, date=place.session.date.strftime("%d-%m-%Y"),
-                  slot=place.slot.label, confirmation=booking.confirmation_no)
+                  centre=place.centre_name_en, date=place.date.strftime("%d-%m-%Y"),
+                  slot=place.slot_label, confirmation=booking.confirmation_no)
     return appt
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka.i18n import translate
 from teeka.kit import clock
 from teeka.models import OutboxMessage
+from teeka.models.outbox import OutboxStatus
 
 SEND_SMS = "notification.send_sms"
+# The table, for writers that insert rows with Core statements (`sms` makes a row).
+OUTBOX_TABLE = cast(Table, OutboxMessage.__table__)
 
 
 async def queue_sms(session: AsyncSession, *, to: str, lang: str, template: str,
@@ -19,6 +23,16 @@ async def queue_sms(session: AsyncSession, *, to: str, lang: str, template: str,
     now = clock.now()
     session.add(OutboxMessage(kind=SEND_SMS, recipient=to, body=translate(lang, template, **params),
                               sensitive=sensitive, next_attempt_at=now, created_at=now))
+
+
+def sms(*, to: str, lang: str, template: str, sensitive: bool = False, **params: Any
+        ) -> dict[str, Any]:
+    """One SMS rendered in the reader's language, as the values of an OUTBOX_TABLE row for a
+    Core INSERT (the booking path writes its rows that way). `template` is a gettext msgid."""
+    now = clock.now()
+    return {"kind": SEND_SMS, "recipient": to, "body": translate(lang, template, **params),
+            "sensitive": sensitive, "status": OutboxStatus.PENDING.value, "attempts": 0,
+            "next_attempt_at": now, "created_at": now}
 
 
 OTP_SMS = "Your Teeka OTP is {otp}. It is valid for 3 minutes. Do not share it with anyone."

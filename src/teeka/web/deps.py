@@ -23,6 +23,7 @@ from teeka.i18n import pick_language
 # standby). Class 08 (connection exceptions) too; see docs/operations.md.
 _RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01", "57P02", "57P03", "25006", "57014"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -60,7 +61,8 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                 # A transactional WAL record: the commit then waits for a synchronous standby
                 # even when nothing else was written (a replayed idempotent booking). Taking a
                 # transaction id alone writes no WAL and does not wait (found by make drill).
-                await session.execute(text("SELECT pg_logical_emit_message(true, 'teeka', '')"))
+                conn = await session.connection()  # Core: no ORM execution path
+                await conn.execute(_WAL_MARK)
         if session.info.get("capacity_changed"):
             request.app.state.capacity_changed()
     except sa_exc.TimeoutError as exc:
