@@ -335,7 +335,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     opens_in = 8.0
     probe_path = ("/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date="
                   + (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y"))
-    client = Client(host, port, 128)
+    client = Client(host, port, 600)  # a crowd is many phones: enough connections to offer 10x
     before = await recovery_probe(client, probe_path, 40)
     baseline = statistics.median(before)
     setup = await prepare(dsn, places, crowd_size, max(1, round(rate)), opens_in, hold_s)

@@ -273,9 +273,9 @@ def main() -> int:
     only = set(args.only.split(","))
     partial = only != {"reads", "bookings", "opening"}
     quick = args.quick
-    read_s, book_s, pg_s = (8, 8, 8) if quick else (30, 30, 30)
+    read_s, book_s, pg_s = (5, 6, 5) if quick else (30, 30, 30)
     levels = [16, 64] if quick else [8, 32, 64, 128]
-    beneficiaries = 20_000 if quick else 200_000
+    beneficiaries = 40_000 if quick else 200_000
     secret = secrets.token_hex(32)
     dsn = f"{PG}/{DB}"
     env = {**os.environ, "TEEKA_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB}",
@@ -320,7 +320,7 @@ def main() -> int:
                 raise SystemExit("the opening needs the sustained booking rate: run the "
                                  "bookings section too, or give --rate")
             opening_day(port, dsn, env["TEEKA_REDIS_URL"], secret, float(rate),
-                        10 if quick else 45, result)
+                        8 if quick else 45, result)
         if "costs" in only or not partial:
             import costs
 
@@ -375,10 +375,15 @@ def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: l
 
     for level in levels:
         runs.append(load(spread, level))
-    best = max(runs, key=lambda r: r["per_s"])
+    # The best rate with p99 within the 250 ms the issue asks (the best overall if none is).
+    within = [r for r in runs if r["p99_ms"] <= 250] or runs
+    best = max(within, key=lambda r: r["per_s"])
     hot_run = load(asyncio.run(booking_targets(dsn, hot_centre=True)), 32)
-    # The same server's trivial endpoint (wrk -c64, as in `reads`): the stack's ceiling here.
-    trivial = wrk(f"{base}/healthz", book_s, 64)
+    # The same server's trivial endpoint (wrk -c64): the stack's ceiling here (from `reads`
+    # when it ran).
+    reads_part = result.get("reads")
+    trivial = ({"rps": float(reads_part["trivial_rps"])}  # type: ignore[index]
+               if isinstance(reads_part, dict) else wrk(f"{base}/healthz", book_s, 64))
     result["bookings"] = {"per_s": round(best["per_s"], 1), "pgbench_tps": round(pg_tps, 1),
                           "ratio_to_pgbench": round(best["per_s"] / pg_tps, 3),
                           "trivial_rps": round(trivial["rps"]),

@@ -261,8 +261,10 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     oid = 987654
     await store.reset(oid)
     for account in ("a", "b", "c"):
-        assert await store.join(oid, account, account) == "pre"
-    assert await store.join(oid, "a", "a") == "pre"  # one position per account
+        assert await store.join(oid, account, account, False) == "pre"
+    assert await store.join(oid, "a", "a", False) == "pre"  # one position per account
+    # after the opening time but before the draw is made: first come, first served
+    assert await store.join(oid, "x", "x", True) == "pre"
 
     def shuffle(entries: list[str]) -> list[str]:
         if kind == "redis":  # another process joins between reading the pre-queue and writing it
@@ -274,10 +276,10 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     await store.draw(oid, shuffle, {"places": "3", "reserved": "0", "used": "0", "next": "0",
                                     "closed": "0", "credit": "1", "credit_at": "99.5"})
     if kind == "memory":  # in one process nothing runs during the draw: d joins just after
-        assert await store.join(oid, "d", "d") == "3"
-    assert [await store.member(oid, x) for x in "cbad"] == ["0", "1", "2", "3"]
-    assert await store.join(oid, "e", "e") == "4"  # after the draw: first come, first served
-    ones = dict.fromkeys("abcde", 1)
+        assert await store.join(oid, "d", "d", False) == "4"
+    assert [await store.member(oid, x) for x in "cbaxd"] == ["0", "1", "2", "3", "4"]
+    assert await store.join(oid, "e", "e", True) == "5"  # after the draw: first come, first served
+    ones = dict.fromkeys("abcdex", 1)
     meta = await store.step(oid, now=100.0, rate=2, expires=160.0, sizes=ones)  # credit 1 + 2 x 0.5
     assert meta["reserved"] == "2" and meta["next"] == "2" and meta["closed"] == "0"
     assert await store.admitted(oid) == ["c", "b"]
@@ -287,15 +289,15 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     assert await store.use_hold(oid, "c", 1) is True
     assert await store.use_hold(oid, "c", 1) is False  # used once
     meta = await store.step(oid, now=171.0, rate=10, expires=231.0,
-                            sizes={"d": 1})  # b and a expired
+                            sizes={"x": 1})  # b and a expired
     assert await store.hold(oid, "b") == "1:0:expired"
     assert await store.hold(oid, "c") == "1:0:used"
-    # only d's size was given: the step stops before e (looked up at the next step)
-    assert await store.admitted(oid) == ["c", "b", "a", "d"] and meta["next"] == "4"
-    meta = await store.step(oid, now=171.5, rate=10, expires=231.5, sizes={"e": 1})
-    assert await store.admitted(oid) == ["c", "b", "a", "d", "e"]
+    # only x's size was given: the step stops before d (looked up at the next step)
+    assert await store.admitted(oid) == ["c", "b", "a", "x"] and meta["next"] == "4"
+    meta = await store.step(oid, now=171.5, rate=10, expires=231.5, sizes={"d": 1})
+    assert await store.admitted(oid) == ["c", "b", "a", "x", "d"]
     assert meta["reserved"] == "3" and meta["next"] == "5"
-    assert await store.use_hold(oid, "d", 1) and await store.use_hold(oid, "e", 1)
+    assert await store.use_hold(oid, "x", 1) and await store.use_hold(oid, "d", 1)
     meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes=ones)
     assert meta["closed"] == "1" and meta["used"] == "3"
     await store.reset(oid)

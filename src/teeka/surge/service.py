@@ -231,7 +231,8 @@ class WaitingRoom:
             raise errors.Forbidden()
         oid, account = opening.id, str(actor.id)
         meta = await self.advance(session, opening)
-        member = await self.store.join(oid, account, account)
+        member = await self.store.join(oid, account, account,
+                                       _now() >= opening.opens_at.timestamp())
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
@@ -316,7 +317,8 @@ class WaitingRoom:
         if claims is None:
             return None
         account = str(claims["sub"])
-        member = await self.store.join(opening_id, account, account)
+        member = await self.store.join(opening_id, account, account,
+                                       now.timestamp() >= opening.opens_at.timestamp())
         return self._waiting(opening, int(account), -1 if member == "pre" else int(member),
                              last[1])
 

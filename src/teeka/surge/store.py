@@ -36,7 +36,7 @@ class Store(Protocol):
     async def length(self, opening: int) -> int: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
     async def admitted(self, opening: int) -> list[str]: ...
-    async def join(self, opening: int, account: str, entry: str) -> str: ...
+    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
                    sizes: dict[str, int]) -> dict[str, str]: ...
@@ -89,7 +89,7 @@ class MemoryStore:
     async def admitted(self, opening: int) -> list[str]:
         return list(self._admitted.get(opening, []))
 
-    async def join(self, opening: int, account: str, entry: str) -> str:
+    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str:
         members = self._members.setdefault(opening, {})
         if account in members:
             return members[account]
@@ -98,6 +98,9 @@ class MemoryStore:
             late = self._late.setdefault(opening, [])
             late.append(entry)
             members[account] = str(int(meta["drawn_n"]) + len(late) - 1)
+        elif after_open:  # after the opening time, before the draw: first come, first served
+            self._late.setdefault(opening, []).append(entry)
+            members[account] = "pre"
         else:
             self._pre.setdefault(opening, []).append(entry)
             members[account] = "pre"
@@ -110,7 +113,7 @@ class MemoryStore:
         drawn = shuffle(self._pre.pop(opening, []))
         self._drawn[opening] = drawn
         members = self._members.setdefault(opening, {})
-        for i, account in enumerate(drawn):
+        for i, account in enumerate(drawn + self._late.get(opening, [])):
             members[account] = str(i)
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
 
@@ -175,6 +178,8 @@ class MemoryStore:
 # KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted")
 
+# ARGV: account, entry, "1" when it is past the opening time (then first come, first served,
+# even before the draw has been made)
 JOIN = """
 local m = redis.call('HGET', KEYS[2], ARGV[1])
 if m then return m end
@@ -184,13 +189,18 @@ if redis.call('HGET', KEYS[1], 'opened') == '1' then
   redis.call('HSET', KEYS[2], ARGV[1], idx)
   return tostring(idx)
 end
-redis.call('RPUSH', KEYS[3], ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('RPUSH', KEYS[5], ARGV[2])
+else
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+end
 redis.call('HSET', KEYS[2], ARGV[1], 'pre')
 return 'pre'
 """
 
 # ARGV: n drawn, k initial pairs, the pairs, the n drawn entries (in the drawn order). Who
-# joined while the draw was being made (after the pre-queue was read) goes to the late list.
+# joined after the opening time is already on the late list (indices after the drawn); who
+# joined the pre-queue while the draw was being made (after it was read) is put after them.
 DRAW = """
 if redis.call('HGET', KEYS[1], 'opened') == '1' then return 0 end
 local n = tonumber(ARGV[1])
@@ -205,9 +215,9 @@ end
 redis.call('LTRIM', KEYS[3], n, -1)
 local rest = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('DEL', KEYS[3])
-for _, e in ipairs(rest) do
-  local len = redis.call('RPUSH', KEYS[5], e)
-  redis.call('HSET', KEYS[2], e, n + len - 1)
+for _, e in ipairs(rest) do redis.call('RPUSH', KEYS[5], e) end
+for i, e in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+  redis.call('HSET', KEYS[2], e, n + i - 1)
 end
 redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
 return 1
@@ -349,8 +359,9 @@ class RedisStore:
         found: list[str] = await self.r.lrange(self._k(opening, "admitted"), 0, -1)
         return found
 
-    async def join(self, opening: int, account: str, entry: str) -> str:
-        return str(await self._join(keys=self._keys(opening), args=[account, entry]))
+    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str:
+        return str(await self._join(keys=self._keys(opening),
+                                    args=[account, entry, "1" if after_open else "0"]))
 
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None:
         """Call under the opening's lock."""
