@@ -23,7 +23,7 @@ def test_credit_grows_with_time_and_never_allows_a_rush(credit: float, rate: flo
 @given(st.integers(0, 10**6))
 def test_polls_are_spaced_by_the_wait(wait: int) -> None:
     poll = rules.poll_after_s("waiting", wait)
-    assert 1 <= poll <= 30 and (poll == 30 or poll == max(1, wait // 10))
+    assert 2 <= poll <= 60 and (poll == 60 or poll == max(2, (wait + 1) // 2))
     assert rules.poll_after_s("admitted", 0) == rules.poll_after_s("closed", None) == 5
 
 

@@ -47,3 +47,21 @@ async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
             assert r.status_code == 503 and r.json()["code"] == "Busy"
         assert (await c.get("/api/v2/admin/location/districts/7")).status_code == 200
     await app.state.engine.dispose()
+
+
+async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, world) -> None:
+    app = create_app(settings.model_copy(update={"max_in_flight": 8}))  # crowd bound: 2
+    day = "27-11-2026"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://teeka.test") as c:
+        others = [c.get("/api/v1/sessions", params={"district_id": 109}) for _ in range(6)]
+        crowd = [c.get("/api/v2/appointment/sessions/public/findByDistrict",
+                       params={"district_id": 109, "date": day}) for _ in range(30)]
+        results = await asyncio.gather(*crowd, *others)  # the crowd arrives first
+        assert all(r.status_code == 200 for r in results[30:])
+        codes = Counter(r.status_code for r in results[:30])
+        assert codes[503] > 0 and set(codes) <= {200, 503}, codes
+        assert all(r.headers["Retry-After"] == "2" for r in results[:30] if r.status_code == 503)
+        # refusing the crowd is not a sign that bookings are in trouble
+        assert app.state.waiting_room._pending_busy == 0
+    await app.state.engine.dispose()

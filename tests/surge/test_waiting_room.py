@@ -74,8 +74,8 @@ async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, 
     clock.shift(timedelta(seconds=ticket["poll_after_s"]))
     s = await status(client, late[-1][0], oid, ticket["token"])
     assert s["state"] == "waiting" and s["ahead"] > 0 and s["estimated_wait_s"] >= s["ahead"]
-    # Far back in the queue, polls are spaced out (a tenth of the wait, 1 to 30 s).
-    assert s["poll_after_s"] == min(30, max(1, s["estimated_wait_s"] // 10))
+    # Far back in the queue, polls are spaced out (half the wait, 2 to 60 s).
+    assert s["poll_after_s"] == min(60, max(2, (s["estimated_wait_s"] + 1) // 2))
 
 
 async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, maker,

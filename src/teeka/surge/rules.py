@@ -31,9 +31,11 @@ def effective_rate(base: float, recent_busy: int) -> float:
 
 
 def poll_after_s(state: str, estimated_wait_s: int | None) -> int:
-    """When a waiting person should ask again: often near the front, rarely far back (a tenth
-    of the wait, 1 to 30 s), so that a crowd of waiting people costs the server little. Once
-    admitted, used, expired or closed there is nothing to wait for."""
+    """When a waiting person should ask again: half the estimated wait, 2 to 60 s. Near the
+    front that is every 2 s (an admitted person learns it within 2 s; holds last minutes); far
+    back, rarely. With people spread along the queue the room is asked about 4-5 times per
+    admission in all, so a waiting crowd costs the server little; asking earlier is refused with
+    429 at once. Once admitted, used, expired or closed there is nothing to wait for."""
     if state != "waiting":
         return 5
-    return min(30, max(1, (estimated_wait_s or 0) // 10))
+    return min(60, max(2, -(-(estimated_wait_s or 0) // 2)))

@@ -1,12 +1,16 @@
 """Load shedding: each worker process bounds the requests it works on at once. Beyond the bound
 it answers 503 with Retry-After at once, instead of queueing until everyone times out. Health
-and metrics are never shed; /livez (liveness) is answered here, before the application.
+and metrics are never shed; /livez (liveness) is answered here, before the application. The
+crowd's requests (queue polls and joins, public availability) are shed first, beyond a quarter
+of the bound, so that bookings keep the rest; only refused bookings and the like (not refused
+crowd requests) slow the waiting room's admissions.
 (Database connections are bounded by the pool; waiting for one is bounded by
 TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
 
 from __future__ import annotations
 
 import json
+import re
 
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,12 +23,16 @@ EXEMPT = ("/healthz", "/livez", "/metrics")
 LIVE = b'{"status":"ok"}'
 
 MESSAGE = "The system is busy. Please try again in a few seconds."
+# The crowd's requests (queue polls and joins, public availability) are shed first: beyond a
+# quarter of the bound, so that bookings and everything else keep the rest.
+CROWD = re.compile(r"/api/v1/openings/\d+/(status|join)|/api/v2/appointment/sessions/public/")
 
 
 class LoadShedder:
     def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        self.crowd_bound = max(1, max_in_flight // 4)
         self.retry_after = retry_after
         self.in_flight = 0
 
@@ -40,12 +48,13 @@ class LoadShedder:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        crowd = CROWD.match(scope["path"]) is not None
+        if self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight):
             SHED.inc()
             app = scope.get("app")
             room = getattr(getattr(app, "state", None), "waiting_room", None)
-            if room is not None:  # overloaded: the waiting room admits more slowly
-                room.note_busy()
+            if room is not None and not crowd:  # bookings and the like are being refused:
+                room.note_busy()  # the waiting room admits more slowly
             await self._refuse(scope, send)
             return
         self.in_flight += 1
