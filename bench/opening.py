@@ -230,7 +230,7 @@ class Person:
     token: str = ""
     state: str = "new"
     position: int | None = None
-    join_sent: float = 0.0
+    join_sent: float = 0.0  # the first time this person asked to join
     join_answered: float = 0.0
     admitted_at: float | None = None
     booked_at: float | None = None
@@ -243,7 +243,7 @@ async def person(p: Person, client: Client, view: View, oid: int, poll_s: float,
     auth = {"Authorization": f"Bearer {p.bearer}", "Accept-Language": "hi"}
     await asyncio.sleep(max(0.0, p.join_at - time.monotonic()))
     while time.monotonic() < deadline:  # join (again after a refusal, as told)
-        p.join_sent = time.monotonic()
+        p.join_sent = p.join_sent or time.monotonic()
         code, found, raw = await client.call("join", "POST", f"/api/v1/openings/{oid}/join", auth)
         if code == 200:
             p.join_answered = time.monotonic()

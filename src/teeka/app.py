@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = Limiter(settings)
     app.state.waiting_room = WaitingRoom(
         RedisStore(settings.redis_url) if settings.redis_url else MemoryStore(),
-        settings.resolved_secret())
+        settings.resolved_secret(), sessionmaker=app.state.sessionmaker)
     app.state.capacity_changed = _announcer(app, settings)
     web_errors.install(app)
     security.install(app)

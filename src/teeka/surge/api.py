@@ -6,7 +6,7 @@ import time
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
-from teeka.kit import clock
+from teeka.kit import clock, signing
 from teeka.models import Opening
 from teeka.models.staff import Role
 from teeka.surge.service import OpeningView, Status, WaitingRoom
@@ -80,20 +80,36 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
                        first_day=opening.first_day, opens_at=opening.opens_at)
 
 
+def citizen(request: Request,
+            authorization: Annotated[str | None, Header(max_length=4000)] = None) -> Actor:
+    """A signed-in citizen from the bearer token alone (the queue is only for citizens; its
+    state is not in the database, so a poll or a join needs no unit of work)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    claims = (signing.read_token(request.app.state.settings.resolved_secret(), token.strip(),
+                                 kind="citizen", now=clock.now())
+              if scheme.lower() == "bearer" else None)
+    if claims is None:
+        raise errors.Unauthenticated()
+    return Actor(kind="citizen", id=int(claims["sub"]))
+
+
+Citizen = Annotated[Actor, Depends(citizen)]
+
+
 @router.post("/openings/{opening_id}/join", response_model=StatusRead)
-async def join(opening_id: int, request: Request, db: Db, actor: CurrentActor) -> StatusRead:
+async def join(opening_id: int, request: Request, actor: Citizen) -> StatusRead:
     wr = room(request)
-    return _read(await wr.join(db, await wr.opening(db, opening_id), actor))
+    return _read(await wr.join(None, await wr.opening(None, opening_id), actor))
 
 
 @router.get("/openings/{opening_id}/status", response_model=StatusRead)
-async def status(opening_id: int, request: Request, db: Db, actor: CurrentActor,
+async def status(opening_id: int, request: Request, actor: Citizen,
                  token: Annotated[str, Header(alias="X-Queue-Token", max_length=2000)] = ""
                  ) -> StatusRead:
     """Position, people ahead, estimated wait, and `poll_after_s`: a poll with this ticket before
     then is answered 429 with Retry-After at once (a waiting crowd costs the server little)."""
     wr = room(request)
-    return _read(await wr.status(db, await wr.opening(db, opening_id), actor, token))
+    return _read(await wr.status(None, await wr.opening(None, opening_id), actor, token))
 
 
 async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str

@@ -16,12 +16,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from teeka import errors
 from teeka.auth.actor import Actor
@@ -109,8 +111,12 @@ async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
 
 
 class WaitingRoom:
-    def __init__(self, store: Store, secret: str, advance_every: float = 0.1) -> None:
+    def __init__(self, store: Store, secret: str, advance_every: float = 0.1,
+                 sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.store = store
+        # For the few reads the room makes itself (an opening, the places at the draw, the
+        # people of the accounts being admitted): a poll or a join needs no unit of work.
+        self.sessionmaker = sessionmaker
         self.secret = secret
         self._pending_busy = 0  # signs of stress seen here since the last step
         self._recent_busy = 0  # ... and in every process over the last few seconds
@@ -125,12 +131,25 @@ class WaitingRoom:
 
     def reset(self, store: Store) -> None:
         """A new store and empty caches (tests, between cases)."""
-        self.__init__(store, self.secret, self.advance_every)  # type: ignore[misc]
+        self.__init__(store, self.secret, self.advance_every,  # type: ignore[misc]
+                      self.sessionmaker)
 
-    async def opening(self, session: AsyncSession, opening_id: int) -> OpeningView:
+    @contextlib.asynccontextmanager
+    async def _db(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        """The caller's session, or a short one of the room's own (read only)."""
+        if session is not None:
+            yield session
+            return
+        if self.sessionmaker is None:
+            raise RuntimeError("the waiting room needs a session or a sessionmaker")
+        async with self.sessionmaker() as own:
+            yield own
+
+    async def opening(self, session: AsyncSession | None, opening_id: int) -> OpeningView:
         found = self._openings.get(opening_id)
         if found is None:
-            row = await session.get(Opening, opening_id)
+            async with self._db(session) as db:
+                row = await db.get(Opening, opening_id)
             if row is None:
                 raise errors.NotFound()
             found = self._openings[opening_id] = OpeningView.of(row)
@@ -171,7 +190,8 @@ class WaitingRoom:
     def _rate(self, opening: OpeningView) -> float:
         return rules.effective_rate(float(opening.admit_per_second), self._recent_busy)
 
-    async def advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
+    async def advance(self, session: AsyncSession | None, opening: OpeningView
+                      ) -> dict[str, str]:
         """The room's state, moved forward at most every `advance_every` seconds per process."""
         oid = opening.id
         last = self._advanced.get(oid)
@@ -185,7 +205,8 @@ class WaitingRoom:
             self._advanced[oid] = (_now(), meta)
             return dict(meta)
 
-    async def _advance(self, session: AsyncSession, opening: OpeningView) -> dict[str, str]:
+    async def _advance(self, session: AsyncSession | None, opening: OpeningView
+                       ) -> dict[str, str]:
         """Open the room when it is time (the draw), return expired holds, admit in order, and
         close when every place is used or held and no hold can come back (one atomic step)."""
         now = _now()
@@ -194,8 +215,8 @@ class WaitingRoom:
         if meta.get("opened") != "1":
             if now < opening.opens_at.timestamp():
                 return meta
-            async with self.store.lock(oid):  # the draw, once
-                places = await places_in_scope(session, opening)
+            async with self.store.lock(oid), self._db(session) as db:  # the draw, once
+                places = await places_in_scope(db, opening)
                 await self.store.draw(oid, rules.shuffled, {
                     "places": str(places), "reserved": "0", "used": "0", "next": "0",
                     "closed": "0", "credit": "1",
@@ -210,7 +231,10 @@ class WaitingRoom:
             credit = rules.admission_credit(float(meta["credit"]), rate,
                                             now - float(meta["credit_at"]))
             nxt = int(meta["next"])
-            sizes = await self._sizes(session, await self.store.at(oid, nxt, nxt + int(credit)))
+            batch = await self.store.at(oid, nxt, nxt + int(credit))
+            if batch:
+                async with self._db(session) as db:
+                    sizes = await self._sizes(db, batch)
         meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes)
         return meta
 
@@ -226,7 +250,8 @@ class WaitingRoom:
         found = {str(account): min(max(int(n), 1), 4) for account, n in rows}
         return {a: found.get(a, 1) for a in accounts}
 
-    async def join(self, session: AsyncSession, opening: OpeningView, actor: Actor) -> Status:
+    async def join(self, session: AsyncSession | None, opening: OpeningView, actor: Actor
+                   ) -> Status:
         if not actor.is_citizen:
             raise errors.Forbidden()
         oid, account = opening.id, str(actor.id)
@@ -236,7 +261,7 @@ class WaitingRoom:
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
-    async def status(self, session: AsyncSession, opening: OpeningView, actor: Actor,
+    async def status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
         try:
             index = read_token(self.secret, token, opening.id, actor)
@@ -322,7 +347,7 @@ class WaitingRoom:
         return self._waiting(opening, int(account), -1 if member == "pre" else int(member),
                              last[1])
 
-    async def _status(self, session: AsyncSession, opening: OpeningView, actor: Actor,
+    async def _status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                       index: int, meta: dict[str, str]) -> Status:
         quick = self._waiting(opening, actor.id, index, meta)
         if quick is not None:
