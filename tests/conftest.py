@@ -84,6 +84,8 @@ async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
     yield application
     await application.state.engine.dispose()
+    if application.state.room_engine is not None:
+        await application.state.room_engine.dispose()
 
 
 @pytest.fixture

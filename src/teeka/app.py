@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await background
         await app.state.engine.dispose()
+        if app.state.room_engine is not None:
+            await app.state.room_engine.dispose()
 
     app = FastAPI(title="Teeka", version="0.1.0", lifespan=lifespan,
                   description="Vaccination registration and appointments (API v1).")
@@ -107,9 +109,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.snapshots = SnapshotCache(max_age=settings.snapshot_max_age,
                                         refresh_ahead=settings.snapshot_refresh_ahead)
     app.state.limiter = Limiter(settings)
+    # The waiting room's own few reads (an opening, the places at the draw, the people of the
+    # accounts being admitted) use their own two connections on PostgreSQL, so that a crowd of
+    # bookings holding the pool never stalls the room (SQLite has one connection in all).
+    app.state.room_engine = (None if settings.is_sqlite else
+                             make_engine(settings.model_copy(update={"db_pool_size": 2})))
     app.state.waiting_room = WaitingRoom(
         RedisStore(settings.redis_url) if settings.redis_url else MemoryStore(),
-        settings.resolved_secret(), sessionmaker=app.state.sessionmaker)
+        settings.resolved_secret(),
+        sessionmaker=(app.state.sessionmaker if app.state.room_engine is None
+                      else make_sessionmaker(app.state.room_engine)))
     app.state.capacity_changed = _announcer(app, settings)
     web_errors.install(app)
     security.install(app)

@@ -22,7 +22,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import structlog
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from teeka import errors
@@ -40,8 +42,10 @@ from teeka.surge import rules
 from teeka.surge.store import Store
 
 TOKEN_HOURS = 6
+log = structlog.get_logger()
 
 
+GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
 
@@ -201,7 +205,10 @@ class WaitingRoom:
             last = self._advanced.get(oid)
             if last is not None and 0 <= _now() - last[0] < self.advance_every:
                 return dict(last[1])
-            meta = await self._advance(session, opening)
+            try:
+                meta = await self._advance(session, opening)
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                raise errors.Busy() from exc  # no database in time for the draw: ask again
             self._advanced[oid] = (_now(), meta)
             return dict(meta)
 
@@ -233,8 +240,13 @@ class WaitingRoom:
             nxt = int(meta["next"])
             batch = await self.store.at(oid, nxt, nxt + int(credit))
             if batch:
-                async with self._db(session) as db:
-                    sizes = await self._sizes(db, batch)
+                try:
+                    async with self._db(session) as db:
+                        sizes = await self._sizes(db, batch)
+                except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                    # No database connection in time: admit nobody in this step (expiries and
+                    # closing still happen); the next step tries again.
+                    log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
         meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes)
         return meta
 
@@ -385,10 +397,16 @@ class WaitingRoom:
         for opening in openings:
             if opening.first_day > day or opening.district_id not in (None, district):
                 continue
-            meta = await self.advance(session, opening)
+            # The gate only looks (this process's fresh view, or the room's state in Redis);
+            # moving the room forward is left to the polls, so a booking never waits for it.
+            last = self._advanced.get(opening.id)
+            meta = (last[1] if last is not None and 0 <= _now() - last[0] < GATE_VIEW_S
+                    else await self.store.meta(opening.id))
             if meta.get("opened") != "1":
-                raise errors.NotOpenYet(at=opening.opens_at.astimezone(clock.LOCAL_TZ)
-                                        .strftime("%d-%m-%Y %H:%M"))
+                if _now() < opening.opens_at.timestamp():
+                    raise errors.NotOpenYet(at=opening.opens_at.astimezone(clock.LOCAL_TZ)
+                                            .strftime("%d-%m-%Y %H:%M"))
+                raise errors.HoldRequired()  # open, the draw is being made: join the queue
             if meta.get("closed") == "1":
                 continue
             held = await self.store.hold(opening.id, str(actor.id))
