@@ -299,9 +299,11 @@ def main() -> int:
                          "load_s": round(time.monotonic() - started, 1)}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    server_log = open(ROOT / "bench" / "results" / f"server-{DB}.log", "w")
     server = subprocess.Popen([teeka, "serve", "--port", str(port), "--workers",
-                               str(args.workers)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                               str(args.workers)], env=env, stdout=server_log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for _ in range(300):
             try:

@@ -114,6 +114,12 @@ async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
+def _news(meta: dict[str, str], index: int) -> bool:
+    """Whether a person at `index` should hear now, even asking early: the room has closed, or
+    their turn has come (admission is in queue order: everyone before `next` was admitted)."""
+    return meta.get("closed") == "1" or 0 <= index < int(meta.get("next", 0))
+
+
 class WaitingRoom:
     def __init__(self, store: Store, secret: str, advance_every: float = 0.1,
                  sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> None:
@@ -278,12 +284,12 @@ class WaitingRoom:
         try:
             index = read_token(self.secret, token, opening.id, actor)
         except errors.RateLimited:
-            # Too early, unless this process already knows the room has closed: then everyone
-            # still waiting is told at once.
+            # Too early, unless this process already knows there is news: the room has closed
+            # (everyone still waiting is told at once), or this person's turn has come.
             last = self._advanced.get(opening.id)
-            if last is None or last[1].get("closed") != "1":
-                raise
             index = read_token(self.secret, token, opening.id, actor, paced=False)
+            if last is None or not _news(last[1], index):
+                raise
         meta = await self.advance(session, opening)
         if index < 0 and meta.get("opened") == "1":  # drawn at the opening
             member = await self.store.member(opening.id, str(actor.id))
@@ -330,7 +336,8 @@ class WaitingRoom:
         try:
             index = read_token(self.secret, ticket, opening_id, actor)
         except errors.RateLimited as early:
-            return None if last[1].get("closed") == "1" else early
+            index = read_token(self.secret, ticket, opening_id, actor, paced=False)
+            return None if _news(last[1], index) else early
         except errors.DomainError:
             return None
         if not 0 <= now.timestamp() - last[0] < self.advance_every:

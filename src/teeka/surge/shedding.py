@@ -1,8 +1,8 @@
 """Load shedding: each worker process bounds the requests it works on at once. Beyond the bound
 it answers 503 with Retry-After at once, instead of queueing until everyone times out. Health
 and metrics are never shed; /livez (liveness) is answered here, before the application. The
-crowd's requests (queue polls and joins, public availability) are shed first, beyond a quarter
-of the bound, so that bookings keep the rest; only refused bookings and the like (not refused
+crowd's requests (queue polls and joins, public availability) are shed first, beyond half of
+the bound, so that bookings keep the rest; only refused bookings and the like (not refused
 crowd requests) slow the waiting room's admissions.
 (Database connections are bounded by the pool; waiting for one is bounded by
 TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
@@ -23,8 +23,8 @@ EXEMPT = ("/healthz", "/livez", "/metrics")
 LIVE = b'{"status":"ok"}'
 
 MESSAGE = "The system is busy. Please try again in a few seconds."
-# The crowd's requests (queue polls and joins, public availability) are shed first: beyond a
-# quarter of the bound, so that bookings and everything else keep the rest.
+# The crowd's requests (queue polls and joins, public availability) are shed first: beyond half
+# of the bound, so that bookings and everything else keep the rest.
 CROWD = re.compile(r"/api/v1/openings/\d+/(status|join)|/api/v2/appointment/sessions/public/")
 
 
@@ -32,7 +32,7 @@ class LoadShedder:
     def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
-        self.crowd_bound = max(1, max_in_flight // 4)
+        self.crowd_bound = max(1, max_in_flight // 2)
         self.retry_after = retry_after
         self.in_flight = 0
 
