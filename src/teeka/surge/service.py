@@ -46,6 +46,7 @@ log = structlog.get_logger()
 
 
 GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
+QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
 
@@ -138,6 +139,7 @@ class WaitingRoom:
         self._openings: dict[int, OpeningView] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
+        self._refreshing: dict[int, asyncio.Task[None]] = {}
 
     def reset(self, store: Store) -> None:
         """A new store and empty caches (tests, between cases)."""
@@ -340,11 +342,30 @@ class WaitingRoom:
             return None if _news(last[1], index) else early
         except errors.DomainError:
             return None
-        if not 0 <= now.timestamp() - last[0] < self.advance_every:
+        if not self._fresh_enough(opening, last[0], now.timestamp()):
             return None
         if index < 0 and last[1].get("opened") == "1":
             return None
         return self._waiting(opening, actor.id, index, last[1])
+
+    def _fresh_enough(self, opening: OpeningView, viewed_at: float, now: float) -> bool:
+        """Whether this process's view may answer a poll now: up to QUICK_VIEW_S old. From
+        `advance_every` on, one background task moves the room forward meanwhile, so that the
+        polls keep being answered from memory instead of queueing for the step."""
+        age = now - viewed_at
+        if age < 0 or age >= QUICK_VIEW_S:
+            return False
+        if age >= self.advance_every and opening.id not in self._refreshing:
+            task = asyncio.create_task(self._refresh(opening))
+            self._refreshing[opening.id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(opening.id, None))
+        return True
+
+    async def _refresh(self, opening: OpeningView) -> None:
+        try:
+            await self.advance(None, opening)
+        except Exception as exc:  # the next poll goes the full way and reports it
+            log.warning("surge.refresh.failed", opening=opening.id, error=type(exc).__name__)
 
     async def quick_join(self, opening_id: int, bearer: str) -> Status | None:
         """Joining from this process's memory and one atomic store step (no database): when
@@ -355,7 +376,7 @@ class WaitingRoom:
         if opening is None or last is None:
             return None
         now = clock.now()
-        if not 0 <= now.timestamp() - last[0] < self.advance_every:
+        if not self._fresh_enough(opening, last[0], now.timestamp()):
             return None
         claims = signing.read_token(self.secret, bearer, kind="citizen", now=now)
         if claims is None:
