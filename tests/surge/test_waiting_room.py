@@ -350,3 +350,28 @@ async def test_a_family_holds_a_place_for_each_person(client, world, maker, sett
     assert (await status(client, single, oid, tickets[1]))["state"] == "closed"
     r = await book(client, single, sid, alone, "single-0001")
     assert r.status_code == 409 and r.json()["code"] == "SlotFull"
+
+
+async def test_two_processes_draw_once_then_serve_in_order_and_check_each_others_tickets(
+        two_processes, world, maker, settings) -> None:
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    oid = await make_opening(a, world, rate=1)
+    early = await bulk_citizens(maker, settings, 12)
+    tickets = [(await join(a if i % 2 else b, h, oid))["token"] for i, (h, _) in enumerate(early)]
+    clock.shift(timedelta(seconds=61))
+    # each process asks about the other's tickets: one draw, shared by both
+    positions = [(await status(b if i % 2 else a, h, oid, t))["position"]
+                 for i, ((h, _), t) in enumerate(zip(early, tickets, strict=True))]
+    assert sorted(positions) == list(range(1, 13)) and positions != list(range(1, 13))
+    late = await bulk_citizens(maker, settings, 6)
+    assert [(await join(a if i % 2 else b, h, oid))["position"]
+            for i, (h, _) in enumerate(late)] == list(range(13, 19))  # first come, first served
+    # a ticket made by one process is checked by the other: someone else's, or forged, is refused
+    h0, h1 = early[0][0], early[1][0]
+    r = await b.get(f"/api/v1/openings/{oid}/status", headers={**h1, "X-Queue-Token": tickets[0]})
+    assert r.status_code == 403
+    forged = signing.issue_token("not-our-secret-" + "x" * 32, subject="1", kind="queue",
+                                 now=clock.now(), ttl=timedelta(hours=1), extra={"op": oid, "idx": 0})
+    r = await a.get(f"/api/v1/openings/{oid}/status", headers={**h0, "X-Queue-Token": forged})
+    assert r.status_code == 403
