@@ -233,6 +233,8 @@ class Person:
     join_sent: float = 0.0  # the first time this person asked to join
     join_answered: float = 0.0
     admitted_at: float | None = None
+    hold_until: float = 0.0  # when the hold expires, from the answer that said "admitted"
+    failed_at: float | None = None
     booked_at: float | None = None
     ids: list[str] = field(default_factory=list)
     failure: str | None = None
@@ -263,7 +265,7 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
         return
     p.admitted_at = time.monotonic()
     tries = 0
-    while time.monotonic() < min(deadline, p.admitted_at + hold_s):
+    while time.monotonic() < min(deadline, p.hold_until):
         sid = view.pick()
         if sid is None:
             await asyncio.sleep(0.1)
@@ -285,6 +287,7 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
             view.full(sid)
             continue
         p.failure = f"{code} {err}"
+        p.failed_at = time.monotonic()
         return
     p.failure = p.failure or "hold ran out"
 
@@ -292,6 +295,8 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
 def take(p: Person, raw: bytes) -> None:
     body = json.loads(raw)
     p.token, p.state, p.position = body["token"], body["state"], body["position"]
+    if p.state == "admitted":
+        p.hold_until = time.monotonic() + (body["hold_expires_in_s"] or 0)
 
 
 # ------------------------------------------------------------------ checks
@@ -414,7 +419,13 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     latency: dict[str, list[float]] = {}
     for kind, code, _, ms, _ in client.log:
         latency.setdefault(f"{kind} {code}", []).append(ms)
-    hold_broken = [p for p in crowd if p.admitted_at is not None and p.booked_at is None]
+    # A hold is broken when its person, admitted and trying while the hold lasted, did not get a
+    # place: a refusal before the hold's end. A person who learnt of the turn too late, or whose
+    # hold ran out while trying (slow answers), let it expire: counted apart.
+    hold_broken = [p for p in crowd if p.admitted_at is not None and p.booked_at is None
+                   and p.failed_at is not None and p.failed_at < p.hold_until - 0.5]
+    expired_unused = sum(1 for p in crowd if p.admitted_at is not None and p.booked_at is None
+                         and p not in hold_broken)
     acked = [i for p in crowd for i in p.ids]
     result = {
         "offered_x": round(offered / rate, 1),
@@ -447,6 +458,8 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "latency_before_ms": round(baseline, 1),
         "generator_cpu_share": round(generator_cpu / max(crowd_left - t0, 1e-9), 2),
         "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
+        "holds_seen_but_unused": expired_unused,
+        "holds_never_seen": max(0, len(admitted) - sum(1 for p in crowd if p.admitted_at)),
         "codes": codes,
         "latency_p50_p99_ms": {k: [round(pct(v, 50), 1), round(pct(v, 99), 1)]
                                for k, v in sorted(latency.items())},

@@ -48,7 +48,10 @@ class QueueStatusFastPath:
             if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
                 await self.app(scope, receive, send)
                 return
-            answer = await room.quick_join(int(match[1]), bearer.strip())
+            try:
+                answer = await room.quick_join(int(match[1]), bearer.strip())
+            except Exception:  # the full route answers it (503, ...) and logs it
+                answer = None
         else:
             ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
             if not ticket or len(ticket) > 2000:

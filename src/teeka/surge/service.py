@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ TOKEN_HOURS = 6
 log = structlog.get_logger()
 
 
+_STATUS = re.compile(r"/api/v1/openings/(\d{1,9})/status")
 GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
@@ -347,6 +349,19 @@ class WaitingRoom:
         if index < 0 and last[1].get("opened") == "1":
             return None
         return self._waiting(opening, actor.id, index, last[1])
+
+    def has_news(self, path: str, ticket: str) -> bool:
+        """Whether a status poll carries a valid ticket of someone with news (turn come, room
+        closed) in this process's view: the load shedder lets it through the crowd's bound, so
+        that an admitted person learns it even while the crowd is being shed."""
+        match = _STATUS.fullmatch(path)
+        last = self._advanced.get(int(match[1])) if match else None
+        if last is None or not ticket:
+            return False
+        claims = signing.read_token(self.secret, ticket, kind="queue", now=clock.now())
+        if claims is None or claims.get("op") != int(match[1]):  # type: ignore[index]
+            return False
+        return _news(last[1], int(claims.get("idx", -1)))
 
     def _fresh_enough(self, opening: OpeningView, viewed_at: float, now: float) -> bool:
         """Whether this process's view may answer a poll now: up to QUICK_VIEW_S old. From

@@ -2,7 +2,8 @@
 it answers 503 with Retry-After at once, instead of queueing until everyone times out. Health
 and metrics are never shed; /livez (liveness) is answered here, before the application. The
 crowd's requests (queue polls and joins, public availability) are shed first, beyond half of
-the bound, so that bookings keep the rest; only refused bookings and the like (not refused
+the bound, so that bookings keep the rest — except a poll by someone whose turn has come (or
+whose room has closed), who must hear it; only refused bookings and the like (not refused
 crowd requests) slow the waiting room's admissions.
 (Database connections are bounded by the pool; waiting for one is bounded by
 TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
@@ -49,6 +50,9 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         crowd = CROWD.match(scope["path"]) is not None
+        if crowd and self.crowd_bound <= self.in_flight < self.max_in_flight \
+                and self._news(scope):
+            crowd = False  # someone whose turn has come: not shed with the crowd
         if self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight):
             SHED.inc()
             app = scope.get("app")
@@ -64,6 +68,14 @@ class LoadShedder:
         finally:
             self.in_flight -= 1
             IN_FLIGHT.dec()
+
+    @staticmethod
+    def _news(scope: Scope) -> bool:
+        room = getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
+        if room is None or not scope["path"].endswith("/status"):
+            return False
+        ticket = next((v for k, v in scope["headers"] if k == b"x-queue-token"), b"")
+        return bool(room.has_news(scope["path"], ticket.decode("latin-1")[:2000]))
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")

@@ -308,7 +308,11 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         import redis.asyncio as aioredis
 
-        self.r: Any = aioredis.from_url(url, decode_responses=True)
+        # A bounded pool that waits (3 s) for a free connection rather than failing at once when
+        # a crowd's requests all want one; past that the request is a 503 (web.errors).
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=3,
+                                                        decode_responses=True)
+        self.r: Any = aioredis.Redis(connection_pool=pool)
         self._join = self.r.register_script(JOIN)
         self._draw = self.r.register_script(DRAW)
         self._step = self.r.register_script(STEP)

@@ -69,6 +69,14 @@ def install(app: FastAPI) -> None:
     async def on_not_found(request: Request, exc: Exception) -> Response:
         return domain_response(request, errors.NotFound())
 
+    async def on_redis(request: Request, exc: Exception) -> Response:
+        # The shared fast state (waiting room, limits) is unreachable or out of connections:
+        # a retryable 503 with Retry-After, never a 500.
+        return domain_response(request, errors.Busy())
+
+    from redis.exceptions import RedisError
+
+    app.add_exception_handler(RedisError, on_redis)
     app.add_exception_handler(errors.DomainError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(404, on_not_found)
