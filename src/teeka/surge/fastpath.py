@@ -57,7 +57,10 @@ class QueueStatusFastPath:
             if not ticket or len(ticket) > 2000:
                 await self.app(scope, receive, send)
                 return
-            answer = room.quick_status(int(match[1]), bearer.strip(), ticket)
+            try:
+                answer = await room.quick_status(int(match[1]), bearer.strip(), ticket)
+            except Exception:  # the full route answers it (503, ...) and logs it
+                answer = None
         if answer is None:
             await self.app(scope, receive, send)
             return

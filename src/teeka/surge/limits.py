@@ -156,6 +156,10 @@ class BatchedCounts(Storage):
         for key, (total, ttl) in answers.items():
             if key in self._counts:
                 self._learn(self._counts[key], total, ttl, now)
+        # Hits counted while this batch was on its way found this flush running and started
+        # none of their own: send them in the next one.
+        if not self._closed and any(c.pending for c in self._counts.values()):
+            asyncio.get_running_loop().call_soon(self._start_flusher)
 
     async def get(self, key: str) -> int:
         count = self._counts.get(key)

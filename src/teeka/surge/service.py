@@ -323,8 +323,8 @@ class WaitingRoom:
                                 rules.estimated_wait_s(ahead + 1, rate), None)
         return None
 
-    def quick_status(self, opening_id: int, bearer: str, ticket: str
-                     ) -> Status | errors.DomainError | None:
+    async def quick_status(self, opening_id: int, bearer: str, ticket: str
+                           ) -> Status | errors.DomainError | None:
         """A status poll answered from this process's memory alone (two signature checks, no
         database, no Redis): a poll before the ticket's time (RateLimited), or a person still
         waiting while this process's view of the room is fresh. None: ask the full route."""
@@ -347,7 +347,11 @@ class WaitingRoom:
         if not self._fresh_enough(opening, last[0], now.timestamp()):
             return None
         if index < 0 and last[1].get("opened") == "1":
-            return None
+            # Joined before the draw: where did the draw put this person? (one Redis read)
+            member = await self.store.member(opening_id, str(actor.id))
+            if member is None or member == "pre":
+                return None
+            index = int(member)
         return self._waiting(opening, actor.id, index, last[1])
 
     def has_news(self, path: str, ticket: str) -> bool:
@@ -361,7 +365,10 @@ class WaitingRoom:
         claims = signing.read_token(self.secret, ticket, kind="queue", now=clock.now())
         if claims is None or claims.get("op") != int(match[1]):  # type: ignore[index]
             return False
-        return _news(last[1], int(claims.get("idx", -1)))
+        index = int(claims.get("idx", -1))
+        # news: the turn has come, the room has closed, or the draw has been made (a ticket
+        # from before it learns its place once)
+        return _news(last[1], index) or (index < 0 and last[1].get("opened") == "1")
 
     def _fresh_enough(self, opening: OpeningView, viewed_at: float, now: float) -> bool:
         """Whether this process's view may answer a poll now: up to QUICK_VIEW_S old. From
