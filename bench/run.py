@@ -490,6 +490,12 @@ def figures_markdown(result: dict[str, Any]) -> str:
                          f" | {_f(level.get('per_s'))} | {_f(level.get('p50_ms'))} | "
                          f"{_f(level.get('p95_ms'))} | {_f(level.get('p99_ms'))} | "
                          f"{level.get('codes')} |")
+    costs = result.get("costs") or {}
+    if costs:
+        lines += ["", "CPU per answer (`bench/costs.py`: server workers' CPU per request, one at a "
+                  "time):", "", "| answer | server CPU µs | wall µs |", "|---|---|---|"]
+        lines += [f"| {name} | {_f(c.get('cpu_us'))} | {_f(c.get('wall_us'))} |"
+                  for name, c in costs.items()]
     if o:
         lines += ["", f"Opening: {_f(o.get('places'))} places in {_f(o.get('sessions'))} sessions "
                   f"statewide; a crowd of {_f(o.get('crowd'))} ({_f(o.get('pre_queued'))} "
