@@ -339,7 +339,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     places = max(200, round(rate * seconds))
     crowd_size = round(places * 1.5)
     hold_s = 60
-    opens_in = 8.0
+    opens_in = 8.0 if seconds >= 20 else 5.0  # the pre-queue's time to gather
     probe_path = ("/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date="
                   + (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y"))
     client = Client(host, port, 600)  # a crowd is many phones: enough connections to offer 10x
