@@ -265,10 +265,10 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     oid = 987654
     await store.reset(oid)
     for account in ("a", "b", "c"):
-        assert await store.join(oid, account, account, False) == "pre"
-    assert await store.join(oid, "a", "a", False) == "pre"  # one position per account
+        assert await store.join(oid, account, False) == "pre"
+    assert await store.join(oid, "a", False) == "pre"  # one position per account
     # after the opening time but before the draw is made: first come, first served
-    assert await store.join(oid, "x", "x", True) == "pre"
+    assert await store.join(oid, "x", True) == "pre"
 
     def shuffle(entries: list[str]) -> list[str]:
         if kind == "redis":  # another process joins between reading the pre-queue and writing it
@@ -280,9 +280,9 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     await store.draw(oid, shuffle, {"places": "3", "reserved": "0", "used": "0", "next": "0",
                                     "closed": "0", "credit": "1", "credit_at": "99.5"})
     if kind == "memory":  # in one process nothing runs during the draw: d joins just after
-        assert await store.join(oid, "d", "d", False) == "4"
+        assert await store.join(oid, "d", False) == "4"
     assert [await store.member(oid, x) for x in "cbaxd"] == ["0", "1", "2", "3", "4"]
-    assert await store.join(oid, "e", "e", True) == "5"  # after the draw: first come, first served
+    assert await store.join(oid, "e", True) == "5"  # after the draw: first come, first served
     ones = dict.fromkeys("abcdex", 1)
     meta = await store.step(oid, now=100.0, rate=2, expires=160.0, sizes=ones)  # credit 1 + 2 x 0.5
     assert meta["reserved"] == "2" and meta["next"] == "2" and meta["closed"] == "0"

@@ -14,7 +14,8 @@ from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
-from teeka.kit import clock, signing
+from teeka.auth.service import citizen_actor
+from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
 from teeka.surge.service import OpeningView, Status, WaitingRoom
@@ -85,12 +86,11 @@ def citizen(request: Request,
     """A signed-in citizen from the bearer token alone (the queue is only for citizens; its
     state is not in the database, so a poll or a join needs no unit of work)."""
     scheme, _, token = (authorization or "").partition(" ")
-    claims = (signing.read_token(request.app.state.settings.resolved_secret(), token.strip(),
-                                 kind="citizen", now=clock.now())
-              if scheme.lower() == "bearer" else None)
-    if claims is None:
+    actor = (citizen_actor(request.app.state.settings.resolved_secret(), token.strip())
+             if scheme.lower() == "bearer" else None)
+    if actor is None:
         raise errors.Unauthenticated()
-    return Actor(kind="citizen", id=int(claims["sub"]))
+    return actor
 
 
 Citizen = Annotated[Actor, Depends(citizen)]

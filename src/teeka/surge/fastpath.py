@@ -12,10 +12,12 @@ import json
 import re
 from typing import Any
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka import errors
 from teeka.i18n import pick_language
+from teeka.surge.service import room_of
 
 PATH = re.compile(r"/api/v1/openings/(\d{1,9})/(status|join)")
 
@@ -30,7 +32,7 @@ class QueueStatusFastPath:
             await self.app(scope, receive, send)
             return
         match = PATH.fullmatch(scope["path"])
-        room: Any = getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
+        room = room_of(scope)
         if (match is None or room is None
                 or (match[2] == "status") != (scope["method"] == "GET")):
             await self.app(scope, receive, send)
@@ -67,7 +69,7 @@ class QueueStatusFastPath:
         extra: list[tuple[bytes, bytes]] = []
         if isinstance(answer, errors.DomainError):
             cookie = headers.get(b"cookie", b"").decode("latin-1")
-            lang = pick_language(_cookie(cookie, "lang"),
+            lang = pick_language(cookie_parser(cookie).get("lang"),
                                  headers.get(b"accept-language", b"").decode("latin-1"))
             status = answer.status
             body = {"code": answer.code, "message": answer.text(lang)}
@@ -81,10 +83,3 @@ class QueueStatusFastPath:
             (b"cache-control", b"no-store"), *extra, *self.extra]})
         await send({"type": "http.response.body", "body": data})
 
-
-def _cookie(header: str, name: str) -> str | None:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return None

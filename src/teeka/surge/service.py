@@ -10,18 +10,18 @@
 * When every place is held or used and no hold can come back, the room closes and everyone
   still waiting is told at once.
 * While an opening is open, places in its scope are booked only with a live hold
-  (`check_hold` before booking, `use_hold` after).
+  (`gate` before booking, `use_hold` after).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from teeka import errors
 from teeka.auth.actor import Actor
+from teeka.auth.service import citizen_actor
 from teeka.kit import clock, signing
 from teeka.models import (
     Beneficiary,
@@ -45,8 +46,6 @@ from teeka.surge.store import Store
 TOKEN_HOURS = 6
 log = structlog.get_logger()
 
-
-_STATUS = re.compile(r"/api/v1/openings/(\d{1,9})/status")
 GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
@@ -94,17 +93,26 @@ def _token(secret: str, opening: int, account: int, index: int, poll_after: int 
                                       "nb": round(_now() + poll_after, 3)})
 
 
-def read_token(secret: str, token: str, opening: int, actor: Actor, paced: bool = True) -> int:
-    """The queue index in a valid token of this account for this opening; -1 before the draw.
-    A forged, expired, or someone else's token is refused; a poll before the time the ticket
-    named (`nb`, from the last answer's poll_after_s) is refused with 429 at once."""
+def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[int, float]:
+    """The queue index in a valid ticket of this account for this opening (-1 before the draw)
+    and how many seconds early it is asked about (> 0: before the time the ticket named, `nb`,
+    from the last answer's poll_after_s). A forged, expired, or someone else's ticket is
+    refused."""
     claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
     if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
         raise errors.QueueTokenInvalid()
-    early = float(claims.get("nb", 0)) - _now()
-    if paced and early > 0:
-        raise errors.RateLimited(seconds=max(1, int(early + 0.999)))
-    return int(claims["idx"])
+    return int(claims["idx"]), float(claims.get("nb", 0)) - _now()
+
+
+def too_early(early: float) -> errors.DomainError:
+    """The 429 for a poll `early` seconds before its ticket's time."""
+    return errors.RateLimited(seconds=max(1, int(early + 0.999)))
+
+
+def room_of(scope: Any) -> Any:
+    """The waiting room of the application serving this ASGI scope (for the layers before the
+    framework), or None."""
+    return getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
 
 
 async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
@@ -278,22 +286,19 @@ class WaitingRoom:
             raise errors.Forbidden()
         oid, account = opening.id, str(actor.id)
         meta = await self.advance(session, opening)
-        member = await self.store.join(oid, account, account,
-                                       _now() >= opening.opens_at.timestamp())
+        member = await self.store.join(oid, account, _now() >= opening.opens_at.timestamp())
         index = -1 if member == "pre" else int(member)
         return await self._status(session, opening, actor, index, meta)
 
     async def status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
-        try:
-            index = read_token(self.secret, token, opening.id, actor)
-        except errors.RateLimited:
+        index, early = read_ticket(self.secret, token, opening.id, actor)
+        if early > 0:
             # Too early, unless this process already knows there is news: the room has closed
             # (everyone still waiting is told at once), or this person's turn has come.
             last = self._advanced.get(opening.id)
-            index = read_token(self.secret, token, opening.id, actor, paced=False)
             if last is None or not _news(last[1], index):
-                raise
+                raise too_early(early)
         meta = await self.advance(session, opening)
         if index < 0 and meta.get("opened") == "1":  # drawn at the opening
             member = await self.store.member(opening.id, str(actor.id))
@@ -328,23 +333,17 @@ class WaitingRoom:
         """A status poll answered from this process's memory alone (two signature checks, no
         database, no Redis): a poll before the ticket's time (RateLimited), or a person still
         waiting while this process's view of the room is fresh. None: ask the full route."""
-        opening = self._openings.get(opening_id)
-        last = self._advanced.get(opening_id)
-        if opening is None or last is None:
+        known = self._known(opening_id, bearer)
+        if known is None:
             return None
-        now = clock.now()
-        claims = signing.read_token(self.secret, bearer, kind="citizen", now=now)
-        if claims is None:
-            return None
-        actor = Actor(kind="citizen", id=int(claims["sub"]))
+        opening, last, actor = known
         try:
-            index = read_token(self.secret, ticket, opening_id, actor)
-        except errors.RateLimited as early:
-            index = read_token(self.secret, ticket, opening_id, actor, paced=False)
-            return None if _news(last[1], index) else early
+            index, early = read_ticket(self.secret, ticket, opening_id, actor)
         except errors.DomainError:
             return None
-        if not self._fresh_enough(opening, last[0], now.timestamp()):
+        if early > 0:
+            return None if _news(last[1], index) else too_early(early)
+        if not self._fresh_enough(opening, last[0], _now()):
             return None
         if index < 0 and last[1].get("opened") == "1":
             # Joined before the draw: where did the draw put this person? (one Redis read)
@@ -354,16 +353,26 @@ class WaitingRoom:
             index = int(member)
         return self._waiting(opening, actor.id, index, last[1])
 
-    def has_news(self, path: str, ticket: str) -> bool:
+    def _known(self, opening_id: int, bearer: str
+               ) -> tuple[OpeningView, tuple[float, dict[str, str]], Actor] | None:
+        """What the fast paths need from memory: the opening, this process's view of its room
+        and the citizen of the bearer token; None when any is missing."""
+        opening = self._openings.get(opening_id)
+        last = self._advanced.get(opening_id)
+        actor = citizen_actor(self.secret, bearer)
+        if opening is None or last is None or actor is None:
+            return None
+        return opening, last, actor
+
+    def has_news(self, opening_id: int, ticket: str) -> bool:
         """Whether a status poll carries a valid ticket of someone with news (turn come, room
         closed) in this process's view: the load shedder lets it through the crowd's bound, so
         that an admitted person learns it even while the crowd is being shed."""
-        match = _STATUS.fullmatch(path)
-        last = self._advanced.get(int(match[1])) if match else None
+        last = self._advanced.get(opening_id)
         if last is None or not ticket:
             return False
         claims = signing.read_token(self.secret, ticket, kind="queue", now=clock.now())
-        if claims is None or claims.get("op") != int(match[1]):  # type: ignore[index]
+        if claims is None or claims.get("op") != opening_id:
             return False
         index = int(claims.get("idx", -1))
         # news: the turn has come, the room has closed, or the draw has been made (a ticket
@@ -393,21 +402,16 @@ class WaitingRoom:
         """Joining from this process's memory and one atomic store step (no database): when
         the opening is known here and this process's view of the room is fresh. None: ask the
         full route (joining is idempotent, so asking it again is harmless)."""
-        opening = self._openings.get(opening_id)
-        last = self._advanced.get(opening_id)
-        if opening is None or last is None:
+        known = self._known(opening_id, bearer)
+        if known is None:
             return None
-        now = clock.now()
-        if not self._fresh_enough(opening, last[0], now.timestamp()):
+        opening, last, actor = known
+        now = _now()
+        if not self._fresh_enough(opening, last[0], now):
             return None
-        claims = signing.read_token(self.secret, bearer, kind="citizen", now=now)
-        if claims is None:
-            return None
-        account = str(claims["sub"])
-        member = await self.store.join(opening_id, account, account,
-                                       now.timestamp() >= opening.opens_at.timestamp())
-        return self._waiting(opening, int(account), -1 if member == "pre" else int(member),
-                             last[1])
+        member = await self.store.join(opening_id, str(actor.id),
+                                       now >= opening.opens_at.timestamp())
+        return self._waiting(opening, actor.id, -1 if member == "pre" else int(member), last[1])
 
     async def _status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                       index: int, meta: dict[str, str]) -> Status:

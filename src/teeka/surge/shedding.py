@@ -17,6 +17,8 @@ from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.i18n import pick_language, translate
+from teeka.surge.fastpath import PATH as QUEUE_PATH
+from teeka.surge.service import room_of
 
 IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this process")
 SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
@@ -55,8 +57,7 @@ class LoadShedder:
             crowd = False  # someone whose turn has come: not shed with the crowd
         if self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight):
             SHED.inc()
-            app = scope.get("app")
-            room = getattr(getattr(app, "state", None), "waiting_room", None)
+            room = room_of(scope)
             if room is not None and not crowd:  # bookings and the like are being refused:
                 room.note_busy()  # the waiting room admits more slowly
             await self._refuse(scope, send)
@@ -71,11 +72,12 @@ class LoadShedder:
 
     @staticmethod
     def _news(scope: Scope) -> bool:
-        room = getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
-        if room is None or not scope["path"].endswith("/status"):
+        room = room_of(scope)
+        match = QUEUE_PATH.fullmatch(scope["path"])
+        if room is None or match is None or match[2] != "status":
             return False
         ticket = next((v for k, v in scope["headers"] if k == b"x-queue-token"), b"")
-        return bool(room.has_news(scope["path"], ticket.decode("latin-1")[:2000]))
+        return bool(room.has_news(int(match[1]), ticket.decode("latin-1")[:2000]))
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")

@@ -33,10 +33,9 @@ class Store(Protocol):
     async def meta(self, opening: int) -> dict[str, str]: ...
     async def member(self, opening: int, account: str) -> str | None: ...
     async def hold(self, opening: int, account: str) -> str | None: ...
-    async def length(self, opening: int) -> int: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
     async def admitted(self, opening: int) -> list[str]: ...
-    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str: ...
+    async def join(self, opening: int, account: str, after_open: bool) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
                    sizes: dict[str, int]) -> dict[str, str]: ...
@@ -80,29 +79,26 @@ class MemoryStore:
     def _queue(self, opening: int) -> list[str]:
         return self._drawn.get(opening, []) + self._late.get(opening, [])
 
-    async def length(self, opening: int) -> int:
-        return len(self._queue(opening))
-
     async def at(self, opening: int, start: int, stop: int) -> list[str]:
         return self._queue(opening)[start:stop]
 
     async def admitted(self, opening: int) -> list[str]:
         return list(self._admitted.get(opening, []))
 
-    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str:
+    async def join(self, opening: int, account: str, after_open: bool) -> str:
         members = self._members.setdefault(opening, {})
         if account in members:
             return members[account]
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") == "1":
             late = self._late.setdefault(opening, [])
-            late.append(entry)
+            late.append(account)
             members[account] = str(int(meta["drawn_n"]) + len(late) - 1)
         elif after_open:  # after the opening time, before the draw: first come, first served
-            self._late.setdefault(opening, []).append(entry)
+            self._late.setdefault(opening, []).append(account)
             members[account] = "pre"
         else:
-            self._pre.setdefault(opening, []).append(entry)
+            self._pre.setdefault(opening, []).append(account)
             members[account] = "pre"
         return members[account]
 
@@ -178,21 +174,21 @@ class MemoryStore:
 # KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted")
 
-# ARGV: account, entry, "1" when it is past the opening time (then first come, first served,
-# even before the draw has been made)
+# ARGV: account, "1" when it is past the opening time (then first come, first served, even
+# before the draw has been made)
 JOIN = """
 local m = redis.call('HGET', KEYS[2], ARGV[1])
 if m then return m end
 if redis.call('HGET', KEYS[1], 'opened') == '1' then
-  local n = redis.call('RPUSH', KEYS[5], ARGV[2])
+  local n = redis.call('RPUSH', KEYS[5], ARGV[1])
   local idx = tonumber(redis.call('HGET', KEYS[1], 'drawn_n')) + n - 1
   redis.call('HSET', KEYS[2], ARGV[1], idx)
   return tostring(idx)
 end
-if ARGV[3] == '1' then
-  redis.call('RPUSH', KEYS[5], ARGV[2])
+if ARGV[2] == '1' then
+  redis.call('RPUSH', KEYS[5], ARGV[1])
 else
-  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('RPUSH', KEYS[3], ARGV[1])
 end
 redis.call('HSET', KEYS[2], ARGV[1], 'pre')
 return 'pre'
@@ -342,13 +338,6 @@ class RedisStore:
         found: str | None = await self.r.hget(self._k(opening, "holds"), account)
         return found
 
-    async def length(self, opening: int) -> int:
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.llen(self._k(opening, "drawn"))
-            pipe.llen(self._k(opening, "late"))
-            drawn, late = await pipe.execute()
-        return int(drawn) + int(late)
-
     async def at(self, opening: int, start: int, stop: int) -> list[str]:
         drawn = int(await self.r.llen(self._k(opening, "drawn")))
         out: list[str] = []
@@ -363,9 +352,9 @@ class RedisStore:
         found: list[str] = await self.r.lrange(self._k(opening, "admitted"), 0, -1)
         return found
 
-    async def join(self, opening: int, account: str, entry: str, after_open: bool) -> str:
+    async def join(self, opening: int, account: str, after_open: bool) -> str:
         return str(await self._join(keys=self._keys(opening),
-                                    args=[account, entry, "1" if after_open else "0"]))
+                                    args=[account, "1" if after_open else "0"]))
 
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None:
         """Call under the opening's lock."""
