@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from teeka.app import create_app
 from teeka.config import Settings
 from teeka.db import Base, session_scope
 from teeka.kit import clock
+from tests.factories import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,25 +185,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     teeka = str(Path(sys.executable).parent / "teeka")
     for cmd in (["db", "upgrade"], ["demo"]):
         subprocess.run([teeka, *cmd], env=env, check=True, capture_output=True, timeout=300)
-    port = _free_port()
-    proc = subprocess.Popen([teeka, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "died")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
-        yield base_url
+        with running_server(env) as base_url:
+            yield base_url
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         if is_postgres(base):
             asyncio.run(_pg_admin(url, 'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
+import subprocess
+import sys
+import time as time_module
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from functools import lru_cache
+from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -195,3 +202,32 @@ async def bulk_citizens(maker: async_sessionmaker[AsyncSession], settings: Setti
         await db.flush()
     return [({"Authorization": f"Bearer {citizen_token(settings, aid)}"}, p.reference_id)
             for aid, p in out]
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str]) -> Iterator[str]:
+    """A real `teeka serve` process on a free port with `env`, up and answering /healthz; its
+    base URL. Stopped on leaving (tests that need real processes: live pages, shared limits)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    teeka = str(Path(sys.executable).parent / "teeka")
+    proc = subprocess.Popen([teeka, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "died")
+            time_module.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -6,10 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +19,7 @@ from limits import parse
 from teeka.app import create_app
 from teeka.config import Settings
 from teeka.surge.limits import PREFIX
-from tests.factories import bulk_citizens, next_mobile
+from tests.factories import bulk_citizens, next_mobile, running_server
 
 STRICT = {"limit_public": "3/minute", "limit_otp": "2/hour", "limit_search": "2/15minutes",
           "limit_booking": "2/hour"}
@@ -114,30 +110,8 @@ def two_servers(settings: Settings, world: object, tmp_path: Path) -> Iterator[l
            "TEEKA_REDIS_URL": REDIS, "TEEKA_EMBEDDED_WORKER": "false",
            "TEEKA_LOG_LEVEL": "WARNING", "TEEKA_LIMIT_PUBLIC": f"{LIMIT}/minute",
            "TEEKA_LIMIT_SYNC_INTERVAL": "0.2"}
-    teeka = str(Path(sys.executable).parent / "teeka")
-    procs, urls = [], []
-    try:
-        for _ in range(2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            procs.append(subprocess.Popen([teeka, "serve", "--port", str(port)], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError("server did not start")
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=20)
+    with running_server(env) as one, running_server(env) as two:
+        yield [one, two]
 
 
 REDIS = "redis://127.0.0.1:6379/14"

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -58,7 +57,7 @@ from teeka.national.schemas import (
 from teeka.surge import api as surge_api
 from teeka.surge.limits import DECIDED, limiter, otp_limit, public_limit
 from teeka.surge.snapshot import Entry, SnapshotCache
-from teeka.web.deps import AppSettings, CurrentActor, Db
+from teeka.web.deps import AppSettings, CurrentActor, Db, busy_on_database_trouble
 
 router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
 PublicLimit = Depends(public_limit)
@@ -171,17 +170,8 @@ def _encode(shape: Shape, infos: list[CentreInfo], hindi: bool) -> bytes:
 
 def _builder(app: Any, query: Query, shape: Shape, hindi: bool) -> Callable[[], Awaitable[bytes]]:
     async def build() -> bytes:
-        try:
-            async with session_scope(app.state.sessionmaker) as db:
-                infos = await query.centres(db)
-        except sa_exc.TimeoutError as exc:  # no connection within TEEKA_DB_POOL_TIMEOUT
-            raise errors.Busy() from exc
-        except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated:  # the database went away (failover, restart)
-                raise errors.Busy() from exc
-            raise
-        except (ConnectionError, TimeoutError) as exc:  # its host refused or timed out
-            raise errors.Busy() from exc
+        async with busy_on_database_trouble(), session_scope(app.state.sessionmaker) as db:
+            infos = await query.centres(db)
         # Shaping and encoding ~0.5 MB of JSON: in a thread, so the event loop keeps serving.
         return await asyncio.to_thread(_encode, shape, infos, hindi)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -53,7 +54,7 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     its commit waits for a synchronous standby even when the request only read (an idempotent
     replay of a booking that may so far exist on this node alone): what we acknowledge is
     replicated."""
-    try:
+    async with busy_on_database_trouble():
         async with session_scope(request.app.state.sessionmaker) as session:
             yield session
             if (request.method not in _SAFE_METHODS
@@ -65,6 +66,15 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                 await conn.execute(_WAL_MARK)
         if session.info.get("capacity_changed"):
             request.app.state.capacity_changed()
+
+
+@contextlib.asynccontextmanager
+async def busy_on_database_trouble() -> AsyncIterator[None]:
+    """Database trouble that asking again can cure — no connection within the pool timeout, a
+    lost race the database resolved, a failover in progress, a host that refused or timed out —
+    becomes Busy (503 + Retry-After), never a 500."""
+    try:
+        yield
     except sa_exc.TimeoutError as exc:
         raise errors.Busy() from exc
     except sa_exc.DBAPIError as exc:
