@@ -28,6 +28,7 @@ leaves latency is back to what it was before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -38,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from cpu import Meter
 
 SLOT = "09:00AM-11:00AM"
 PLACES_PER_SESSION = 10
@@ -332,7 +334,8 @@ def pct(values: list[float], q: int) -> float:
 
 
 async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate: float,
-              seconds: float, token: Any) -> tuple[dict[str, Any], list[str]]:
+              seconds: float, token: Any, server_groups: list[int]
+              ) -> tuple[dict[str, Any], list[str]]:
     """The opening-day scenario; returns its figures and the acknowledged appointment ids."""
     import redis.asyncio as aioredis
 
@@ -343,7 +346,8 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     probe_path = ("/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date="
                   + (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y"))
     client = Client(host, port, 600)  # a crowd is many phones: enough connections to offer 10x
-    before = await recovery_probe(client, probe_path, 40)
+    prober = Client(host, port, 1)  # latency before and after, on the booking tier
+    before = await recovery_probe(prober, probe_path, 40)
     baseline = statistics.median(before)
     setup = await prepare(dsn, places, crowd_size, max(1, round(rate)), opens_in, hold_s)
     oid = setup["opening"]
@@ -366,8 +370,21 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     deadline = opens_mono + release_s * 4 + hold_s + 30
     cpu_before = time.process_time()
     booker = Client(host, port, 64)
+    meter = Meter(server_groups)  # where the CPU went, marked every 0.5 s
+    crowd_done = asyncio.Event()
+
+    async def marks() -> None:
+        while not crowd_done.is_set():
+            meter.mark()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(crowd_done.wait(), 0.5)
+        meter.mark()
+
+    marker = asyncio.create_task(marks())
     await asyncio.gather(*[person(p, client, booker, view, oid, poll_s, hold_s, deadline)
                            for p in crowd])
+    crowd_done.set()
+    await marker
     client.log += booker.log
     client.errors += booker.errors
     for conn in list(booker.pool._queue):  # type: ignore[attr-defined]
@@ -379,7 +396,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     # back to normal: the probe's median over 20 requests within 1.5x (+5 ms) of before
     recovered = None
     while time.monotonic() - crowd_left < 60:
-        window = await recovery_probe(client, probe_path, 20)
+        window = await recovery_probe(prober, probe_path, 20)
         if statistics.median(window) <= baseline * 1.5 + 5:
             recovered = time.monotonic() - crowd_left
             break
@@ -390,7 +407,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
              for e in await r.lrange(f"teeka:wr:{oid}:{part}", 0, -1)]
     admitted = await r.lrange(f"teeka:wr:{oid}:admitted", 0, -1)
     await r.aclose()
-    for conn in list(client.pool._queue):  # type: ignore[attr-defined]
+    for conn in [*client.pool._queue, *prober.pool._queue]:  # type: ignore[attr-defined]
         conn.close()
     out_of_order = sum(1 for a, q in zip(admitted, queue, strict=False) if a != q)
     out_of_order += max(0, len(admitted) - len(queue))
@@ -457,6 +474,8 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "connection_errors": client.errors,
         "latency_before_ms": round(baseline, 1),
         "generator_cpu_share": round(generator_cpu / max(crowd_left - t0, 1e-9), 2),
+        # the release: from the opening to the last booking
+        "cpu_cores": meter.between(opens_mono, last)[0],
         "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
         "holds_seen_but_unused": expired_unused,
         "holds_never_seen": max(0, len(admitted) - sum(1 for p in crowd if p.admitted_at)),

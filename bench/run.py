@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from cpu import Meter  # bench/cpu.py (python puts bench/ first on the path)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -40,6 +41,7 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 DB = os.environ.get("TEEKA_BENCH_DB", "teeka_bench")
 PGBENCH_DB = f"{DB}_pgbench"
 REDIS_DB = os.environ.get("TEEKA_BENCH_REDIS_DB", "12")
+SERVER_GROUPS: list[int] = []  # the Teeka servers' process groups (bench/cpu.py)
 
 
 def sh(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 900) -> str:
@@ -97,7 +99,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
 # ------------------------------------------------------------------ pgbench
 
 
-def pgbench(seconds: int, clients: int) -> float:
+def pgbench(seconds: int, clients: int) -> tuple[float, Meter]:
     asyncio.run(admin(f"DROP DATABASE IF EXISTS {PGBENCH_DB} WITH (FORCE)"))
     asyncio.run(admin(f"CREATE DATABASE {PGBENCH_DB}"))
     slots = 20000
@@ -106,12 +108,13 @@ def pgbench(seconds: int, clients: int) -> float:
              f" slot_id int NOT NULL REFERENCES slot(id));"
              f"INSERT INTO slot SELECT g, 1000000, 0 FROM generate_series(1, {slots}) g;")
     sh(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", PGBENCH_DB, "-qc", setup])
-    out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-c", str(clients), "-j", "2",
-              "-T", str(seconds), "-D", f"slots={slots}", "-f",
-              str(ROOT / "bench" / "pgbench_booking.sql"), PGBENCH_DB], timeout=seconds + 120)
+    with Meter(SERVER_GROUPS) as meter:
+        out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-c", str(clients), "-j", "2",
+                  "-T", str(seconds), "-D", f"slots={slots}", "-f",
+                  str(ROOT / "bench" / "pgbench_booking.sql"), PGBENCH_DB], timeout=seconds + 120)
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
     asyncio.run(admin(f"DROP DATABASE IF EXISTS {PGBENCH_DB} WITH (FORCE)"))
-    return tps
+    return tps, meter
 
 
 # ------------------------------------------------------------------ booking load
@@ -304,6 +307,7 @@ def main() -> int:
     server = subprocess.Popen([teeka, "serve", "--port", str(port), "--workers",
                                str(args.workers)], env=env, stdout=server_log,
                               stderr=subprocess.STDOUT, start_new_session=True)
+    SERVER_GROUPS.append(server.pid)  # start_new_session: the group's id is the pid
     try:
         for _ in range(300):
             try:
@@ -360,7 +364,7 @@ def reads(base: str, secret: str, dsn: str, read_s: int, tomorrow: str,
 def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: list[int],
              quick: bool, result: dict[str, object]) -> None:
     print("bench: pgbench", flush=True)
-    pg_tps = pgbench(pg_s, 16)
+    pg_tps, pg_cpu = pgbench(pg_s, 16)
     print("bench: bookings", flush=True)
     acked: list[str] = []
     spread = asyncio.run(booking_targets(dsn, hot_centre=False))
@@ -373,7 +377,12 @@ def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: l
     def load(targets: list[tuple[str, str]], level: int) -> dict[str, Any]:
         nonlocal pool
         who, pool = pool[:share], pool[share:]
-        return booking_load(base, secret, targets, who, level, book_s, acked)
+        with Meter(SERVER_GROUPS) as meter:
+            run = booking_load(base, secret, targets, who, level, book_s, acked)
+        # CPU per confirmed booking, by who spent it (the generator's share includes wrk's)
+        run["cpu_cores"] = meter.cores
+        run["cpu_us_per_booking"] = meter.per(run["per_s"] * meter.seconds)
+        return run
 
     for level in levels:
         runs.append(load(spread, level))
@@ -395,6 +404,9 @@ def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: l
                           "hot_centre_per_s": round(hot_run["per_s"], 1),
                           # 201 and 409 SlotFull alike: the centre may sell out during the run
                           "hot_centre_answers_per_s": round(hot_run["requests_per_s"], 1),
+                          "cpu_us_per_booking": best["cpu_us_per_booking"],
+                          "pgbench_cpu_us_per_tx": pg_cpu.per(pg_tps * pg_cpu.seconds),
+                          "pgbench_cpu_cores": pg_cpu.cores,
                           "levels": runs, "hot_centre": hot_run}
     result["integrity"] = asyncio.run(integrity(dsn, acked))
 
@@ -413,7 +425,7 @@ def opening_day(port: int, dsn: str, redis_url: str, secret: str, rate: float, s
     except ImportError:
         pass
     figures, acked = asyncio.run(opening.run("127.0.0.1", port, dsn, redis_url, secret, rate,
-                                             seconds, token))
+                                             seconds, token, SERVER_GROUPS))
     checked = asyncio.run(integrity(dsn, acked))
     result["opening"] = {**figures, "oversell": checked["oversell"],
                          "lost_acks": checked["lost_acks"],
@@ -490,6 +502,24 @@ def figures_markdown(result: dict[str, Any]) -> str:
                          f" | {_f(level.get('per_s'))} | {_f(level.get('p50_ms'))} | "
                          f"{_f(level.get('p95_ms'))} | {_f(level.get('p99_ms'))} | "
                          f"{level.get('codes')} |")
+    per_booking, per_tx = b.get("cpu_us_per_booking") or {}, b.get("pgbench_cpu_us_per_tx") or {}
+    if per_booking and per_tx:
+        groups = ("server", "postgres", "redis", "generator", "other")
+        total_b, total_t = sum(per_booking.values()), sum(per_tx.values())
+        lines += ["", "Where the CPU goes (`bench/cpu.py`: the machine's CPU while each ran, by who "
+                  "used it, per confirmed booking at the best level and per pgbench transaction; "
+                  "the generator is wrk with bench/booking.lua, or pgbench's own client):", "",
+                  "| µs of CPU per | Teeka servers | PostgreSQL | Redis | generator | other | "
+                  "total |", "|---|---|---|---|---|---|---|",
+                  "| booking | " + " | ".join(_f(per_booking.get(g)) for g in groups)
+                  + f" | {_f(total_b)} |",
+                  "| pgbench transaction | " + " | ".join(_f(per_tx.get(g)) for g in groups)
+                  + f" | {_f(total_t)} |"]
+    cores = o.get("cpu_cores") or {}
+    if cores:
+        lines += ["", "Opening, while the places lasted (cores in use, of "
+                  f"{m.get('cores')}): " + ", ".join(f"{k} {_f(v, 2)}" for k, v in cores.items())
+                  + "."]
     costs = result.get("costs") or {}
     if costs:
         lines += ["", "CPU per answer (`bench/costs.py`: server workers' CPU per request, one at a "

@@ -166,6 +166,12 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+# session.info key a service sets once its transaction has certainly written a row (a booking
+# inserted): its commit then waits for a synchronous standby anyway, and the unit of work needs
+# no WAL mark for it (web.deps.db).
+WROTE = "teeka.wrote"
+
+
 @asynccontextmanager
 async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, roll back on any exception."""

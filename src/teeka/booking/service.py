@@ -22,6 +22,7 @@ from teeka.auth.access import access_beneficiary, reaches_beneficiary
 from teeka.auth.actor import Actor
 from teeka.booking import repository as repo
 from teeka.booking import rules
+from teeka.db import WROTE
 from teeka.kit import clock, ids
 from teeka.models import (
     Account,
@@ -144,6 +145,7 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     if isinstance(claimed, BookingResult):
         return claimed
     booking_id, confirmation_no = claimed
+    session.info[WROTE] = True  # the booking row: this commit waits for the standby anyway
     place, found = await _place_and_people(session, session_id, slot, refs)
     people = []
     for ref in refs:

@@ -81,7 +81,7 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
                        first_day=opening.first_day, opens_at=opening.opens_at)
 
 
-def citizen(request: Request,
+async def citizen(request: Request,
             authorization: Annotated[str | None, Header(max_length=4000)] = None) -> Actor:
     """A signed-in citizen from the bearer token alone (the queue is only for citizens; its
     state is not in the database, so a poll or a join needs no unit of work)."""

@@ -15,7 +15,7 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token
 from teeka.config import Settings
-from teeka.db import session_scope
+from teeka.db import WROTE, session_scope
 from teeka.i18n import pick_language
 
 # PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
@@ -25,6 +25,7 @@ from teeka.i18n import pick_language
 _RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01", "57P02", "57P03", "25006", "57014"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
+
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -39,7 +40,7 @@ def _retryable(exc: sa_exc.DBAPIError) -> bool:
             or "None of the hosts match the target attribute" in str(exc))  # no primary yet
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
     settings: Settings = request.app.state.settings
     return settings
 
@@ -53,11 +54,12 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     On PostgreSQL a write request's transaction always writes a (logical message) WAL record, so
     its commit waits for a synchronous standby even when the request only read (an idempotent
     replay of a booking that may so far exist on this node alone): what we acknowledge is
-    replicated."""
+    replicated. A service that has certainly written sets `session.info[WROTE]` and saves the
+    round trip."""
     async with busy_on_database_trouble():
         async with session_scope(request.app.state.sessionmaker) as session:
             yield session
-            if (request.method not in _SAFE_METHODS
+            if (request.method not in _SAFE_METHODS and not session.info.get(WROTE)
                     and session.get_bind().dialect.name == "postgresql"):
                 # A transactional WAL record: the commit then waits for a synchronous standby
                 # even when nothing else was written (a replayed idempotent booking). Taking a
@@ -92,7 +94,7 @@ UNIT_OF_WORK = Depends(db, scope="function")
 Db = Annotated[AsyncSession, UNIT_OF_WORK]
 
 
-def language(request: Request) -> str:
+async def language(request: Request) -> str:
     lang: str = getattr(request.state, "lang", None) or pick_language(
         request.cookies.get("lang"), request.headers.get("accept-language"))
     return lang
