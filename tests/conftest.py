@@ -138,7 +138,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """PostgreSQL-only tests are not collected on SQLite (deselected, not skipped)."""
     if is_postgres(os.environ.get("TEEKA_TEST_DATABASE_URL", "")):
         return
-    keep = [i for i in items if "concurrency" not in i.nodeid.split("/")]
+    keep = [i for i in items if "concurrency" not in i.nodeid.split("/")
+            and i.get_closest_marker("postgres_only") is None]
     dropped = [i for i in items if i not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -3,6 +3,7 @@ retryable refusal, never a 2xx (the unit of work ends before the response is sen
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -87,3 +88,33 @@ async def test_the_commit_happens_before_the_response_starts(app, world, maker, 
     finally:
         event.remove(Session, "after_commit", committed)
     assert events[-1] == "response 201" and "commit" in events, events  # nothing after
+
+
+@pytest.mark.postgres_only
+async def test_every_acknowledged_write_waits_for_the_standby(client, world, maker,
+                                                              settings) -> None:
+    """On PostgreSQL the commit of a write request must write WAL (so that, with synchronous
+    replication, it waits for a standby): a booking writes rows; its idempotent replay writes
+    nothing, so the unit of work adds a WAL mark; the booking itself needs none."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    engine = maker.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        body = {"session_id": sid, "slot": "09:00AM-11:00AM", "beneficiaries": [ref]}
+        first = await client.post("/api/v1/appointments",
+                                  headers={**h, "Idempotency-Key": "wal-000001"}, json=body)
+        booked, seen[:] = list(seen), []
+        again = await client.post("/api/v1/appointments",
+                                  headers={**h, "Idempotency-Key": "wal-000001"}, json=body)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert not any("pg_logical_emit_message" in s for s in booked)
+    assert any("pg_logical_emit_message" in s for s in seen)
