@@ -94,6 +94,9 @@ NotOpenYet = _error("NotOpenYet", 409, "These places open at {at}. Join the queu
 HoldRequired = _error("HoldRequired", 409,
                       "These places are given out through the waiting room. Join the queue; "
                       "when your turn comes, places are kept for you.")
+PlacesHeld = _error("PlacesHeld", 409,
+                    "Every free place here is being kept for people admitted from the waiting "
+                    "room. Try again in a few minutes, when their places are used or given back.")
 
 # Certificates
 CertificateNotIssued = _error("CertificateNotIssued", 404,

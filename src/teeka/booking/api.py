@@ -43,7 +43,8 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
                settings: AppSettings,
                idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
     await limiter(request).hit("booking", actor.label)
-    opening = await surge_api.gate(request, db, actor, body.session_id)
+    opening = await surge_api.gate(request, db, actor, body.session_id,
+                                   people=len(body.beneficiaries))
     result = await service.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)
@@ -68,8 +69,10 @@ async def cancel(appointment_id: str, db: Db, actor: CurrentActor) -> Response:
 
 
 @router.post("/appointments/{appointment_id}/reschedule", response_model=AppointmentRead)
-async def reschedule(appointment_id: str, body: RescheduleRequest, db: Db,
+async def reschedule(request: Request, appointment_id: str, body: RescheduleRequest, db: Db,
                      actor: CurrentActor) -> AppointmentRead:
+    opening = await surge_api.gate(request, db, actor, body.session_id)
     await service.reschedule_appointment(db, actor=actor, appointment_id=appointment_id,
                                          session_id=body.session_id, slot=body.slot)
+    await surge_api.used(request, opening, actor, 1)
     return await appointment_read(db, appointment_id)

@@ -29,6 +29,7 @@ from teeka.config import Settings
 from teeka.kit import clock
 from teeka.kit.phone import mask_id_number
 from teeka.models import Appointment, AppointmentStatus, Beneficiary, District
+from teeka.surge import api as surge_api
 from teeka.web.deps import AppSettings, Db, Form, Lang, StaffPage
 from teeka.web.pages import page, see_other, undo
 
@@ -187,6 +188,7 @@ async def book(request: Request, ref: str, db: Db, lang: Lang, actor: StaffPage,
     try:
         if not session_id or not slot:
             raise errors.Invalid(detail="choose a session and a slot")
+        await surge_api.gate(request, db, actor, session_id[:36])
         await booking.book_appointment(db, actor=actor, session_id=session_id, slot=slot,
                                        beneficiary_refs=[ref], dose=None,
                                        idempotency_key=form.get("key", "")[:100])

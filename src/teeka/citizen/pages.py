@@ -533,9 +533,11 @@ async def reschedule(request: Request, appointment_id: str, db: Db, lang: Lang,
                                       **search, status_code=400,
                                       error=translate(lang, "Choose a new date and time slot."))
     try:
+        opening = await surge_api.gate(request, db, actor, session_id[:36])
         await booking_service.reschedule_appointment(
             db, actor=actor, appointment_id=appointment_id[:36], session_id=session_id,
             slot=slot)
+        await surge_api.used(request, opening, actor, 1)
     except errors.DomainError as exc:
         await _undo(db, exc)
         return await _reschedule_page(request, db, settings, lang, actor, appointment_id,

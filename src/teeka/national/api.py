@@ -578,7 +578,8 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         vs = await db.get(VaccinationSession, body.session_id)
         if vs is None or vs.centre_id != body.center_id:
             raise errors.Invalid(detail="session_id is not at center_id")
-    opening = await surge_api.gate(request, db, actor, body.session_id)
+    opening = await surge_api.gate(request, db, actor, body.session_id,
+                                   people=len(body.beneficiaries))
     result = await booking.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose,
@@ -589,14 +590,17 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
 
 
 @router.post("/appointment/reschedule", status_code=204)
-async def reschedule(body: Reschedule, db: Db, actor: CurrentActor) -> Response:
+async def reschedule(request: Request, body: Reschedule, db: Db, actor: CurrentActor
+                     ) -> Response:
     live = [a for a in await _booking(db, actor, body.appointment_id)
             if a.status == AppointmentStatus.BOOKED]
     if not live:
         raise errors.NotReschedulable()
+    opening = await surge_api.gate(request, db, actor, body.session_id, people=len(live))
     for appt in live:
         await booking.reschedule_appointment(db, actor=actor, appointment_id=appt.id,
                                              session_id=body.session_id, slot=body.slot)
+    await surge_api.used(request, opening, actor, len(live))
     return Response(status_code=204)
 
 

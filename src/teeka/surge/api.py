@@ -112,10 +112,14 @@ async def status(opening_id: int, request: Request, actor: Citizen,
     return _read(await wr.status(None, await wr.opening(None, opening_id), actor, token))
 
 
-async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
-               ) -> OpeningView | None:
-    """Call before booking: citizens need a live hold while an opening governs the session.
-    (Help-desk staff booking for people without phones are not queued.)"""
+async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str,
+               people: int = 1) -> OpeningView | None:
+    """Call before booking (or moving an appointment to) a session: citizens need a live hold
+    while an opening governs it. Help-desk staff booking for people without phones are not
+    queued, but may not take the places the room keeps for the people it admitted."""
+    if actor.kind == "staff":
+        await room(request).staff_gate(db, session_id, people)
+        return None
     if not actor.is_citizen:
         return None
     request.state.gate_started = time.monotonic()

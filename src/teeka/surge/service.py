@@ -5,12 +5,15 @@
 * The position lives in a signed, expiring token; a status check reads one small record.
 * People are admitted in queue order at a set rate (slowed when the backend shows stress), and
   only while places remain: each admission HOLDS as many places as the account has people (1-4)
-  for `hold_seconds`. The room never holds more places than the scope had when it opened; an
-  unused hold returns its places when it expires; a booking made with a hold uses it up.
+  for `hold_seconds`. The room never holds more places than the scope has: counted at the
+  opening and again about every second while admitting (places taken or given back outside the
+  room count); an unused hold returns its places when it expires; a booking made with a hold
+  uses it up.
 * When every place is held or used and no hold can come back, the room closes and everyone
   still waiting is told at once.
-* While an opening is open, places in its scope are booked only with a live hold
-  (`gate` before booking, `use_hold` after).
+* While an opening is open, places in its scope are booked (or an appointment moved there) by
+  citizens only with a live hold (`gate` before, `use_hold` after); staff (help desks) book
+  there only places that no live hold keeps (`staff_gate`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
+# How often, while admitting, the room counts the places of its scope again (one sum over the
+# scope's buckets: for a statewide opening, tens of thousands of rows; about once a second in
+# all, whichever process steps).
+RECOUNT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -241,16 +248,17 @@ class WaitingRoom:
             if now < opening.opens_at.timestamp():
                 return meta
             async with self.store.lock(oid), self._db(session) as db:  # the draw, once
-                places = await places_in_scope(db, opening)
+                at_draw = await places_in_scope(db, opening)
                 await self.store.draw(oid, rules.shuffled, {
-                    "places": str(places), "reserved": "0", "used": "0", "next": "0",
-                    "closed": "0", "credit": "1",
+                    "places": str(at_draw), "reserved": "0", "used": "0", "next": "0",
+                    "closed": "0", "credit": "1", "counted_at": f"{now:.3f}",
                     "credit_at": f"{opening.opens_at.timestamp():.3f}"})
             meta = await self.store.meta(oid)
         self._recent_busy = await self.store.busy(self._pending_busy, time.time())
         self._pending_busy = 0
         rate = self._rate(opening)
         sizes: dict[str, int] = {}
+        places: int | None = None
         if meta.get("opened") == "1" and meta.get("closed") != "1":
             # Who may be admitted in this step, and how many people each has (one query).
             credit = rules.admission_credit(float(meta["credit"]), rate,
@@ -261,11 +269,19 @@ class WaitingRoom:
                 try:
                     async with self._db(session) as db:
                         sizes = await self._sizes(db, batch)
+                        if now - float(meta.get("counted_at", 0)) >= RECOUNT_S:
+                            # The room follows the database: places taken or given back
+                            # outside it (a help desk's booking, a capacity change, a
+                            # cancellation) change what it may promise. `used` was read before
+                            # the count, so a booking made with a hold meanwhile is never
+                            # counted twice (the count can only come out low, for a moment).
+                            places = (await places_in_scope(db, opening)
+                                      + int(meta.get("used", 0)))
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
                     # No database connection in time: admit nobody in this step (expiries and
                     # closing still happen); the next step tries again.
                     log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
-        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes)
+        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes, places)
         return meta
 
     async def _sizes(self, session: AsyncSession, accounts: list[str]) -> dict[str, int]:
@@ -468,6 +484,29 @@ class WaitingRoom:
                 raise errors.HoldRequired()
             return opening
         return None
+
+    async def staff_gate(self, session: AsyncSession, session_id: str, people: int) -> None:
+        """Staff book without the queue (a help desk, for people without phones), but not the
+        places the room keeps: while an opening governing the session is open, a staff booking
+        of `people` goes through only if the scope has that many free places beyond the live
+        holds (PlacesHeld otherwise). Two such bookings at the same moment may both pass with
+        one place to spare (the room's next count then admits one fewer)."""
+        openings = await self._current_openings(session)
+        if not openings:
+            return
+        scope = await self._session_scope(session, session_id)
+        if scope is None:
+            return
+        day, district = scope
+        for opening in openings:
+            if opening.first_day > day or opening.district_id not in (None, district):
+                continue
+            meta = await self.store.meta(opening.id)
+            if meta.get("opened") != "1" or meta.get("closed") == "1":
+                continue
+            held = int(meta.get("reserved", 0)) - int(meta.get("used", 0))  # live holds
+            if held > 0 and await places_in_scope(session, opening) - held < people:
+                raise errors.PlacesHeld()
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: int) -> None:
         """A booking made with the hold: the places it used stay taken, the rest return."""

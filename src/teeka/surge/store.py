@@ -13,6 +13,12 @@ member's value is its index in that queue, or "pre" before the draw. Entries are
 how many places an account holds (its people, 1-4) is looked up when it is admitted and given to
 the step (`sizes`; an account without one stops the step there). Holds are
 "size:expires:state" with state live / used / expired.
+
+`places` is what the room may promise: live holds plus places used with a hold may not exceed
+it. It is counted from the database at the draw and again now and then while admitting (the
+step's `places`), so places taken or given back outside the room — a help desk's booking, a
+capacity change, a cancellation — change what it admits (surge.service, "the room follows the
+database").
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ class Store(Protocol):
     async def join(self, opening: int, account: str, after_open: bool) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int]) -> dict[str, str]: ...
+                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]: ...
     async def use_hold(self, opening: int, account: str, booked: int) -> bool: ...
     async def busy(self, seen: int, now: float) -> int: ...
     async def reset(self, opening: int) -> None: ...
@@ -114,10 +120,12 @@ class MemoryStore:
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int]) -> dict[str, str]:
+                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
             return dict(meta)
+        if places is not None:
+            meta.update(places=str(places), counted_at=f"{now:.3f}")
         holds = self._holds.setdefault(opening, {})
         expiry = self._expiry.setdefault(opening, {})
         reserved = int(meta["reserved"])
@@ -219,8 +227,9 @@ redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
 return 1
 """
 
-# ARGV: now, admission rate per second, expiry time of new holds, then account, size pairs
-# (the people of the accounts next in line). The room admits in queue
+# ARGV: now, admission rate per second, expiry time of new holds, the places counted now (or
+# "" to keep the last count), then account, size pairs (the people of the accounts next in
+# line). The room admits in queue
 # order while it has credit (teeka.surge.rules.admission_credit, the same arithmetic).
 STEP = """
 local function meta()
@@ -228,6 +237,7 @@ local function meta()
 end
 if redis.call('HGET', KEYS[1], 'opened') ~= '1' or redis.call('HGET', KEYS[1], 'closed') == '1'
 then return meta() end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'places', ARGV[4], 'counted_at', ARGV[1]) end
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
 for _, a in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[1])) do
   local h = redis.call('HGET', KEYS[6], a)
@@ -262,7 +272,7 @@ if nxt < limit then
   end
 end
 local sizes = {}
-for i = 4, #ARGV, 2 do sizes[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do sizes[ARGV[i]] = tonumber(ARGV[i + 1]) end
 for _, a in ipairs(batch) do
   local size = sizes[a]
   if size == nil or reserved + size > places then break end
@@ -366,10 +376,11 @@ class RedisStore:
                          args=[len(drawn), len(initial), *pairs, *drawn])
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int]) -> dict[str, str]:
+                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]:
         pairs = [x for kv in sizes.items() for x in kv]
         flat = await self._step(keys=self._keys(opening),
-                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}", *pairs])
+                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}",
+                                      "" if places is None else str(places), *pairs])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def use_hold(self, opening: int, account: str, booked: int) -> bool:

@@ -1,0 +1,138 @@
+"""The waiting room keeps its promise when places change outside it: a help desk's booking, a
+move of an appointment into the opening's scope. The room counts its places again while it
+admits, staff may not take the places it keeps for admitted people, and a citizen moves an
+appointment into an open room's scope only with a hold (docs/surge.md)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from teeka.i18n import translate
+from teeka.kit import clock
+from tests.factories import bulk_citizens, publish
+from tests.staff import csrf_of, hidden, staff_client, submit
+from tests.surge.test_waiting_room import SLOT, book, join, make_opening, status
+
+HELD = ("Every free place here is being kept for people admitted from the waiting room. Try "
+        "again in a few minutes, when their places are used or given back.")
+
+
+async def helpdesk_person(c) -> str:
+    from tests.factories import next_aadhaar
+
+    r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/register",
+                     {"name": "Sukhiya Bai", "birth_year": "1950", "gender": "female",
+                      "id_type": "aadhaar", "priority_group": "none",
+                      "id_number": next_aadhaar()})
+    assert r.status_code == 303, r.text
+    found = re.search(r"/staff/helpdesk/people/(\d{14})", r.headers["location"])
+    assert found
+    return found[1]
+
+
+async def helpdesk_book(c, ref: str, sid: str):
+    page = await c.get(f"/staff/helpdesk/people/{ref}/book")
+    assert page.status_code == 200
+    return await c.post(f"/staff/helpdesk/people/{ref}/book", data={
+        "csrf": csrf_of(page.text), "key": hidden(page.text, "key"), "choice": f"{sid}|{SLOT}"})
+
+
+async def test_the_room_counts_again_and_staff_never_take_held_places(app, client, world, maker,
+                                                                      settings) -> None:
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    oid = await make_opening(client, world, rate=1)  # one admission a second
+    people = await bulk_citizens(maker, settings, 4)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=60))  # the opening: the draw, and one admission
+    seen = [await status(client, h, oid, t) for (h, _), t in zip(people, tokens, strict=True)]
+    tokens = [s["token"] for s in seen]
+    first = [i for i, s in enumerate(seen) if s["state"] == "admitted"]
+    assert len(first) == 1
+    async with staff_client(app, "helpdesk") as c:
+        # One place held, three free: the help desk books one of the other two (no queue for
+        # people without phones) ...
+        walk_in = await helpdesk_person(c)
+        r = await helpdesk_book(c, walk_in, sid)
+        assert r.status_code == 303, r.text
+        # ... and the room, counting again, admits one more person, not two: two places left
+        clock.shift(timedelta(seconds=3))
+        seen = [await status(client, h, oid, t) for (h, _), t in zip(people, tokens, strict=True)]
+        tokens = [s["token"] for s in seen]
+        admitted = [i for i, s in enumerate(seen) if s["state"] == "admitted"]
+        assert len(admitted) == 2 and set(first) < set(admitted)
+        assert [s["state"] for s in seen].count("waiting") == 2
+        # every free place is held now: the help desk may not take one
+        other = await helpdesk_person(c)
+        r = await helpdesk_book(c, other, sid)
+        assert r.status_code == 409
+        assert translate("hi", HELD) in r.text or HELD in r.text
+        # nobody admitted finds the places gone
+        for i in admitted:
+            h, ref = people[i]
+            r = await book(client, h, sid, ref, f"kept-{i:05d}")
+            assert r.status_code == 201, r.text
+        # no live hold: the help desk competes for places as ever (none are left now)
+        r = await helpdesk_book(c, other, sid)
+        assert r.status_code == 409 and translate("hi", HELD) not in r.text and HELD not in r.text
+    left = [i for i in range(4) if i not in admitted]
+    clock.shift(timedelta(seconds=3))  # when they ask again: every place is used, all are told
+    assert {(await status(client, people[i][0], oid, tokens[i]))["state"] for i in left} == \
+        {"closed"}
+
+
+async def test_moving_an_appointment_into_an_open_room_needs_a_hold(client, world, maker,
+                                                                    settings) -> None:
+    today = await publish(maker, world, centre_id=world.centre_a, day=clock.today(), dose1=3)
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world)  # from tomorrow: today's session is not in it
+    (h, ref), (h2, ref2) = await bulk_citizens(maker, settings, 2)
+    r = await book(client, h, today, ref, "move-00001")
+    assert r.status_code == 201, r.text
+    appointment, confirmation = r.json()["appointment_ids"][0], r.json()["confirmation_no"]
+    t2 = (await join(client, h2, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h2, oid, t2))["state"] == "admitted"  # holds the one place
+    # moving into the scope while the room is open, without a turn: refused, nothing changes
+    move = {"session_id": sid, "slot": SLOT}
+    r = await client.post(f"/api/v1/appointments/{appointment}/reschedule", headers=h, json=move)
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
+    r = await client.post("/api/v2/appointment/reschedule", headers=h, json={
+        "appointment_id": confirmation, **move})
+    assert r.status_code == 409, r.text  # the national surface too
+    r = await client.get(f"/api/v1/appointments/{appointment}", headers=h)
+    assert r.json()["session_id"] == today
+    # the person with the turn books the place kept for them
+    assert (await book(client, h2, sid, ref2, "move-00002")).status_code == 201
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_new_count_changes_what_the_store_may_promise(kind: str) -> None:
+    """The step's `places`: a lower count admits fewer (never below what is held), a higher
+    one more; the room closes when what is held and used reaches the count."""
+    from teeka.surge.store import MemoryStore, RedisStore
+
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    oid = 987655
+    await store.reset(oid)
+    for account in "abcde":
+        await store.join(oid, account, False)
+    await store.draw(oid, sorted, {"places": "3", "reserved": "0", "used": "0", "next": "0",
+                                   "closed": "0", "credit": "10", "credit_at": "100"})
+    ones = dict.fromkeys("abcde", 1)
+    meta = await store.step(oid, now=100.0, rate=10, expires=700.0, sizes={"a": 1})
+    assert meta["reserved"] == "1"
+    # two places were taken outside the room: one left beyond a's hold... and it is a's
+    meta = await store.step(oid, now=101.0, rate=10, expires=701.0, sizes=ones, places=1)
+    assert meta["places"] == "1" and meta["counted_at"] == "101.000"
+    assert meta["reserved"] == "1" and meta["next"] == "1"
+    # places given back (a cancellation, more capacity): two more are admitted, in order
+    meta = await store.step(oid, now=102.0, rate=10, expires=702.0, sizes=ones, places=3)
+    assert await store.admitted(oid) == ["a", "b", "c"] and meta["closed"] == "0"
+    for account in "abc":
+        assert await store.use_hold(oid, account, 1)
+    meta = await store.step(oid, now=103.0, rate=10, expires=703.0, sizes=ones)
+    assert meta["closed"] == "1" and meta["places"] == "3"
+    await store.reset(oid)
