@@ -425,6 +425,14 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     window = (booked[int(len(booked) * 0.9)] - booked[int(len(booked) * 0.1)]
               if len(booked) >= 10 else float("nan"))
     goodput = (int(len(booked) * 0.9) - int(len(booked) * 0.1)) / window if window else 0.0
+    # the same for the moments people learnt they were admitted (the room's pace, as seen)
+    learnt = sorted(p.admitted_at for p in crowd if p.admitted_at is not None)
+    learnt_window = (learnt[int(len(learnt) * 0.9)] - learnt[int(len(learnt) * 0.1)]
+                     if len(learnt) >= 10 else float("nan"))
+    learnt_rate = ((int(len(learnt) * 0.9) - int(len(learnt) * 0.1)) / learnt_window
+                   if learnt_window else 0.0)
+    to_book = [p.booked_at - p.admitted_at for p in crowd
+               if p.booked_at is not None and p.admitted_at is not None]
     last = booked[-1] if booked else opens_mono
     in_release = [e for e in client.log if opens_mono <= e[2] <= last and e[0] != "probe"]
     offered = len(in_release) / max(last - opens_mono, 1e-9)
@@ -456,6 +464,9 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "recovery_s": round(recovered, 1) if recovered is not None else None,
         "sustained_rate_per_s": round(rate, 1),
         "goodput_per_s": round(goodput, 1),
+        "admitted_learnt_per_s": round(learnt_rate, 1),
+        "admitted_to_booked_p50_p99_s": [round(pct(to_book, 50), 2), round(pct(to_book, 99), 2)]
+        if to_book else None,
         "offered_per_s": round(offered),
         "places": setup["places"],
         "sessions": setup["sessions"],

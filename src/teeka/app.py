@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(national_api.SnapshotReads, extra_headers=security.HEADERS)
     # Waiting-room status polls that this process can answer from memory (surge.fastpath).
     app.add_middleware(QueueStatusFastPath, extra_headers=security.HEADERS)
-    app.add_middleware(LoadShedder, max_in_flight=settings.max_in_flight)
+    app.add_middleware(LoadShedder, max_in_flight=settings.max_in_flight,
+                       queue_yields_at=settings.queue_yields_at)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api,
                    surge_api):
         app.include_router(module.router)

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # Requests one worker process works on at once; more are refused at once with 503.
     max_in_flight: int = Field(default=256, ge=1)
+    # While this many other requests (bookings and the like) are in flight in one worker, the
+    # waiting room's polls and joins are refused at once (503 + Retry-After), except a poll by
+    # someone whose turn has come: the crowd yields the server to the people it admitted.
+    queue_yields_at: int = Field(default=8, ge=1)
     # Seconds a request may wait for a database connection before it is refused with 503.
     db_pool_timeout: float = 3.0
 

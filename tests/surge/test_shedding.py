@@ -65,3 +65,60 @@ async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, w
         # refusing the crowd is not a sign that bookings are in trouble
         assert app.state.waiting_room._pending_busy == 0
     await app.state.engine.dispose()
+
+
+async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker) -> None:
+    """While other work (a booking) is in flight beyond `queue_yields_at`, the queue's polls and
+    joins are refused at once with 503 + Retry-After; the poll of someone whose turn has come is
+    not; once the work is done, the queue is answered again."""
+    from datetime import timedelta
+
+    from teeka.kit import clock
+    from tests.factories import bulk_citizens, publish
+    from tests.surge.test_waiting_room import join, make_opening
+
+    app = create_app(settings.model_copy(update={"queue_yields_at": 1}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://teeka.test") as c:
+        await publish(maker, world, centre_id=world.centre_a, dose1=1)
+        oid = await make_opening(c, world)
+        people = await bulk_citizens(maker, settings, 3)
+        tokens = [(await join(c, h, oid))["token"] for h, _ in people[:2]]
+        clock.shift(timedelta(seconds=61))
+
+        async def poll(i: int) -> httpx.Response:
+            return await c.get(f"/api/v1/openings/{oid}/status",
+                               headers={**people[i][0], "X-Queue-Token": tokens[i]})
+
+        answers = [await poll(0), await poll(1)]
+        assert sorted(r.json()["state"] for r in answers) == ["admitted", "waiting"]
+        tokens = [r.json()["token"] for r in answers]
+        turn = next(i for i, r in enumerate(answers) if r.json()["state"] == "admitted")
+        wait = 1 - turn
+        arrived = asyncio.Event()
+
+        async def slow_body():  # a booking whose body is still on its way: work in flight
+            yield b'{"session_id": "'
+            await arrived.wait()
+            yield b'x", "slot": "09:00AM-11:00AM", "beneficiaries": ["1"]}'
+
+        work = asyncio.create_task(c.post(
+            "/api/v1/appointments", content=slow_body(),
+            headers={**people[turn][0], "Idempotency-Key": "yield-0001",
+                     "Content-Type": "application/json"}))
+        await asyncio.sleep(0.05)
+        refused = await poll(wait)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+        joining = await c.post(f"/api/v1/openings/{oid}/join", headers=people[2][0])
+        assert joining.status_code == 503 and joining.headers["Retry-After"] == "2"
+        news = await poll(turn)  # someone whose turn has come hears it all the same
+        assert news.status_code == 200 and news.json()["state"] == "admitted"
+        arrived.set()
+        assert (await work).status_code in (404, 409, 422)  # answered (no such session)
+        clock.shift(timedelta(seconds=3))
+        again = await poll(wait)
+        assert again.status_code == 200 and again.json()["state"] == "waiting"
+        assert app.state.waiting_room._pending_busy == 0  # yielding is not a sign of stress
+    await app.state.engine.dispose()
+    if app.state.room_engine is not None:
+        await app.state.room_engine.dispose()

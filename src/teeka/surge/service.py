@@ -57,6 +57,8 @@ SESSION_CACHE_MAX = 100_000
 # scope's buckets: for a statewide opening, tens of thousands of rows; about once a second in
 # all, whichever process steps).
 RECOUNT_S = 1.0
+SLOW_STEP_S = 1.0  # a step longer than this is logged (the room is moving slowly)
+FULL_ROOM_LOOKUP = 8  # accounts looked up per step while every place is held
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ class WaitingRoom:
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
         self._advanced: dict[int, tuple[float, dict[str, str]]] = {}
-        self._advancing: dict[int, asyncio.Lock] = {}
+        # The step under way in this process, per opening: its result, or None if it failed.
+        self._stepping: dict[int, asyncio.Future[dict[str, str] | None]] = {}
         self._openings: dict[int, OpeningView] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
@@ -221,21 +224,40 @@ class WaitingRoom:
 
     async def advance(self, session: AsyncSession | None, opening: OpeningView
                       ) -> dict[str, str]:
-        """The room's state, moved forward at most every `advance_every` seconds per process."""
+        """The room's state, moved forward at most every `advance_every` seconds per process.
+
+        One step at a time per process, and everyone who asks meanwhile takes that step's
+        result: under a crowd, polls queued one by one behind a lock would each find the last
+        step already too old and take another (a convoy of seconds, seen in the benchmark)."""
         oid = opening.id
-        last = self._advanced.get(oid)
-        if last is not None and 0 <= _now() - last[0] < self.advance_every:
-            return dict(last[1])
-        async with self._advancing.setdefault(oid, asyncio.Lock()):
+        while True:
             last = self._advanced.get(oid)
             if last is not None and 0 <= _now() - last[0] < self.advance_every:
                 return dict(last[1])
-            try:
-                meta = await self._advance(session, opening)
-            except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                raise errors.Busy() from exc  # no database in time for the draw: ask again
-            self._advanced[oid] = (_now(), meta)
-            return dict(meta)
+            running = self._stepping.get(oid)
+            if running is None:
+                break
+            await asyncio.wait([running])
+            result = running.result()
+            if result is not None:
+                return dict(result)
+            # that step failed (its caller was answered with the error): take one ourselves
+        running = self._stepping[oid] = asyncio.get_running_loop().create_future()
+        meta: dict[str, str] | None = None
+        started = time.monotonic()
+        try:
+            found = await self._advance(session, opening)
+            self._advanced[oid] = (_now(), found)
+            meta = found
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise errors.Busy() from exc  # no database in time for the draw: ask again
+        finally:
+            del self._stepping[oid]
+            running.set_result(meta)
+        took = time.monotonic() - started
+        if took > SLOW_STEP_S:  # for the operators: the room is moving slowly
+            log.warning("surge.step.slow", opening=oid, step_s=round(took, 3))
+        return dict(found)
 
     async def _advance(self, session: AsyncSession | None, opening: OpeningView
                        ) -> dict[str, str]:
@@ -268,7 +290,6 @@ class WaitingRoom:
             if batch:
                 try:
                     async with self._db(session) as db:
-                        sizes = await self._sizes(db, batch)
                         if now - float(meta.get("counted_at", 0)) >= RECOUNT_S:
                             # The room follows the database: places taken or given back
                             # outside it (a help desk's booking, a capacity change, a
@@ -277,6 +298,12 @@ class WaitingRoom:
                             # counted twice (the count can only come out low, for a moment).
                             places = (await places_in_scope(db, opening)
                                       + int(meta.get("used", 0)))
+                        if (places if places is not None else int(meta["places"])) \
+                                <= int(meta["reserved"]):
+                            # Every place held (most of a big opening): only holds expiring in
+                            # this step can let anyone in, so look up only the head of the line.
+                            batch = batch[:FULL_ROOM_LOOKUP]
+                        sizes = await self._sizes(db, batch)
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
                     # No database connection in time: admit nobody in this step (expiries and
                     # closing still happen); the next step tries again.

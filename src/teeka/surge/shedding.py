@@ -4,7 +4,9 @@ and metrics are never shed; /livez (liveness) is answered here, before the appli
 crowd's requests (queue polls and joins, public availability) are shed first, beyond half of
 the bound, so that bookings keep the rest — except a poll by someone whose turn has come (or
 whose room has closed), who must hear it; only refused bookings and the like (not refused
-crowd requests) slow the waiting room's admissions.
+crowd requests) slow the waiting room's admissions. The queue's polls and joins also yield
+while `queue_yields_at` other requests (bookings and the like) are in flight in the worker:
+admitted people booking come before the crowd asking how far it has got.
 (Database connections are bounded by the pool; waiting for one is bounded by
 TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
 
@@ -32,12 +34,15 @@ CROWD = re.compile(r"/api/v1/openings/\d+/(status|join)|/api/v2/appointment/sess
 
 
 class LoadShedder:
-    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2) -> None:
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2,
+                 queue_yields_at: int | None = None) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.crowd_bound = max(1, max_in_flight // 2)
+        self.queue_yields_at = queue_yields_at or max_in_flight
         self.retry_after = retry_after
         self.in_flight = 0
+        self.work_in_flight = 0  # requests in flight that are not the crowd's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/livez":
@@ -52,10 +57,13 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         crowd = CROWD.match(scope["path"]) is not None
-        if crowd and self.crowd_bound <= self.in_flight < self.max_in_flight \
-                and self._news(scope):
-            crowd = False  # someone whose turn has come: not shed with the crowd
-        if self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight):
+        shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
+        if crowd and not shed and self.work_in_flight >= self.queue_yields_at \
+                and QUEUE_PATH.fullmatch(scope["path"]):
+            shed = True  # the queue yields to the work of the people admitted
+        if shed and crowd and self.in_flight < self.max_in_flight and self._news(scope):
+            crowd, shed = False, False  # someone whose turn has come: not shed with the crowd
+        if shed:
             SHED.inc()
             room = room_of(scope)
             if room is not None and not crowd:  # bookings and the like are being refused:
@@ -63,11 +71,13 @@ class LoadShedder:
             await self._refuse(scope, send)
             return
         self.in_flight += 1
+        self.work_in_flight += not crowd
         IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            self.work_in_flight -= not crowd
             IN_FLIGHT.dec()
 
     @staticmethod
