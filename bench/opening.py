@@ -363,11 +363,11 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         join_at = (opens_mono + random.uniform(0, release_s * 0.6) if late
                    else opens_mono - random.uniform(1.5, opens_in - 1.0))
         crowd.append(Person(account, ref, token(secret, account), join_at, late))
-    # Impatient polls: the whole crowd would offer 20x the sustained booking rate if everyone
-    # polled all the time; as people are admitted, book, are told the room closed or wait for
-    # an answer, about 10x is offered while the places last (what the generator's share of the
-    # two cores can send; `offered_x` says what it did).
-    poll_s = max(0.1, crowd_size / (20 * rate))
+    # Impatient polls: the whole crowd offers about 10x the sustained booking rate, as much as
+    # one generator process on these cores sends without itself becoming the bottleneck (at
+    # twice this rate the full run offered 15x, but the generator's own loop was saturated:
+    # admitted people took 20 s to send their booking; docs/BENCHMARKS.md).
+    poll_s = max(0.2, crowd_size / (10 * rate))
     view = View(dsn, setup["day"])
     viewer = asyncio.create_task(view.run())
     deadline = opens_mono + release_s * 4 + hold_s + 30
