@@ -4,9 +4,11 @@ and metrics are never shed; /livez (liveness) is answered here, before the appli
 crowd's requests (queue polls and joins, public availability) are shed first, beyond half of
 the bound, so that bookings keep the rest — except a poll by someone whose turn has come (or
 whose room has closed), who must hear it; only refused bookings and the like (not refused
-crowd requests) slow the waiting room's admissions. The queue's polls and joins also yield
-while `queue_yields_at` other requests (bookings and the like) are in flight in the worker:
-admitted people booking come before the crowd asking how far it has got.
+crowd requests) slow the waiting room's admissions. The queue's status polls also yield while
+`queue_yields_at` other requests (bookings and the like) are in flight in the worker: admitted
+people booking come before the crowd asking how far it has got. Joins never yield: during a
+release bookings are nearly always in flight, and a late arrival refused a place in the line
+until the end would lose it to everyone who came after.
 (Database connections are bounded by the pool; waiting for one is bounded by
 TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
 
@@ -58,9 +60,9 @@ class LoadShedder:
             return
         crowd = CROWD.match(scope["path"]) is not None
         shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
-        if crowd and not shed and self.work_in_flight >= self.queue_yields_at \
-                and QUEUE_PATH.fullmatch(scope["path"]):
-            shed = True  # the queue yields to the work of the people admitted
+        if crowd and not shed and self.work_in_flight >= self.queue_yields_at:
+            polling = QUEUE_PATH.fullmatch(scope["path"])
+            shed = polling is not None and polling[2] == "status"  # never a join: see above
         if shed and crowd and self.in_flight < self.max_in_flight and self._news(scope):
             crowd, shed = False, False  # someone whose turn has come: not shed with the crowd
         if shed:
