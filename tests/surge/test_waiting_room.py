@@ -375,3 +375,33 @@ async def test_two_processes_draw_once_then_serve_in_order_and_check_each_others
                                  now=clock.now(), ttl=timedelta(hours=1), extra={"op": oid, "idx": 0})
     r = await a.get(f"/api/v1/openings/{oid}/status", headers={**h0, "X-Queue-Token": forged})
     assert r.status_code == 403
+
+
+async def test_everyone_asking_during_a_step_takes_its_result(monkeypatch) -> None:
+    """One step at a time per process, and its result is everyone's: with a clock that moves
+    on while they wait (a busy server), callers queued behind a lock would each find the last
+    step too old and take another, one after the other — the convoy the benchmark found."""
+    import asyncio
+    import itertools
+    from datetime import UTC, date, datetime
+
+    from teeka.surge import service
+    from teeka.surge.store import MemoryStore
+
+    ticks = itertools.count()
+    monkeypatch.setattr(service, "_now", lambda: 1000.0 + 0.2 * next(ticks))
+    room = service.WaitingRoom(MemoryStore(), "x" * 32)
+    steps = 0
+
+    async def step(_session, _opening) -> dict[str, str]:
+        nonlocal steps
+        steps += 1
+        await asyncio.sleep(0.01)
+        return {"opened": "0", "step": str(steps)}
+
+    monkeypatch.setattr(room, "_advance", step)
+    opening = service.OpeningView(id=1, district_id=None, first_day=date(2026, 11, 27),
+                                  opens_at=datetime(2026, 11, 27, 3, 30, tzinfo=UTC),
+                                  hold_seconds=600, admit_per_second=10)
+    seen = await asyncio.gather(*[room.advance(None, opening) for _ in range(20)])
+    assert steps == 1 and all(m == {"opened": "0", "step": "1"} for m in seen)
