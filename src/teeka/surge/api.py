@@ -82,7 +82,7 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
 
 
 async def citizen(request: Request,
-            authorization: Annotated[str | None, Header(max_length=4000)] = None) -> Actor:
+                  authorization: Annotated[str | None, Header(max_length=4000)] = None) -> Actor:
     """A signed-in citizen from the bearer token alone (the queue is only for citizens; its
     state is not in the database, so a poll or a join needs no unit of work)."""
     scheme, _, token = (authorization or "").partition(" ")
