@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 import time as time_module
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -231,3 +232,21 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@contextlib.asynccontextmanager
+async def app_with(settings: Settings, **overrides: object
+                   ) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """An application of its own with these settings changed and a client through it (no
+    network); its engines are closed afterwards."""
+    from teeka.app import create_app
+
+    app = create_app(settings.model_copy(update=overrides))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://teeka.test") as client:
+            yield app, client
+    finally:
+        await app.state.engine.dispose()
+        if app.state.room_engine is not None:
+            await app.state.room_engine.dispose()

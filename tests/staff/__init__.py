@@ -14,7 +14,7 @@ import httpx
 import pyotp
 
 from teeka.kit import clock
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, next_aadhaar
 
 
 def csrf_of(html: str) -> str:
@@ -80,3 +80,13 @@ async def submit(client: httpx.AsyncClient, page_url: str, action: str,
     page = await client.get(page_url)
     assert page.status_code == 200, page.text
     return await client.post(action, data={"csrf": csrf_of(page.text), **data})
+
+
+PERSON = {"name": "Sukhiya Bai", "birth_year": "1950", "gender": "female", "id_type": "aadhaar",
+          "priority_group": "none"}
+
+
+async def register(client: Any, **fields: str) -> Any:
+    """Register a person at the help desk (no mobile phone), through its form."""
+    return await submit(client, "/staff/helpdesk", "/staff/helpdesk/register",
+                        {**PERSON, "id_number": next_aadhaar(), **fields})

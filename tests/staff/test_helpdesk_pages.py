@@ -10,20 +10,12 @@ from sqlalchemy import func, select
 from teeka.db import session_scope
 from teeka.models import Appointment, Beneficiary, Booking
 from tests.factories import next_aadhaar, publish
-from tests.staff import by_id, csrf_of, hidden, staff_client, submit
-
-PERSON = {"name": "Sukhiya Bai", "birth_year": "1950", "gender": "female", "id_type": "aadhaar",
-          "priority_group": "none"}
+from tests.staff import PERSON, by_id, csrf_of, hidden, register, staff_client
 
 
 async def count(maker: Any, model: Any) -> int:
     async with session_scope(maker) as db:
         return int((await db.execute(select(func.count()).select_from(model))).scalar_one())
-
-
-async def register(client: Any, **fields: str) -> Any:
-    return await submit(client, "/staff/helpdesk", "/staff/helpdesk/register",
-                        {**PERSON, "id_number": next_aadhaar(), **fields})
 
 
 async def test_assisted_registration_booking_and_printable_slip(app, world, maker) -> None:

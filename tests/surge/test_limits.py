@@ -16,23 +16,19 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from limits import parse
 
-from teeka.app import create_app
 from teeka.config import Settings
 from teeka.surge.limits import PREFIX
-from tests.factories import bulk_citizens, next_mobile, running_server
+from tests.factories import app_with, bulk_citizens, next_mobile, running_server
 
 STRICT = {"limit_public": "3/minute", "limit_otp": "2/hour", "limit_search": "2/15minutes",
           "limit_booking": "2/hour"}
 
 
 async def strict_client(settings: Settings, **extra: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={**STRICT, **extra}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, **{**STRICT, **extra}) as (app, c):
         yield c
-    if app.state.settings.redis_url:
-        await app.state.limiter.reset()
-    await app.state.engine.dispose()
+        if app.state.settings.redis_url:
+            await app.state.limiter.reset()
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from teeka.app import create_app
 from teeka.config import Settings
 from teeka.kit import clock
 from teeka.national.api import PUBLIC_READS
 from teeka.web.security import HEADERS
-from tests.factories import publish
+from tests.factories import app_with, publish
 
 URL = "/api/v2/appointment/sessions/public/calendarByDistrict"
 VOLATILE = {"x-data-age", "date"}
@@ -76,11 +75,8 @@ async def test_bad_questions_get_400_in_the_national_shape(client, world, params
 
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"limit_public": "3/minute"}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, limit_public="3/minute") as (_, c):
         yield c
-    await app.state.engine.dispose()
 
 
 async def test_the_public_limit_is_counted_once_whichever_way_a_request_goes(limited, world
@@ -105,9 +101,7 @@ async def test_a_failed_build_is_answered_once_not_built_again(settings, world) 
 
     from sqlalchemy import text
 
-    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout": 0.5}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, db_pool_size=1, db_pool_timeout=0.5) as (app, c):
         async with app.state.sessionmaker() as hog:
             await hog.execute(text("SELECT 1"))  # holds the only connection
             started = time.monotonic()
@@ -118,4 +112,3 @@ async def test_a_failed_build_is_answered_once_not_built_again(settings, world) 
             assert waited < 0.9, waited  # one wait for a connection (0.5 s), not two
         assert (await c.get(URL, params={"district_id": "109", "date": _day()})
                 ).status_code == 200
-    await app.state.engine.dispose()

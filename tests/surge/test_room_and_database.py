@@ -14,7 +14,7 @@ import pytest
 from teeka.i18n import translate
 from teeka.kit import clock
 from tests.factories import bulk_citizens, publish
-from tests.staff import csrf_of, hidden, staff_client, submit
+from tests.staff import csrf_of, hidden, register, staff_client
 from tests.surge.test_waiting_room import SLOT, book, join, make_opening, status
 
 HELD = ("Every free place here is being kept for people admitted from the waiting room. Try "
@@ -22,12 +22,7 @@ HELD = ("Every free place here is being kept for people admitted from the waitin
 
 
 async def helpdesk_person(c) -> str:
-    from tests.factories import next_aadhaar
-
-    r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/register",
-                     {"name": "Sukhiya Bai", "birth_year": "1950", "gender": "female",
-                      "id_type": "aadhaar", "priority_group": "none",
-                      "id_number": next_aadhaar()})
+    r = await register(c)
     assert r.status_code == 303, r.text
     found = re.search(r"/staff/helpdesk/people/(\d{14})", r.headers["location"])
     assert found

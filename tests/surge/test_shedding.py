@@ -9,13 +9,11 @@ from collections import Counter
 import httpx
 from sqlalchemy import text
 
-from teeka.app import create_app
+from tests.factories import app_with
 
 
 async def test_overload_is_refused_at_once_and_health_stays_up(settings, world) -> None:
-    app = create_app(settings.model_copy(update={"max_in_flight": 2}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, max_in_flight=2) as (_, c):
         results = await asyncio.gather(
             *[c.get("/api/v2/admin/location/districts/7") for _ in range(30)],
             *[c.get("/api/v1/sessions", params={"district_id": 109}) for _ in range(10)],
@@ -31,13 +29,10 @@ async def test_overload_is_refused_at_once_and_health_stays_up(settings, world) 
         assert live.status_code == 200 and live.json() == {"status": "ok"}
         metrics = await c.get("/metrics")
         assert "teeka_requests_shed_total" in metrics.text
-    await app.state.engine.dispose()
 
 
 async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
-    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout": 0.3}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, db_pool_size=1, db_pool_timeout=0.3) as (app, c):
         async with app.state.sessionmaker() as hog:
             await hog.execute(text("SELECT 1"))  # holds the only connection
             r = await c.get("/api/v2/admin/location/districts/7")
@@ -46,14 +41,11 @@ async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
             r = await c.get("/api/v1/sessions", params={"district_id": 109})
             assert r.status_code == 503 and r.json()["code"] == "Busy"
         assert (await c.get("/api/v2/admin/location/districts/7")).status_code == 200
-    await app.state.engine.dispose()
 
 
 async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, world) -> None:
-    app = create_app(settings.model_copy(update={"max_in_flight": 8}))  # crowd bound: 4
     day = "27-11-2026"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, max_in_flight=8) as (app, c):  # crowd bound: 4
         others = [c.get("/api/v1/sessions", params={"district_id": 109}) for _ in range(4)]
         crowd = [c.get("/api/v2/appointment/sessions/public/findByDistrict",
                        params={"district_id": 109, "date": day}) for _ in range(30)]
@@ -64,7 +56,6 @@ async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, w
         assert all(r.headers["Retry-After"] == "2" for r in results[:30] if r.status_code == 503)
         # refusing the crowd is not a sign that bookings are in trouble
         assert app.state.waiting_room._pending_busy == 0
-    await app.state.engine.dispose()
 
 
 async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker) -> None:
@@ -77,9 +68,7 @@ async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker
     from tests.factories import bulk_citizens, publish
     from tests.surge.test_waiting_room import join, make_opening
 
-    app = create_app(settings.model_copy(update={"queue_yields_at": 1}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://teeka.test") as c:
+    async with app_with(settings, queue_yields_at=1) as (app, c):
         await publish(maker, world, centre_id=world.centre_a, dose1=1)
         oid = await make_opening(c, world)
         people = await bulk_citizens(maker, settings, 3)
@@ -119,6 +108,3 @@ async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker
         again = await poll(wait)
         assert again.status_code == 200 and again.json()["state"] == "waiting"
         assert app.state.waiting_room._pending_busy == 0  # yielding is not a sign of stress
-    await app.state.engine.dispose()
-    if app.state.room_engine is not None:
-        await app.state.room_engine.dispose()

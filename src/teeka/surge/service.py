@@ -480,20 +480,24 @@ class WaitingRoom:
         ahead = max(index - int(meta["next"]), 0)
         return answer("waiting", index + 1, ahead, rules.estimated_wait_s(ahead + 1, rate), None)
 
+    async def _governing(self, session: AsyncSession, session_id: str) -> list[OpeningView]:
+        """The current openings whose scope holds this session (none without openings, without
+        a database read)."""
+        openings = await self._current_openings(session)
+        if not openings:
+            return []
+        scope = await self._session_scope(session, session_id)
+        if scope is None:
+            return []
+        day, district = scope
+        return [o for o in openings
+                if o.first_day <= day and o.district_id in (None, district)]
+
     async def gate(self, session: AsyncSession, actor: Actor, session_id: str
                    ) -> OpeningView | None:
         """The opening that governs booking this session now, if any; raises when it may not be
         booked now (before the opening, or without a live hold while the room is open)."""
-        openings = await self._current_openings(session)
-        if not openings:
-            return None
-        scope = await self._session_scope(session, session_id)
-        if scope is None:
-            return None
-        day, district = scope
-        for opening in openings:
-            if opening.first_day > day or opening.district_id not in (None, district):
-                continue
+        for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
             last = self._advanced.get(opening.id)
@@ -518,16 +522,7 @@ class WaitingRoom:
         of `people` goes through only if the scope has that many free places beyond the live
         holds (PlacesHeld otherwise). Two such bookings at the same moment may both pass with
         one place to spare (the room's next count then admits one fewer)."""
-        openings = await self._current_openings(session)
-        if not openings:
-            return
-        scope = await self._session_scope(session, session_id)
-        if scope is None:
-            return
-        day, district = scope
-        for opening in openings:
-            if opening.first_day > day or opening.district_id not in (None, district):
-                continue
+        for opening in await self._governing(session, session_id):
             meta = await self.store.meta(opening.id)
             if meta.get("opened") != "1" or meta.get("closed") == "1":
                 continue

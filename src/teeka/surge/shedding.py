@@ -60,11 +60,13 @@ class LoadShedder:
             return
         crowd = CROWD.match(scope["path"]) is not None
         shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
-        if crowd and not shed and self.work_in_flight >= self.queue_yields_at:
-            polling = QUEUE_PATH.fullmatch(scope["path"])
-            shed = polling is not None and polling[2] == "status"  # never a join: see above
-        if shed and crowd and self.in_flight < self.max_in_flight and self._news(scope):
-            crowd, shed = False, False  # someone whose turn has come: not shed with the crowd
+        if crowd and (shed or self.work_in_flight >= self.queue_yields_at):
+            queue = QUEUE_PATH.fullmatch(scope["path"])
+            polling = queue if queue is not None and queue[2] == "status" else None
+            shed = shed or polling is not None  # status polls yield to work in flight; not joins
+            if shed and polling is not None and self.in_flight < self.max_in_flight \
+                    and self._news(scope, int(polling[1])):
+                crowd, shed = False, False  # someone whose turn has come: not shed
         if shed:
             SHED.inc()
             room = room_of(scope)
@@ -83,13 +85,13 @@ class LoadShedder:
             IN_FLIGHT.dec()
 
     @staticmethod
-    def _news(scope: Scope) -> bool:
+    def _news(scope: Scope, opening_id: int) -> bool:
+        """Whether this status poll is by someone whose turn has come (or whose room closed)."""
         room = room_of(scope)
-        match = QUEUE_PATH.fullmatch(scope["path"])
-        if room is None or match is None or match[2] != "status":
+        if room is None:
             return False
         ticket = next((v for k, v in scope["headers"] if k == b"x-queue-token"), b"")
-        return bool(room.has_news(int(match[1]), ticket.decode("latin-1")[:2000]))
+        return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000]))
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
