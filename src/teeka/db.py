@@ -199,6 +199,10 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 # inserted): its commit then waits for a synchronous standby anyway, and the unit of work needs
 # no WAL mark for it (web.deps.db).
 WROTE = "teeka.wrote"
+# session.info key: callables (async, taking nothing, never raising) the unit of work awaits once
+# its transaction has committed, before the answer is sent (web.deps.db): what must follow a
+# committed change and never a rolled-back one (the waiting room's hold used by a booking).
+AFTER_COMMIT = "teeka.after_commit"
 
 
 @asynccontextmanager

@@ -49,7 +49,7 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)
     if not result.replayed:
-        await surge_api.used(request, opening, actor, len(result.appointment_ids))
+        await surge_api.used(request, db, opening, actor, pools=result.pools)
     return BookingRead(confirmation_no=result.confirmation_no,
                        appointment_ids=result.appointment_ids,
                        slip_url=f"/slip/{result.confirmation_no}?sig="
@@ -74,5 +74,5 @@ async def reschedule(request: Request, appointment_id: str, body: RescheduleRequ
     opening = await surge_api.gate(request, db, actor, body.session_id)
     await service.reschedule_appointment(db, actor=actor, appointment_id=appointment_id,
                                          session_id=body.session_id, slot=body.slot)
-    await surge_api.used(request, opening, actor, 1)
+    await surge_api.used(request, db, opening, actor, appointment_ids=[appointment_id])
     return await appointment_read(db, appointment_id)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +31,7 @@ from teeka.models import (
     AppointmentStatus,
     Beneficiary,
     Booking,
+    CapacityBucket,
     VaccinationSession,
 )
 from teeka.notification.service import (
@@ -40,6 +42,7 @@ from teeka.notification.service import (
     queue_sms,
     sms,
 )
+from teeka.surge.rules import pool_key
 
 MAX_PER_BOOKING = 4
 
@@ -49,6 +52,8 @@ class BookingResult:
     confirmation_no: str
     appointment_ids: list[str]
     replayed: bool = False
+    # the kind of each place taken (teeka.surge.rules.pool_key), for the waiting room's count
+    pools: tuple[str, ...] = ()
 
 
 def _request_hash(session_id: str, slot: str, dose: int | None, refs: list[str]) -> str:
@@ -84,13 +89,35 @@ async def _claim_key(session: AsyncSession, actor: Actor, key: str, request_hash
                          appointment_ids=earlier.appointment_ids, replayed=True)
 
 
-async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str) -> int:
-    """Take a place for a person of priority `group`; return the bucket id or raise SlotFull.
+async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str
+                    ) -> rules.BucketView:
+    """Take a place for a person of priority `group`; return its bucket or raise SlotFull.
     Every usable bucket is tried: the guard, not the snapshot, decides."""
     for bucket in rules.usable_buckets(buckets, group, clock.now()):
         if await repo.take_place(session, bucket.id):
-            return bucket.id
+            return bucket
     raise errors.SlotFull()
+
+
+def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView) -> str:
+    released = bucket.release_at is not None and bucket.release_at <= clock.now()
+    return pool_key(kind, bucket.share, place.vaccine_id, place.min_age, place.max_age, released)
+
+
+async def pools_of(session: AsyncSession, appointment_ids: Sequence[str]) -> list[str]:
+    """The kind of the place each appointment holds (teeka.surge.rules.pool_key)."""
+    if not appointment_ids:
+        return []
+    rows = (await session.execute(
+        select(CapacityBucket.dose_kind, CapacityBucket.share, CapacityBucket.release_at,
+               VaccinationSession.vaccine_id, VaccinationSession.min_age,
+               VaccinationSession.max_age)
+        .join(Appointment, Appointment.bucket_id == CapacityBucket.id)
+        .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
+        .where(Appointment.id.in_(list(appointment_ids))))).all()
+    now = clock.now()
+    return [pool_key(kind, share, vaccine, low, high, at is not None and at <= now)
+            for kind, share, at, vaccine, low, high in rows]
 
 
 def _check_eligible(person: repo.PersonView, place: repo.PlaceView, dose: int | None,
@@ -158,12 +185,14 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     due = [_check_eligible(p, place, dose, schedule_of) for p in people]
     now = clock.now()
     appointments: list[dict[str, Any]] = []
+    pools: list[str] = []
     for person, number in zip(people, due, strict=True):
         kind = rules.dose_kind(number, doses)
-        bucket_id = await _take_for(session, place.buckets.get(kind, []), person.priority_group)
+        bucket = await _take_for(session, place.buckets.get(kind, []), person.priority_group)
+        pools.append(_pool(kind, bucket, place))
         appointments.append({
             "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
-            "session_id": place.session_id, "slot_id": place.slot_id, "bucket_id": bucket_id,
+            "session_id": place.session_id, "slot_id": place.slot_id, "bucket_id": bucket.id,
             "dose_number": number, "status": AppointmentStatus.BOOKED.value, "created_at": now,
             "updated_at": now})
     audit = [entry(actor=actor.label, action="booking.appointment.booked",
@@ -181,7 +210,7 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
         raise errors.AlreadyBooked() from exc
     await repo.insert_rows(session, [(AUDIT_TABLE, audit), (OUTBOX_TABLE, messages)])
     return BookingResult(confirmation_no=confirmation_no,
-                         appointment_ids=[a["id"] for a in appointments])
+                         appointment_ids=[a["id"] for a in appointments], pools=tuple(pools))
 
 
 async def _notify(session: AsyncSession, people: list[Beneficiary], template: str,
@@ -250,7 +279,7 @@ async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appoint
     first_old = all(old_bucket < b.id for b in buckets)
     if first_old:
         await repo.return_place(session, old_bucket)
-    new_bucket = await _take_for(session, buckets, person.priority_group)
+    new_bucket = (await _take_for(session, buckets, person.priority_group)).id
     if not first_old:
         await repo.return_place(session, old_bucket)
     moved = await session.execute(

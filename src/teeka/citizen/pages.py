@@ -415,7 +415,7 @@ async def book(request: Request, session_id: str, db: Db, lang: Lang, actor: Cit
             db, actor=actor, session_id=session_id[:36], slot=slot, beneficiary_refs=refs,
             dose=None, idempotency_key=key)
         if not result.replayed:
-            await surge_api.used(request, opening, actor, len(result.appointment_ids))
+            await surge_api.used(request, db, opening, actor, pools=result.pools)
     except errors.DomainError as exc:
         await _undo(db, exc)
         message = exc.text(lang)
@@ -537,7 +537,7 @@ async def reschedule(request: Request, appointment_id: str, db: Db, lang: Lang,
         await booking_service.reschedule_appointment(
             db, actor=actor, appointment_id=appointment_id[:36], session_id=session_id,
             slot=slot)
-        await surge_api.used(request, opening, actor, 1)
+        await surge_api.used(request, db, opening, actor, appointment_ids=[appointment_id[:36]])
     except errors.DomainError as exc:
         await _undo(db, exc)
         return await _reschedule_page(request, db, settings, lang, actor, appointment_id,

@@ -585,7 +585,7 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         beneficiary_refs=body.beneficiaries, dose=body.dose,
         idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}")
     if not result.replayed:
-        await surge_api.used(request, opening, actor, len(result.appointment_ids))
+        await surge_api.used(request, db, opening, actor, pools=result.pools)
     return {"appointment_confirmation_no": result.confirmation_no}
 
 
@@ -600,7 +600,7 @@ async def reschedule(request: Request, body: Reschedule, db: Db, actor: CurrentA
     for appt in live:
         await booking.reschedule_appointment(db, actor=actor, appointment_id=appt.id,
                                              session_id=body.session_id, slot=body.slot)
-    await surge_api.used(request, opening, actor, len(live))
+    await surge_api.used(request, db, opening, actor, appointment_ids=[a.id for a in live])
     return Response(status_code=204)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,8 @@ from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
+from teeka.booking import service as booking
+from teeka.db import AFTER_COMMIT
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
@@ -22,6 +26,7 @@ from teeka.surge.service import OpeningView, Status, WaitingRoom
 from teeka.web.deps import CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
+log = structlog.get_logger()
 SLOW_BOOKING_S = 1.0  # a booking under an opening slower than this counts as backend stress
 
 
@@ -126,11 +131,27 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
     return await room(request).gate(db, actor, session_id)
 
 
-async def used(request: Request, opening: OpeningView | None, actor: Actor, booked: int
+async def used(request: Request, db: AsyncSession, opening: OpeningView | None, actor: Actor,
+               *, pools: Sequence[str] | None = None, appointment_ids: Sequence[str] = ()
                ) -> None:
-    """Call after a booking made under an opening: the hold is used up."""
-    if opening is not None:
-        await room(request).use_hold(opening, actor, booked)
-        started = getattr(request.state, "gate_started", None)
+    """Call after a booking (or a move) made under an opening: once the transaction has
+    committed, the hold is used up — the places taken stay taken (`pools`: the pool of each;
+    looked up from `appointment_ids` when not given), the rest return. Never before the commit:
+    a booking rolled back leaves the hold live, and the room's count never meets a hold used
+    for a place the database still shows free (surge.service, "the room follows the
+    database")."""
+    if opening is None:
+        return
+    booked = list(pools) if pools is not None else await booking.pools_of(db, appointment_ids)
+    wr = room(request)
+    started = getattr(request.state, "gate_started", None)
+
+    async def use() -> None:
+        try:
+            await wr.use_hold(opening, actor, booked)
+        except Exception as exc:  # committed: the hold expires unused (the room admits late)
+            log.warning("surge.use_hold.failed", opening=opening.id, error=type(exc).__name__)
         if started is not None and time.monotonic() - started > SLOW_BOOKING_S:
-            room(request).note_busy()  # slow bookings: the waiting room admits more slowly
+            wr.note_busy()  # slow bookings: the waiting room admits more slowly
+
+    db.info.setdefault(AFTER_COMMIT, []).append(use)

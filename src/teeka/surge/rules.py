@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 
 def admission_credit(credit: float, rate_per_s: float, elapsed_s: float) -> float:
@@ -39,3 +40,94 @@ def poll_after_s(state: str, estimated_wait_s: int | None) -> int:
     if state != "waiting":
         return 5
     return min(60, max(2, -(-(estimated_wait_s or 0) // 2)))
+
+
+# ---------------------------------------------------------------- kinds of places
+# The room holds places of the kind a person can book (docs/surge.md, "Kinds of places"): a
+# pool is the places of one dose kind, priority share, vaccine and age band, and whether the
+# share has been released to everyone. Keys are plain strings (they live in Redis).
+
+
+def pool_key(kind: str, share: str, vaccine_id: int, min_age: int, max_age: int | None,
+             released: bool) -> str:
+    """`first/open/1/18-44/` — the places a booking takes or a hold keeps. `released` only
+    matters for a priority share (open places are everyone's)."""
+    band = f"{min_age}-{'' if max_age is None else max_age}"
+    return f"{kind}/{share}/{vaccine_id}/{band}/{'r' if released and share != 'open' else ''}"
+
+
+@dataclass(frozen=True)
+class Pool:
+    kind: str
+    share: str
+    vaccine_id: int
+    min_age: int
+    max_age: int | None
+    released: bool
+
+    @classmethod
+    def parse(cls, key: str) -> Pool | None:
+        """The pool of a key; None for a key of another form (the store's tests use "*")."""
+        parts = key.split("/")
+        if len(parts) != 5:
+            return None
+        kind, share, vaccine, band, released = parts
+        low, _, high = band.partition("-")
+        return cls(kind, share, int(vaccine), int(low), int(high) if high else None,
+                   released == "r")
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one person of an account can book: the dose kind due, the vaccine it must be (a
+    later dose is the first one's vaccine; None: any), their age and priority group."""
+
+    kind: str
+    vaccine_id: int | None
+    age: int | None  # None: not known (any age band)
+    group: str
+
+
+def candidates(need: Need, pools: list[str]) -> list[str]:
+    """The pools whose places `need` could book, in the order booking tries buckets
+    (teeka.booking.rules.usable_buckets): their own share, the open share, then other shares
+    already released."""
+    own: list[str] = []
+    open_: list[str] = []
+    released: list[str] = []
+    for key in sorted(pools):
+        pool = Pool.parse(key)
+        if (pool is None or pool.kind != need.kind
+                or (need.vaccine_id is not None and pool.vaccine_id != need.vaccine_id)
+                or (need.age is not None and (
+                    need.age < pool.min_age
+                    or (pool.max_age is not None and need.age > pool.max_age)))):
+            continue
+        if pool.share == "open":
+            open_.append(key)
+        elif pool.share == need.group:
+            own.append(key)
+        elif pool.released:
+            released.append(key)
+    return own + open_ + released
+
+
+def assign(free: dict[str, int], held: dict[str, int], need: list[list[str]]
+           ) -> tuple[list[str], bool]:
+    """Which pool keeps a place for each person of an account being admitted (`need`: each
+    person's candidate pools, in order), given the places `free` per pool (not held, not used)
+    and the live holds per pool. Returns the pools picked (a person with no place left of
+    their kind gets none) and whether to wait instead: a person's places are all held but a
+    live hold there may still come back. The same arithmetic runs in the store's step (Lua
+    and memory)."""
+    taken: dict[str, int] = {}
+    picked: list[str] = []
+    for options in need:
+        choice = next((k for k in options if free.get(k, 0) - taken.get(k, 0) > 0), None)
+        if choice is None:
+            if any(held.get(k, 0) > 0 for k in options):
+                return [], True
+            continue
+        taken[choice] = taken.get(choice, 0) + 1
+        picked.append(choice)
+    return picked, False

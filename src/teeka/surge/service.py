@@ -27,22 +27,26 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
+from teeka.booking import repository as booking_repo
+from teeka.booking import rules as booking_rules
 from teeka.kit import clock, signing
 from teeka.models import (
     Beneficiary,
     BeneficiaryStatus,
     CapacityBucket,
     Centre,
+    DoseRecord,
     Opening,
     VaccinationSession,
 )
+from teeka.models.schedule import Share
 from teeka.surge import rules
 from teeka.surge.store import Store
 
@@ -82,7 +86,9 @@ class OpeningView:
 
 @dataclass(frozen=True)
 class Status:
-    state: str  # "waiting" | "admitted" | "used" | "expired" | "closed"
+    # "waiting" | "admitted" | "used" | "expired" | "closed" | "none" (nothing left that the
+    # account's people can book)
+    state: str
     position: int | None  # 1-based place in the queue; None before the draw
     ahead: int | None
     estimated_wait_s: int | None
@@ -132,6 +138,33 @@ async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
         query = query.join(Centre, Centre.id == VaccinationSession.centre_id).where(
             Centre.district_id == opening.district_id)
     return int((await session.execute(query)).scalar_one())
+
+
+async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[str, int]:
+    """Free places in the opening's scope by kind (rules.pool_key): one grouped sum."""
+    released = case((and_(CapacityBucket.share != Share.OPEN.value,
+                          CapacityBucket.release_at.is_not(None),
+                          CapacityBucket.release_at <= clock.now()), 1), else_=0)
+    inner = (select(CapacityBucket.dose_kind.label("kind"), CapacityBucket.share.label("share"),
+                    VaccinationSession.vaccine_id.label("vaccine"),
+                    VaccinationSession.min_age.label("low"),
+                    VaccinationSession.max_age.label("high"), released.label("released"),
+                    (CapacityBucket.capacity - CapacityBucket.booked).label("free"))
+             .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
+             .where(VaccinationSession.date >= opening.first_day))
+    if opening.district_id is not None:
+        inner = inner.join(Centre, Centre.id == VaccinationSession.centre_id).where(
+            Centre.district_id == opening.district_id)
+    q = inner.subquery()
+    rows = await session.execute(
+        select(q.c.kind, q.c.share, q.c.vaccine, q.c.low, q.c.high, q.c.released,
+               func.sum(q.c.free))
+        .group_by(q.c.kind, q.c.share, q.c.vaccine, q.c.low, q.c.high, q.c.released))
+    found: dict[str, int] = {}
+    for kind, share, vaccine, low, high, rel, free in rows:
+        key = rules.pool_key(kind, share, vaccine, low, high, bool(rel))
+        found[key] = found.get(key, 0) + max(int(free or 0), 0)
+    return found
 
 
 def _news(meta: dict[str, str], index: int) -> bool:
@@ -269,59 +302,109 @@ class WaitingRoom:
         if meta.get("opened") != "1":
             if now < opening.opens_at.timestamp():
                 return meta
-            async with self.store.lock(oid), self._db(session) as db:  # the draw, once
-                at_draw = await places_in_scope(db, opening)
+            async with self.store.lock(oid):  # the draw, once; the step below counts places
                 await self.store.draw(oid, rules.shuffled, {
-                    "places": str(at_draw), "reserved": "0", "used": "0", "next": "0",
-                    "closed": "0", "credit": "1", "counted_at": f"{now:.3f}",
+                    "places": "0", "reserved": "0", "used": "0", "next": "0",
+                    "closed": "0", "credit": "1", "counted_at": "0",
                     "credit_at": f"{opening.opens_at.timestamp():.3f}"})
             meta = await self.store.meta(oid)
         self._recent_busy = await self.store.busy(self._pending_busy, time.time())
         self._pending_busy = 0
         rate = self._rate(opening)
-        sizes: dict[str, int] = {}
-        places: int | None = None
+        needs: dict[str, list[list[str]]] = {}
+        places: dict[str, int] | None = None
         if meta.get("opened") == "1" and meta.get("closed") != "1":
-            # Who may be admitted in this step, and how many people each has (one query).
+            # Who may be admitted in this step, and what each one's people can book.
             credit = rules.admission_credit(float(meta["credit"]), rate,
                                             now - float(meta["credit_at"]))
             nxt = int(meta["next"])
             batch = await self.store.at(oid, nxt, nxt + int(credit))
-            if batch:
+            recount = now - float(meta.get("counted_at", 0)) >= RECOUNT_S
+            if batch or recount:
                 try:
+                    pools = await self.store.pools(oid)
                     async with self._db(session) as db:
-                        if now - float(meta.get("counted_at", 0)) >= RECOUNT_S:
+                        if recount:
                             # The room follows the database: places taken or given back
                             # outside it (a help desk's booking, a capacity change, a
                             # cancellation) change what it may promise. `used` was read before
-                            # the count, so a booking made with a hold meanwhile is never
-                            # counted twice (the count can only come out low, for a moment).
-                            places = (await places_in_scope(db, opening)
-                                      + int(meta.get("used", 0)))
-                        if (places if places is not None else int(meta["places"])) \
-                                <= int(meta["reserved"]):
+                            # the count, and a hold is used only once its booking committed,
+                            # so no booking is counted twice (the count can only come out
+                            # low, for a moment).
+                            free = await places_by_pool(db, opening)
+                            places = {k: free.get(k, 0) + pools.get(k, (0, 0, 0))[2]
+                                      for k in set(free) | set(pools)}
+                        keys = list(places if places is not None else pools)
+                        total = (sum(places.values()) if places is not None
+                                 else int(meta["places"]))
+                        if total <= int(meta["reserved"]):
                             # Every place held (most of a big opening): only holds expiring in
                             # this step can let anyone in, so look up only the head of the line.
                             batch = batch[:FULL_ROOM_LOOKUP]
-                        sizes = await self._sizes(db, batch)
+                        needs = await self._needs(db, opening, batch, keys)
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
                     # No database connection in time: admit nobody in this step (expiries and
                     # closing still happen); the next step tries again.
                     log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
-        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, sizes, places)
+        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, needs, places)
         return meta
 
-    async def _sizes(self, session: AsyncSession, accounts: list[str]) -> dict[str, int]:
-        """How many places each account holds when admitted: its people, 1 to 4."""
+    async def _needs(self, session: AsyncSession, opening: OpeningView, accounts: list[str],
+                     pools: list[str]) -> dict[str, list[list[str]]]:
+        """What the people of each account can book when admitted: for each of them (up to
+        4), the pools of the places they could take (rules.candidates: the dose due and its
+        vaccine, their age in the opening's first year, their priority group). Someone with
+        nothing left to book (a schedule complete, no session for their age) is left out. An
+        account with nobody registered yet holds one first-dose place of the open share (the
+        person they will add, most likely due a first dose)."""
         if not accounts:
             return {}
-        ids = [int(a) for a in accounts]
         rows = (await session.execute(
-            select(Beneficiary.account_id, func.count()).where(
-                Beneficiary.account_id.in_(ids), Beneficiary.status == BeneficiaryStatus.ACTIVE)
-            .group_by(Beneficiary.account_id))).all()
-        found = {str(account): min(max(int(n), 1), 4) for account, n in rows}
-        return {a: found.get(a, 1) for a in accounts}
+            select(Beneficiary.account_id, Beneficiary.id, Beneficiary.birth_year,
+                   Beneficiary.priority_group, DoseRecord.dose_number, DoseRecord.vaccine_id)
+            .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
+            .where(Beneficiary.account_id.in_([int(a) for a in accounts]),
+                   Beneficiary.status == BeneficiaryStatus.ACTIVE)
+            .order_by(Beneficiary.account_id, Beneficiary.id))).all()
+        people: dict[int, dict[int, tuple[int, str, list[tuple[int, int]]]]] = {}
+        for account_id, person, born, group, number, vaccine in rows:
+            if account_id is None:
+                continue
+            known = people.setdefault(int(account_id), {})
+            if person not in known:
+                known[person] = (born, group, [])
+            if number is not None:
+                known[person][2].append((number, vaccine))
+        schedule_of = await booking_repo.cached_schedules(
+            session, {v for p in people.values() for _b, _g, d in p.values() for _n, v in d})
+        out: dict[str, list[list[str]]] = {}
+        newcomer = rules.candidates(rules.Need(kind="first", vaccine_id=None, age=None,
+                                               group="none"), pools)
+        for account in accounts:
+            if not people.get(int(account)):
+                out[account] = [newcomer] if newcomer else []
+                continue
+            options: list[list[str]] = []
+            for born, group, doses in list(people.get(int(account), {}).values())[:4]:
+                history = [booking_rules.GivenDose(dose_number=n, vaccine_id=v,
+                                                   vaccine_code=schedule_of[v].code,
+                                                   day=opening.first_day) for n, v in doses]
+                try:
+                    due = booking_rules.next_dose(history, schedule_of)
+                except errors.ScheduleComplete:
+                    continue
+                first = min(history, key=lambda d: d.dose_number) if history else None
+                kind = booking_rules.dose_kind(
+                    due, schedule_of[first.vaccine_id].doses if first else 1)
+                need = rules.Need(kind=kind.value,
+                                  vaccine_id=first.vaccine_id if first else None,
+                                  age=booking_rules.age_on(born, opening.first_day),
+                                  group=group)
+                found = rules.candidates(need, pools)
+                if found:
+                    options.append(found)
+            out[account] = options
+        return out
 
     async def join(self, session: AsyncSession | None, opening: OpeningView, actor: Actor
                    ) -> Status:
@@ -530,8 +613,9 @@ class WaitingRoom:
             if held > 0 and await places_in_scope(session, opening) - held < people:
                 raise errors.PlacesHeld()
 
-    async def use_hold(self, opening: OpeningView, actor: Actor, booked: int) -> None:
-        """A booking made with the hold: the places it used stay taken, the rest return."""
+    async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:
+        """A committed booking made with the hold (`booked`: the pool of each place it took):
+        the places it used stay taken, the rest return."""
         await self.store.use_hold(opening.id, str(actor.id), booked)
         last = self._advanced.get(opening.id)
         if last is not None and int(last[1].get("reserved", 0)) >= int(last[1].get("places", 1)):

@@ -19,18 +19,31 @@ it. It is counted from the database at the draw and again now and then while adm
 step's `places`), so places taken or given back outside the room — a help desk's booking, a
 capacity change, a cancellation — change what it admits (surge.service, "the room follows the
 database").
+
+Places are kept by kind (`pools`, teeka.surge.rules.pool_key: dose kind, priority share,
+vaccine, age band): per pool the places counted, the places live holds keep and the places used
+with holds. An account is admitted when each of its people gets a place of a kind they can book
+(`needs`: each person's candidate pools, in order; `rules.assign`); a person with no such place
+left gets none, an account with nobody to place is told so at once (hold state `none`), and
+when a person's places are all held but a live hold there may still come back, the room waits
+for it (admission stays in queue order). `places`, `reserved` and `used` in the meta are the
+sums over the pools. A size (an int) instead of a list of candidates, and a count instead of a
+dict, stand for the one pool "*" (the store's own tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from teeka.surge.rules import admission_credit
+from teeka.surge.rules import admission_credit, assign
 
 Shuffle = Callable[[list[str]], list[str]]
+# An account's people, each with the pools they could book (or just how many, in pool "*")
+Needs = Mapping[str, int | Sequence[Sequence[str]]]
+ANY = "*"
 BUSY_WINDOW_S = 5.0  # signs of stress (503s, slow bookings) count this long
 
 
@@ -44,8 +57,11 @@ class Store(Protocol):
     async def join(self, opening: int, account: str, after_open: bool) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]: ...
-    async def use_hold(self, opening: int, account: str, booked: int) -> bool: ...
+                   sizes: Needs, places: int | Mapping[str, int] | None = None
+                   ) -> dict[str, str]: ...
+    async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]: ...
+    async def use_hold(self, opening: int, account: str,
+                       booked: int | Sequence[str]) -> bool: ...
     async def busy(self, seen: int, now: float) -> int: ...
     async def reset(self, opening: int) -> None: ...
 
@@ -53,6 +69,20 @@ class Store(Protocol):
 def _hold(value: str) -> tuple[int, str, str]:
     size, expires, state = value.split(":")
     return int(size), expires, state
+
+
+def _needs(sizes: Needs) -> dict[str, list[list[str]]]:
+    return {a: ([[ANY]] * n if isinstance(n, int) else [list(p) for p in n])
+            for a, n in sizes.items()}
+
+
+def _count(places: int | Mapping[str, int] | None) -> dict[str, int] | None:
+    return {ANY: places} if isinstance(places, int) else (
+        None if places is None else dict(places))
+
+
+def _booked(booked: int | Sequence[str]) -> list[str]:
+    return [ANY] * booked if isinstance(booked, int) else list(booked)
 
 
 class MemoryStore:
@@ -66,6 +96,8 @@ class MemoryStore:
         self._holds: dict[int, dict[str, str]] = {}
         self._expiry: dict[int, dict[str, float]] = {}
         self._admitted: dict[int, list[str]] = {}
+        self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
+        self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._busy: list[float] = []
 
     @contextlib.asynccontextmanager
@@ -118,52 +150,83 @@ class MemoryStore:
         for i, account in enumerate(drawn + self._late.get(opening, [])):
             members[account] = str(i)
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
+        self._pools[opening] = {ANY: [int(initial.get("places", 0)), 0, 0]}
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]:
+                   sizes: Needs, places: int | Mapping[str, int] | None = None
+                   ) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
             return dict(meta)
-        if places is not None:
-            meta.update(places=str(places), counted_at=f"{now:.3f}")
+        pools = self._pools.setdefault(opening, {})
+        count = _count(places)
+        if count is not None:
+            for key in set(pools) | set(count):
+                pools.setdefault(key, [0, 0, 0])[0] = count.get(key, 0)
+            meta["counted_at"] = f"{now:.3f}"
         holds = self._holds.setdefault(opening, {})
+        hold_pools = self._hold_pools.setdefault(opening, {})
         expiry = self._expiry.setdefault(opening, {})
-        reserved = int(meta["reserved"])
         for account in [a for a, t in expiry.items() if t <= now]:
             size, _, state = _hold(holds[account])
             if state == "live":
-                reserved -= size
+                for key in hold_pools.pop(account, []):
+                    pools[key][1] -= 1
                 holds[account] = f"{size}:0:expired"
             del expiry[account]
         credit = admission_credit(float(meta["credit"]), rate, now - float(meta["credit_at"]))
-        nxt, places = int(meta["next"]), int(meta["places"])
+        nxt = int(meta["next"])
+        needs = _needs(sizes)
         queue = self._queue(opening)
         for account in queue[nxt:nxt + int(credit)]:
-            people = sizes.get(account)
-            if people is None or reserved + people > places:
+            need = needs.get(account)
+            if need is None:
                 break
-            reserved += people
-            holds[account] = f"{people}:{expires:.3f}:live"
-            expiry[account] = expires
+            free = {k: p[0] - p[1] - p[2] for k, p in pools.items()}
+            if not any(v > 0 for v in free.values()):
+                break  # nothing left to hold: wait for live holds, or close
+            picked, wait = assign(free, {k: p[1] for k, p in pools.items()}, need)
+            if wait:
+                break
+            if picked:
+                for key in picked:
+                    pools.setdefault(key, [0, 0, 0])[1] += 1
+                hold_pools[account] = picked
+                holds[account] = f"{len(picked)}:{expires:.3f}:live"
+                expiry[account] = expires
+            else:  # nothing left of the kinds this account's people can book
+                holds[account] = "0:0:none"
             self._admitted.setdefault(opening, []).append(account)
             nxt += 1
             credit -= 1
-        meta.update(reserved=str(reserved), next=str(nxt), credit=repr(credit),
-                    credit_at=f"{now:.3f}")
-        if reserved >= places and not expiry:
+        self._sums(meta, pools)
+        meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}")
+        if (not expiry and meta.get("counted_at") != "0"  # not before the first count
+                and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())):
             meta["closed"] = "1"
         return dict(meta)
 
-    async def use_hold(self, opening: int, account: str, booked: int) -> bool:
+    @staticmethod
+    def _sums(meta: dict[str, str], pools: dict[str, list[int]]) -> None:
+        meta.update(places=str(sum(p[0] for p in pools.values())),
+                    reserved=str(sum(p[1] + p[2] for p in pools.values())),
+                    used=str(sum(p[2] for p in pools.values())))
+
+    async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]:
+        return {k: (p[0], p[1], p[2]) for k, p in self._pools.get(opening, {}).items()}
+
+    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
         holds = self._holds.setdefault(opening, {})
         value = holds.get(account)
         if value is None or _hold(value)[2] != "live":
             return False
         size = _hold(value)[0]
-        used = min(booked, size)
-        meta = self._meta[opening]
-        meta["reserved"] = str(int(meta["reserved"]) - (size - used))
-        meta["used"] = str(int(meta.get("used", "0")) + used)
+        pools = self._pools.setdefault(opening, {})
+        for key in self._hold_pools.setdefault(opening, {}).pop(account, []):
+            pools[key][1] -= 1
+        for key in _booked(booked)[:size]:  # where the booking took its places
+            pools.setdefault(key, [0, 0, 0])[2] += 1
+        self._sums(self._meta[opening], pools)
         holds[account] = f"{size}:0:used"
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
@@ -175,12 +238,15 @@ class MemoryStore:
 
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
-                     self._holds, self._expiry, self._admitted):
+                     self._holds, self._expiry, self._admitted, self._pools, self._hold_pools):
             part.pop(opening, None)
 
 
-# KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted
-PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted")
+# KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted, pools (a hash:
+# p:<pool> places, h:<pool> held by live holds, u:<pool> used with holds), hold pools (account
+# -> the pools its live hold keeps, comma-separated)
+PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted", "pools",
+         "hpools")
 
 # ARGV: account, "1" when it is past the opening time (then first come, first served, even
 # before the draw has been made)
@@ -224,34 +290,54 @@ for i, e in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
   redis.call('HSET', KEYS[2], e, n + i - 1)
 end
 redis.call('HSET', KEYS[1], 'drawn_n', n, 'opened', '1')
+redis.call('DEL', KEYS[9], KEYS[10])
+redis.call('HSET', KEYS[9], 'p:*', redis.call('HGET', KEYS[1], 'places') or 0, 'h:*', 0, 'u:*', 0)
 return 1
 """
 
-# ARGV: now, admission rate per second, expiry time of new holds, the places counted now (or
-# "" to keep the last count), then account, size pairs (the people of the accounts next in
-# line). The room admits in queue
-# order while it has credit (teeka.surge.rules.admission_credit, the same arithmetic).
+# ARGV: now, admission rate per second, expiry time of new holds, the number of pools counted
+# now (-1: keep the last count) and that many pool, places pairs, then account, needs pairs (the
+# accounts next in line; needs: each person's candidate pools, "|" between pools, ";" between
+# people). The room admits in queue order while it has credit (teeka.surge.rules:
+# admission_credit and assign, the same arithmetic as the memory store).
 STEP = """
 local function meta()
   return redis.call('HGETALL', KEYS[1])
 end
 if redis.call('HGET', KEYS[1], 'opened') ~= '1' or redis.call('HGET', KEYS[1], 'closed') == '1'
 then return meta() end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'places', ARGV[4], 'counted_at', ARGV[1]) end
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
+local P, H, U = {}, {}, {}
+local flat = redis.call('HGETALL', KEYS[9])
+for i = 1, #flat, 2 do
+  local t, k, v = string.sub(flat[i], 1, 1), string.sub(flat[i], 3), tonumber(flat[i + 1])
+  if t == 'p' then P[k] = v elseif t == 'h' then H[k] = v else U[k] = v end
+end
+local c = tonumber(ARGV[4])
+local i = 5
+if c >= 0 then
+  for k, _ in pairs(P) do P[k] = 0 end
+  for _ = 1, c do
+    P[ARGV[i]] = tonumber(ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('HSET', KEYS[1], 'counted_at', ARGV[1])
+end
 for _, a in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[1])) do
   local h = redis.call('HGET', KEYS[6], a)
   if h then
     local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
     if state == 'live' then
-      reserved = reserved - tonumber(size)
+      local kept = redis.call('HGET', KEYS[10], a)
+      if kept then
+        for k in string.gmatch(kept, '[^,]+') do H[k] = (H[k] or 0) - 1 end
+        redis.call('HDEL', KEYS[10], a)
+      end
       redis.call('HSET', KEYS[6], a, size .. ':0:expired')
     end
   end
   redis.call('ZREM', KEYS[7], a)
 end
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
-local places = tonumber(redis.call('HGET', KEYS[1], 'places'))
 local d = tonumber(redis.call('HGET', KEYS[1], 'drawn_n'))
 local rate = tonumber(ARGV[2])
 local credit = tonumber(redis.call('HGET', KEYS[1], 'credit'))
@@ -271,34 +357,87 @@ if nxt < limit then
     end
   end
 end
-local sizes = {}
-for i = 5, #ARGV, 2 do sizes[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local needs = {}
+while i < #ARGV do
+  needs[ARGV[i]] = ARGV[i + 1]
+  i = i + 2
+end
+local function anyfree()
+  for k, p in pairs(P) do
+    if p - (H[k] or 0) - (U[k] or 0) > 0 then return true end
+  end
+  return false
+end
 for _, a in ipairs(batch) do
-  local size = sizes[a]
-  if size == nil or reserved + size > places then break end
-  reserved = reserved + size
-  redis.call('HSET', KEYS[6], a, size .. ':' .. ARGV[3] .. ':live')
-  redis.call('ZADD', KEYS[7], ARGV[3], a)
+  local need = needs[a]
+  if need == nil or not anyfree() then break end
+  local taken, picked, wait = {}, {}, false
+  for person in string.gmatch(need, '[^;]+') do
+    local options, choice = {}, nil
+    for k in string.gmatch(person, '[^|]+') do options[#options + 1] = k end
+    for _, k in ipairs(options) do
+      if (P[k] or 0) - (H[k] or 0) - (U[k] or 0) - (taken[k] or 0) > 0 then
+        choice = k
+        break
+      end
+    end
+    if choice == nil then
+      for _, k in ipairs(options) do
+        if (H[k] or 0) > 0 then wait = true end
+      end
+      if wait then break end
+    else
+      taken[choice] = (taken[choice] or 0) + 1
+      picked[#picked + 1] = choice
+    end
+  end
+  if wait then break end
+  if #picked > 0 then
+    for _, k in ipairs(picked) do H[k] = (H[k] or 0) + 1 end
+    redis.call('HSET', KEYS[6], a, #picked .. ':' .. ARGV[3] .. ':live')
+    redis.call('HSET', KEYS[10], a, table.concat(picked, ','))
+    redis.call('ZADD', KEYS[7], ARGV[3], a)
+  else
+    redis.call('HSET', KEYS[6], a, '0:0:none')
+  end
   redis.call('RPUSH', KEYS[8], a)
   nxt = nxt + 1
   credit = credit - 1
 end
-redis.call('HSET', KEYS[1], 'reserved', reserved, 'next', nxt, 'credit', tostring(credit),
-           'credit_at', ARGV[1])
-if reserved >= places and redis.call('ZCARD', KEYS[7]) == 0 then
+local keys = {}
+for k, _ in pairs(P) do keys[k] = true end
+for k, _ in pairs(H) do keys[k] = true end
+for k, _ in pairs(U) do keys[k] = true end
+local places, reserved, used, left = 0, 0, 0, false
+for k, _ in pairs(keys) do
+  local p, h, u = P[k] or 0, H[k] or 0, U[k] or 0
+  places, reserved, used = places + p, reserved + h + u, used + u
+  if p - h - u > 0 then left = true end
+  redis.call('HSET', KEYS[9], 'p:' .. k, p, 'h:' .. k, h, 'u:' .. k, u)
+end
+redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
+           'credit', tostring(credit), 'credit_at', ARGV[1])
+if not left and redis.call('ZCARD', KEYS[7]) == 0
+   and redis.call('HGET', KEYS[1], 'counted_at') ~= '0' then
   redis.call('HSET', KEYS[1], 'closed', '1')
 end
 return meta()
 """
 
-# ARGV: account, people booked with the hold
+# ARGV: account, then the pool of each place booked with the hold
 USE_HOLD = """
 local h = redis.call('HGET', KEYS[6], ARGV[1])
 if not h then return 0 end
 local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
 if state ~= 'live' then return 0 end
 size = tonumber(size)
-local used = math.min(tonumber(ARGV[2]), size)
+local kept = redis.call('HGET', KEYS[10], ARGV[1])
+if kept then
+  for k in string.gmatch(kept, '[^,]+') do redis.call('HINCRBY', KEYS[9], 'h:' .. k, -1) end
+  redis.call('HDEL', KEYS[10], ARGV[1])
+end
+local used = math.min(#ARGV - 1, size)
+for j = 2, used + 1 do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
 redis.call('HINCRBY', KEYS[1], 'reserved', used - size)
 redis.call('HINCRBY', KEYS[1], 'used', used)
 redis.call('HSET', KEYS[6], ARGV[1], size .. ':0:used')
@@ -376,15 +515,26 @@ class RedisStore:
                          args=[len(drawn), len(initial), *pairs, *drawn])
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: dict[str, int], places: int | None = None) -> dict[str, str]:
-        pairs = [x for kv in sizes.items() for x in kv]
+                   sizes: Needs, places: int | Mapping[str, int] | None = None
+                   ) -> dict[str, str]:
+        count = _count(places)
+        counted = [] if count is None else [x for kv in count.items() for x in kv]
+        needs = [x for a, need in _needs(sizes).items()
+                 for x in (a, ";".join("|".join(options) for options in need))]
         flat = await self._step(keys=self._keys(opening),
                                 args=[f"{now:.3f}", repr(rate), f"{expires:.3f}",
-                                      "" if places is None else str(places), *pairs])
+                                      -1 if count is None else len(count), *counted, *needs])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
-    async def use_hold(self, opening: int, account: str, booked: int) -> bool:
-        return bool(await self._use(keys=self._keys(opening), args=[account, booked]))
+    async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]:
+        flat: dict[str, str] = await self.r.hgetall(self._k(opening, "pools"))
+        found: dict[str, list[int]] = {}
+        for field, value in flat.items():
+            found.setdefault(field[2:], [0, 0, 0])["phu".index(field[0])] = int(value)
+        return {k: (p[0], p[1], p[2]) for k, p in found.items()}
+
+    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
+        return bool(await self._use(keys=self._keys(opening), args=[account, *_booked(booked)]))
 
     async def busy(self, seen: int, now: float) -> int:
         """Add this process's recent signs of stress; the count over every process."""

@@ -15,7 +15,7 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token
 from teeka.config import Settings
-from teeka.db import WROTE, session_scope
+from teeka.db import AFTER_COMMIT, WROTE, session_scope
 from teeka.i18n import pick_language
 
 # PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
@@ -66,6 +66,8 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                 # transaction id alone writes no WAL and does not wait (found by make drill).
                 conn = await session.connection()  # Core: no ORM execution path
                 await conn.execute(_WAL_MARK)
+        for hook in session.info.get(AFTER_COMMIT, ()):
+            await hook()
         if session.info.get("capacity_changed"):
             request.app.state.capacity_changed()
 

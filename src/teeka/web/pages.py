@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.actor import Actor
+from teeka.db import AFTER_COMMIT
 from teeka.web import session as websession
 from teeka.web.templating import render
 
@@ -34,6 +35,8 @@ def see_other(request: Request, actor: Actor, url: str) -> RedirectResponse:
 async def undo(db: AsyncSession, exc: errors.DomainError) -> None:
     """A refusal answered with a page is not raised through the unit of work, so roll back what
     the service flushed before it refused (a claimed Idempotency-Key, a place taken for the
-    first of two people) — unless the error keeps its changes (a counted wrong try)."""
+    first of two people) — unless the error keeps its changes (a counted wrong try). What was to
+    follow the commit of the rolled-back work (teeka.db.AFTER_COMMIT) is dropped with it."""
     if not exc.keeps_changes:
         await db.rollback()
+        db.info.pop(AFTER_COMMIT, None)

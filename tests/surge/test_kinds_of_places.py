@@ -1,0 +1,172 @@
+"""The waiting room holds places of the kind a person can book (docs/surge.md, "Kinds of
+places"): an opening's scope has places for several age bands, dose kinds, vaccines and
+priority shares, and an admitted person must find one they can take. Before, the room counted
+every place in the scope and admitted young people against places only the old could book."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from teeka.kit import clock
+from teeka.surge import rules
+from teeka.surge.store import MemoryStore, RedisStore
+from tests.factories import bulk_citizens, publish
+from tests.surge.test_waiting_room import book, join, make_opening, status
+
+YOUNG = "first/open/1/18-44/"
+OLD = "first/open/1/45-/"
+
+
+async def test_admitted_people_hold_places_of_their_own_kind(client, world, maker,
+                                                              settings) -> None:
+    first_day = clock.today() + timedelta(days=1)
+    young_sid = await publish(maker, world, centre_id=world.centre_a, min_age=18, max_age=44,
+                              dose1=2)
+    old_sid = await publish(maker, world, centre_id=world.centre_a, min_age=45, dose1=5)
+    young = await bulk_citizens(maker, settings, 4, birth_year=first_day.year - 30)
+    old = await bulk_citizens(maker, settings, 1, birth_year=first_day.year - 60)
+    oid = await make_opening(client, world)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in young]
+    clock.shift(timedelta(seconds=61))
+    seen = [await status(client, h, oid, t) for (h, _), t in zip(young, tokens, strict=True)]
+    tokens = [s["token"] for s in seen]
+    # seven places in the scope, but only two a 30-year-old can book: two admitted; the next
+    # waits (a live hold on those two may still come back), and so does everyone behind
+    admitted = [i for i, s in enumerate(seen) if s["state"] == "admitted"]
+    assert len(admitted) == 2, [s["state"] for s in seen]
+    assert sorted(s["state"] for s in seen) == ["admitted", "admitted", "waiting", "waiting"]
+    for i in admitted:  # nobody admitted finds their places gone
+        h, ref = young[i]
+        r = await book(client, h, young_sid, ref, f"young-{i:04d}")
+        assert r.status_code == 201, r.text
+    clock.shift(timedelta(seconds=3))
+    left = [i for i in range(4) if i not in admitted]
+    told = [await status(client, young[i][0], oid, tokens[i]) for i in left]
+    # nothing left of their kind, and no hold that could come back: told at once, while the
+    # room stays open for the places of another kind
+    assert [s["state"] for s in told] == ["none", "none"]
+    h, ref = old[0]
+    ticket = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=3))
+    assert (await status(client, h, oid, ticket))["state"] == "admitted"
+    assert (await book(client, h, old_sid, ref, "old-00001")).status_code == 201
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_the_store_keeps_places_by_pool(kind: str) -> None:
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    oid = 987656
+    await store.reset(oid)
+    for account in "abcd":
+        await store.join(oid, account, False)
+    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
+                                   "closed": "0", "credit": "10", "credit_at": "100",
+                                   "counted_at": "0"})
+    needs = {"a": [[YOUNG]], "b": [[YOUNG]], "c": [[OLD]], "d": [[OLD], [YOUNG]]}
+    meta = await store.step(oid, now=100.0, rate=10, expires=160.0, sizes=needs,
+                            places={YOUNG: 1, OLD: 2})
+    # a holds the one young place; b's places are all held by a live hold: b waits, and so
+    # does everyone behind b (admission stays in queue order)
+    assert await store.admitted(oid) == ["a"] and meta["next"] == "1"
+    assert meta["places"] == "3" and meta["reserved"] == "1" and meta["closed"] == "0"
+    assert await store.pools(oid) == {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)}
+    assert await store.use_hold(oid, "a", [YOUNG])
+    meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes=needs)
+    # nothing young left and no hold that could come back: b is told so (`none`); c holds an
+    # old place; d's two people: the old one gets the last old place, the young one none
+    assert await store.admitted(oid) == ["a", "b", "c", "d"]
+    assert await store.hold(oid, "b") == "0:0:none"
+    assert await store.hold(oid, "d") == "1:161.000:live"
+    assert (await store.pools(oid))[OLD] == (2, 2, 0)
+    assert meta["reserved"] == "3" and meta["used"] == "1" and meta["closed"] == "0"
+    # the holds expire: their places go back to their own pool, and the room stays open
+    meta = await store.step(oid, now=170.0, rate=10, expires=230.0, sizes={})
+    assert (await store.pools(oid))[OLD] == (2, 0, 0) and meta["closed"] == "0"
+    # places used in a pool the count did not know yet count there (the next count adds them)
+    await store.join(oid, "e", True)
+    await store.step(oid, now=171.0, rate=10, expires=231.0, sizes={"e": [[OLD]]})
+    assert await store.use_hold(oid, "e", ["second/open/1/45-/"])
+    pools = await store.pools(oid)
+    assert pools[OLD] == (2, 0, 0) and pools["second/open/1/45-/"] == (0, 0, 1)
+    # every place used or gone and no live hold: the room closes
+    meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes={},
+                            places={YOUNG: 1, OLD: 0, "second/open/1/45-/": 1})
+    assert meta["closed"] == "1" and meta["places"] == "2" and meta["used"] == "2"
+    await store.reset(oid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_the_room_does_not_close_before_its_first_count(kind: str) -> None:
+    """The draw counts nothing: until the first count, an empty room is not a closed one."""
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    oid = 987657
+    await store.reset(oid)
+    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
+                                   "closed": "0", "credit": "10", "credit_at": "100",
+                                   "counted_at": "0"})
+    assert (await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={}))["closed"] == "0"
+    meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes={}, places={})
+    assert meta["closed"] == "1"  # counted: nothing at all in the scope
+    await store.reset(oid)
+
+
+def test_candidates_follow_the_order_booking_tries_buckets() -> None:
+    shares = ["first/aay/1/18-44/", "first/bpl/1/18-44/", "first/bpl/1/18-44/r",
+              "first/open/1/18-44/", "first/open/2/18-44/", "first/open/1/45-/",
+              "second/open/1/18-44/", "second/open/2/18-44/"]
+    aay = rules.Need(kind="first", vaccine_id=None, age=30, group="aay")
+    # own share, then open (any vaccine for a first dose), then shares released to everyone
+    assert rules.candidates(aay, shares) == [
+        "first/aay/1/18-44/", "first/open/1/18-44/", "first/open/2/18-44/",
+        "first/bpl/1/18-44/r"]
+    second = rules.Need(kind="second", vaccine_id=2, age=50, group="none")
+    assert rules.candidates(second, shares) == []  # no 45+ second-dose places of vaccine 2
+    assert rules.candidates(rules.Need("second", 2, 44, "none"), shares) == [
+        "second/open/2/18-44/"]
+    assert rules.candidates(rules.Need("first", None, None, "none"), shares) == [
+        "first/open/1/18-44/", "first/open/1/45-/", "first/open/2/18-44/",
+        "first/bpl/1/18-44/r"]
+    assert rules.Pool.parse("*") is None
+    assert rules.pool_key("first", "open", 1, 45, None, released=True) == "first/open/1/45-/"
+
+
+def test_assign_places_each_person_or_waits() -> None:
+    free, held = {"A": 1, "B": 0}, {"A": 0, "B": 1}
+    assert rules.assign(free, held, [["A"], ["A"]]) == (["A"], False)  # one place for two
+    assert rules.assign(free, held, [["B"], ["A"]]) == ([], True)  # B's hold may come back
+    assert rules.assign(free, {}, [["B"], ["A"]]) == (["A"], False)
+    assert rules.assign(free, held, []) == ([], False)
+
+
+async def test_the_count_is_by_kind_and_a_released_share_is_everyones(
+        world, maker) -> None:
+    """The room's count (one grouped sum over the scope): per dose kind, share, vaccine and age
+    band; a priority share's places count as released (anyone's) from their release time."""
+    from datetime import time
+
+    from teeka.db import session_scope
+    from teeka.surge.service import OpeningView, places_by_pool
+
+    first_day = clock.today() + timedelta(days=1)
+    await publish(maker, world, centre_id=world.centre_a, dose1=4, dose2=3,
+                  shares={"open": 50, "aay": 50}, share_release_time=time(5, 0))
+    await publish(maker, world, centre_id=world.centre_a, dose1=2, min_age=45)
+    await publish(maker, world, centre_id=world.centre_a, dose1=9, day=clock.today())
+    await publish(maker, world, centre_id=world.centre_c, dose1=7)  # another district
+    opening = OpeningView(id=1, district_id=109, first_day=first_day, opens_at=clock.now(),
+                          hold_seconds=600, admit_per_second=10)
+    async with session_scope(maker) as db:
+        before = await places_by_pool(db, opening)
+    vaccine = int(next(iter(before)).split("/")[2])
+    expect = {f"first/open/{vaccine}/18-/": 2, f"first/aay/{vaccine}/18-/": 2,
+              f"second/open/{vaccine}/18-/": 2, f"second/aay/{vaccine}/18-/": 1,
+              f"first/open/{vaccine}/45-/": 2}
+    assert {k: v for k, v in before.items() if v} == expect
+    release = datetime.combine(first_day, time(5, 0), tzinfo=clock.LOCAL_TZ).astimezone(UTC)
+    clock.shift(release - clock.now() + timedelta(seconds=1))
+    async with session_scope(maker) as db:
+        after = await places_by_pool(db, opening)
+    assert {k: v for k, v in after.items() if v} == {
+        (k + "r" if "/aay/" in k else k): v for k, v in expect.items()}
