@@ -170,3 +170,33 @@ async def test_the_count_is_by_kind_and_a_released_share_is_everyones(
         after = await places_by_pool(db, opening)
     assert {k: v for k, v in after.items() if v} == {
         (k + "r" if "/aay/" in k else k): v for k, v in expect.items()}
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_telling_people_nothing_is_left_takes_no_admission_credit(kind: str) -> None:
+    """Who can only book places that are gone is told at once (`none`) without waiting for
+    the admission rate: it takes no credit, and a step may look ahead of the credit for them
+    (`told`: how many the last step told; the service looks ahead while it is > 0)."""
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    oid = 987658
+    await store.reset(oid)
+    for account in "abcde":
+        await store.join(oid, account, False)
+    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
+                                   "closed": "0", "credit": "1", "credit_at": "100",
+                                   "counted_at": "0"})
+    needs = {"a": [[YOUNG]], "b": [[YOUNG]], "c": [[YOUNG]], "d": [[OLD]], "e": [[OLD]]}
+    meta = await store.step(oid, now=100.0, rate=1, expires=700.0, sizes=needs,
+                            places={YOUNG: 1, OLD: 2})
+    assert await store.admitted(oid) == ["a"] and meta["told"] == "0"
+    assert await store.use_hold(oid, "a", [YOUNG])
+    # no credit left this second: nobody is admitted, but b and c are told at once; d could
+    # be admitted and waits for credit
+    meta = await store.step(oid, now=100.0, rate=1, expires=700.0, sizes=needs, lookahead=10)
+    assert await store.admitted(oid) == ["a", "b", "c"]
+    assert meta["told"] == "2" and meta["next"] == "3"
+    assert await store.hold(oid, "c") == "0:0:none" and await store.hold(oid, "d") is None
+    meta = await store.step(oid, now=101.0, rate=1, expires=701.0, sizes=needs, lookahead=10)
+    assert await store.admitted(oid) == ["a", "b", "c", "d"] and meta["told"] == "0"
+    assert await store.hold(oid, "d") == "1:701.000:live"
+    await store.reset(oid)

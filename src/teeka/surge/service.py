@@ -63,6 +63,7 @@ SESSION_CACHE_MAX = 100_000
 RECOUNT_S = 1.0
 SLOW_STEP_S = 1.0  # a step longer than this is logged (the room is moving slowly)
 FULL_ROOM_LOOKUP = 8  # accounts looked up per step while every place is held
+NONE_LOOKAHEAD = 200  # accounts beyond the credit that a step may tell nothing is left for them
 
 
 @dataclass(frozen=True)
@@ -313,16 +314,24 @@ class WaitingRoom:
         rate = self._rate(opening)
         needs: dict[str, list[list[str]]] = {}
         places: dict[str, int] | None = None
+        lookahead = 0
         if meta.get("opened") == "1" and meta.get("closed") != "1":
             # Who may be admitted in this step, and what each one's people can book.
             credit = rules.admission_credit(float(meta["credit"]), rate,
                                             now - float(meta["credit_at"]))
             nxt = int(meta["next"])
-            batch = await self.store.at(oid, nxt, nxt + int(credit))
+            pools = await self.store.pools(oid)
+            # While the last step told people that nothing is left of the kinds they can book
+            # (places of some kind gone for good), the people next in line are looked at beyond
+            # the admission credit too: who can only book those is told at once (they are given
+            # nothing), so that a crowd waiting for places that are gone hears it in minutes, not
+            # at the admission rate.
+            if int(meta.get("told", 0)) > 0:
+                lookahead = NONE_LOOKAHEAD
+            batch = await self.store.at(oid, nxt, nxt + int(credit) + lookahead)
             recount = now - float(meta.get("counted_at", 0)) >= RECOUNT_S
             if batch or recount:
                 try:
-                    pools = await self.store.pools(oid)
                     async with self._db(session) as db:
                         if recount:
                             # The room follows the database: places taken or given back
@@ -340,13 +349,14 @@ class WaitingRoom:
                         if total <= int(meta["reserved"]):
                             # Every place held (most of a big opening): only holds expiring in
                             # this step can let anyone in, so look up only the head of the line.
-                            batch = batch[:FULL_ROOM_LOOKUP]
+                            batch = batch[:FULL_ROOM_LOOKUP + lookahead]
                         needs = await self._needs(db, opening, batch, keys)
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
                     # No database connection in time: admit nobody in this step (expiries and
                     # closing still happen); the next step tries again.
                     log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
-        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, needs, places)
+        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, needs, places,
+                                     lookahead)
         return meta
 
     async def _needs(self, session: AsyncSession, opening: OpeningView, accounts: list[str],

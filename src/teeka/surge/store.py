@@ -24,7 +24,9 @@ Places are kept by kind (`pools`, teeka.surge.rules.pool_key: dose kind, priorit
 vaccine, age band): per pool the places counted, the places live holds keep and the places used
 with holds. An account is admitted when each of its people gets a place of a kind they can book
 (`needs`: each person's candidate pools, in order; `rules.assign`); a person with no such place
-left gets none, an account with nobody to place is told so at once (hold state `none`), and
+left gets none, an account with nobody to place is told so at once (hold state `none`; that
+takes no admission credit, and a step may look `lookahead` accounts beyond the credit for
+them; `told` in the meta: how many the last step told), and
 when a person's places are all held but a live hold there may still come back, the room waits
 for it (admission stays in queue order). `places`, `reserved` and `used` in the meta are the
 sums over the pools. A size (an int) instead of a list of candidates, and a count instead of a
@@ -57,8 +59,8 @@ class Store(Protocol):
     async def join(self, opening: int, account: str, after_open: bool) -> str: ...
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: Needs, places: int | Mapping[str, int] | None = None
-                   ) -> dict[str, str]: ...
+                   sizes: Needs, places: int | Mapping[str, int] | None = None,
+                   lookahead: int = 0) -> dict[str, str]: ...
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]: ...
     async def use_hold(self, opening: int, account: str,
                        booked: int | Sequence[str]) -> bool: ...
@@ -153,8 +155,8 @@ class MemoryStore:
         self._pools[opening] = {ANY: [int(initial.get("places", 0)), 0, 0]}
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: Needs, places: int | Mapping[str, int] | None = None
-                   ) -> dict[str, str]:
+                   sizes: Needs, places: int | Mapping[str, int] | None = None,
+                   lookahead: int = 0) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
             return dict(meta)
@@ -178,7 +180,8 @@ class MemoryStore:
         nxt = int(meta["next"])
         needs = _needs(sizes)
         queue = self._queue(opening)
-        for account in queue[nxt:nxt + int(credit)]:
+        told = 0
+        for account in queue[nxt:nxt + int(credit) + lookahead]:
             need = needs.get(account)
             if need is None:
                 break
@@ -186,7 +189,7 @@ class MemoryStore:
             if not any(v > 0 for v in free.values()):
                 break  # nothing left to hold: wait for live holds, or close
             picked, wait = assign(free, {k: p[1] for k, p in pools.items()}, need)
-            if wait:
+            if wait or (picked and credit < 1):
                 break
             if picked:
                 for key in picked:
@@ -194,13 +197,14 @@ class MemoryStore:
                 hold_pools[account] = picked
                 holds[account] = f"{len(picked)}:{expires:.3f}:live"
                 expiry[account] = expires
-            else:  # nothing left of the kinds this account's people can book
+                credit -= 1
+            else:  # nothing left of the kinds this account's people can book: told, no credit
                 holds[account] = "0:0:none"
+                told += 1
             self._admitted.setdefault(opening, []).append(account)
             nxt += 1
-            credit -= 1
         self._sums(meta, pools)
-        meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}")
+        meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}", told=str(told))
         if (not expiry and meta.get("counted_at") != "0"  # not before the first count
                 and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())):
             meta["closed"] = "1"
@@ -295,11 +299,13 @@ redis.call('HSET', KEYS[9], 'p:*', redis.call('HGET', KEYS[1], 'places') or 0, '
 return 1
 """
 
-# ARGV: now, admission rate per second, expiry time of new holds, the number of pools counted
-# now (-1: keep the last count) and that many pool, places pairs, then account, needs pairs (the
-# accounts next in line; needs: each person's candidate pools, "|" between pools, ";" between
-# people). The room admits in queue order while it has credit (teeka.surge.rules:
-# admission_credit and assign, the same arithmetic as the memory store).
+# ARGV: now, admission rate per second, expiry time of new holds, look-ahead (how many accounts
+# beyond the credit may be told `none`), the number of pools counted now (-1: keep the last
+# count) and that many pool, places pairs, then account, needs pairs (the accounts next in line;
+# needs: each person's candidate pools, "|" between pools, ";" between people). The room admits
+# in queue order while it has credit; telling an account that nothing is left for it takes no
+# credit (teeka.surge.rules: admission_credit and assign, the same arithmetic as the memory
+# store).
 STEP = """
 local function meta()
   return redis.call('HGETALL', KEYS[1])
@@ -312,8 +318,8 @@ for i = 1, #flat, 2 do
   local t, k, v = string.sub(flat[i], 1, 1), string.sub(flat[i], 3), tonumber(flat[i + 1])
   if t == 'p' then P[k] = v elseif t == 'h' then H[k] = v else U[k] = v end
 end
-local c = tonumber(ARGV[4])
-local i = 5
+local c = tonumber(ARGV[5])
+local i = 6
 if c >= 0 then
   for k, _ in pairs(P) do P[k] = 0 end
   for _ = 1, c do
@@ -343,7 +349,8 @@ local rate = tonumber(ARGV[2])
 local credit = tonumber(redis.call('HGET', KEYS[1], 'credit'))
 local elapsed = math.max(tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[1], 'credit_at')), 0)
 credit = math.min(credit + rate * elapsed, rate + 1)
-local limit = math.min(d + redis.call('LLEN', KEYS[5]), nxt + math.floor(credit))
+local limit = math.min(d + redis.call('LLEN', KEYS[5]),
+                       nxt + math.floor(credit) + tonumber(ARGV[4]))
 local batch = {}
 if nxt < limit then
   if nxt < d then
@@ -368,6 +375,7 @@ local function anyfree()
   end
   return false
 end
+local told = 0
 for _, a in ipairs(batch) do
   local need = needs[a]
   if need == nil or not anyfree() then break end
@@ -391,18 +399,19 @@ for _, a in ipairs(batch) do
       picked[#picked + 1] = choice
     end
   end
-  if wait then break end
+  if wait or (#picked > 0 and credit < 1) then break end
   if #picked > 0 then
     for _, k in ipairs(picked) do H[k] = (H[k] or 0) + 1 end
     redis.call('HSET', KEYS[6], a, #picked .. ':' .. ARGV[3] .. ':live')
     redis.call('HSET', KEYS[10], a, table.concat(picked, ','))
     redis.call('ZADD', KEYS[7], ARGV[3], a)
+    credit = credit - 1
   else
     redis.call('HSET', KEYS[6], a, '0:0:none')
+    told = told + 1
   end
   redis.call('RPUSH', KEYS[8], a)
   nxt = nxt + 1
-  credit = credit - 1
 end
 local keys = {}
 for k, _ in pairs(P) do keys[k] = true end
@@ -416,7 +425,7 @@ for k, _ in pairs(keys) do
   redis.call('HSET', KEYS[9], 'p:' .. k, p, 'h:' .. k, h, 'u:' .. k, u)
 end
 redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
-           'credit', tostring(credit), 'credit_at', ARGV[1])
+           'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told)
 if not left and redis.call('ZCARD', KEYS[7]) == 0
    and redis.call('HGET', KEYS[1], 'counted_at') ~= '0' then
   redis.call('HSET', KEYS[1], 'closed', '1')
@@ -515,14 +524,14 @@ class RedisStore:
                          args=[len(drawn), len(initial), *pairs, *drawn])
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
-                   sizes: Needs, places: int | Mapping[str, int] | None = None
-                   ) -> dict[str, str]:
+                   sizes: Needs, places: int | Mapping[str, int] | None = None,
+                   lookahead: int = 0) -> dict[str, str]:
         count = _count(places)
         counted = [] if count is None else [x for kv in count.items() for x in kv]
         needs = [x for a, need in _needs(sizes).items()
                  for x in (a, ";".join("|".join(options) for options in need))]
         flat = await self._step(keys=self._keys(opening),
-                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}",
+                                args=[f"{now:.3f}", repr(rate), f"{expires:.3f}", lookahead,
                                       -1 if count is None else len(count), *counted, *needs])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
