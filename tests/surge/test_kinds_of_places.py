@@ -200,3 +200,65 @@ async def test_telling_people_nothing_is_left_takes_no_admission_credit(kind: st
     assert await store.admitted(oid) == ["a", "b", "c", "d"] and meta["told"] == "0"
     assert await store.hold(oid, "d") == "1:701.000:live"
     await store.reset(oid)
+
+
+async def test_staff_never_take_a_kept_place_of_the_kind_they_book(app, client, world, maker,
+                                                                   settings) -> None:
+    """A help desk books without the queue, but not a place of the kind the room keeps for
+    someone it admitted — even while other kinds have free places (one sum over the scope let
+    a help desk take the last young place from under an admitted young person)."""
+    import re
+
+    from teeka.i18n import translate
+    from tests.staff import register, staff_client
+    from tests.surge.test_room_and_database import HELD, helpdesk_book
+
+    first_day = clock.today() + timedelta(days=1)
+    young_sid = await publish(maker, world, centre_id=world.centre_a, min_age=18, max_age=44,
+                              dose1=1)
+    old_sid = await publish(maker, world, centre_id=world.centre_a, min_age=45, dose1=3)
+    [(h, ref)] = await bulk_citizens(maker, settings, 1, birth_year=first_day.year - 30)
+    oid = await make_opening(client, world)
+    ticket = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, ticket))["state"] == "admitted"
+
+    async def walk_in(c, born: int) -> str:
+        r = await register(c, birth_year=str(born))
+        assert r.status_code == 303, r.text
+        found = re.search(r"/staff/helpdesk/people/(\d{14})", r.headers["location"])
+        assert found
+        return found[1]
+
+    async with staff_client(app, "helpdesk") as c:
+        young = await walk_in(c, first_day.year - 25)
+        r = await helpdesk_book(c, young, young_sid)
+        assert r.status_code == 409, r.text
+        assert translate("hi", HELD) in r.text or HELD in r.text
+        old = await walk_in(c, first_day.year - 70)
+        r = await helpdesk_book(c, old, old_sid)  # old places are nobody's to keep
+        assert r.status_code == 303, r.text
+    assert (await book(client, h, young_sid, ref, "kept-young-1")).status_code == 201
+
+
+async def test_a_move_into_the_scope_uses_the_hold_for_the_place_it_took(app, client, world,
+                                                                         maker, settings) -> None:
+    today = await publish(maker, world, centre_id=world.centre_a, day=clock.today(), dose1=3)
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world)
+    [(h, ref)] = await bulk_citizens(maker, settings, 1)
+    r = await book(client, h, today, ref, "move-kind-1")
+    assert r.status_code == 201, r.text
+    appointment = r.json()["appointment_ids"][0]
+    ticket = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    ticket = (seen := await status(client, h, oid, ticket))["token"]
+    assert seen["state"] == "admitted"
+    r = await client.post(f"/api/v1/appointments/{appointment}/reschedule", headers=h,
+                          json={"session_id": sid, "slot": "09:00AM-11:00AM"})
+    assert r.status_code == 200, r.text
+    pools = await app.state.waiting_room.store.pools(oid)
+    [(key, counts)] = [(k, v) for k, v in pools.items() if k != "*"]
+    assert key.startswith("first/open/") and counts == (1, 0, 1)  # one place, used with the hold
+    clock.shift(timedelta(seconds=6))  # when the ticket says to ask again
+    assert (await status(client, h, oid, ticket))["state"] == "used"

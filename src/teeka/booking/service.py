@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +30,6 @@ from teeka.models import (
     AppointmentStatus,
     Beneficiary,
     Booking,
-    CapacityBucket,
     VaccinationSession,
 )
 from teeka.notification.service import (
@@ -102,22 +100,6 @@ async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], grou
 def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView) -> str:
     released = bucket.release_at is not None and bucket.release_at <= clock.now()
     return pool_key(kind, bucket.share, place.vaccine_id, place.min_age, place.max_age, released)
-
-
-async def pools_of(session: AsyncSession, appointment_ids: Sequence[str]) -> list[str]:
-    """The kind of the place each appointment holds (teeka.surge.rules.pool_key)."""
-    if not appointment_ids:
-        return []
-    rows = (await session.execute(
-        select(CapacityBucket.dose_kind, CapacityBucket.share, CapacityBucket.release_at,
-               VaccinationSession.vaccine_id, VaccinationSession.min_age,
-               VaccinationSession.max_age)
-        .join(Appointment, Appointment.bucket_id == CapacityBucket.id)
-        .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
-        .where(Appointment.id.in_(list(appointment_ids))))).all()
-    now = clock.now()
-    return [pool_key(kind, share, vaccine, low, high, at is not None and at <= now)
-            for kind, share, at, vaccine, low, high in rows]
 
 
 def _check_eligible(person: repo.PersonView, place: repo.PlaceView, dose: int | None,

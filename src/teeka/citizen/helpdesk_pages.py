@@ -188,7 +188,7 @@ async def book(request: Request, ref: str, db: Db, lang: Lang, actor: StaffPage,
     try:
         if not session_id or not slot:
             raise errors.Invalid(detail="choose a session and a slot")
-        await surge_api.gate(request, db, actor, session_id[:36])
+        await surge_api.gate(request, db, actor, session_id[:36], people=[ref])
         await booking.book_appointment(db, actor=actor, session_id=session_id, slot=slot,
                                        beneficiary_refs=[ref], dose=None,
                                        idempotency_key=form.get("key", "")[:100])

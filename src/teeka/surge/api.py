@@ -17,12 +17,11 @@ from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
-from teeka.booking import service as booking
 from teeka.db import AFTER_COMMIT
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
-from teeka.surge.service import OpeningView, Status, WaitingRoom
+from teeka.surge.service import OpeningView, Status, WaitingRoom, appointment_pools
 from teeka.web.deps import CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
@@ -118,10 +117,11 @@ async def status(opening_id: int, request: Request, actor: Citizen,
 
 
 async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str,
-               people: int = 1) -> OpeningView | None:
+               people: Sequence[str] | int = 1) -> OpeningView | None:
     """Call before booking (or moving an appointment to) a session: citizens need a live hold
     while an opening governs it. Help-desk staff booking for people without phones are not
-    queued, but may not take the places the room keeps for the people it admitted."""
+    queued, but may not take the places the room keeps for the people it admitted (`people`:
+    the reference ids of who is being booked, or how many)."""
     if actor.kind == "staff":
         await room(request).staff_gate(db, session_id, people)
         return None
@@ -142,7 +142,8 @@ async def used(request: Request, db: AsyncSession, opening: OpeningView | None, 
     database")."""
     if opening is None:
         return
-    booked = list(pools) if pools is not None else await booking.pools_of(db, appointment_ids)
+    booked = (list(pools) if pools is not None
+              else await appointment_pools(db, appointment_ids))
     wr = room(request)
     started = getattr(request.state, "gate_started", None)
 

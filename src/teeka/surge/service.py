@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from teeka.booking import repository as booking_repo
 from teeka.booking import rules as booking_rules
 from teeka.kit import clock, signing
 from teeka.models import (
+    Appointment,
     Beneficiary,
     BeneficiaryStatus,
     CapacityBucket,
@@ -131,16 +132,6 @@ def room_of(scope: Any) -> Any:
     return getattr(getattr(scope.get("app"), "state", None), "waiting_room", None)
 
 
-async def places_in_scope(session: AsyncSession, opening: OpeningView) -> int:
-    query = (select(func.coalesce(func.sum(CapacityBucket.capacity - CapacityBucket.booked), 0))
-             .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
-             .where(VaccinationSession.date >= opening.first_day))
-    if opening.district_id is not None:
-        query = query.join(Centre, Centre.id == VaccinationSession.centre_id).where(
-            Centre.district_id == opening.district_id)
-    return int((await session.execute(query)).scalar_one())
-
-
 async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[str, int]:
     """Free places in the opening's scope by kind (rules.pool_key): one grouped sum."""
     released = case((and_(CapacityBucket.share != Share.OPEN.value,
@@ -166,6 +157,73 @@ async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[st
         key = rules.pool_key(kind, share, vaccine, low, high, bool(rel))
         found[key] = found.get(key, 0) + max(int(free or 0), 0)
     return found
+
+
+async def people_needs(session: AsyncSession, first_day: date, column: Any, values: list[Any]
+                       ) -> dict[Any, list[rules.Need]]:
+    """The active beneficiaries whose `column` (their account id, or reference id) is in
+    `values`, by that value, in id order: what each can book (the dose due and the vaccine it
+    must be, their age in the year of `first_day`, their priority group); someone whose
+    schedule is complete is left out. A value with no active beneficiary is missing."""
+    rows = (await session.execute(
+        select(column, Beneficiary.id, Beneficiary.birth_year, Beneficiary.priority_group,
+               DoseRecord.dose_number, DoseRecord.vaccine_id)
+        .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
+        .where(column.in_(values), Beneficiary.status == BeneficiaryStatus.ACTIVE)
+        .order_by(column, Beneficiary.id))).all()
+    people: dict[Any, dict[int, tuple[int, str, list[tuple[int, int]]]]] = {}
+    for key, person, born, group, number, vaccine in rows:
+        if key is None:
+            continue
+        known = people.setdefault(key, {})
+        if person not in known:
+            known[person] = (born, group, [])
+        if number is not None:
+            known[person][2].append((number, vaccine))
+    schedule_of = await booking_repo.cached_schedules(
+        session, {v for p in people.values() for _b, _g, d in p.values() for _n, v in d})
+    out: dict[Any, list[rules.Need]] = {}
+    for key, persons in people.items():
+        needs = out[key] = []
+        for born, group, doses in persons.values():
+            history = [booking_rules.GivenDose(dose_number=n, vaccine_id=v,
+                                               vaccine_code=schedule_of[v].code, day=first_day)
+                       for n, v in doses]
+            try:
+                due = booking_rules.next_dose(history, schedule_of)
+            except errors.ScheduleComplete:
+                continue
+            first = min(history, key=lambda d: d.dose_number) if history else None
+            kind = booking_rules.dose_kind(due, schedule_of[first.vaccine_id].doses if first else 1)
+            needs.append(rules.Need(kind=kind.value, vaccine_id=first.vaccine_id if first else None,
+                                    age=booking_rules.age_on(born, first_day), group=group))
+    return out
+
+
+async def _pools_where(session: AsyncSession, *where: Any, appointments: bool = False
+                       ) -> list[str]:
+    query = (select(CapacityBucket.dose_kind, CapacityBucket.share, CapacityBucket.release_at,
+                    VaccinationSession.vaccine_id, VaccinationSession.min_age,
+                    VaccinationSession.max_age)
+             .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id))
+    if appointments:
+        query = query.join(Appointment, Appointment.bucket_id == CapacityBucket.id)
+    now = clock.now()
+    return [rules.pool_key(kind, share, vaccine, low, high, at is not None and at <= now)
+            for kind, share, at, vaccine, low, high in await session.execute(query.where(*where))]
+
+
+async def session_pools(session: AsyncSession, session_id: str) -> list[str]:
+    """The pools of a session's places (rules.pool_key), sorted."""
+    return sorted(set(await _pools_where(session, CapacityBucket.session_id == session_id)))
+
+
+async def appointment_pools(session: AsyncSession, appointment_ids: Sequence[str]) -> list[str]:
+    """The pool of the place each appointment holds."""
+    if not appointment_ids:
+        return []
+    return await _pools_where(session, Appointment.id.in_(list(appointment_ids)),
+                              appointments=True)
 
 
 def _news(meta: dict[str, str], index: int) -> bool:
@@ -362,58 +420,24 @@ class WaitingRoom:
     async def _needs(self, session: AsyncSession, opening: OpeningView, accounts: list[str],
                      pools: list[str]) -> dict[str, list[list[str]]]:
         """What the people of each account can book when admitted: for each of them (up to
-        4), the pools of the places they could take (rules.candidates: the dose due and its
-        vaccine, their age in the opening's first year, their priority group). Someone with
-        nothing left to book (a schedule complete, no session for their age) is left out. An
-        account with nobody registered yet holds one first-dose place of the open share (the
-        person they will add, most likely due a first dose)."""
+        4), the pools of the places they could take (`people_needs`, rules.candidates).
+        Someone with nothing left to book (a schedule complete, no session for their age) is
+        left out. An account with nobody registered yet holds one first-dose place of the open
+        share (the person they will add, most likely due a first dose)."""
         if not accounts:
             return {}
-        rows = (await session.execute(
-            select(Beneficiary.account_id, Beneficiary.id, Beneficiary.birth_year,
-                   Beneficiary.priority_group, DoseRecord.dose_number, DoseRecord.vaccine_id)
-            .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
-            .where(Beneficiary.account_id.in_([int(a) for a in accounts]),
-                   Beneficiary.status == BeneficiaryStatus.ACTIVE)
-            .order_by(Beneficiary.account_id, Beneficiary.id))).all()
-        people: dict[int, dict[int, tuple[int, str, list[tuple[int, int]]]]] = {}
-        for account_id, person, born, group, number, vaccine in rows:
-            if account_id is None:
-                continue
-            known = people.setdefault(int(account_id), {})
-            if person not in known:
-                known[person] = (born, group, [])
-            if number is not None:
-                known[person][2].append((number, vaccine))
-        schedule_of = await booking_repo.cached_schedules(
-            session, {v for p in people.values() for _b, _g, d in p.values() for _n, v in d})
-        out: dict[str, list[list[str]]] = {}
+        found = await people_needs(session, opening.first_day, Beneficiary.account_id,
+                                   [int(a) for a in accounts])
         newcomer = rules.candidates(rules.Need(kind="first", vaccine_id=None, age=None,
                                                group="none"), pools)
+        out: dict[str, list[list[str]]] = {}
         for account in accounts:
-            if not people.get(int(account)):
+            needs = found.get(int(account))
+            if needs is None:
                 out[account] = [newcomer] if newcomer else []
                 continue
-            options: list[list[str]] = []
-            for born, group, doses in list(people.get(int(account), {}).values())[:4]:
-                history = [booking_rules.GivenDose(dose_number=n, vaccine_id=v,
-                                                   vaccine_code=schedule_of[v].code,
-                                                   day=opening.first_day) for n, v in doses]
-                try:
-                    due = booking_rules.next_dose(history, schedule_of)
-                except errors.ScheduleComplete:
-                    continue
-                first = min(history, key=lambda d: d.dose_number) if history else None
-                kind = booking_rules.dose_kind(
-                    due, schedule_of[first.vaccine_id].doses if first else 1)
-                need = rules.Need(kind=kind.value,
-                                  vaccine_id=first.vaccine_id if first else None,
-                                  age=booking_rules.age_on(born, opening.first_day),
-                                  group=group)
-                found = rules.candidates(need, pools)
-                if found:
-                    options.append(found)
-            out[account] = options
+            options = [rules.candidates(n, pools) for n in needs[:4]]
+            out[account] = [o for o in options if o]
         return out
 
     async def join(self, session: AsyncSession | None, opening: OpeningView, actor: Actor
@@ -609,18 +633,34 @@ class WaitingRoom:
             return opening
         return None
 
-    async def staff_gate(self, session: AsyncSession, session_id: str, people: int) -> None:
+    async def staff_gate(self, session: AsyncSession, session_id: str,
+                         people: Sequence[str] | int) -> None:
         """Staff book without the queue (a help desk, for people without phones), but not the
-        places the room keeps: while an opening governing the session is open, a staff booking
-        of `people` goes through only if the scope has that many free places beyond the live
-        holds (PlacesHeld otherwise). Two such bookings at the same moment may both pass with
-        one place to spare (the room's next count then admits one fewer)."""
+        places the room keeps: while an opening governing the session is open and holds are
+        live, each person booked (`people`: their reference ids, or how many when not known)
+        needs a place of a kind they can book at this session beyond the places live holds keep
+        of that kind in the scope (PlacesHeld otherwise; someone with no such place at all is
+        left to the booking's own answer). Two such bookings at the same moment may both pass
+        with one place to spare (the room's next count then admits one fewer)."""
         for opening in await self._governing(session, session_id):
             meta = await self.store.meta(opening.id)
             if meta.get("opened") != "1" or meta.get("closed") == "1":
                 continue
-            held = int(meta.get("reserved", 0)) - int(meta.get("used", 0))  # live holds
-            if held > 0 and await places_in_scope(session, opening) - held < people:
+            if int(meta.get("reserved", 0)) - int(meta.get("used", 0)) <= 0:
+                continue  # no live hold
+            mine = await session_pools(session, session_id)
+            pools = await self.store.pools(opening.id)
+            free = await places_by_pool(session, opening)
+            held = {k: pools.get(k, (0, 0, 0))[1] for k in mine}
+            spare = {k: free.get(k, 0) - held[k] for k in mine}
+            if isinstance(people, int):
+                need = [mine] * people
+            else:
+                found = await people_needs(session, opening.first_day,
+                                           Beneficiary.reference_id, list(people))
+                need = [c for needs in found.values() for n in needs
+                        if (c := rules.candidates(n, mine))]
+            if rules.assign(spare, held, need)[1]:
                 raise errors.PlacesHeld()
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:
