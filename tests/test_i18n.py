@@ -150,3 +150,17 @@ def test_an_unknown_msgid_falls_back_to_english() -> None:
 ])
 def test_pick_language(cookie: str | None, accept: str | None, expected: str) -> None:
     assert pick_language(cookie, accept) == expected
+
+
+def test_an_invalid_detail_is_translated_when_it_is_a_msgid_and_never_a_template_otherwise(
+        ) -> None:
+    from teeka.booking.service import MAX_PER_BOOKING
+
+    known = errors.Invalid(detail="give 1 to {most} different beneficiaries",
+                           most=MAX_PER_BOOKING)
+    assert known.text("en").endswith(": give 1 to 4 different beneficiaries")
+    assert known.text("hi") == "कुछ विवरण मान्य नहीं हैं: 1 से 4 अलग-अलग लाभार्थी चुनें"
+    # a detail made of input (field names, say) is shown as it is, braces and all
+    typed = errors.Invalid(detail="dose1 {0} {__class__}")
+    assert typed.text("hi") == "कुछ विवरण मान्य नहीं हैं: dose1 {0} {__class__}"
+    assert typed.text("en") == "Some of the details are not valid: dose1 {0} {__class__}"

@@ -233,11 +233,12 @@ def user_create(
         async with session_scope(maker) as db:
             taken = await db.execute(select(StaffUser.id).where(StaffUser.username == username))
             if taken.first() is not None:
-                raise errors.Invalid(detail=f"the username '{username}' is taken")
+                raise errors.Invalid(detail="the username '{username}' is taken", username=username)
             if district_id is not None and await db.get(District, district_id) is None:
-                raise errors.Invalid(detail=f"there is no district {district_id}")
+                raise errors.Invalid(detail="there is no district {district_id}",
+                                     district_id=district_id)
             if centre_id is not None and await db.get(Centre, centre_id) is None:
-                raise errors.Invalid(detail=f"there is no centre {centre_id}")
+                raise errors.Invalid(detail="there is no centre {centre_id}", centre_id=centre_id)
             return await create_staff(db, username=username, password=password,
                                       name=name or username, role=role,
                                       district_id=district_id, centre_id=centre_id, actor="cli")
@@ -271,7 +272,7 @@ def sessions_import(
             staff = (await db.execute(select(StaffUser).where(StaffUser.username == as_user))
                      ).scalar_one_or_none()
             if staff is None or not staff.active:
-                raise errors.Invalid(detail=f"no active staff user '{as_user}'")
+                raise errors.Invalid(detail="no active staff user '{user}'", user=as_user)
             actor = Actor.for_staff(staff)
             return await import_sessions_csv(db, actor=actor, text=text)
 

@@ -597,7 +597,8 @@ async def load_beneficiaries(maker: async_sessionmaker[AsyncSession], settings: 
     in batches of `batch`, each its own unit of work. Returns what was added."""
     _check_development(settings)
     if not 0 <= count <= MAX_BENEFICIARIES:
-        raise errors.Invalid(detail=f"beneficiaries must be between 0 and {MAX_BENEFICIARIES}")
+        raise errors.Invalid(detail="beneficiaries must be between 0 and {most}",
+                             most=MAX_BENEFICIARIES)
     added = {"accounts": 0, "beneficiaries": 0}
     if count == 0:
         return added

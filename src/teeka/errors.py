@@ -19,9 +19,18 @@ class DomainError(Exception):
         self.params = params
 
     def text(self, lang: str) -> str:
-        from teeka.i18n import translate
+        """The message in `lang`. A `detail` that is itself a msgid (a literal of the code,
+        e.g. `Invalid(detail="birth year must have 4 digits")`, collected by
+        teeka.i18n_catalogue) is translated too, filled from the other params; any other detail
+        (built from input, e.g. field names) is shown as it is, never used as a template."""
+        from teeka.i18n import is_msgid, translate
 
-        return translate(lang, self.message, **self.params)
+        params = self.params
+        detail = params.get("detail")
+        if isinstance(detail, str) and is_msgid(detail):
+            rest = {k: v for k, v in params.items() if k != "detail"}
+            params = {**params, "detail": translate(lang, detail, **rest)}
+        return translate(lang, self.message, **params)
 
 
 def _error(code: str, status: int, message: str, retry_after: int | None = None,

@@ -24,6 +24,11 @@ def _catalogue(lang: str) -> dict[str, str]:
     return out
 
 
+def is_msgid(text: str) -> bool:
+    """Whether `text` is a msgid of the code (every one has its Hindi translation: tests)."""
+    return text in _catalogue("hi")
+
+
 def translate(lang: str, msgid: str, **params: Any) -> str:
     text = _catalogue(lang).get(msgid, msgid) if lang != "en" else msgid
     return text.format(**params) if params else text

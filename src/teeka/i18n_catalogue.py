@@ -6,6 +6,8 @@ A msgid is the English text itself. They come from:
 - module-level SMS templates (constants named `..._SMS`) and literal `template=` arguments
   of `queue_sms(...)`;
 - `translate(lang, "...")` and `_("...")` calls with a literal msgid in Python;
+- the literal `detail=` of `Invalid(...)` (translated inside the error's message, its
+  {placeholders} filled from the error's other params);
 - `_("...")` calls in the Jinja templates; `_(x.status)` there stands for every
   appointment status. Any other non-literal `_(...)` in a template is reported by
   `unknown_dynamic_calls()`: its msgids cannot be found by reading the source.
@@ -105,6 +107,8 @@ def python_msgids(path: Path) -> set[str]:
             msgid = _arg(node, 0, "msgid")
         elif name == "queue_sms":
             msgid = _arg(node, None, "template")
+        elif name == "Invalid":  # errors.Invalid(detail="..."): shown inside its message
+            msgid = _arg(node, None, "detail")
         if msgid:
             found.add(msgid)
     return found

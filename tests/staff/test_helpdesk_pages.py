@@ -97,9 +97,15 @@ async def test_refusals_keep_the_typed_input_and_need_the_csrf_token(app, world,
         r = await c.post("/staff/helpdesk/register", data={**PERSON, "id_number": next_aadhaar()})
         assert r.status_code == 403
         assert await count(maker, Beneficiary) == 1
-        # Hindi page
+        # Hindi page, and a refusal on it in Hindi, its detail too
         page = await c.get("/staff/helpdesk", headers={"Accept-Language": "hi"})
         assert "सहायता केंद्र" in page.text and "पंजीकरण करें" in page.text
+        c.headers["Accept-Language"] = "hi"
+        r = await register(c, birth_year="19x0")
+        assert r.status_code == 400
+        assert by_id(r.text, "form-error").strip().endswith(
+            "कुछ विवरण मान्य नहीं हैं: जन्म वर्ष में 4 अंक होने चाहिए")
+        c.headers["Accept-Language"] = "en"
         # Find by reference id
         async with session_scope(maker) as db:
             ref = (await db.execute(select(Beneficiary.reference_id))).scalar_one()

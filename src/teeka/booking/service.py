@@ -148,7 +148,8 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     only when a share is full); the appointments; their audit entries; the SMS."""
     refs = list(dict.fromkeys(beneficiary_refs))
     if not 1 <= len(refs) <= MAX_PER_BOOKING or len(refs) != len(beneficiary_refs):
-        raise errors.Invalid(detail=f"give 1 to {MAX_PER_BOOKING} different beneficiaries")
+        raise errors.Invalid(detail="give 1 to {most} different beneficiaries",
+                             most=MAX_PER_BOOKING)
     claimed = await _claim_key(session, actor, idempotency_key,
                                _request_hash(session_id, slot, dose, refs))
     if isinstance(claimed, BookingResult):

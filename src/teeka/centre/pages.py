@@ -64,7 +64,7 @@ def _optional(form: dict[str, str], name: str) -> int | None:
     if not raw:
         return None
     if not _WHOLE.fullmatch(raw):
-        raise errors.Invalid(detail=f"{name} must be a whole number")
+        raise errors.Invalid(detail="{name} must be a whole number", name=name)
     return int(raw)
 
 
@@ -78,7 +78,7 @@ def _number(form: dict[str, str], name: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise errors.Invalid(detail=f"{name} must be a number") from None
+        raise errors.Invalid(detail="{name} must be a number", name=name) from None
 
 
 def _day(raw: str) -> date:
@@ -102,7 +102,7 @@ def _time(raw: str, name: str) -> time | None:
         return None
     m = _HHMM.fullmatch(raw)
     if not m:
-        raise errors.Invalid(detail=f"{name} must be a time like 15:00")
+        raise errors.Invalid(detail="{name} must be a time like 15:00", name=name)
     return time(int(m[1]), int(m[2]))
 
 
@@ -223,7 +223,7 @@ def _session_create(centre_id: int, form: dict[str, str]) -> SessionCreate:
         if not any(places):
             continue  # a row without places is not a slot
         if not label:
-            raise errors.Invalid(detail=f"slot {i + 1} has places but no time")
+            raise errors.Invalid(detail="slot {number} has places but no time", number=i + 1)
         slots.append((label, places))
     if not slots:
         raise errors.Invalid(detail="give at least one slot with places")

@@ -20,10 +20,10 @@ def parse_slot(label: str) -> tuple[time, time]:
     """'09:00AM-11:00AM' -> (09:00, 11:00); start must be before end."""
     m = _SLOT.match(label.strip().upper())
     if not m:
-        raise errors.Invalid(detail=f"slot '{label[:20]}' is not like 09:00AM-11:00AM")
+        raise errors.Invalid(detail="slot '{slot}' is not like 09:00AM-11:00AM", slot=label[:20])
     start, end = _to_time(*m.group(1, 2, 3)), _to_time(*m.group(4, 5, 6))
     if start >= end:
-        raise errors.Invalid(detail=f"slot '{label}' ends before it starts")
+        raise errors.Invalid(detail="slot '{slot}' ends before it starts", slot=label[:20])
     return start, end
 
 
@@ -40,9 +40,10 @@ def parse_shares(raw: str) -> dict[Share, int]:
             share = Share(name.strip().lower())
             value = int(pct)
         except ValueError:
-            raise errors.Invalid(detail=f"share '{part[:30]}' is not like bpl:52") from None
+            raise errors.Invalid(detail="share '{share}' is not like bpl:52",
+                                 share=part[:30]) from None
         if share in shares:
-            raise errors.Invalid(detail=f"share '{share}' given twice")
+            raise errors.Invalid(detail="share '{share}' given twice", share=share[:30])
         shares[share] = value
     if shares and sum(shares.values()) != 100:
         raise errors.Invalid(detail="priority shares must add up to 100")

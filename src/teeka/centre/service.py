@@ -36,7 +36,7 @@ async def vaccine_by_code(session: AsyncSession, code: str) -> Vaccine:
     vaccine = (await session.execute(select(Vaccine).where(Vaccine.code == code.upper()))
                ).scalar_one_or_none()
     if vaccine is None:
-        raise errors.Invalid(detail=f"unknown vaccine '{code[:40]}'")
+        raise errors.Invalid(detail="unknown vaccine '{code}'", code=code[:40])
     return vaccine
 
 
@@ -69,7 +69,8 @@ async def publish_session(session: AsyncSession, *, actor: Actor, data: SessionC
     if data.date < clock.today():
         raise errors.SessionPast()
     if data.date > clock.today() + timedelta(days=MAX_DAYS_AHEAD):
-        raise errors.Invalid(detail=f"sessions can be published at most {MAX_DAYS_AHEAD} days ahead")
+        raise errors.Invalid(detail="sessions can be published at most {days} days ahead",
+                             days=MAX_DAYS_AHEAD)
     vaccine = await vaccine_by_code(session, data.vaccine)
     rules.check_age_band(data.min_age, data.max_age)
     labels = [rules.slot_label(*rules.parse_slot(s.label)) for s in data.slots]

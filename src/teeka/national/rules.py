@@ -45,7 +45,7 @@ def parse_pincode(raw: str | None) -> int:
 
 def parse_int(raw: str | None, name: str) -> int:
     if raw is None or not re.fullmatch(r"[0-9]{1,9}", raw, re.ASCII):
-        raise errors.Invalid(detail=f"{name} must be a number")
+        raise errors.Invalid(detail="{name} must be a number", name=name)
     return int(raw)
 
 
@@ -53,9 +53,9 @@ def parse_coordinate(raw: str | None, name: str, low: float, high: float) -> flo
     try:
         value = float(raw or "")
     except ValueError:
-        raise errors.Invalid(detail=f"{name} must be a number") from None
+        raise errors.Invalid(detail="{name} must be a number", name=name) from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise errors.Invalid(detail=f"{name} is out of range")
+        raise errors.Invalid(detail="{name} is out of range", name=name)
     return value
 
 
