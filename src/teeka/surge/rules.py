@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -68,13 +69,18 @@ class Pool:
     @classmethod
     def parse(cls, key: str) -> Pool | None:
         """The pool of a key; None for a key of another form (the store's tests use "*")."""
-        parts = key.split("/")
-        if len(parts) != 5:
-            return None
-        kind, share, vaccine, band, released = parts
-        low, _, high = band.partition("-")
-        return cls(kind, share, int(vaccine), int(low), int(high) if high else None,
-                   released == "r")
+        return _parse(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(key: str) -> Pool | None:
+    parts = key.split("/")
+    if len(parts) != 5:
+        return None
+    kind, share, vaccine, band, released = parts
+    low, _, high = band.partition("-")
+    return Pool(kind, share, int(vaccine), int(low), int(high) if high else None,
+                released == "r")
 
 
 @dataclass(frozen=True)

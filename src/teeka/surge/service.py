@@ -378,7 +378,6 @@ class WaitingRoom:
             credit = rules.admission_credit(float(meta["credit"]), rate,
                                             now - float(meta["credit_at"]))
             nxt = int(meta["next"])
-            pools = await self.store.pools(oid)
             # While the last step told people that nothing is left of the kinds they can book
             # (places of some kind gone for good), the people next in line are looked at beyond
             # the admission credit too: who can only book those is told at once (they are given
@@ -390,6 +389,7 @@ class WaitingRoom:
             recount = now - float(meta.get("counted_at", 0)) >= RECOUNT_S
             if batch or recount:
                 try:
+                    keys = [k for k in meta.get("pools", "").split(",") if k]
                     async with self._db(session) as db:
                         if recount:
                             # The room follows the database: places taken or given back
@@ -398,10 +398,11 @@ class WaitingRoom:
                             # the count, and a hold is used only once its booking committed,
                             # so no booking is counted twice (the count can only come out
                             # low, for a moment).
+                            used = {k: p[2] for k, p in (await self.store.pools(oid)).items()}
                             free = await places_by_pool(db, opening)
-                            places = {k: free.get(k, 0) + pools.get(k, (0, 0, 0))[2]
-                                      for k in set(free) | set(pools)}
-                        keys = list(places if places is not None else pools)
+                            places = {k: free.get(k, 0) + used.get(k, 0)
+                                      for k in set(free) | set(used)}
+                            keys = list(places)
                         total = (sum(places.values()) if places is not None
                                  else int(meta["places"]))
                         if total <= int(meta["reserved"]):

@@ -26,11 +26,11 @@ with holds. An account is admitted when each of its people gets a place of a kin
 (`needs`: each person's candidate pools, in order; `rules.assign`); a person with no such place
 left gets none, an account with nobody to place is told so at once (hold state `none`; that
 takes no admission credit, and a step may look `lookahead` accounts beyond the credit for
-them; `told` in the meta: how many the last step told), and
-when a person's places are all held but a live hold there may still come back, the room waits
-for it (admission stays in queue order). `places`, `reserved` and `used` in the meta are the
-sums over the pools. A size (an int) instead of a list of candidates, and a count instead of a
-dict, stand for the one pool "*" (the store's own tests).
+them; `told` in the meta: how many the last step told), and when a person's places are all
+held but a live hold there may still come back, the room waits for it (admission stays in
+queue order). `places`, `reserved` and `used` in the meta are the sums over the pools, and
+`pools` the pools' names (comma-separated). A size (an int) instead of a list of candidates,
+and a count instead of a dict, stand for the one pool "*" (the store's own tests).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ class MemoryStore:
 
     @staticmethod
     def _sums(meta: dict[str, str], pools: dict[str, list[int]]) -> None:
-        meta.update(places=str(sum(p[0] for p in pools.values())),
+        meta.update(pools=",".join(sorted(pools)), places=str(sum(p[0] for p in pools.values())),
                     reserved=str(sum(p[1] + p[2] for p in pools.values())),
                     used=str(sum(p[2] for p in pools.values())))
 
@@ -418,14 +418,18 @@ for k, _ in pairs(P) do keys[k] = true end
 for k, _ in pairs(H) do keys[k] = true end
 for k, _ in pairs(U) do keys[k] = true end
 local places, reserved, used, left = 0, 0, 0, false
+local names = {}
 for k, _ in pairs(keys) do
+  names[#names + 1] = k
   local p, h, u = P[k] or 0, H[k] or 0, U[k] or 0
   places, reserved, used = places + p, reserved + h + u, used + u
   if p - h - u > 0 then left = true end
   redis.call('HSET', KEYS[9], 'p:' .. k, p, 'h:' .. k, h, 'u:' .. k, u)
 end
+table.sort(names)
 redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
-           'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told)
+           'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told,
+           'pools', table.concat(names, ','))
 if not left and redis.call('ZCARD', KEYS[7]) == 0
    and redis.call('HGET', KEYS[1], 'counted_at') ~= '0' then
   redis.call('HSET', KEYS[1], 'closed', '1')
