@@ -262,3 +262,32 @@ async def test_a_move_into_the_scope_uses_the_hold_for_the_place_it_took(app, cl
     assert key.startswith("first/open/") and counts == (1, 0, 1)  # one place, used with the hold
     clock.shift(timedelta(seconds=6))  # when the ticket says to ask again
     assert (await status(client, h, oid, ticket))["state"] == "used"
+
+
+async def test_the_queue_page_tells_when_nothing_is_left_of_your_kind(client, world, maker,
+                                                                      settings) -> None:
+    """Without JavaScript, in Hindi: an account with nobody registered holds a first-dose place;
+    an opening with only second-dose places has none for it."""
+    import re
+
+    from tests.factories import latest_sms, next_mobile
+
+    await publish(maker, world, centre_id=world.centre_a, dose1=0, dose2=5)
+    oid = await make_opening(client, world)
+    page = await client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    mobile = next_mobile()
+    r = await client.post("/login", data={"csrf": csrf, "mobile": mobile}, follow_redirects=True)
+    txn = re.search(r'name="txn" value="([^"]+)"', r.text)[1]
+    otp = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))[1]
+    r = await client.post("/login/otp", data={"csrf": csrf, "txn": txn, "otp": otp,
+                                              "next": f"/queue/{oid}"})
+    assert r.status_code == 303
+    assert (await client.post(f"/queue/{oid}/join", data={"csrf": csrf})).status_code == 303
+    clock.shift(timedelta(seconds=61))
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
+    assert "इस बार ऐसा कोई स्थान नहीं बचा है जिसे आपके खाते के लोग" in page.text
+    assert 'http-equiv="refresh"' not in page.text  # nothing to wait for
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
+    assert "No place is left in this opening that the people on your account can book" in \
+        page.text
