@@ -11,9 +11,8 @@ import pytest
 
 from teeka.kit import clock
 from teeka.surge import rules
-from teeka.surge.store import MemoryStore, RedisStore
 from tests.factories import bulk_citizens, publish
-from tests.surge.test_waiting_room import book, join, make_opening, status
+from tests.surge.test_waiting_room import book, drawn_store, join, make_opening, status
 
 YOUNG = "first/open/1/18-44/"
 OLD = "first/open/1/45-/"
@@ -56,14 +55,8 @@ async def test_admitted_people_hold_places_of_their_own_kind(client, world, make
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_the_store_keeps_places_by_pool(kind: str) -> None:
-    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
     oid = 987656
-    await store.reset(oid)
-    for account in "abcd":
-        await store.join(oid, account, False)
-    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
-                                   "closed": "0", "credit": "10", "credit_at": "100",
-                                   "counted_at": "0"})
+    store = await drawn_store(kind, oid, "abcd", counted_at="0")
     needs = {"a": [[YOUNG]], "b": [[YOUNG]], "c": [[OLD]], "d": [[OLD], [YOUNG]]}
     meta = await store.step(oid, now=100.0, rate=10, expires=160.0, sizes=needs,
                             places={YOUNG: 1, OLD: 2})
@@ -100,12 +93,8 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_the_room_does_not_close_before_its_first_count(kind: str) -> None:
     """The draw counts nothing: until the first count, an empty room is not a closed one."""
-    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
     oid = 987657
-    await store.reset(oid)
-    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
-                                   "closed": "0", "credit": "10", "credit_at": "100",
-                                   "counted_at": "0"})
+    store = await drawn_store(kind, oid, "", counted_at="0")
     assert (await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={}))["closed"] == "0"
     meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes={}, places={})
     assert meta["closed"] == "1"  # counted: nothing at all in the scope
@@ -177,14 +166,8 @@ async def test_telling_people_nothing_is_left_takes_no_admission_credit(kind: st
     """Who can only book places that are gone is told at once (`none`) without waiting for
     the admission rate: it takes no credit, and a step may look ahead of the credit for them
     (`told`: how many the last step told; the service looks ahead while it is > 0)."""
-    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
     oid = 987658
-    await store.reset(oid)
-    for account in "abcde":
-        await store.join(oid, account, False)
-    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
-                                   "closed": "0", "credit": "1", "credit_at": "100",
-                                   "counted_at": "0"})
+    store = await drawn_store(kind, oid, "abcde", counted_at="0", credit="1")
     needs = {"a": [[YOUNG]], "b": [[YOUNG]], "c": [[YOUNG]], "d": [[OLD]], "e": [[OLD]]}
     meta = await store.step(oid, now=100.0, rate=1, expires=700.0, sizes=needs,
                             places={YOUNG: 1, OLD: 2})
@@ -268,22 +251,14 @@ async def test_the_queue_page_tells_when_nothing_is_left_of_your_kind(client, wo
                                                                       settings) -> None:
     """Without JavaScript, in Hindi: an account with nobody registered holds a first-dose place;
     an opening with only second-dose places has none for it."""
-    import re
-
-    from tests.factories import latest_sms, next_mobile
+    from tests.citizen.test_pages import page_login, submit
 
     await publish(maker, world, centre_id=world.centre_a, dose1=0, dose2=5)
     oid = await make_opening(client, world)
-    page = await client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
-    mobile = next_mobile()
-    r = await client.post("/login", data={"csrf": csrf, "mobile": mobile}, follow_redirects=True)
-    txn = re.search(r'name="txn" value="([^"]+)"', r.text)[1]
-    otp = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))[1]
-    r = await client.post("/login/otp", data={"csrf": csrf, "txn": txn, "otp": otp,
-                                              "next": f"/queue/{oid}"})
-    assert r.status_code == 303
-    assert (await client.post(f"/queue/{oid}/join", data={"csrf": csrf})).status_code == 303
+    assert await page_login(client, maker, settings, next_path=f"/queue/{oid}") == \
+        f"/queue/{oid}"
+    page = await client.get(f"/queue/{oid}")
+    assert (await submit(client, page, f"/queue/{oid}/join", {})).status_code == 303
     clock.shift(timedelta(seconds=61))
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
     assert "इस बार ऐसा कोई स्थान नहीं बचा है जिसे आपके खाते के लोग" in page.text

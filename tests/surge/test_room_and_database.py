@@ -15,7 +15,7 @@ from teeka.i18n import translate
 from teeka.kit import clock
 from tests.factories import bulk_citizens, publish
 from tests.staff import csrf_of, hidden, register, staff_client
-from tests.surge.test_waiting_room import SLOT, book, join, make_opening, status
+from tests.surge.test_waiting_room import SLOT, book, drawn_store, join, make_opening, status
 
 HELD = ("Every free place here is being kept for people admitted from the waiting room. Try "
         "again in a few minutes, when their places are used or given back.")
@@ -110,15 +110,8 @@ async def test_moving_an_appointment_into_an_open_room_needs_a_hold(client, worl
 async def test_a_new_count_changes_what_the_store_may_promise(kind: str) -> None:
     """The step's `places`: a lower count admits fewer (never below what is held), a higher
     one more; the room closes when what is held and used reaches the count."""
-    from teeka.surge.store import MemoryStore, RedisStore
-
-    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
     oid = 987655
-    await store.reset(oid)
-    for account in "abcde":
-        await store.join(oid, account, False)
-    await store.draw(oid, sorted, {"places": "3", "reserved": "0", "used": "0", "next": "0",
-                                   "closed": "0", "credit": "10", "credit_at": "100"})
+    store = await drawn_store(kind, oid, "abcde", places="3")
     ones = dict.fromkeys("abcde", 1)
     meta = await store.step(oid, now=100.0, rate=10, expires=700.0, sizes={"a": 1})
     assert meta["reserved"] == "1"

@@ -16,6 +16,20 @@ from tests.factories import add_beneficiary, bulk_citizens, publish
 SLOT = "09:00AM-11:00AM"
 
 
+async def drawn_store(kind: str, oid: int, accounts: str, **initial: str):
+    """A store (memory, or Redis db 13) with `accounts` joined before the opening and the draw
+    made in sorted order; `initial`: the room's first state beyond the defaults."""
+    from teeka.surge.store import MemoryStore, RedisStore
+
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    await store.reset(oid)
+    for account in accounts:
+        await store.join(oid, account, False)
+    await store.draw(oid, sorted, {"places": "0", "reserved": "0", "used": "0", "next": "0",
+                                   "closed": "0", "credit": "10", "credit_at": "100", **initial})
+    return store
+
+
 async def make_opening(client, world, *, seconds_ahead: int = 60, hold: int = 600,
                        rate: int = 1000) -> int:
     day = clock.today() + timedelta(days=1)
@@ -178,27 +192,17 @@ async def test_two_processes_share_one_queue_through_redis(two_processes, world,
 
 
 async def test_the_queue_page_works_without_javascript(client, world, maker, settings) -> None:
-    import re
-
+    from tests.citizen.test_pages import page_login, submit
     from tests.factories import login_citizen
 
     await publish(maker, world, centre_id=world.centre_a, dose1=5)
     oid = await make_opening(client, world)
     await login_citizen(client, maker, settings)  # API login; the page needs the cookie login
-    page = await client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
-    from tests.factories import latest_sms, next_mobile
-
-    mobile = next_mobile()
-    r = await client.post("/login", data={"csrf": csrf, "mobile": mobile}, follow_redirects=True)
-    txn = re.search(r'name="txn" value="([^"]+)"', r.text)[1]
-    otp = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))[1]
-    r = await client.post("/login/otp", data={"csrf": csrf, "txn": txn, "otp": otp,
-                                              "next": f"/queue/{oid}"})
-    assert r.status_code == 303 and r.headers["location"] == f"/queue/{oid}"
+    assert await page_login(client, maker, settings, next_path=f"/queue/{oid}") == \
+        f"/queue/{oid}"
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
     assert "Join the queue" in page.text
-    r = await client.post(f"/queue/{oid}/join", data={"csrf": csrf})
+    r = await submit(client, page, f"/queue/{oid}/join", {})
     assert r.status_code == 303
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
     assert 'http-equiv="refresh"' in page.text and "drawn at the opening time" in page.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -97,8 +97,8 @@ async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], grou
     raise errors.SlotFull()
 
 
-def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView) -> str:
-    released = bucket.release_at is not None and bucket.release_at <= clock.now()
+def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView, now: datetime) -> str:
+    released = bucket.release_at is not None and bucket.release_at <= now
     return pool_key(kind, bucket.share, place.vaccine_id, place.min_age, place.max_age, released)
 
 
@@ -172,7 +172,7 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     for person, number in zip(people, due, strict=True):
         kind = rules.dose_kind(number, doses)
         bucket = await _take_for(session, place.buckets.get(kind, []), person.priority_group)
-        pools.append(_pool(kind, bucket, place))
+        pools.append(_pool(kind, bucket, place, now))
         appointments.append({
             "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
             "session_id": place.session_id, "slot_id": place.slot_id, "bucket_id": bucket.id,
