@@ -4,7 +4,9 @@ places, expiry that returns them, the booking gate — in one process and across
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import itertools
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -381,31 +383,59 @@ async def test_two_processes_draw_once_then_serve_in_order_and_check_each_others
     assert r.status_code == 403
 
 
-async def test_everyone_asking_during_a_step_takes_its_result(monkeypatch) -> None:
-    """One step at a time per process, and its result is everyone's: with a clock that moves
-    on while they wait (a busy server), callers queued behind a lock would each find the last
-    step too old and take another, one after the other — the convoy the benchmark found."""
-    import asyncio
-    import itertools
-    from datetime import UTC, date, datetime
-
+def _room_with_counted_steps(monkeypatch, now, hold: asyncio.Event | None = None):
+    """A room whose steps are counted (and the first one held until `hold` is set); `now()`
+    is the room's clock."""
     from teeka.surge import service
     from teeka.surge.store import MemoryStore
 
-    ticks = itertools.count()
-    monkeypatch.setattr(service, "_now", lambda: 1000.0 + 0.2 * next(ticks))
+    monkeypatch.setattr(service, "_now", now)
     room = service.WaitingRoom(MemoryStore(), "x" * 32)
-    steps = 0
+    began: list[float] = []
 
     async def step(_session, _opening) -> dict[str, str]:
-        nonlocal steps
-        steps += 1
+        began.append(now())
+        if hold is not None and len(began) == 1:
+            await hold.wait()
         await asyncio.sleep(0.01)
-        return {"opened": "0", "step": str(steps)}
+        return {"opened": "0", "step": str(len(began))}
 
     monkeypatch.setattr(room, "_advance", step)
     opening = service.OpeningView(id=1, district_id=None, first_day=date(2026, 11, 27),
                                   opens_at=datetime(2026, 11, 27, 3, 30, tzinfo=UTC),
                                   hold_seconds=600, admit_per_second=10)
+    return room, opening, began
+
+
+async def test_everyone_asking_during_a_step_takes_its_result(monkeypatch) -> None:
+    """One step at a time per process, and its result is everyone's: with a clock that moves
+    on while they wait (a busy server), callers queued behind a lock would each find the last
+    step too old and take another, one after the other — the convoy the benchmark found. Here
+    every call of the clock is 0.2 s later: those who asked after the first step began take the
+    second one's result (it began after they asked), so 20 callers cost two steps, not 20."""
+    ticks = itertools.count()
+    room, opening, began = _room_with_counted_steps(monkeypatch,
+                                                    lambda: 1000.0 + 0.2 * next(ticks))
     seen = await asyncio.gather(*[room.advance(None, opening) for _ in range(20)])
-    assert steps == 1 and all(m == {"opened": "0", "step": "1"} for m in seen)
+    assert len(began) == 2
+    assert seen[0]["step"] == "1" and all(m["step"] == "2" for m in seen[1:])
+
+
+async def test_a_step_begun_before_someone_asked_is_not_their_answer(monkeypatch) -> None:
+    """A step under way when the opening time passes read a room not yet open: who asks after
+    that time waits for it, then takes a step of its own (CI once saw 1 person admitted of 11:
+    a background refresh begun before the test moved the clock answered the polls after it).
+    The view that step left is dated when it began, so the next poll does not take it as new."""
+    moment = [1000.0]
+    hold = asyncio.Event()
+    room, opening, began = _room_with_counted_steps(monkeypatch, lambda: moment[0], hold)
+    refresh = asyncio.create_task(room.advance(None, opening))  # e.g. a background refresh
+    await asyncio.sleep(0)
+    moment[0] += 61  # the opening time passes while that step is under way
+    poll = asyncio.create_task(room.advance(None, opening))
+    await asyncio.sleep(0)
+    hold.set()
+    assert (await refresh)["step"] == "1"
+    assert (await poll)["step"] == "2" and began == [1000.0, 1061.0]
+    assert (await room.advance(None, opening))["step"] == "2"  # fresh: no third step
+    assert len(began) == 2

@@ -246,8 +246,8 @@ class WaitingRoom:
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
         self._advanced: dict[int, tuple[float, dict[str, str]]] = {}
-        # The step under way in this process, per opening: its result, or None if it failed.
-        self._stepping: dict[int, asyncio.Future[dict[str, str] | None]] = {}
+        # The step under way in this process, per opening (done when it ends, however).
+        self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
@@ -318,34 +318,35 @@ class WaitingRoom:
                       ) -> dict[str, str]:
         """The room's state, moved forward at most every `advance_every` seconds per process.
 
-        One step at a time per process, and everyone who asks meanwhile takes that step's
-        result: under a crowd, polls queued one by one behind a lock would each find the last
-        step already too old and take another (a convoy of seconds, seen in the benchmark)."""
+        A view is dated when its step began (what it read is at least that old), and a caller
+        is answered with a step that began at most `advance_every` before it asked. One step at
+        a time per process: who asks while a step is under way waits for it and takes its
+        result when it is recent enough, else the next step's, which then began after they
+        asked (at most two steps' wait). Polls queued one by one behind a lock would each find
+        the last step too old and take another (a convoy of seconds, seen in the benchmark);
+        taking the result of any step under way, however old, answered a poll made after the
+        opening time with a room not yet opened (a step begun before it, seen in CI)."""
         oid = opening.id
+        asked = _now()
         while True:
             last = self._advanced.get(oid)
-            if last is not None and 0 <= _now() - last[0] < self.advance_every:
+            if last is not None and asked - self.advance_every <= last[0] <= _now():
                 return dict(last[1])
             running = self._stepping.get(oid)
             if running is None:
                 break
-            await asyncio.wait([running])
-            result = running.result()
-            if result is not None:
-                return dict(result)
-            # that step failed (its caller was answered with the error): take one ourselves
+            await asyncio.wait([running])  # then look again: its view, or take the next step
         running = self._stepping[oid] = asyncio.get_running_loop().create_future()
-        meta: dict[str, str] | None = None
+        began = _now()
         started = time.monotonic()
         try:
             found = await self._advance(session, opening)
-            self._advanced[oid] = (_now(), found)
-            meta = found
+            self._advanced[oid] = (began, found)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise errors.Busy() from exc  # no database in time for the draw: ask again
         finally:
             del self._stepping[oid]
-            running.set_result(meta)
+            running.set_result(None)
         took = time.monotonic() - started
         if took > SLOW_STEP_S:  # for the operators: the room is moving slowly
             log.warning("surge.step.slow", opening=oid, step_s=round(took, 3))
