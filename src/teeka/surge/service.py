@@ -65,6 +65,10 @@ RECOUNT_S = 1.0
 SLOW_STEP_S = 1.0  # a step longer than this is logged (the room is moving slowly)
 FULL_ROOM_LOOKUP = 8  # accounts looked up per step while every place is held
 NONE_LOOKAHEAD = 200  # accounts beyond the credit that a step may tell nothing is left for them
+# Help-desk bookings under an open room are taken one at a time per opening (`staff_gate`):
+# the PostgreSQL advisory lock (STAFF_LOCK_CLASS, opening id). Off only in the canary test.
+STAFF_ONE_AT_A_TIME = True
+STAFF_LOCK_CLASS = 7301
 
 
 @dataclass(frozen=True)
@@ -642,14 +646,22 @@ class WaitingRoom:
         live, each person booked (`people`: their reference ids, or how many when not known)
         needs a place of a kind they can book at this session beyond the places live holds keep
         of that kind in the scope (PlacesHeld otherwise; someone with no such place at all is
-        left to the booking's own answer). Two such bookings at the same moment may both pass
-        with one place to spare (the room's next count then admits one fewer)."""
-        for opening in await self._governing(session, session_id):
+        left to the booking's own answer).
+
+        Such bookings are taken one at a time per opening: on PostgreSQL a transaction lock on
+        the opening, held until the booking commits or rolls back, so that the next one counts
+        after the last one's place is taken (two at the same moment would both see the one
+        spare place, and an admitted person would find it gone). SQLite has one writer and one
+        connection: its transactions are already one at a time."""
+        for opening in sorted(await self._governing(session, session_id), key=lambda o: o.id):
             meta = await self.store.meta(opening.id)
             if meta.get("opened") != "1" or meta.get("closed") == "1":
                 continue
             if int(meta.get("reserved", 0)) - int(meta.get("used", 0)) <= 0:
                 continue  # no live hold
+            if STAFF_ONE_AT_A_TIME and session.get_bind().dialect.name == "postgresql":
+                await session.execute(select(func.pg_advisory_xact_lock(STAFF_LOCK_CLASS,
+                                                                        opening.id)))
             mine = await session_pools(session, session_id)
             pools = await self.store.pools(opening.id)
             free = await places_by_pool(session, opening)
