@@ -192,3 +192,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if is_postgres(base):
             asyncio.run(_pg_admin(url, 'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time stands still but for `clock.shift()`: for a test that counts what happens at a rate
+    (the waiting room's admissions), which real time passing between requests would add to on a
+    slow machine."""
+    base = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: base + clock._offset)

@@ -314,7 +314,7 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
 
 
 async def test_stress_in_one_process_slows_admissions_in_all(two_processes, world, maker,
-                                                             settings) -> None:
+                                                             settings, still_clock) -> None:
     a, b = two_processes
     await publish(maker, world, centre_id=world.centre_a, dose1=100)
     people = await bulk_citizens(maker, settings, 15)
