@@ -182,3 +182,27 @@ async def test_below_half_the_limit_reads_do_not_wait_for_redis(settings: Settin
     with pytest.raises(redis_errors.ConnectionError):  # the upper half asks Redis at once
         await limiter.hit("public", "10.0.0.1")
     await limiter.close()
+
+
+async def test_hits_on_their_way_to_redis_still_count() -> None:
+    """A hit counted while the process's last hits are on their way to Redis (a flush under
+    way) counts them too: with 3 a minute (the lower half, 1, decided in the process), the
+    second hit is past that half and goes to Redis at once. CI once saw a fourth hit admitted
+    across two processes when it fell in that moment and was decided in the process on a count
+    that had left out the first one."""
+    from teeka.surge.limits import BatchedCounts
+
+    counts = BatchedCounts(REDIS, amount=3, interval=60)
+    key = f"on-the-way-{uuid.uuid4().hex}"
+    try:
+        assert await counts.incr(key, 60) == 1  # decided here, sent later
+        flushing = asyncio.create_task(counts.flush())
+        await asyncio.sleep(0)  # the flush has taken the pending hit and is on its way
+        assert await counts.get(key) == 1
+        await counts.incr(key, 60)  # counts the hit on its way: past the half, to Redis now
+        await flushing
+        assert int(await counts.redis.get(f"{PREFIX}:{key}") or 0) == 2
+        assert await counts.get(key) == 2
+    finally:
+        await counts.redis.delete(f"{PREFIX}:{key}")
+        await counts.close()

@@ -44,6 +44,7 @@ class _Count:
     synced: int  # the count of every process, as Redis last answered it
     pending: int  # this process's hits not yet added to Redis
     expires_at: float  # wall-clock end of the window (Redis's TTL once known)
+    sending: int = 0  # this process's hits on their way to Redis (a flush or a hit under way)
 
 
 class BatchedCounts(Storage):
@@ -55,6 +56,8 @@ class BatchedCounts(Storage):
     estimate is at most half the limit, no Redis call is made; above half, each hit adds the
     pending hits and itself to Redis at once and is decided on the answer (exact); once the known
     count is over the limit, refusals are decided locally again (a window's count never falls).
+    Hits on their way to Redis (a flush or another hit under way) count in the estimate until
+    Redis's answer includes them.
 
     Overshoot bound, with P processes: an admitted hit is decided on a count that misses at most
     the other processes' unsent hits, and each process leaves unsent only hits of the lower half,
@@ -91,17 +94,20 @@ class BatchedCounts(Storage):
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
         count = self._count(key, expiry, now)
-        estimate = count.synced + count.pending + amount
+        estimate = count.synced + count.sending + count.pending + amount
         if estimate <= self.local_up_to or count.synced > self.amount:
             count.pending += amount
             self._start_flusher()
             return estimate
         adding, count.pending = count.pending + amount, 0
+        count.sending += adding
         try:
             total, ttl = (await self._send({key: (adding, expiry)}))[key]
         except BaseException:
             count.pending += adding  # not sent: the next flush tries again
             raise
+        finally:
+            count.sending -= adding
         self._learn(count, total, ttl, now)
         return total
 
@@ -135,12 +141,14 @@ class BatchedCounts(Storage):
         """Add every pending hit to Redis in one pipeline and learn the global counts."""
         now = time.time()
         batch: dict[str, tuple[int, int]] = {}
+        counts: dict[str, _Count] = {}
         for key, count in list(self._counts.items()):
             if now >= count.expires_at:
                 del self._counts[key]  # window over: its unsent hits no longer matter
             elif count.pending:
                 batch[key] = (count.pending, max(1, int(count.expires_at - now) + 1))
-                count.pending = 0
+                counts[key] = count
+                count.sending, count.pending = count.sending + count.pending, 0
         if not batch:
             return
         try:
@@ -148,14 +156,14 @@ class BatchedCounts(Storage):
         except Exception:
             log.warning("limits.batch_failed", keys=len(batch))
             for key, (n, _) in batch.items():
-                if key in self._counts:
-                    self._counts[key].pending += n
+                counts[key].sending -= n
+                counts[key].pending += n
             if not self._closed:
                 asyncio.get_running_loop().call_soon(self._start_flusher)  # try again later
             return
         for key, (total, ttl) in answers.items():
-            if key in self._counts:
-                self._learn(self._counts[key], total, ttl, now)
+            counts[key].sending -= batch[key][0]
+            self._learn(counts[key], total, ttl, now)
         # Hits counted while this batch was on its way found this flush running and started
         # none of their own: send them in the next one.
         if not self._closed and any(c.pending for c in self._counts.values()):
@@ -165,7 +173,7 @@ class BatchedCounts(Storage):
         count = self._counts.get(key)
         if count is None or time.time() >= count.expires_at:
             return 0
-        return count.synced + count.pending
+        return count.synced + count.sending + count.pending
 
     async def get_expiry(self, key: str) -> float:
         count = self._counts.get(key)
