@@ -4,7 +4,7 @@ Starts the stack itself (the machine's PostgreSQL, Redis, N server processes), l
 dataset, then measures, each against a baseline run beside it on the same machine:
   reads     wrk on the public availability answers vs a trivial endpoint on the same server
   bookings  the booking request at rising concurrency vs pgbench on the minimal booking
-            transaction (the database's own ceiling)
+            transaction (the database's own ceiling), and vs pgbench on the booking's own SQL
 and checks integrity after every run. Writes bench/results/latest.json (+ a dated copy) and
 the figures into docs/BENCHMARKS.md. See docs/BENCHMARKS.md for what each key means.
 """
@@ -40,6 +40,7 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 # database and Redis db (TEEKA_BENCH_DB, TEEKA_BENCH_REDIS_DB).
 DB = os.environ.get("TEEKA_BENCH_DB", "teeka_bench")
 PGBENCH_DB = f"{DB}_pgbench"
+SAME_SQL_DB = f"{DB}_same_sql"  # a copy of the loaded dataset for pgbench on the booking's SQL
 REDIS_DB = os.environ.get("TEEKA_BENCH_REDIS_DB", "12")
 SERVER_GROUPS: list[int] = []  # the Teeka servers' process groups (bench/cpu.py)
 
@@ -114,6 +115,53 @@ def pgbench(seconds: int, clients: int) -> tuple[float, Meter]:
                   str(ROOT / "bench" / "pgbench_booking.sql"), PGBENCH_DB], timeout=seconds + 120)
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
     asyncio.run(admin(f"DROP DATABASE IF EXISTS {PGBENCH_DB} WITH (FORCE)"))
+    return tps, meter
+
+
+# A copy of the loaded dataset for pgbench on the booking's own SQL: its buckets never fill
+# (every transaction is a confirmed booking); who books where is read from two small tables,
+# one person per transaction (a sequence), never one already booked.
+SAME_SQL_SETUP = """
+UPDATE capacity_bucket SET capacity = 1000000000;
+CREATE TABLE pgb_person AS SELECT (row_number() OVER (ORDER BY b.id))::bigint AS n,
+  b.id AS beneficiary_id, b.reference_id, b.account_id FROM beneficiary b
+  WHERE b.reference_id LIKE '99%' AND b.account_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.beneficiary_id = b.id);
+ALTER TABLE pgb_person ADD PRIMARY KEY (n);
+CREATE TABLE pgb_target AS SELECT (row_number() OVER (ORDER BY bk.id))::int AS n,
+  s.id AS session_id, sl.label, sl.id AS slot_id, bk.id AS bucket_id
+  FROM vaccination_session s JOIN session_slot sl ON sl.session_id = s.id
+  JOIN capacity_bucket bk ON bk.slot_id = sl.id AND bk.dose_kind = 'first' AND bk.share = 'open'
+  WHERE s.min_age <= 18 AND s.max_age IS NULL AND s.date > current_date;
+ALTER TABLE pgb_target ADD PRIMARY KEY (n);
+CREATE SEQUENCE pgb_seq;
+"""
+
+
+def copy_for_same_sql() -> None:
+    """Made right after the load, while nothing is connected to the dataset (a template copy
+    needs that)."""
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {SAME_SQL_DB} WITH (FORCE)"))
+    asyncio.run(admin(f"CREATE DATABASE {SAME_SQL_DB} TEMPLATE {DB}"))
+    for sql in (SAME_SQL_SETUP, "VACUUM ANALYZE"):  # (VACUUM: outside a transaction)
+        sh(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", SAME_SQL_DB, "-v",
+            "ON_ERROR_STOP=1", "-qc", sql])
+
+
+def pgbench_same_sql(seconds: int, clients: int) -> tuple[float, Meter]:
+    """pgbench on the statements a booking sends (bench/pgbench_booking_same_sql.sql), prepared
+    like asyncpg's: the database's ceiling for our booking, without our servers."""
+    targets = sh(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", SAME_SQL_DB, "-Atc",
+                  "SELECT count(*) FROM pgb_target"]).strip()
+    with Meter(SERVER_GROUPS) as meter:
+        out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared",
+                  "-c", str(clients), "-j", "2", "-T", str(seconds), "-D", f"targets={targets}",
+                  "-f", str(ROOT / "bench" / "pgbench_booking_same_sql.sql"), SAME_SQL_DB],
+                 timeout=seconds + 120)
+    if "aborted" in out:
+        raise RuntimeError(f"pgbench on the booking's SQL aborted: {out[-2000:]}")
+    tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {SAME_SQL_DB} WITH (FORCE)"))
     return tps, meter
 
 
@@ -300,6 +348,8 @@ def main() -> int:
     sh([teeka, "demo", "--scale", "state", "--beneficiaries", str(beneficiaries)], env)
     result["dataset"] = {"beneficiaries": beneficiaries,
                          "load_s": round(time.monotonic() - started, 1)}
+    if "bookings" in only:
+        copy_for_same_sql()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
@@ -365,6 +415,8 @@ def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: l
              quick: bool, result: dict[str, object]) -> None:
     print("bench: pgbench", flush=True)
     pg_tps, pg_cpu = pgbench(pg_s, 16)
+    print("bench: pgbench on the booking's own SQL", flush=True)
+    same_tps, same_cpu = pgbench_same_sql(pg_s, 16)
     print("bench: bookings", flush=True)
     acked: list[str] = []
     spread = asyncio.run(booking_targets(dsn, hot_centre=False))
@@ -407,6 +459,10 @@ def bookings(base: str, secret: str, dsn: str, book_s: int, pg_s: int, levels: l
                           "cpu_us_per_booking": best["cpu_us_per_booking"],
                           "pgbench_cpu_us_per_tx": pg_cpu.per(pg_tps * pg_cpu.seconds),
                           "pgbench_cpu_cores": pg_cpu.cores,
+                          "pgbench_same_sql_tps": round(same_tps, 1),
+                          "ratio_to_same_sql": round(best["per_s"] / same_tps, 3),
+                          "pgbench_same_sql_cpu_us_per_tx": same_cpu.per(
+                              same_tps * same_cpu.seconds),
                           "levels": runs, "hot_centre": hot_run}
     result["integrity"] = asyncio.run(integrity(dsn, acked))
 
@@ -464,6 +520,9 @@ def figures_markdown(result: dict[str, Any]) -> str:
         f"| booking visible in public answers after | {_f(r.get('staleness_s'), 3)} s | | | ≤ 2 s |",
         f"| confirmed bookings/s (spread, best level) | {_f(b.get('per_s'))} | pgbench "
         f"{_f(b.get('pgbench_tps'))} tps | **{_f(b.get('ratio_to_pgbench'), 3)}** | ≥ 0.5 |",
+        f"| the same against pgbench on the booking's own SQL (`bench/pgbench_booking_same_sql"
+        f".sql`) | {_f(b.get('per_s'))} | {_f(b.get('pgbench_same_sql_tps'))} tps | "
+        f"{_f(b.get('ratio_to_same_sql'), 3)} | |",
         f"| booking p50 / p99 at that rate | {_f(b.get('p50_ms'))} ms / {_f(b.get('p99_ms'))} ms"
         " | | | p99 ≤ 250 ms |",
         f"| confirmed bookings/s, everyone on one centre | {_f(b.get('hot_centre_per_s'))} | | | |",
@@ -515,6 +574,11 @@ def figures_markdown(result: dict[str, Any]) -> str:
                   + f" | {_f(total_b)} |",
                   "| pgbench transaction | " + " | ".join(_f(per_tx.get(g)) for g in groups)
                   + f" | {_f(total_t)} |"]
+        same = b.get("pgbench_same_sql_cpu_us_per_tx") or {}
+        if same:
+            lines.append("| pgbench transaction, the booking's own SQL | "
+                         + " | ".join(_f(same.get(g)) for g in groups)
+                         + f" | {_f(sum(same.values()))} |")
     cores = o.get("cpu_cores") or {}
     if cores:
         lines += ["", "Opening, while the places lasted (cores in use, of "
