@@ -61,7 +61,7 @@ async def book(client, h, sid, ref, key):
 
 
 async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, maker,
-                                                                 settings) -> None:
+                                                                 settings, still_clock) -> None:
     await publish(maker, world, centre_id=world.centre_a, dose1=100)
     oid = await make_opening(client, world, rate=1)  # one admission a second: nobody rushes
     early = await bulk_citizens(maker, settings, 30)
@@ -87,7 +87,7 @@ async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, 
                              headers={**late[-1][0], "X-Queue-Token": ticket["token"]})
     assert early.status_code == 429 and early.json()["code"] == "RateLimited"
     assert 1 <= int(early.headers["Retry-After"]) <= ticket["poll_after_s"]
-    clock.shift(timedelta(seconds=ticket["poll_after_s"]))
+    clock.shift(timedelta(seconds=ticket["poll_after_s"]))  # exactly when the answer said
     s = await status(client, late[-1][0], oid, ticket["token"])
     assert s["state"] == "waiting" and s["ahead"] > 0 and s["estimated_wait_s"] >= s["ahead"]
     # Far back in the queue, polls are spaced out (half the wait, 2 to 60 s).

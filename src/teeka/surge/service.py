@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -111,7 +112,8 @@ def _token(secret: str, opening: int, account: int, index: int, poll_after: int 
     return signing.issue_token(secret, subject=str(account), kind="queue", now=clock.now(),
                                ttl=timedelta(hours=TOKEN_HOURS),
                                extra={"op": opening, "idx": index,
-                                      "nb": round(_now() + poll_after, 3)})
+                                      # to the millisecond, never later than said
+                                      "nb": math.floor((_now() + poll_after) * 1000) / 1000})
 
 
 def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[int, float]:
