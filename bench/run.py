@@ -109,12 +109,22 @@ def pgbench(seconds: int, clients: int) -> tuple[float, Meter]:
              f" slot_id int NOT NULL REFERENCES slot(id));"
              f"INSERT INTO slot SELECT g, 1000000, 0 FROM generate_series(1, {slots}) g;")
     sh(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", PGBENCH_DB, "-qc", setup])
+    return timed_pgbench(PGBENCH_DB, "pgbench_booking.sql", seconds, clients,
+                         ["-D", f"slots={slots}"])
+
+
+def timed_pgbench(db: str, script: str, seconds: int, clients: int, args: list[str]
+                  ) -> tuple[float, Meter]:
+    """pgbench with `script` (in bench/) for `seconds`, the machine's CPU metered; then the
+    database is dropped. Its transactions per second."""
     with Meter(SERVER_GROUPS) as meter:
-        out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-c", str(clients), "-j", "2",
-                  "-T", str(seconds), "-D", f"slots={slots}", "-f",
-                  str(ROOT / "bench" / "pgbench_booking.sql"), PGBENCH_DB], timeout=seconds + 120)
+        out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-c", str(clients),
+                  "-j", "2", "-T", str(seconds), *args, "-f", str(ROOT / "bench" / script), db],
+                 timeout=seconds + 120)
+    if "aborted" in out:
+        raise RuntimeError(f"pgbench {script} aborted: {out[-2000:]}")
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {PGBENCH_DB} WITH (FORCE)"))
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
     return tps, meter
 
 
@@ -153,16 +163,8 @@ def pgbench_same_sql(seconds: int, clients: int) -> tuple[float, Meter]:
     like asyncpg's: the database's ceiling for our booking, without our servers."""
     targets = sh(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", SAME_SQL_DB, "-Atc",
                   "SELECT count(*) FROM pgb_target"]).strip()
-    with Meter(SERVER_GROUPS) as meter:
-        out = sh(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared",
-                  "-c", str(clients), "-j", "2", "-T", str(seconds), "-D", f"targets={targets}",
-                  "-f", str(ROOT / "bench" / "pgbench_booking_same_sql.sql"), SAME_SQL_DB],
-                 timeout=seconds + 120)
-    if "aborted" in out:
-        raise RuntimeError(f"pgbench on the booking's SQL aborted: {out[-2000:]}")
-    tps = float(re.search(r"tps = ([\d.]+)", out)[1])  # type: ignore[index]
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {SAME_SQL_DB} WITH (FORCE)"))
-    return tps, meter
+    return timed_pgbench(SAME_SQL_DB, "pgbench_booking_same_sql.sql", seconds, clients,
+                         ["-M", "prepared", "-D", f"targets={targets}"])
 
 
 # ------------------------------------------------------------------ booking load

@@ -142,13 +142,18 @@ class BucketView:
         return self.capacity - self.booked
 
 
+def is_released(release_at: datetime | None, now: datetime) -> bool:
+    """Whether a priority share's places are open to everyone by now."""
+    return release_at is not None and release_at <= now
+
+
 def usable_buckets(buckets: Sequence[BucketView], group: str, now: datetime) -> list[BucketView]:
     """Buckets a person of priority `group` may take from, in the order to try them:
     their own share, then the open share, then other shares already released."""
     own = [b for b in buckets if b.share == group and b.share != Share.OPEN]
     open_ = [b for b in buckets if b.share == Share.OPEN]
     released = [b for b in buckets if b.share not in (group, Share.OPEN)
-                and b.release_at is not None and b.release_at <= now]
+                and is_released(b.release_at, now)]
     return own + open_ + sorted(released, key=lambda b: b.id)
 
 

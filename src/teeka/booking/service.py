@@ -98,8 +98,8 @@ async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], grou
 
 
 def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView, now: datetime) -> str:
-    released = bucket.release_at is not None and bucket.release_at <= now
-    return pool_key(kind, bucket.share, place.vaccine_id, place.min_age, place.max_age, released)
+    return pool_key(kind, bucket.share, place.vaccine_id, place.min_age, place.max_age,
+                    rules.is_released(bucket.release_at, now))
 
 
 def _check_eligible(person: repo.PersonView, place: repo.PlaceView, dose: int | None,

@@ -140,6 +140,7 @@ def room_of(scope: Any) -> Any:
 
 async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[str, int]:
     """Free places in the opening's scope by kind (rules.pool_key): one grouped sum."""
+    # booking.rules.is_released, in SQL (open places are everyone's anyway)
     released = case((and_(CapacityBucket.share != Share.OPEN.value,
                           CapacityBucket.release_at.is_not(None),
                           CapacityBucket.release_at <= clock.now()), 1), else_=0)
@@ -215,7 +216,7 @@ async def _pools_where(session: AsyncSession, *where: Any, appointments: bool = 
     if appointments:
         query = query.join(Appointment, Appointment.bucket_id == CapacityBucket.id)
     now = clock.now()
-    return [rules.pool_key(kind, share, vaccine, low, high, at is not None and at <= now)
+    return [rules.pool_key(kind, share, vaccine, low, high, booking_rules.is_released(at, now))
             for kind, share, at, vaccine, low, high in await session.execute(query.where(*where))]
 
 
