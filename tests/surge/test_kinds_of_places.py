@@ -70,7 +70,7 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
     # nothing young left and no hold that could come back: b is told so (`none`); c holds an
     # old place; d's two people: the old one gets the last old place, the young one none
     assert await store.admitted(oid) == ["a", "b", "c", "d"]
-    assert await store.hold(oid, "b") == "0:0:none"
+    assert await store.hold(oid, "b") == "0:1:none"  # told after the first count (grown 1)
     assert await store.hold(oid, "d") == "1:161.000:live"
     assert (await store.pools(oid))[OLD] == (2, 2, 0)
     assert meta["reserved"] == "3" and meta["used"] == "1" and meta["closed"] == "0"
@@ -87,6 +87,78 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
     meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes={},
                             places={YOUNG: 1, OLD: 0, "second/open/1/45-/": 1})
     assert meta["closed"] == "1" and meta["places"] == "2" and meta["used"] == "2"
+    await store.reset(oid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_told_none_comes_back_in_line_when_places_come_back(kind: str) -> None:
+    """Being told `none` is not final: when a count finds more places (a share released to
+    everyone, a cancellation), whoever was told and asks again is put back in line at their
+    own place in the queue, ahead of everyone who came after them."""
+    oid = 987658
+    store = await drawn_store(kind, oid, "abc", counted_at="0")
+    needs = {"a": [[YOUNG]], "b": [[YOUNG]], "c": [[OLD]]}
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes=needs,
+                     places={YOUNG: 1, OLD: 2})
+    assert await store.use_hold(oid, "a", [YOUNG])
+    await store.step(oid, now=101.0, rate=10, expires=161.0, sizes=needs)
+    assert await store.hold(oid, "b") == "0:1:none"  # the young place is gone
+    assert await store.hold(oid, "c") == "1:161.000:live"  # one old place is left
+    # asking again before the room has found anything more: still none, not back in line
+    assert await store.recheck(oid, "b") == ("0:1:none", -1)
+    # a count with as many places as before (places used with holds count): no growth
+    meta = await store.step(oid, now=102.0, rate=10, expires=162.0, sizes={},
+                            places={YOUNG: 1, OLD: 2})
+    assert meta["grown"] == "1" and await store.recheck(oid, "b") == ("0:1:none", -1)
+    await store.join(oid, "d", True)  # d comes after the opening, young too: told none
+    await store.step(oid, now=103.0, rate=10, expires=163.0, sizes={"d": [[YOUNG]]})
+    assert await store.hold(oid, "d") == "0:1:none"
+    # a young place comes back (a cancellation); e joins after that
+    meta = await store.step(oid, now=104.0, rate=10, expires=164.0, sizes={},
+                            places={YOUNG: 2, OLD: 2})
+    assert meta["grown"] == "2"
+    await store.join(oid, "e", True)
+    # b asks again: back in line, first; d has not asked (yet)
+    assert await store.recheck(oid, "b") == ("0:1:back", 0)
+    assert (await store.meta(oid))["back"] == "1" and await store.back(oid, 5) == ["b"]
+    # the back line is looked at before the queue: b holds the place (e waits for that hold)
+    meta = await store.step(oid, now=105.0, rate=10, expires=165.0,
+                            sizes={"b": [[YOUNG]], "e": [[YOUNG]]})
+    assert await store.hold(oid, "b") == "1:165.000:live"
+    assert await store.hold(oid, "e") is None
+    assert meta["back"] == "0" and await store.back(oid, 5) == []
+    assert await store.use_hold(oid, "b", [YOUNG])  # b books: e is told none
+    await store.step(oid, now=105.5, rate=10, expires=165.5, sizes={"e": [[YOUNG]]})
+    assert await store.hold(oid, "e") == "0:2:none"
+    assert await store.recheck(oid, "e") == ("0:2:none", -1)  # told after the growth
+    # d asks now: back in line (told before the growth), looked at first, told again
+    assert await store.recheck(oid, "d") == ("0:1:back", 0)
+    meta = await store.step(oid, now=106.0, rate=10, expires=166.0, sizes={"d": [[YOUNG]]})
+    assert await store.hold(oid, "d") == "0:2:none" and meta["back"] == "0"
+    # the admissions log stays the queue's order of first turns
+    assert await store.admitted(oid) == ["a", "b", "c", "d", "e"]
+    await store.reset(oid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_the_back_line_goes_before_the_queue(kind: str) -> None:
+    """While anyone is back in line, nobody is admitted from the queue (they came before)."""
+    oid = 987659
+    store = await drawn_store(kind, oid, "ab", counted_at="0")
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": [[YOUNG]]},
+                     places={OLD: 1})
+    assert await store.hold(oid, "a") == "0:1:none"
+    await store.step(oid, now=101.0, rate=10, expires=161.0, sizes={},
+                     places={OLD: 1, YOUNG: 1})
+    assert (await store.recheck(oid, "a"))[0] == "0:1:back"
+    # a's needs not known in this step (not looked up): the room waits, b is not admitted
+    meta = await store.step(oid, now=102.0, rate=10, expires=162.0, sizes={"b": [[OLD]]})
+    assert meta["next"] == "1" and await store.hold(oid, "b") is None
+    # then a first, and the queue in the same step
+    meta = await store.step(oid, now=103.0, rate=10, expires=163.0,
+                            sizes={"a": [[YOUNG]], "b": [[OLD]]})
+    assert await store.hold(oid, "a") == "1:163.000:live"
+    assert await store.hold(oid, "b") == "1:163.000:live" and meta["next"] == "2"
     await store.reset(oid)
 
 
@@ -178,7 +250,7 @@ async def test_telling_people_nothing_is_left_takes_no_admission_credit(kind: st
     meta = await store.step(oid, now=100.0, rate=1, expires=700.0, sizes=needs, lookahead=10)
     assert await store.admitted(oid) == ["a", "b", "c"]
     assert meta["told"] == "2" and meta["next"] == "3"
-    assert await store.hold(oid, "c") == "0:0:none" and await store.hold(oid, "d") is None
+    assert await store.hold(oid, "c") == "0:1:none" and await store.hold(oid, "d") is None
     meta = await store.step(oid, now=101.0, rate=1, expires=701.0, sizes=needs, lookahead=10)
     assert await store.admitted(oid) == ["a", "b", "c", "d"] and meta["told"] == "0"
     assert await store.hold(oid, "d") == "1:701.000:live"
@@ -262,7 +334,65 @@ async def test_the_queue_page_tells_when_nothing_is_left_of_your_kind(client, wo
     clock.shift(timedelta(seconds=61))
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
     assert "इस बार ऐसा कोई स्थान नहीं बचा है जिसे आपके खाते के लोग" in page.text
-    assert 'http-equiv="refresh"' not in page.text  # nothing to wait for
+    # places of their kind may still come back: the page looks again every minute
+    assert '<meta http-equiv="refresh" content="60">' in page.text
+    assert "यदि इस बार में उनके प्रकार के स्थान फिर से उपलब्ध होते हैं" in page.text
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
     assert "No place is left in this opening that the people on your account can book" in \
         page.text
+
+
+async def test_told_none_is_back_in_line_when_a_share_is_released(client, world, maker,
+                                                                  settings) -> None:
+    """A young person told that nothing is left of their kind, while a priority share's places
+    keep the room open, asks again after that share is released to everyone: back in line at
+    their own place, ahead of someone who joined after the release (before, `none` was final
+    and the later arrival took the released place)."""
+    from datetime import time
+
+    # 10:00 in the morning (local) on the day of the sessions, whatever the time of the run
+    day = clock.today() + timedelta(days=1)
+    clock.shift(clock.local_datetime(day, 10) - clock.now())
+    sid = await publish(maker, world, centre_id=world.centre_a, day=day, min_age=18, max_age=44,
+                        dose1=2, shares={"open": 50, "aay": 50},
+                        share_release_time=time(10, 5))
+    r = await client.post("/api/v1/admin/openings", headers=world.headers("raipur_admin"), json={
+        "district_id": 109, "first_day": day.isoformat(),
+        "opens_at": (clock.now() + timedelta(seconds=60)).isoformat(),
+        "hold_seconds": 600, "admit_per_second": 1000})
+    assert r.status_code == 201, r.text
+    oid = int(r.json()["id"])
+    (h1, ref1), (h2, ref2), (h3, _) = await bulk_citizens(maker, settings, 3,
+                                                          birth_year=day.year - 30)
+    t1 = (await join(client, h1, oid))["token"]
+    clock.shift(timedelta(seconds=30))
+    t2 = (await join(client, h2, oid))["token"]
+    clock.shift(timedelta(seconds=31))
+    s1 = await status(client, h1, oid, t1)
+    s2 = await status(client, h2, oid, t2)
+    first, second = (h1, ref1, s1), (h2, ref2, s2)
+    if s2["state"] == "admitted":  # the draw's order
+        first, second = second, first
+    assert first[2]["state"] == "admitted" and second[2]["state"] == "waiting"
+    assert (await book(client, first[0], sid, first[1], "share-first-01")).status_code == 201
+    clock.shift(timedelta(seconds=3))
+    told = await status(client, second[0], oid, second[2]["token"])
+    # the open place is gone; the AAY place is not theirs (yet): told, the room stays open
+    assert told["state"] == "none" and told["poll_after_s"] == 60
+    again = await status(client, second[0], oid, told["token"])  # nothing new: the same answer
+    assert again["state"] == "none"
+    # 10:05: the AAY share's place is everyone's. Someone joins after that, and asks first
+    clock.shift(clock.local_datetime(day, 10, 5) - clock.now() + timedelta(seconds=1))
+    late = await join(client, h3, oid)
+    assert late["state"] == "waiting"
+    clock.shift(timedelta(seconds=3))
+    # the one told `none` asks again: back in line at their own place, ahead of the late one
+    back = await status(client, second[0], oid, again["token"])
+    assert back["state"] == "admitted" and back["position"] == told["position"], back
+    clock.shift(timedelta(seconds=3))
+    late = await status(client, h3, oid, late["token"])
+    assert late["state"] == "waiting", late  # the place is kept for who came first
+    assert (await book(client, second[0], sid, second[1], "share-second-1")).status_code == 201
+    clock.shift(timedelta(seconds=3))
+    # nothing is left at all now: the late arrival hears the queue has closed
+    assert (await status(client, h3, oid, late["token"]))["state"] in ("closed", "none")

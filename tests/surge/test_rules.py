@@ -25,6 +25,7 @@ def test_polls_are_spaced_by_the_wait(wait: int) -> None:
     poll = rules.poll_after_s("waiting", wait)
     assert 2 <= poll <= 60 and (poll == 60 or poll == max(2, (wait + 1) // 2))
     assert rules.poll_after_s("admitted", 0) == rules.poll_after_s("closed", None) == 5
+    assert rules.poll_after_s("none", None) == 60  # places of their kind may come back
 
 
 @given(st.floats(1, 1000), st.integers(0, 10**5))

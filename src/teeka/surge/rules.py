@@ -37,7 +37,11 @@ def poll_after_s(state: str, estimated_wait_s: int | None) -> int:
     front that is every 2 s (an admitted person learns it within 2 s; holds last minutes); far
     back, rarely. With people spread along the queue the room is asked about 4-5 times per
     admission in all, so a waiting crowd costs the server little; asking earlier is refused with
-    429 at once. Once admitted, used, expired or closed there is nothing to wait for."""
+    429 at once. Once admitted, used, expired or closed there is nothing to wait for; told
+    that nothing is left of their kind, a minute (places may come back: a share released to
+    everyone, a cancellation)."""
+    if state == "none":
+        return 60
     if state != "waiting":
         return 5
     return min(60, max(2, -(-(estimated_wait_s or 0) // 2)))

@@ -94,7 +94,8 @@ class OpeningView:
 @dataclass(frozen=True)
 class Status:
     # "waiting" | "admitted" | "used" | "expired" | "closed" | "none" (nothing left that the
-    # account's people can book)
+    # account's people can book, for now: asking again after the room found more places puts
+    # them back in line at their own place)
     state: str
     position: int | None  # 1-based place in the queue; None before the draw
     ahead: int | None
@@ -108,12 +109,25 @@ def _now() -> float:
     return clock.now().timestamp()
 
 
-def _token(secret: str, opening: int, account: int, index: int, poll_after: int = 0) -> str:
+def _token(secret: str, opening: int, account: int, index: int, poll_after: int = 0,
+           told: int | None = None) -> str:
+    extra: dict[str, Any] = {"op": opening, "idx": index,
+                             # to the millisecond, never later than said
+                             "nb": math.floor((_now() + poll_after) * 1000) / 1000}
+    if told is not None:  # told `none` when the room had grown this many times
+        extra["told"] = told
     return signing.issue_token(secret, subject=str(account), kind="queue", now=clock.now(),
-                               ttl=timedelta(hours=TOKEN_HOURS),
-                               extra={"op": opening, "idx": index,
-                                      # to the millisecond, never later than said
-                                      "nb": math.floor((_now() + poll_after) * 1000) / 1000})
+                               ttl=timedelta(hours=TOKEN_HOURS), extra=extra)
+
+
+def _ticket(secret: str, token: str, opening: int, actor: Actor
+            ) -> tuple[int, float, int | None]:
+    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
+    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
+        raise errors.QueueTokenInvalid()
+    told = claims.get("told")
+    return (int(claims["idx"]), float(claims.get("nb", 0)) - _now(),
+            told if isinstance(told, int) else None)
 
 
 def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[int, float]:
@@ -121,10 +135,15 @@ def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[in
     and how many seconds early it is asked about (> 0: before the time the ticket named, `nb`,
     from the last answer's poll_after_s). A forged, expired, or someone else's ticket is
     refused."""
-    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
-    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
-        raise errors.QueueTokenInvalid()
-    return int(claims["idx"]), float(claims.get("nb", 0)) - _now()
+    index, early, _ = _ticket(secret, token, opening, actor)
+    return index, early
+
+
+def _still_none(meta: dict[str, str], told: int | None) -> bool:
+    """Whether a ticket that said `none` still says it: the room has found no more places
+    since (`grown`) and is open. Then the answer needs no lookup."""
+    return (told is not None and meta.get("closed") != "1"
+            and int(meta.get("grown", 0)) <= told)
 
 
 def too_early(early: float) -> errors.DomainError:
@@ -394,6 +413,8 @@ class WaitingRoom:
             if int(meta.get("told", 0)) > 0:
                 lookahead = NONE_LOOKAHEAD
             batch = await self.store.at(oid, nxt, nxt + int(credit) + lookahead)
+            if int(meta.get("back", 0)) > 0:  # people back in line go first (store.recheck)
+                batch = await self.store.back(oid, int(credit) + lookahead) + batch
             recount = now - float(meta.get("counted_at", 0)) >= RECOUNT_S
             if batch or recount:
                 try:
@@ -461,14 +482,24 @@ class WaitingRoom:
 
     async def status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
-        index, early = read_ticket(self.secret, token, opening.id, actor)
+        index, early, told = _ticket(self.secret, token, opening.id, actor)
         if early > 0:
             # Too early, unless this process already knows there is news: the room has closed
             # (everyone still waiting is told at once), or this person's turn has come.
             last = self._advanced.get(opening.id)
             if last is None or not _news(last[1], index):
                 raise too_early(early)
+        if told is not None:
+            last = self._advanced.get(opening.id)
+            if last is None or not _still_none(last[1], told):
+                # Told `none`, and the room may have found more places since: back in line (at
+                # their own place) before the room moves on, so that this step already counts
+                # them ahead of everyone behind.
+                await self.store.recheck(opening.id, str(actor.id))
         meta = await self.advance(session, opening)
+        if _still_none(meta, told):
+            assert told is not None
+            return self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None, told)
         if index < 0 and meta.get("opened") == "1":  # drawn at the opening
             member = await self.store.member(opening.id, str(actor.id))
             index = -1 if member in (None, "pre") else int(member)
@@ -476,9 +507,9 @@ class WaitingRoom:
 
     def _answer(self, opening: OpeningView, account: int, index: int, state: str,
                 position: int | None, ahead: int | None, wait: int | None,
-                hold: int | None) -> Status:
+                hold: int | None, told: int | None = None) -> Status:
         poll = rules.poll_after_s(state, wait)
-        token = _token(self.secret, opening.id, account, index, poll)
+        token = _token(self.secret, opening.id, account, index, poll, told)
         return Status(state, position, ahead, wait, hold, token, poll)
 
     def _waiting(self, opening: OpeningView, account: int, index: int, meta: dict[str, str]
@@ -507,13 +538,16 @@ class WaitingRoom:
             return None
         opening, last, actor = known
         try:
-            index, early = read_ticket(self.secret, ticket, opening_id, actor)
+            index, early, told = _ticket(self.secret, ticket, opening_id, actor)
         except errors.DomainError:
             return None
-        if early > 0:
+        if early > 0 and told is None:
             return None if _news(last[1], index) else too_early(early)
         if not self._fresh_enough(opening, last[0], _now()):
             return None
+        if told is not None:  # told `none`: the same answer while the room has found no more
+            return (self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None, told)
+                    if _still_none(last[1], told) else None)
         if index < 0 and last[1].get("opened") == "1":
             # Joined before the draw: where did the draw put this person? (one Redis read)
             member = await self.store.member(opening_id, str(actor.id))
@@ -544,6 +578,9 @@ class WaitingRoom:
         if claims is None or claims.get("op") != opening_id:
             return False
         index = int(claims.get("idx", -1))
+        told = claims.get("told")
+        if isinstance(told, int):  # told `none`: news only once the room has found more places
+            return not _still_none(last[1], told)
         # news: the turn has come, the room has closed, or the draw has been made (a ticket
         # from before it learns its place once)
         return _news(last[1], index) or (index < 0 and last[1].get("opened") == "1")
@@ -598,6 +635,22 @@ class WaitingRoom:
         held = await self.store.hold(opening.id, str(actor.id))
         if held is not None:
             _, expires, state = held.split(":")
+            if state in ("none", "back"):
+                # Told that nothing was left for them: if the room has found more places since
+                # (a share released to everyone, a cancellation), back in line at their own
+                # place in the queue, ahead of everyone still waiting.
+                found, rank = await self.store.recheck(opening.id, str(actor.id))
+                held = found or held
+                _, expires, state = held.split(":")
+                if state == "back" and meta.get("closed") != "1":
+                    ahead = max(rank, 0)
+                    return answer("waiting", index + 1, ahead,
+                                  rules.estimated_wait_s(ahead + 1, rate), None)
+                if state == "back":
+                    return answer("closed", index + 1, None, None, None)
+                if state == "none":
+                    return self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None,
+                                        int(expires))
             if state == "live":
                 return answer("admitted", index + 1, 0, 0, max(0, int(float(expires) - _now())))
             return answer(state, index + 1, 0, 0, None)

@@ -31,6 +31,17 @@ held but a live hold there may still come back, the room waits for it (admission
 queue order). `places`, `reserved` and `used` in the meta are the sums over the pools, and
 `pools` the pools' names (comma-separated). A size (an int) instead of a list of candidates,
 and a count instead of a dict, stand for the one pool "*" (the store's own tests).
+
+Being told `none` is not final. A count that finds more places in some pool than the last one
+(a priority share released to everyone, a cancellation, capacity added) adds one to `grown` in
+the meta; a `none` hold records the `grown` it was told at ("0:<grown>:none"). When such a
+person asks again after the room has grown (`recheck`: a status poll or a join), they go back
+into line at their own queue index (the `back` line, ordered by index; hold state `back`; `back`
+in the meta: how many). A step looks at the back line first, with the same arithmetic, and
+admits nobody from the queue while anyone is in it: everyone there came before everyone still
+waiting, so the order of the queue holds. Who is told `none` again waits for the next growth.
+Only people who ask again are looked at again (a person who has left would only hold places
+for nobody until their hold expired).
 """
 
 from __future__ import annotations
@@ -64,6 +75,8 @@ class Store(Protocol):
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]: ...
     async def use_hold(self, opening: int, account: str,
                        booked: int | Sequence[str]) -> bool: ...
+    async def recheck(self, opening: int, account: str) -> tuple[str | None, int]: ...
+    async def back(self, opening: int, n: int) -> list[str]: ...
     async def busy(self, seen: int, now: float) -> int: ...
     async def reset(self, opening: int) -> None: ...
 
@@ -100,6 +113,7 @@ class MemoryStore:
         self._admitted: dict[int, list[str]] = {}
         self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
+        self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
         self._busy: list[float] = []
 
     @contextlib.asynccontextmanager
@@ -163,9 +177,12 @@ class MemoryStore:
         pools = self._pools.setdefault(opening, {})
         count = _count(places)
         if count is not None:
+            if any(v > (pools[k][0] if k in pools else 0) for k, v in count.items()):
+                meta["grown"] = str(int(meta.get("grown", 0)) + 1)  # more places than before
             for key in set(pools) | set(count):
                 pools.setdefault(key, [0, 0, 0])[0] = count.get(key, 0)
             meta["counted_at"] = f"{now:.3f}"
+        grown = meta.get("grown", "0")
         holds = self._holds.setdefault(opening, {})
         hold_pools = self._hold_pools.setdefault(opening, {})
         expiry = self._expiry.setdefault(opening, {})
@@ -179,18 +196,20 @@ class MemoryStore:
         credit = admission_credit(float(meta["credit"]), rate, now - float(meta["credit_at"]))
         nxt = int(meta["next"])
         needs = _needs(sizes)
-        queue = self._queue(opening)
         told = 0
-        for account in queue[nxt:nxt + int(credit) + lookahead]:
+
+        def consider(account: str) -> str:
+            """One account's turn: "held", "none", or "stop" (the room waits here)."""
+            nonlocal credit, told
             need = needs.get(account)
             if need is None:
-                break
+                return "stop"
             free = {k: p[0] - p[1] - p[2] for k, p in pools.items()}
             if not any(v > 0 for v in free.values()):
-                break  # nothing left to hold: wait for live holds, or close
+                return "stop"  # nothing left to hold: wait for live holds, or close
             picked, wait = assign(free, {k: p[1] for k, p in pools.items()}, need)
             if wait or (picked and credit < 1):
-                break
+                return "stop"
             if picked:
                 for key in picked:
                     pools.setdefault(key, [0, 0, 0])[1] += 1
@@ -198,13 +217,27 @@ class MemoryStore:
                 holds[account] = f"{len(picked)}:{expires:.3f}:live"
                 expiry[account] = expires
                 credit -= 1
-            else:  # nothing left of the kinds this account's people can book: told, no credit
-                holds[account] = "0:0:none"
-                told += 1
-            self._admitted.setdefault(opening, []).append(account)
-            nxt += 1
+                return "held"
+            # nothing left of the kinds this account's people can book: told, no credit
+            holds[account] = f"0:{grown}:none"
+            told += 1
+            return "none"
+
+        batch = self._queue(opening)[nxt:nxt + int(credit) + lookahead]
+        back = self._back.setdefault(opening, {})
+        for account in sorted(back, key=back.__getitem__)[:int(credit) + lookahead]:
+            if consider(account) == "stop":
+                break
+            del back[account]
+        if not back:  # the queue only after everyone back in line (they came before)
+            for account in batch:
+                if consider(account) == "stop":
+                    break
+                self._admitted.setdefault(opening, []).append(account)
+                nxt += 1
         self._sums(meta, pools)
-        meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}", told=str(told))
+        meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}", told=str(told),
+                    back=str(len(back)))
         if (not expiry and meta.get("counted_at") != "0"  # not before the first count
                 and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())):
             meta["closed"] = "1"
@@ -235,6 +268,26 @@ class MemoryStore:
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
 
+    async def recheck(self, opening: int, account: str) -> tuple[str | None, int]:
+        """The account's hold; told `none` before the room last grew (and still open): back in
+        line at its queue index. With its place in the back line (-1: not in it)."""
+        holds = self._holds.setdefault(opening, {})
+        back = self._back.setdefault(opening, {})
+        meta = self._meta.setdefault(opening, {})
+        value = holds.get(account)
+        if value is not None and meta.get("closed") != "1":
+            _, told_at, state = _hold(value)
+            if state == "none" and int(told_at) < int(meta.get("grown", 0)):
+                back[account] = int(self._members[opening][account])
+                value = holds[account] = f"0:{told_at}:back"
+                meta["back"] = str(len(back))
+        rank = (sorted(back.values()).index(back[account]) if account in back else -1)
+        return value, rank
+
+    async def back(self, opening: int, n: int) -> list[str]:
+        back = self._back.get(opening, {})
+        return sorted(back, key=back.__getitem__)[:max(n, 0)]
+
     async def busy(self, seen: int, now: float) -> int:
         self._busy = [t for t in self._busy if now - t < BUSY_WINDOW_S]
         self._busy += [now] * seen
@@ -242,15 +295,17 @@ class MemoryStore:
 
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
-                     self._holds, self._expiry, self._admitted, self._pools, self._hold_pools):
+                     self._holds, self._expiry, self._admitted, self._pools, self._hold_pools,
+                     self._back):
             part.pop(opening, None)
 
 
 # KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted, pools (a hash:
 # p:<pool> places, h:<pool> held by live holds, u:<pool> used with holds), hold pools (account
-# -> the pools its live hold keeps, comma-separated)
+# -> the pools its live hold keeps, comma-separated), back (a sorted set: accounts told `none`
+# who asked again after the room grew, scored by their queue index)
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted", "pools",
-         "hpools")
+         "hpools", "back")
 
 # ARGV: account, "1" when it is past the opening time (then first come, first served, even
 # before the draw has been made)
@@ -321,13 +376,21 @@ end
 local c = tonumber(ARGV[5])
 local i = 6
 if c >= 0 then
-  for k, _ in pairs(P) do P[k] = 0 end
+  local before, grew = {}, false
+  for k, v in pairs(P) do
+    before[k] = v
+    P[k] = 0
+  end
   for _ = 1, c do
-    P[ARGV[i]] = tonumber(ARGV[i + 1])
+    local k, v = ARGV[i], tonumber(ARGV[i + 1])
+    P[k] = v
+    if v > (before[k] or 0) then grew = true end
     i = i + 2
   end
   redis.call('HSET', KEYS[1], 'counted_at', ARGV[1])
+  if grew then redis.call('HINCRBY', KEYS[1], 'grown', 1) end
 end
+local grown = redis.call('HGET', KEYS[1], 'grown') or '0'
 for _, a in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[1])) do
   local h = redis.call('HGET', KEYS[6], a)
   if h then
@@ -376,9 +439,10 @@ local function anyfree()
   return false
 end
 local told = 0
-for _, a in ipairs(batch) do
+-- One account's turn: 'held', 'none', or 'stop' (the room waits here)
+local function consider(a)
   local need = needs[a]
-  if need == nil or not anyfree() then break end
+  if need == nil or not anyfree() then return 'stop' end
   local taken, picked, wait = {}, {}, false
   for person in string.gmatch(need, '[^;]+') do
     local options, choice = {}, nil
@@ -399,19 +463,33 @@ for _, a in ipairs(batch) do
       picked[#picked + 1] = choice
     end
   end
-  if wait or (#picked > 0 and credit < 1) then break end
+  if wait or (#picked > 0 and credit < 1) then return 'stop' end
   if #picked > 0 then
     for _, k in ipairs(picked) do H[k] = (H[k] or 0) + 1 end
     redis.call('HSET', KEYS[6], a, #picked .. ':' .. ARGV[3] .. ':live')
     redis.call('HSET', KEYS[10], a, table.concat(picked, ','))
     redis.call('ZADD', KEYS[7], ARGV[3], a)
     credit = credit - 1
-  else
-    redis.call('HSET', KEYS[6], a, '0:0:none')
-    told = told + 1
+    return 'held'
   end
-  redis.call('RPUSH', KEYS[8], a)
-  nxt = nxt + 1
+  redis.call('HSET', KEYS[6], a, '0:' .. grown .. ':none')
+  told = told + 1
+  return 'none'
+end
+-- First who is back in line (they came before everyone still waiting), then the queue
+local room = math.floor(credit) + tonumber(ARGV[4])
+if room > 0 then
+  for _, a in ipairs(redis.call('ZRANGE', KEYS[11], 0, room - 1)) do
+    if consider(a) == 'stop' then break end
+    redis.call('ZREM', KEYS[11], a)
+  end
+end
+if redis.call('ZCARD', KEYS[11]) == 0 then
+  for _, a in ipairs(batch) do
+    if consider(a) == 'stop' then break end
+    redis.call('RPUSH', KEYS[8], a)
+    nxt = nxt + 1
+  end
 end
 local keys = {}
 for k, _ in pairs(P) do keys[k] = true end
@@ -429,7 +507,7 @@ end
 table.sort(names)
 redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
            'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told,
-           'pools', table.concat(names, ','))
+           'pools', table.concat(names, ','), 'back', redis.call('ZCARD', KEYS[11]))
 if not left and redis.call('ZCARD', KEYS[7]) == 0
    and redis.call('HGET', KEYS[1], 'counted_at') ~= '0' then
   redis.call('HSET', KEYS[1], 'closed', '1')
@@ -459,6 +537,24 @@ return 1
 """
 
 
+# ARGV: account. Its hold; told `none` before the room last grew, and the room still open: back
+# in line at its queue index. Returns the hold and its place in the back line (-1: not there).
+RECHECK = """
+local h = redis.call('HGET', KEYS[6], ARGV[1])
+if not h then return {false, -1} end
+local told_at, state = string.match(h, '^%d+:([^:]*):(%a+)$')
+if state == 'none' and redis.call('HGET', KEYS[1], 'closed') ~= '1'
+   and tonumber(told_at) < tonumber(redis.call('HGET', KEYS[1], 'grown') or '0') then
+  redis.call('ZADD', KEYS[11], redis.call('HGET', KEYS[2], ARGV[1]), ARGV[1])
+  h = '0:' .. told_at .. ':back'
+  redis.call('HSET', KEYS[6], ARGV[1], h)
+  redis.call('HSET', KEYS[1], 'back', redis.call('ZCARD', KEYS[11]))
+end
+local rank = redis.call('ZRANK', KEYS[11], ARGV[1])
+return {h, rank or -1}
+"""
+
+
 class RedisStore:
     """Keys `teeka:wr:{opening}:{part}`; see the scripts above. The draw's lock is a Redis lock
     (redis-py), so several processes and hosts share one queue."""
@@ -475,6 +571,7 @@ class RedisStore:
         self._draw = self.r.register_script(DRAW)
         self._step = self.r.register_script(STEP)
         self._use = self.r.register_script(USE_HOLD)
+        self._recheck = self.r.register_script(RECHECK)
 
     def _k(self, opening: int, part: str) -> str:
         return f"teeka:wr:{opening}:{part}"
@@ -548,6 +645,16 @@ class RedisStore:
 
     async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
         return bool(await self._use(keys=self._keys(opening), args=[account, *_booked(booked)]))
+
+    async def recheck(self, opening: int, account: str) -> tuple[str | None, int]:
+        value, rank = await self._recheck(keys=self._keys(opening), args=[account])
+        return value, int(rank)
+
+    async def back(self, opening: int, n: int) -> list[str]:
+        if n <= 0:
+            return []
+        found: list[str] = await self.r.zrange(self._k(opening, "back"), 0, n - 1)
+        return found
 
     async def busy(self, seen: int, now: float) -> int:
         """Add this process's recent signs of stress; the count over every process."""
