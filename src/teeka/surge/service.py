@@ -499,7 +499,7 @@ class WaitingRoom:
         meta = await self.advance(session, opening)
         if _still_none(meta, told):
             assert told is not None
-            return self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None, told)
+            return self._none(opening, actor.id, index, told)
         if index < 0 and meta.get("opened") == "1":  # drawn at the opening
             member = await self.store.member(opening.id, str(actor.id))
             index = -1 if member in (None, "pre") else int(member)
@@ -511,6 +511,10 @@ class WaitingRoom:
         poll = rules.poll_after_s(state, wait)
         token = _token(self.secret, opening.id, account, index, poll, told)
         return Status(state, position, ahead, wait, hold, token, poll)
+
+    def _none(self, opening: OpeningView, account: int, index: int, told: int) -> Status:
+        """Nothing left of their kind, told when the room had grown `told` times."""
+        return self._answer(opening, account, index, "none", index + 1, 0, 0, None, told)
 
     def _waiting(self, opening: OpeningView, account: int, index: int, meta: dict[str, str]
                  ) -> Status | None:
@@ -546,8 +550,8 @@ class WaitingRoom:
         if not self._fresh_enough(opening, last[0], _now()):
             return None
         if told is not None:  # told `none`: the same answer while the room has found no more
-            return (self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None, told)
-                    if _still_none(last[1], told) else None)
+            return self._none(opening, actor.id, index, told) if _still_none(last[1], told) \
+                else None
         if index < 0 and last[1].get("opened") == "1":
             # Joined before the draw: where did the draw put this person? (one Redis read)
             member = await self.store.member(opening_id, str(actor.id))
@@ -632,25 +636,19 @@ class WaitingRoom:
         rate = self._rate(opening)
         if index < 0:  # joined, but not in the draw's record (yet)
             return answer("waiting", None, None, rules.estimated_wait_s(0, rate), None)
-        held = await self.store.hold(opening.id, str(actor.id))
+        # The hold; someone told `none` before the room found more places is put back in line
+        # at their own place, ahead of everyone still waiting (store.recheck).
+        held, rank = await self.store.recheck(opening.id, str(actor.id))
         if held is not None:
             _, expires, state = held.split(":")
-            if state in ("none", "back"):
-                # Told that nothing was left for them: if the room has found more places since
-                # (a share released to everyone, a cancellation), back in line at their own
-                # place in the queue, ahead of everyone still waiting.
-                found, rank = await self.store.recheck(opening.id, str(actor.id))
-                held = found or held
-                _, expires, state = held.split(":")
-                if state == "back" and meta.get("closed") != "1":
-                    ahead = max(rank, 0)
-                    return answer("waiting", index + 1, ahead,
-                                  rules.estimated_wait_s(ahead + 1, rate), None)
-                if state == "back":
-                    return answer("closed", index + 1, None, None, None)
-                if state == "none":
-                    return self._answer(opening, actor.id, index, "none", index + 1, 0, 0, None,
-                                        int(expires))
+            if state == "back" and meta.get("closed") != "1":
+                ahead = max(rank, 0)
+                return answer("waiting", index + 1, ahead,
+                              rules.estimated_wait_s(ahead + 1, rate), None)
+            if state == "back":
+                return answer("closed", index + 1, None, None, None)
+            if state == "none":
+                return self._none(opening, actor.id, index, int(expires))
             if state == "live":
                 return answer("admitted", index + 1, 0, 0, max(0, int(float(expires) - _now())))
             return answer(state, index + 1, 0, 0, None)
