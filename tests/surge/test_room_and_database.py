@@ -9,9 +9,12 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from teeka.db import session_scope
 from teeka.i18n import translate
 from teeka.kit import clock
+from teeka.models import SessionSlot
 from tests.factories import bulk_citizens, publish
 from tests.staff import csrf_of, hidden, register, staff_client
 from tests.surge.test_waiting_room import SLOT, book, drawn_store, join, make_opening, status
@@ -123,6 +126,68 @@ async def test_a_new_count_changes_what_the_store_may_promise(kind: str) -> None
     assert await store.admitted(oid) == ["a", "b", "c"] and meta["closed"] == "0"
     for account in "abc":
         assert await store.use_hold(oid, account, 1)
+    # every place used, no hold live: the room closes, but only on a count made in that step
     meta = await store.step(oid, now=103.0, rate=10, expires=703.0, sizes=ones)
+    assert meta["closed"] == "0"
+    meta = await store.step(oid, now=103.5, rate=10, expires=703.5, sizes=ones, places=3)
     assert meta["closed"] == "1" and meta["places"] == "3"
     await store.reset(oid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_count_made_while_a_booking_commits_does_not_close_the_room(kind: str) -> None:
+    """A count reads the places used with holds, then the database. A booking that commits
+    in between is counted as taken in the database and still held in the room: the count is
+    low by its place until the next one. The room must not close on such a count when the
+    holds are done; it closes only on a count made in its closing step (the service counts
+    again before a room with no live hold and nothing left may close)."""
+    oid = 987654
+    store = await drawn_store(kind, oid, "abc", places="2")
+    meta = await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": 1, "b": 1},
+                            places=2)
+    assert await store.admitted(oid) == ["a", "b"] and meta["reserved"] == "2"
+    # a's booking has committed (the database has one place left) but a's hold is not used
+    # yet when the room counts: 1 free + 0 used = 1 place, of which 2 are held
+    meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes={"c": 1}, places=1)
+    assert meta["places"] == "1" and meta["next"] == "2"
+    assert await store.use_hold(oid, "a", 1)
+    # b lets the hold run out: b's place is free again (the database: 1 free, 1 used)
+    meta = await store.step(oid, now=161.0, rate=10, expires=221.0, sizes={"c": 1})
+    assert meta["reserved"] == "1" and meta["used"] == "1"
+    assert meta["closed"] == "0"  # no live hold and nothing left by the old count: not closed
+    # the next count is exact (no hold live): c is admitted to the place b gave back
+    meta = await store.step(oid, now=161.5, rate=10, expires=221.5, sizes={"c": 1}, places=2)
+    assert meta["closed"] == "0" and await store.admitted(oid) == ["a", "b", "c"]
+    assert await store.hold(oid, "c") == "1:221.500:live"
+    await store.reset(oid)
+
+
+async def test_the_room_counts_again_before_it_closes(client, world, maker, settings,
+                                                      still_clock) -> None:
+    """Every place used and no hold live: before the room closes and tells everyone, it counts
+    the places again, even if it counted less than a second before. Here a district adds a
+    place just after the last admitted person booked: the person next in line gets it instead
+    of being told that the queue has closed."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=2)
+    people = await bulk_citizens(maker, settings, 3)
+    oid = await make_opening(client, world)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=61))
+    seen = [await status(client, h, oid, t) for (h, _), t in zip(people, tokens, strict=True)]
+    admitted = [i for i, s in enumerate(seen) if s["state"] == "admitted"]
+    assert len(admitted) == 2
+    (last,) = [i for i in range(3) if i not in admitted]
+    for i in admitted:
+        h, ref = people[i]
+        assert (await book(client, h, sid, ref, f"first-{i:05d}")).status_code == 201
+    async with session_scope(maker) as db:
+        slot_id = (await db.execute(select(SessionSlot.id).where(SessionSlot.session_id == sid))
+                   ).scalar_one()
+    r = await client.put(f"/api/v1/admin/slots/{slot_id}/capacity",
+                         headers=world.headers("raipur_admin"),
+                         json={"dose_kind": "first", "capacity": 3})
+    assert r.status_code == 200, r.text
+    # the last one asks again (a join answers at once): the place added is theirs
+    h, ref = people[last]
+    assert (await join(client, h, oid))["state"] == "admitted"
+    assert (await book(client, h, sid, ref, "added-00001")).status_code == 201

@@ -308,7 +308,8 @@ async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     assert await store.admitted(oid) == ["c", "b", "a", "x", "d"]
     assert meta["reserved"] == "3" and meta["next"] == "5"
     assert await store.use_hold(oid, "x", 1) and await store.use_hold(oid, "d", 1)
-    meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes=ones)
+    meta = await store.step(oid, now=172.0, rate=10, expires=232.0, sizes=ones,
+                            places=3)  # counted: no place free, three used with holds
     assert meta["closed"] == "1" and meta["used"] == "3"
     await store.reset(oid)
 

@@ -10,7 +10,7 @@
   room count); an unused hold returns its places when it expires; a booking made with a hold
   uses it up.
 * When every place is held or used and no hold can come back, the room closes and everyone
-  still waiting is told at once.
+  still waiting is told at once — on a count made in the closing step, never on an older one.
 * While an opening is open, places in its scope are booked (or an appointment moved there) by
   citizens only with a live hold (`gate` before, `use_hold` after); staff (help desks) book
   there only places that no live hold keeps (`staff_gate`).
@@ -415,7 +415,13 @@ class WaitingRoom:
             batch = await self.store.at(oid, nxt, nxt + int(credit) + lookahead)
             if int(meta.get("back", 0)) > 0:  # people back in line go first (store.recheck)
                 batch = await self.store.back(oid, int(credit) + lookahead) + batch
-            recount = now - float(meta.get("counted_at", 0)) >= RECOUNT_S
+            # Counted again about every second, and always before the room may close: when no
+            # hold is live and nothing seems left. The room closes only on a count made in its
+            # closing step (store.step), and one made with no hold live is exact (no booking
+            # made with a hold can be between its commit and its use).
+            closable = (int(meta.get("reserved", 0)) <= int(meta.get("used", 0))
+                        and int(meta.get("places", 0)) <= int(meta.get("reserved", 0)))
+            recount = closable or now - float(meta.get("counted_at", 0)) >= RECOUNT_S
             if batch or recount:
                 try:
                     keys = [k for k in meta.get("pools", "").split(",") if k]
@@ -426,7 +432,7 @@ class WaitingRoom:
                             # cancellation) change what it may promise. `used` was read before
                             # the count, and a hold is used only once its booking committed,
                             # so no booking is counted twice (the count can only come out
-                            # low, for a moment).
+                            # low, until the next count; the room never closes on it).
                             used = {k: p[2] for k, p in (await self.store.pools(oid)).items()}
                             free = await places_by_pool(db, opening)
                             places = {k: free.get(k, 0) + used.get(k, 0)
@@ -440,8 +446,9 @@ class WaitingRoom:
                             batch = batch[:FULL_ROOM_LOOKUP + lookahead]
                         needs = await self._needs(db, opening, batch, keys)
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                    # No database connection in time: admit nobody in this step (expiries and
-                    # closing still happen); the next step tries again.
+                    # No database connection in time: admit nobody in this step (expiries still
+                    # happen; the room does not close without a count); the next step tries
+                    # again.
                     log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
         meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, needs, places,
                                      lookahead)

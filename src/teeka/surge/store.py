@@ -238,7 +238,10 @@ class MemoryStore:
         self._sums(meta, pools)
         meta.update(next=str(nxt), credit=repr(credit), credit_at=f"{now:.3f}", told=str(told),
                     back=str(len(back)))
-        if (not expiry and meta.get("counted_at") != "0"  # not before the first count
+        # Closed only on a count made in this step (never on an old one, nor before the first):
+        # a count made while a booking had committed but not yet used its hold is low by that
+        # place until the next count; closing on it would send people away from a free place.
+        if (count is not None and not expiry
                 and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())):
             meta["closed"] = "1"
         return dict(meta)
@@ -508,8 +511,7 @@ table.sort(names)
 redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
            'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told,
            'pools', table.concat(names, ','), 'back', redis.call('ZCARD', KEYS[11]))
-if not left and redis.call('ZCARD', KEYS[7]) == 0
-   and redis.call('HGET', KEYS[1], 'counted_at') ~= '0' then
+if c >= 0 and not left and redis.call('ZCARD', KEYS[7]) == 0 then
   redis.call('HSET', KEYS[1], 'closed', '1')
 end
 return meta()
