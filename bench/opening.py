@@ -404,6 +404,16 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
             recovered = time.monotonic() - crowd_left
             break
         await asyncio.sleep(0.2)
+    # places still free on the opening's day: anyone told the queue closed while some were
+    # left was sent away from a place (the room must close only when none is)
+    conn = await asyncpg.connect(dsn)
+    try:
+        free_left = int(await conn.fetchval(
+            """SELECT coalesce(sum(b.capacity - b.booked), 0) FROM capacity_bucket b
+               JOIN vaccination_session s ON s.id = b.session_id WHERE s.date = $1""",
+            setup["day"]))
+    finally:
+        await conn.close()
     # the room's own record: the queue and the order of admissions
     r: Any = aioredis.from_url(redis_url, decode_responses=True)
     queue = [e.split(":")[0] for part in ("drawn", "late")  # the queue: drawn, then late
@@ -479,6 +489,8 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "booked": len(booked),
         "admitted": len(admitted),
         "told_closed": sum(1 for p in crowd if p.state == "closed"),
+        # places free at the end although people were told the queue had closed
+        "closed_with_places_left": free_left if any(p.state == "closed" for p in crowd) else 0,
         "release_s": round(last - opens_mono, 1),
         "prequeue_shuffle_rho": round(rho, 3),
         "admissions_out_of_queue_order": out_of_order,

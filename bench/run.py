@@ -544,6 +544,8 @@ def figures_markdown(result: dict[str, Any]) -> str:
         f"| opening: oversold / lost acks / counter mismatches | {_f(o.get('oversell'))} / "
         f"{_f(o.get('lost_acks'))} / {_f(o.get('counter_mismatches'))} | | | 0 / 0 / 0 |",
         f"| opening: holds that found no place | {_f(o.get('hold_broken'))} | | | 0 |",
+        f"| opening: places left free although people were told the queue closed | "
+        f"{_f(o.get('closed_with_places_left'))} | | | 0 |",
         f"| opening: overtaken (admissions vs queue; late arrivals) | {_f(o.get('overtaken'))} "
         f"({_f(o.get('admissions_out_of_queue_order'))}; {_f(o.get('late_arrivals_overtaken'))})"
         " | | | 0 |",
@@ -628,7 +630,7 @@ def finish(result: dict[str, object], partial: bool) -> int:
     checks = [result.get(part) for part in ("integrity", "opening")]
     bad = [k for c in checks if isinstance(c, dict) for k in
            ("lost_acks", "oversell", "counter_mismatches", "hold_broken", "overtaken",
-            "http_5xx") if c.get(k) not in (0, None)]
+            "closed_with_places_left", "http_5xx") if c.get(k) not in (0, None)]
     print(f"bench: {'FAIL ' + ','.join(bad) if bad else 'PASS'} integrity", flush=True)
     asyncio.run(admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
     return 1 if bad else 0
