@@ -206,14 +206,15 @@ async def bulk_citizens(maker: async_sessionmaker[AsyncSession], settings: Setti
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str]) -> Iterator[str]:
-    """A real `teeka serve` process on a free port with `env`, up and answering /healthz; its
-    base URL. Stopped on leaving (tests that need real processes: live pages, shared limits)."""
+def running_server(env: dict[str, str], *args: str) -> Iterator[str]:
+    """A real `teeka serve` process on a free port with `env` (and more of its options: `args`),
+    up and answering /healthz; its base URL. Stopped on leaving (tests that need real
+    processes: live pages, shared limits, slow clients)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     teeka = str(Path(sys.executable).parent / "teeka")
-    proc = subprocess.Popen([teeka, "serve", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([teeka, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"
     try:

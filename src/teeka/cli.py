@@ -110,9 +110,11 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                f"database {_where(settings)}", err=True)
     uvicorn.run("teeka.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.log_level.lower(), proxy_headers=True, server_header=False,
-                # Bounded under a flood of slow clients: connections, idle keep-alive, headers.
-                limit_concurrency=limit_concurrency, timeout_keep_alive=5, backlog=4096,
-                h11_max_incomplete_event_size=16 * 1024)
+                # Bounded under a flood of slow clients: open connections (beyond, 503 at
+                # once), the time to send a request's head and body, the head's size, idle
+                # keep-alive (teeka.web.server).
+                http="teeka.web.server:GuardedHttpProtocol",
+                limit_concurrency=limit_concurrency, timeout_keep_alive=5, backlog=4096)
 
 
 @app.command()

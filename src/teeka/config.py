@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # waiting room's polls and joins are refused at once (503 + Retry-After), except a poll by
     # someone whose turn has come: the crowd yields the server to the people it admitted.
     queue_yields_at: int = Field(default=8, ge=1)
+    # A request's head must arrive within this many seconds of the connection (or of its first
+    # byte on a kept-alive one), its body within the second figure of the head; otherwise the
+    # connection is closed (teeka.web.server: slow or idle clients cannot hold sockets).
+    http_head_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds a request may wait for a database connection before it is refused with 503.
     db_pool_timeout: float = 3.0
 

@@ -1,0 +1,107 @@
+"""The HTTP connection as `teeka serve` runs it: uvicorn's httptools protocol with the bounds a
+flood of slow or idle clients needs (docs/surge.md, "Load shedding").
+
+Uvicorn alone times out only an idle keep-alive connection between two requests. A connection
+that sends nothing, or its request head a byte at a time, or a body that never ends, is kept
+for ever; connections are accepted without limit (`limit_concurrency` only answers 503 to a
+request once its head has arrived). A few thousand such sockets from one machine would use up
+the worker's file descriptors and every place for real requests, health checks included.
+Here, per worker process:
+
+* a connection beyond `limit_concurrency` - 1 open ones is answered 503 with `Retry-After` and
+  closed as soon as it is accepted (a file descriptor for a moment, not for ever), so the
+  requests on the connections already open go on being answered;
+* a request's head must arrive within `http_head_timeout_s` of the connection or of the
+  request's first byte, and its body within `http_body_timeout_s` of the head; otherwise the
+  connection is closed (408 when nothing else is being answered on it);
+* a request's head may be at most `MAX_HEAD_BYTES`; beyond, 400 and the connection is
+  closed (uvicorn's own bound on head size applies only to h11, and
+  `teeka serve` runs httptools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from teeka.config import get_settings
+
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"retry-after: 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\nServer busy")
+MAX_HEAD_BYTES = 16 * 1024
+TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: 15\r\nconnection: close\r\n\r\nRequest timeout")
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with a bound on open connections and deadlines for a request's head and
+    body (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.head_timeout_s = settings.http_head_timeout_s
+        self.body_timeout_s = settings.http_body_timeout_s
+        self.deadline: asyncio.TimerHandle | None = None
+        self.head_bytes = 0  # bytes received while the head of a request was awaited
+        self.awaiting_head = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # At most limit_concurrency - 1 open: uvicorn refuses every request (503) once as many
+        # connections as the limit are open, and the ones already open should go on working.
+        if (self.limit_concurrency is not None
+                and len(self.connections) >= self.limit_concurrency - 1):
+            self.transport = transport  # connection_lost closes it (nothing else is set up)
+            transport.write(BUSY)
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._expect(self.head_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._expect(None)
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.deadline is None:  # the next request on a kept-alive connection has begun
+            self._expect(self.head_timeout_s)
+
+    def data_received(self, data: bytes) -> None:
+        if self.awaiting_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if (self.awaiting_head and self.head_bytes > MAX_HEAD_BYTES
+                and not self.transport.is_closing()):
+            # Still no end of the head after this many bytes (the parser keeps a header line
+            # in memory until it ends): refused, the connection closed.
+            if self.cycle is None or self.cycle.response_complete:
+                self.send_400_response("Request head too large")
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self.awaiting_head = False
+        self._expect(self.body_timeout_s)  # before the application may start answering
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._expect(None)
+        self.awaiting_head, self.head_bytes = True, 0  # the next request's head may follow
+        super().on_message_complete()
+
+    def _expect(self, within: float | None) -> None:
+        """(Re)arm the deadline for what the client must send next; None: nothing due."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = (None if within is None
+                         else self.loop.call_later(within, self._too_slow))
+
+    def _too_slow(self) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(TOO_SLOW)  # nothing else is being answered on this connection
+        self.transport.close()

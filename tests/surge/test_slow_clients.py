@@ -1,0 +1,136 @@
+"""A flood of slow or idle clients cannot hold a worker's sockets (teeka.web.server): a real
+`teeka serve` with a 1-second deadline for a request's head and body and at most 20 open
+connections. Plain uvicorn keeps a connection that sends nothing for ever and accepts
+connections without limit."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from teeka.config import Settings
+from tests.factories import running_server
+
+LIMIT = 20
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, settings: Settings, world: object,
+           tmp_path: Path) -> Iterator[tuple[str, int, int]]:
+    """(host, port, pid) of a `teeka serve` (one process) with short deadlines (1 s, or the
+    test's `deadline` mark)."""
+    mark = request.node.get_closest_marker("deadline")
+    deadline = str(mark.args[0]) if mark else "1"
+    env = {**os.environ, "TEEKA_DATABASE_URL": settings.database_url,
+           "TEEKA_SECRET_KEY": settings.resolved_secret(), "TEEKA_DATA_DIR": str(tmp_path),
+           "TEEKA_EMBEDDED_WORKER": "false", "TEEKA_LOG_LEVEL": "WARNING",
+           "TEEKA_HTTP_HEAD_TIMEOUT_S": deadline, "TEEKA_HTTP_BODY_TIMEOUT_S": deadline}
+    with running_server(env, "--limit-concurrency", str(LIMIT)) as base:
+        url = urlparse(base)
+        assert url.hostname and url.port
+        yield url.hostname, url.port, serving_pid(url.port)
+
+
+def serving_pid(port: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in argv and str(port).encode() in argv:
+                return int(entry.name)
+    raise AssertionError("no teeka serve process found")
+
+
+def sockets_of(pid: int) -> int:
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def connect(host: str, port: int) -> socket.socket:
+    s = socket.create_connection((host, port), timeout=5)
+    return s
+
+
+def answer(s: socket.socket) -> bytes:
+    """All the server sends until it closes the connection (b"" when it sends nothing)."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def healthz(host: str, port: int) -> int:
+    return httpx.get(f"http://{host}:{port}/healthz", timeout=5).status_code
+
+
+def test_idle_and_slow_connections_are_closed(server: tuple[str, int, int]) -> None:
+    host, port, _ = server
+    idle = connect(host, port)  # sends nothing at all
+    slow = connect(host, port)  # a request head, a line at a time, never finished
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: teeka\r\n")
+    started = time.monotonic()
+    for _ in range(3):
+        time.sleep(0.25)
+        slow.sendall(b"X-Slow: still coming\r\n")  # each line restarts nothing
+    body = connect(host, port)  # a body that stops short
+    body.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"session")
+    assert answer(idle).startswith(b"HTTP/1.1 408 ")
+    assert answer(slow).startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < 3  # the head's deadline counts from the connection
+    assert answer(body) == b""  # the application was waiting for the body: closed, no answer
+    # a kept-alive connection that asks in time is served, request after request
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+            time.sleep(0.6)
+
+
+def test_a_request_head_too_large_is_refused(server: tuple[str, int, int]) -> None:
+    host, port, _ = server
+    s = connect(host, port)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: teeka\r\nX-Big: " + b"a" * 20_000)
+    assert answer(s).startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.deadline(4)  # the flood's first connections stay until it is counted
+def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int, int]) -> None:
+    host, port, pid = server
+    before = sockets_of(pid)
+    held = [connect(host, port) for _ in range(10)]
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
+        assert client.get("/healthz").status_code == 200  # a client already connected ...
+        held += [connect(host, port) for _ in range(3 * LIMIT)]
+        time.sleep(0.2)
+        # ... goes on being answered while the flood is refused
+        assert client.get("/healthz").status_code == 200
+        # the refused ones have their answer already; the accepted ones wait for their head
+        ready, _, _ = select.select(held, [], [], 0.3)
+        refused = 0
+        for s in ready:
+            data = s.recv(200)
+            assert data.startswith(b"HTTP/1.1 503 ") and b"retry-after: 2" in data, data
+            refused += 1
+        # at most LIMIT - 1 connections open: the client's and LIMIT - 2 of the rest
+        assert refused == len(held) - (LIMIT - 2)
+        assert sockets_of(pid) <= before + LIMIT
+    for s in held:
+        s.close()
+    time.sleep(4.5)  # the deadline closes whatever the flood left
+    assert healthz(host, port) == 200
+    assert sockets_of(pid) <= before + 1
