@@ -1,15 +1,18 @@
 """A flood of slow or idle clients cannot hold a worker's sockets (teeka.web.server): a real
 `teeka serve` with a 1-second deadline for a request's head and body and at most 20 open
 connections. Plain uvicorn keeps a connection that sends nothing for ever and accepts
-connections without limit."""
+connections without limit. And the load shedder's refusals are answered by the server's
+protocol as soon as a request's head has arrived."""
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,6 +20,8 @@ import httpx
 import pytest
 
 from teeka.config import Settings
+from teeka.i18n import translate
+from teeka.surge.shedding import MESSAGE
 from tests.factories import running_server
 
 LIMIT = 20
@@ -29,10 +34,12 @@ def server(request: pytest.FixtureRequest, settings: Settings, world: object,
     test's `deadline` mark)."""
     mark = request.node.get_closest_marker("deadline")
     deadline = str(mark.args[0]) if mark else "1"
+    more = request.node.get_closest_marker("server_env")
     env = {**os.environ, "TEEKA_DATABASE_URL": settings.database_url,
            "TEEKA_SECRET_KEY": settings.resolved_secret(), "TEEKA_DATA_DIR": str(tmp_path),
            "TEEKA_EMBEDDED_WORKER": "false", "TEEKA_LOG_LEVEL": "WARNING",
-           "TEEKA_HTTP_HEAD_TIMEOUT_S": deadline, "TEEKA_HTTP_BODY_TIMEOUT_S": deadline}
+           "TEEKA_HTTP_HEAD_TIMEOUT_S": deadline, "TEEKA_HTTP_BODY_TIMEOUT_S": deadline,
+           **(more.kwargs if more else {})}
     with running_server(env, "--limit-concurrency", str(LIMIT)) as base:
         url = urlparse(base)
         assert url.hostname and url.port
@@ -134,3 +141,35 @@ def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int
     time.sleep(4.5)  # the deadline closes whatever the flood left
     assert healthz(host, port) == 200
     assert sockets_of(pid) <= before + 1
+
+
+@pytest.mark.deadline(3)
+@pytest.mark.server_env(TEEKA_MAX_IN_FLIGHT="2")  # the crowd's bound: 1
+def test_the_shedder_refuses_before_the_request_becomes_a_task(
+        server: tuple[str, int, int]) -> None:
+    host, port, _ = server
+    day = (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y")
+    crowd = f"/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date={day}"
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
+        assert client.get(crowd).status_code == 200  # nothing in flight: answered
+        before = shed_early(client)
+        # a booking whose body is still on its way: one request in flight
+        slow = connect(host, port)
+        slow.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.3)
+        for lang, text in (("hi", translate("hi", MESSAGE)), ("en", MESSAGE)):
+            r = client.get(crowd, headers={"Accept-Language": lang})
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+            assert r.json() == {"errorCode": "APPOIN0503", "error": text}
+        assert shed_early(client) == before + 2  # by the protocol, not the application
+        # the connection answered early goes on: once the slow body is given up, served again
+        assert answer(slow) == b""
+        assert client.get(crowd).status_code == 200
+
+
+def shed_early(client: httpx.Client) -> float:
+    found = re.search(r"^teeka_requests_shed_early_total (\S+)$", client.get("/metrics").text,
+                      re.MULTILINE)
+    assert found
+    return float(found[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,6 +27,9 @@ from teeka.surge.service import room_of
 
 IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this process")
 SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
+SHED_EARLY = Counter("teeka_requests_shed_early_total",
+                     "Of those, refused by the server's protocol before becoming a task")
+STATE_KEY = "teeka.load_shedder"  # in the lifespan state uvicorn shares with its connections
 EXEMPT = ("/healthz", "/livez", "/metrics")
 LIVE = b'{"status":"ok"}'
 
@@ -45,8 +49,18 @@ class LoadShedder:
         self.retry_after = retry_after
         self.in_flight = 0
         self.work_in_flight = 0  # requests in flight that are not the crowd's
+        self.application: Any = None  # the application (its waiting room), from the lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # uvicorn shares the lifespan's state with its connections: teeka.web.server asks
+            # `refuse_early` there, before a request becomes a task.
+            state = scope.get("state")
+            if isinstance(state, dict):
+                state[STATE_KEY] = self
+            self.application = scope.get("app")
+            await self.app(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["path"] == "/livez":
             # Liveness: this process answers, whatever the application behind it is doing. The
             # cheapest answer the server can give (the benchmark's raw trivial endpoint).
@@ -58,21 +72,12 @@ class LoadShedder:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        crowd = CROWD.match(scope["path"]) is not None
-        shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
-        if crowd and (shed or self.work_in_flight >= self.queue_yields_at):
-            queue = QUEUE_PATH.fullmatch(scope["path"])
-            polling = queue if queue is not None and queue[2] == "status" else None
-            shed = shed or polling is not None  # status polls yield to work in flight; not joins
-            if shed and polling is not None and self.in_flight < self.max_in_flight \
-                    and self._news(scope, int(polling[1])):
-                crowd, shed = False, False  # someone whose turn has come: not shed
+        crowd, shed = self._judge(scope)
         if shed:
-            SHED.inc()
-            room = room_of(scope)
-            if room is not None and not crowd:  # bookings and the like are being refused:
-                room.note_busy()  # the waiting room admits more slowly
-            await self._refuse(scope, send)
+            self._count(scope, crowd)
+            headers, data = self._refusal(scope)
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
             return
         self.in_flight += 1
         self.work_in_flight += not crowd
@@ -84,19 +89,55 @@ class LoadShedder:
             self.work_in_flight -= not crowd
             IN_FLIGHT.dec()
 
-    @staticmethod
-    def _news(scope: Scope, opening_id: int) -> bool:
+    def refuse_early(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        """For the server's protocol (teeka.web.server), as soon as a request's head has
+        arrived: the 503's headers and body when this request is shed now, else None (it goes
+        on to the application, where `__call__` judges it again with the in-flight counts of
+        that moment). Answered there, a refusal costs no task and no pass through the
+        framework's layers, and is sent at once instead of after the loop's next turn."""
+        if scope["path"] in EXEMPT or scope["path"] == "/livez":
+            return None
+        crowd, shed = self._judge(scope)
+        if not shed:
+            return None
+        self._count(scope, crowd)
+        SHED_EARLY.inc()
+        return self._refusal(scope)
+
+    def _judge(self, scope: Scope) -> tuple[bool, bool]:
+        """(whether the request is the crowd's, whether it is shed now)."""
+        crowd = CROWD.match(scope["path"]) is not None
+        shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
+        if crowd and (shed or self.work_in_flight >= self.queue_yields_at):
+            queue = QUEUE_PATH.fullmatch(scope["path"])
+            polling = queue if queue is not None and queue[2] == "status" else None
+            shed = shed or polling is not None  # status polls yield to work in flight; not joins
+            if shed and polling is not None and self.in_flight < self.max_in_flight \
+                    and self._news(scope, int(polling[1])):
+                crowd, shed = False, False  # someone whose turn has come: not shed
+        return crowd, shed
+
+    def _count(self, scope: Scope, crowd: bool) -> None:
+        SHED.inc()
+        room = self._room(scope)
+        if room is not None and not crowd:  # bookings and the like are being refused:
+            room.note_busy()  # the waiting room admits more slowly
+
+    def _room(self, scope: Scope) -> Any:
+        return room_of(scope if "app" in scope else {"app": self.application})
+
+    def _news(self, scope: Scope, opening_id: int) -> bool:
         """Whether this status poll is by someone whose turn has come (or whose room closed)."""
-        room = room_of(scope)
+        room = self._room(scope)
         if room is None:
             return False
         ticket = next((v for k, v in scope["headers"] if k == b"x-queue-token"), b"")
         return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000]))
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        lang = pick_language(None, headers.get("accept-language"))
+    def _refusal(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The 503's headers and body, in the language the request asks for."""
+        language = next((v for k, v in scope.get("headers", []) if k == b"accept-language"), None)
+        lang = pick_language(None, language.decode("latin-1") if language is not None else None)
         text = translate(lang, MESSAGE)
         path: str = scope["path"]
         if path.startswith("/api/v2/"):
@@ -110,7 +151,5 @@ class LoadShedder:
                     f"</title><p>{translate('hi', MESSAGE)}</p><p>{MESSAGE}</p></html>")
             kind = b"text/html; charset=utf-8"
         data = body.encode()
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
-            (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store")]})
-        await send({"type": "http.response.body", "body": data})
+        return [(b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
+                (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store")], data

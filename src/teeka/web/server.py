@@ -14,6 +14,9 @@ Here, per worker process:
 * a request's head must arrive within `http_head_timeout_s` of the connection or of the
   request's first byte, and its body within `http_body_timeout_s` of the head; otherwise the
   connection is closed (408 when nothing else is being answered on it);
+* a request the load shedder refuses (teeka.surge.shedding) is answered here, as soon as its
+  head has arrived: no task, no pass through the framework's layers, and no wait for the
+  event loop's next turn, which under load is what a refusal waits for most;
 * a request's head may be at most `MAX_HEAD_BYTES`; beyond, 400 and the connection is
   closed (uvicorn's own bound on head size applies only to h11, and
   `teeka serve` runs httptools).
@@ -24,9 +27,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from teeka.config import get_settings
+from teeka.surge.shedding import STATE_KEY
 
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"retry-after: 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\nServer busy")
@@ -105,3 +109,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.cycle is None or self.cycle.response_complete:
             self.transport.write(TOO_SLOW)  # nothing else is being answered on this connection
         self.transport.close()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        shedder = self.app_state.get(STATE_KEY) if app is self.app else None
+        refusal = shedder.refuse_early(cycle.scope) if shedder is not None else None
+        if refusal is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        # What the cycle's send does for a whole response, at once (the answer is small).
+        headers, body = refusal
+        lines = [b"HTTP/1.1 503 Service Unavailable\r\n"]
+        for name, value in [*self.server_state.default_headers, *headers]:
+            lines += [name, b": ", value, b"\r\n"]
+        if not cycle.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines += [b"\r\n", body]
+        cycle.response_started = True
+        self.transport.write(b"".join(lines))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
