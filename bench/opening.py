@@ -384,10 +384,24 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         meter.mark()
 
     marker = asyncio.create_task(marks())
+    lags: list[tuple[float, float]] = []  # (when, ms): how late the generator's own loop runs
+
+    async def loop_lag() -> None:
+        # Every latency above is measured by this process: a sleep of 10 ms that wakes late
+        # shows how much of it is this process's own loop being busy (or off the CPU), not
+        # the server's answer.
+        while not crowd_done.is_set():
+            asked = time.monotonic()
+            await asyncio.sleep(0.01)
+            woke = time.monotonic()
+            lags.append((woke, max(0.0, (woke - asked - 0.01) * 1000)))
+
+    lagger = asyncio.create_task(loop_lag())
     await asyncio.gather(*[person(p, client, booker, view, oid, poll_s, hold_s, deadline)
                            for p in crowd])
     crowd_done.set()
     await marker
+    await lagger
     client.log += booker.log
     client.errors += booker.errors
     for conn in list(booker.pool._queue):  # type: ignore[attr-defined]
@@ -500,6 +514,9 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "connection_errors": client.errors,
         "latency_before_ms": round(baseline, 1),
         "generator_cpu_share": round(generator_cpu / max(crowd_left - t0, 1e-9), 2),
+        # how late the generator's own loop woke from a 10 ms sleep during the release (p50, p99)
+        "generator_loop_lag_ms": [round(pct(v, 50), 1), round(pct(v, 99), 1)]
+        if (v := [ms for at, ms in lags if opens_mono <= at <= last]) else None,
         # the release: from the opening to the last booking
         "cpu_cores": meter.between(opens_mono, last)[0],
         "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
