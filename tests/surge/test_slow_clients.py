@@ -115,7 +115,7 @@ def test_a_request_head_too_large_is_refused(server: tuple[str, int, int]) -> No
     assert answer(s).startswith(b"HTTP/1.1 400 ")
 
 
-@pytest.mark.deadline(4)  # the flood's first connections stay until it is counted
+@pytest.mark.deadline(8)  # the flood's accepted connections stay while it is counted
 def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int, int]) -> None:
     host, port, pid = server
     before = sockets_of(pid)
@@ -123,22 +123,27 @@ def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int
     with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
         assert client.get("/healthz").status_code == 200  # a client already connected ...
         held += [connect(host, port) for _ in range(3 * LIMIT)]
-        time.sleep(0.2)
         # ... goes on being answered while the flood is refused
         assert client.get("/healthz").status_code == 200
-        # the refused ones have their answer already; the accepted ones wait for their head
-        ready, _, _ = select.select(held, [], [], 0.3)
-        refused = 0
-        for s in ready:
-            data = s.recv(200)
-            assert data.startswith(b"HTTP/1.1 503 ") and b"retry-after: 2" in data, data
-            refused += 1
-        # at most LIMIT - 1 connections open: the client's and LIMIT - 2 of the rest
-        assert refused == len(held) - (LIMIT - 2)
+        # at most LIMIT - 1 connections open: the client's and LIMIT - 2 of the rest. The
+        # refused ones are answered as soon as the server accepts them (on a busy machine,
+        # not all at once); the accepted ones wait for their head, saying nothing.
+        expected = len(held) - (LIMIT - 2)
+        refused: set[socket.socket] = set()
+        until = time.monotonic() + 4
+        while len(refused) < expected and time.monotonic() < until:
+            ready, _, _ = select.select([s for s in held if s not in refused], [], [], 0.1)
+            for s in ready:
+                data = s.recv(200)
+                assert data.startswith(b"HTTP/1.1 503 ") and b"retry-after: 2" in data, data
+                refused.add(s)
+        time.sleep(0.2)  # and no more than that
+        ready, _, _ = select.select([s for s in held if s not in refused], [], [], 0)
+        assert len(refused) == expected and not ready
         assert sockets_of(pid) <= before + LIMIT
     for s in held:
         s.close()
-    time.sleep(4.5)  # the deadline closes whatever the flood left
+    time.sleep(0.5)  # the server sees them go
     assert healthz(host, port) == 200
     assert sockets_of(pid) <= before + 1
 
