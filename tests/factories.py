@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from teeka.auth.actor import Actor
@@ -30,6 +31,7 @@ from teeka.models import (
     Centre,
     District,
     Role,
+    SessionSlot,
     StaffUser,
     State,
     Vaccine,
@@ -141,6 +143,13 @@ async def publish(maker: async_sessionmaker[AsyncSession], w: World, *, centre_i
                    for s in slots],
             shares=shares or {}, share_release_time=share_release_time))
         return vs.id
+
+
+async def slot_of(maker: async_sessionmaker[AsyncSession], session_id: str) -> int:
+    """The id of the one slot of a session published with `publish` (one slot)."""
+    async with session_scope(maker) as db:
+        return int((await db.execute(select(SessionSlot.id).where(
+            SessionSlot.session_id == session_id))).scalar_one())
 
 
 async def latest_sms(client: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession],

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import Centre, SessionSlot
+from teeka.models import Centre
 from tests.centre.test_csv import count_sessions, csv_body, errors_by_row, line, upload
-from tests.factories import publish
+from tests.factories import publish, slot_of
 
 
 def centre_body(district_id: int, block_id: int) -> dict[str, object]:
@@ -70,9 +70,7 @@ async def test_balod_admin_cannot_import_sessions_for_a_raipur_centre(client, wo
 
 async def test_balod_admin_cannot_change_capacity_of_a_raipur_slot(client, world, maker) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=10)
-    async with session_scope(maker) as db:
-        slot_id = (await db.execute(select(SessionSlot.id).where(SessionSlot.session_id == sid))
-                   ).scalar_one()
+    slot_id = await slot_of(maker, sid)
     r = await client.put(f"/api/v1/admin/slots/{slot_id}/capacity",
                          headers=world.headers("balod_admin"),
                          json={"dose_kind": "first", "capacity": 0})

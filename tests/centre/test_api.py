@@ -10,16 +10,10 @@ from sqlalchemy import select
 from teeka.booking.repository import recount_mismatches
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import CapacityBucket, CentreFee, SessionSlot
-from tests.factories import add_beneficiary, login_citizen, publish
+from teeka.models import CapacityBucket, CentreFee
+from tests.factories import add_beneficiary, login_citizen, publish, slot_of
 
 SLOT = "09:00AM-11:00AM"
-
-
-async def slot_of(maker, session_id: str) -> int:
-    async with session_scope(maker) as db:
-        return int((await db.execute(select(SessionSlot.id).where(
-            SessionSlot.session_id == session_id))).scalar_one())
 
 
 async def capacities(maker, slot_id: int, kind: str = "first") -> dict[str, tuple[int, int]]:

@@ -9,13 +9,10 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
-from teeka.db import session_scope
 from teeka.i18n import translate
 from teeka.kit import clock
-from teeka.models import SessionSlot
-from tests.factories import bulk_citizens, publish
+from tests.factories import bulk_citizens, publish, slot_of
 from tests.staff import csrf_of, hidden, register, staff_client
 from tests.surge.test_waiting_room import SLOT, book, drawn_store, join, make_opening, status
 
@@ -180,9 +177,7 @@ async def test_the_room_counts_again_before_it_closes(client, world, maker, sett
     for i in admitted:
         h, ref = people[i]
         assert (await book(client, h, sid, ref, f"first-{i:05d}")).status_code == 201
-    async with session_scope(maker) as db:
-        slot_id = (await db.execute(select(SessionSlot.id).where(SessionSlot.session_id == sid))
-                   ).scalar_one()
+    slot_id = await slot_of(maker, sid)
     r = await client.put(f"/api/v1/admin/slots/{slot_id}/capacity",
                          headers=world.headers("raipur_admin"),
                          json={"dose_kind": "first", "capacity": 3})

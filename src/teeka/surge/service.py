@@ -490,19 +490,16 @@ class WaitingRoom:
     async def status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
         index, early, told = _ticket(self.secret, token, opening.id, actor)
-        if early > 0:
+        last = self._advanced.get(opening.id)  # the room as this process last saw it
+        if early > 0 and (last is None or not _news(last[1], index)):
             # Too early, unless this process already knows there is news: the room has closed
             # (everyone still waiting is told at once), or this person's turn has come.
-            last = self._advanced.get(opening.id)
-            if last is None or not _news(last[1], index):
-                raise too_early(early)
-        if told is not None:
-            last = self._advanced.get(opening.id)
-            if last is None or not _still_none(last[1], told):
-                # Told `none`, and the room may have found more places since: back in line (at
-                # their own place) before the room moves on, so that this step already counts
-                # them ahead of everyone behind.
-                await self.store.recheck(opening.id, str(actor.id))
+            raise too_early(early)
+        if told is not None and (last is None or not _still_none(last[1], told)):
+            # Told `none`, and the room may have found more places since: back in line (at
+            # their own place) before the room moves on, so that this step already counts
+            # them ahead of everyone behind.
+            await self.store.recheck(opening.id, str(actor.id))
         meta = await self.advance(session, opening)
         if _still_none(meta, told):
             assert told is not None
