@@ -6,6 +6,7 @@ protocol as soon as a request's head has arrived."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import select
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -180,5 +182,58 @@ def test_the_shedder_refuses_before_the_request_becomes_a_task(
 def shed_early(client: httpx.Client) -> float:
     found = re.search(r"^teeka_requests_shed_early_total (\S+)$", client.get("/metrics").text,
                       re.MULTILINE)
+    assert found
+    return float(found[1])
+
+
+@pytest.mark.deadline(3)
+@pytest.mark.server_env(TEEKA_MAX_IN_FLIGHT="2")  # the crowd's bound: 1
+async def test_queue_polls_memory_answers_are_given_by_the_protocol(
+        server: tuple[str, int, int], world: Any, maker: Any, settings: Settings) -> None:
+    """A status poll this process's memory answers with no I/O (too early: 429; still waiting:
+    200) is answered by the protocol, before the load shedder: even while it sheds the crowd,
+    the poll hears its own time to come back, not "busy"."""
+    from tests.factories import bulk_citizens, publish
+    from tests.surge.test_waiting_room import make_opening
+
+    host, port, _ = server
+    await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    (first, _), (second, _) = await bulk_citizens(maker, settings, 2)
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=5) as client:
+        oid = await make_opening(client, world, seconds_ahead=12)
+        joined = (await client.post(f"/api/v1/openings/{oid}/join", headers=first)).json()
+        assert joined["state"] == "waiting" and joined["poll_after_s"] == 6
+        poll = {**first, "X-Queue-Token": joined["token"]}
+        before = await answered_early(client)
+        # a booking whose body is still on its way: the crowd's bound is reached
+        slow = connect(host, port)
+        slow.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        await asyncio.sleep(0.3)
+        for lang, text in (("hi", "बहुत"), ("en", "Too many")):
+            r = await client.get(f"/api/v1/openings/{oid}/status",
+                                 headers={**poll, "Accept-Language": lang})
+            assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 6
+            assert r.json()["code"] == "RateLimited" and text in r.json()["message"]
+            assert r.headers["cache-control"] == "no-store"
+            assert r.headers["x-content-type-options"] == "nosniff"
+        assert await answered_early(client) == before + 2  # by the protocol, before the shedder
+        assert answer(slow) == b""  # the slow body given up
+        # At the ticket's time, while this process's view of the room is fresh (another join
+        # has just refreshed it): still waiting, answered the same way.
+        await asyncio.sleep(6)
+        assert (await client.post(f"/api/v1/openings/{oid}/join", headers=second)).status_code \
+            == 200
+        r = await client.get(f"/api/v1/openings/{oid}/status", headers=poll)
+        assert r.status_code == 200, r.text
+        again = r.json()
+        assert again["state"] == "waiting" and again["position"] is None
+        assert 1 <= again["estimated_wait_s"] <= 6 and again["token"] != joined["token"]
+        assert await answered_early(client) == before + 3
+
+
+async def answered_early(client: httpx.AsyncClient) -> float:
+    found = re.search(r"^teeka_queue_polls_answered_early_total (\S+)$",
+                      (await client.get("/metrics")).text, re.MULTILINE)
     assert found
     return float(found[1])

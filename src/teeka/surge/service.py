@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import and_, case, func, select
@@ -250,6 +250,15 @@ async def appointment_pools(session: AsyncSession, appointment_ids: Sequence[str
         return []
     return await _pools_where(session, Appointment.id.in_(list(appointment_ids)),
                               appointments=True)
+
+
+class _DrawLookup(NamedTuple):
+    """A fast-path poll by someone who joined before the draw: their place needs the draw's
+    record (WaitingRoom.quick_status)."""
+
+    opening: OpeningView
+    actor: Actor
+    meta: dict[str, str]
 
 
 def _news(meta: dict[str, str], index: int) -> bool:
@@ -536,11 +545,30 @@ class WaitingRoom:
                                 rules.estimated_wait_s(ahead + 1, rate), None)
         return None
 
+    def quick_status_now(self, opening_id: int, bearer: str, ticket: str
+                         ) -> Status | errors.DomainError | None:
+        """A status poll answered from this process's memory alone, with no I/O at all (two
+        signature checks): a poll before the ticket's time (RateLimited), or a person still
+        waiting while this process's view of the room is fresh. None: ask `quick_status` (which
+        may read the draw's record) or the full route. Synchronous, so that the server's
+        protocol can answer with it before a request becomes a task (teeka.web.server)."""
+        found = self._quick_status(opening_id, bearer, ticket)
+        return None if isinstance(found, _DrawLookup) else found
+
     async def quick_status(self, opening_id: int, bearer: str, ticket: str
                            ) -> Status | errors.DomainError | None:
-        """A status poll answered from this process's memory alone (two signature checks, no
-        database, no Redis): a poll before the ticket's time (RateLimited), or a person still
-        waiting while this process's view of the room is fresh. None: ask the full route."""
+        """`quick_status_now`, and for a ticket from before the draw the place the draw gave
+        (one Redis read). None: ask the full route."""
+        found = self._quick_status(opening_id, bearer, ticket)
+        if not isinstance(found, _DrawLookup):
+            return found
+        member = await self.store.member(opening_id, str(found.actor.id))
+        if member is None or member == "pre":
+            return None
+        return self._waiting(found.opening, found.actor.id, int(member), found.meta)
+
+    def _quick_status(self, opening_id: int, bearer: str, ticket: str
+                      ) -> Status | errors.DomainError | _DrawLookup | None:
         known = self._known(opening_id, bearer)
         if known is None:
             return None
@@ -558,10 +586,7 @@ class WaitingRoom:
                 else None
         if index < 0 and last[1].get("opened") == "1":
             # Joined before the draw: where did the draw put this person? (one Redis read)
-            member = await self.store.member(opening_id, str(actor.id))
-            if member is None or member == "pre":
-                return None
-            index = int(member)
+            return _DrawLookup(opening, actor, last[1])
         return self._waiting(opening, actor.id, index, last[1])
 
     def _known(self, opening_id: int, bearer: str

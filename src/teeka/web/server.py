@@ -14,9 +14,11 @@ Here, per worker process:
 * a request's head must arrive within `http_head_timeout_s` of the connection or of the
   request's first byte, and its body within `http_body_timeout_s` of the head; otherwise the
   connection is closed (408 when nothing else is being answered on it);
-* a request the load shedder refuses (teeka.surge.shedding) is answered here, as soon as its
-  head has arrived: no task, no pass through the framework's layers, and no wait for the
-  event loop's next turn, which under load is what a refusal waits for most;
+* a waiting-room status poll that this process's memory answers with no I/O
+  (teeka.surge.fastpath), and then a request the load shedder refuses (teeka.surge.shedding),
+  are answered here, as soon as the head has arrived: no task, no pass through the framework's
+  layers, and no wait for the event loop's next turn, which under load is what such an answer
+  waits for most;
 * a request's head may be at most `MAX_HEAD_BYTES`; beyond, 400 and the connection is
   closed (uvicorn's own bound on head size applies only to h11, and
   `teeka serve` runs httptools).
@@ -25,12 +27,15 @@ Here, per worker process:
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from teeka.config import get_settings
-from teeka.surge.shedding import STATE_KEY
+from teeka.surge.fastpath import STATE_KEY as FAST_PATH_KEY
+from teeka.surge.fastpath import Answer
+from teeka.surge.shedding import STATE_KEY as SHEDDER_KEY
 
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"retry-after: 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\nServer busy")
@@ -111,14 +116,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        shedder = self.app_state.get(STATE_KEY) if app is self.app else None
-        refusal = shedder.refuse_early(cycle.scope) if shedder is not None else None
-        if refusal is None:
+        answer = self._answer_early(cycle.scope) if app is self.app else None
+        if answer is None:
             super()._start_asgi_task(cycle, app)
             return
         # What the cycle's send does for a whole response, at once (the answer is small).
-        headers, body = refusal
-        lines = [b"HTTP/1.1 503 Service Unavailable\r\n"]
+        status, headers, body = answer
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         for name, value in [*self.server_state.default_headers, *headers]:
             lines += [name, b": ", value, b"\r\n"]
         if not cycle.keep_alive:
@@ -131,3 +135,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def _answer_early(self, scope: Any) -> Answer | None:
+        """A whole answer given here, or None: the request becomes a task as usual. First a
+        queue poll this process's memory answers with no I/O (teeka.surge.fastpath: it needs
+        no place among the requests in flight), then the load shedder's refusal."""
+        fast = self.app_state.get(FAST_PATH_KEY)
+        answer: Answer | None = fast.answer_early(scope) if fast is not None else None
+        if answer is not None:
+            return answer
+        shedder = self.app_state.get(SHEDDER_KEY)
+        refusal = shedder.refuse_early(scope) if shedder is not None else None
+        return None if refusal is None else (503, *refusal)
