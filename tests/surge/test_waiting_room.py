@@ -440,3 +440,41 @@ async def test_a_step_begun_before_someone_asked_is_not_their_answer(monkeypatch
     assert (await poll)["step"] == "2" and began == [1000.0, 1061.0]
     assert (await room.advance(None, opening))["step"] == "2"  # fresh: no third step
     assert len(began) == 2
+
+
+async def test_someone_whose_turn_has_come_hears_it_without_waiting_for_a_step(
+        client, app, world, maker, settings, still_clock) -> None:
+    """An admitted person's poll is answered from this process's view and the hold in the
+    store: it does not wait for the room's next step (under load a step takes hundreds of
+    milliseconds, and the hold's time runs). Here the room's steps are stopped altogether after
+    the admission; the poll is still answered, and then so is a waiting person's once they go
+    on."""
+    await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world)
+    (first, _), (second, _) = await bulk_citizens(maker, settings, 2)
+    tickets = [(await join(client, h, oid))["token"] for h in (first, second)]
+    clock.shift(timedelta(seconds=61))
+    turn = await status(client, first, oid, tickets[0])
+    if turn["state"] != "admitted":  # the draw put the other one first: one place, one hold
+        first, second, tickets = second, first, tickets[::-1]
+        turn = await status(client, first, oid, tickets[0])
+    assert turn["state"] == "admitted"
+    room = app.state.waiting_room
+    stepping, go_on = asyncio.Event(), asyncio.Event()
+    original = room._advance
+
+    async def stopped(session, opening):
+        stepping.set()
+        await go_on.wait()
+        return await original(session, opening)
+
+    room._advance = stopped
+    clock.shift(timedelta(seconds=turn["poll_after_s"]))  # this process's view is now old
+    again = await asyncio.wait_for(status(client, first, oid, turn["token"]), 10)
+    assert again["state"] == "admitted" and 0 < again["hold_expires_in_s"] <= 600
+    assert not stepping.is_set()  # no step was asked for
+    waiting = asyncio.create_task(status(client, second, oid, tickets[1]))
+    await asyncio.wait_for(stepping.wait(), 10)  # a waiting person's poll moves the room
+    assert not waiting.done()
+    go_on.set()
+    assert (await waiting)["state"] == "waiting"
