@@ -9,7 +9,8 @@ The scenario, against a running stack (bench/run.py starts it):
   of `hold_seconds`;
 * a crowd of 1.5 people per place, each an account with one person: 70 % join the waiting room
   before the opening time (pre-queued), 30 % arrive late during the release. Everyone polls the
-  queue impatiently (faster than the room asks), so that the crowd offers ~10x the booking rate;
+  queue impatiently (faster than the room asks), so that the crowd offers 10x the booking rate
+  all through the release (Pace: the interval follows how many are still waiting);
   once admitted they book at once, choosing among slots that an availability view (refreshed
   every 0.3 s, like the public snapshot) shows as free, and try another slot on SlotFull;
 * the load generator is a minimal HTTP/1.1 client on keep-alive connections (cheap enough to
@@ -240,10 +241,51 @@ class Person:
     booked_at: float | None = None
     ids: list[str] = field(default_factory=list)
     failure: str | None = None
+    news_ms: float | None = None  # how long the poll that told them their turn had come took
+
+
+class Pace:
+    """How long a waiting person waits before asking again, so that the crowd offers `target`
+    requests a second all through the release, however many are still waiting: with a fixed
+    interval the offered load would thin as people book or are told the queue closed (and
+    start below the target, since the late arrivals have not come yet). Each poll waits about
+    waiting / target seconds, corrected every quarter of a second by what the crowd actually
+    sent in the last second (answers take time, too)."""
+
+    FLOOR_S = 0.1  # nobody asks more than ten times a second
+
+    def __init__(self, target: float, logs: list[list[tuple[str, int, float, float, bool]]]
+                 ) -> None:
+        self.target, self.logs = target, logs
+        self.waiting = 0  # people between their join and their turn (or the queue's end)
+        self.scale = 1.0
+        self.running = True
+        self.trace: list[tuple[float, int, int, float]] = []  # when, sent, waiting, scale
+
+    def interval(self) -> float:
+        return max(self.FLOOR_S, self.waiting / self.target * self.scale)
+
+    def sent_last_second(self) -> int:
+        since, n = time.monotonic() - 1.0, 0
+        for log in self.logs:
+            i = len(log) - 1
+            while i >= 0 and log[i][2] >= since:
+                n += log[i][0] != "probe"
+                i -= 1
+        return n
+
+    async def run(self) -> None:
+        while self.running:
+            await asyncio.sleep(0.25)
+            sent = self.sent_last_second()
+            self.trace.append((time.monotonic(), sent, self.waiting, self.scale))
+            if sent and self.waiting:
+                # more than the target: wait longer; less: shorter (a step of at most 25 %)
+                self.scale = min(5.0, max(0.05, self.scale * min(1.25, max(0.8, sent / self.target))))
 
 
 async def person(p: Person, client: Client, booker: Client, view: View, oid: int,
-                 poll_s: float, hold_s: int, deadline: float) -> None:
+                 pace: Pace, hold_s: int, deadline: float) -> None:
     """One person of the crowd. `client` carries the waiting (joins and polls), `booker` the
     bookings: on their phones, someone's booking does not wait behind other people's polls."""
     auth = {"Authorization": f"Bearer {p.bearer}", "Accept-Language": "hi"}
@@ -256,13 +298,18 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
             take(p, raw)
             break
         await asyncio.sleep(float(found.get(b"retry-after", b"1")))
+    pace.waiting += 1
     while time.monotonic() < deadline and p.state == "waiting":
         # Impatient: asks again well before the room said to (the room answers 429 at once).
-        await asyncio.sleep(random.uniform(0.5, 1.5) * poll_s)
+        await asyncio.sleep(random.uniform(0.5, 1.5) * pace.interval())
+        asked = time.monotonic()
         code, found, raw = await client.call(
             "status", "GET", f"/api/v1/openings/{oid}/status", {**auth, "X-Queue-Token": p.token})
         if code == 200:
             take(p, raw)
+            if p.state == "admitted":
+                p.news_ms = (time.monotonic() - asked) * 1000
+    pace.waiting -= 1
     if p.state != "admitted":
         return
     p.admitted_at = time.monotonic()
@@ -363,16 +410,15 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         join_at = (opens_mono + random.uniform(0, release_s * 0.6) if late
                    else opens_mono - random.uniform(1.5, opens_in - 1.0))
         crowd.append(Person(account, ref, token(secret, account), join_at, late))
-    # Impatient polls: the whole crowd offers about 10x the sustained booking rate, as much as
-    # one generator process on these cores sends without itself becoming the bottleneck (at
-    # twice this rate the full run offered 15x, but the generator's own loop was saturated:
-    # admitted people took 20 s to send their booking; docs/BENCHMARKS.md).
-    poll_s = max(0.2, crowd_size / (10 * rate))
+    # Impatient polls: the whole crowd offers 10x the sustained booking rate, all through the
+    # release (Pace).
+    booker = Client(host, port, 64)
+    pace = Pace(10 * rate, [client.log, booker.log])
+    pacer = asyncio.create_task(pace.run())
     view = View(dsn, setup["day"])
     viewer = asyncio.create_task(view.run())
     deadline = opens_mono + release_s * 4 + hold_s + 30
     cpu_before = time.process_time()
-    booker = Client(host, port, 64)
     meter = Meter(server_groups)  # where the CPU went, marked every 0.5 s
     crowd_done = asyncio.Event()
 
@@ -397,9 +443,11 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
             lags.append((woke, max(0.0, (woke - asked - 0.01) * 1000)))
 
     lagger = asyncio.create_task(loop_lag())
-    await asyncio.gather(*[person(p, client, booker, view, oid, poll_s, hold_s, deadline)
+    await asyncio.gather(*[person(p, client, booker, view, oid, pace, hold_s, deadline)
                            for p in crowd])
     crowd_done.set()
+    pace.running = False
+    await pacer
     await marker
     await lagger
     client.log += booker.log
@@ -481,6 +529,11 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
     acked = [i for p in crowd for i in p.ids]
     result = {
         "offered_x": round(offered / rate, 1),
+        # what the crowd sent in each second of the release, over the sustained rate (p10,
+        # p50, p90): the offered load stays at 10x all through, not just on average
+        "offered_x_p10_p50_p90": [round(pct(v, q) / rate, 1) for q in (10, 50, 90)]
+        if len(v := [sent for at, sent, *_ in pace.trace if opens_mono + 1 <= at <= last]) > 1
+        else None,
         "goodput_ratio": round(goodput / rate, 3),
         "http_5xx": sum(1 for e in client.log if e[1] >= 500 and e[1] != 503)
         + sum(1 for e in client.log if e[1] == 503 and not e[4]),
@@ -495,6 +548,9 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "admitted_to_booked_p50_p99_s": [round(pct(to_book, 50), 2), round(pct(to_book, 99), 2)]
         if to_book else None,
         "offered_per_s": round(offered),
+        # the poll that told someone their turn had come: how long its answer took (p50, p99)
+        "turn_news_p50_p99_ms": [round(pct(v, 50), 1), round(pct(v, 99), 1)]
+        if (v := [p.news_ms for p in crowd if p.news_ms is not None]) else None,
         "places": setup["places"],
         "sessions": setup["sessions"],
         "crowd": len(crowd),
