@@ -6,7 +6,9 @@ the bound, so that bookings keep the rest — except a poll by someone whose tur
 whose room has closed), who must hear it; only refused bookings and the like (not refused
 crowd requests) slow the waiting room's admissions. The queue's status polls also yield while
 `queue_yields_at` other requests (bookings and the like) are in flight in the worker: admitted
-people booking come before the crowd asking how far it has got. Joins never yield: during a
+people booking come before the crowd asking how far it has got. (Under `teeka serve` the polls
+that memory answers with no I/O never reach the shedder: the server's protocol answers them
+first, teeka.surge.fastpath.) Joins never yield: during a
 release bookings are nearly always in flight, and a late arrival refused a place in the line
 until the end would lose it to everyone who came after.
 (Database connections are bounded by the pool; waiting for one is bounded by
