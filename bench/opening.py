@@ -29,6 +29,7 @@ leaves latency is back to what it was before.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -49,47 +50,83 @@ PLACES_PER_SESSION = 10
 # ------------------------------------------------------------------ a minimal HTTP/1.1 client
 
 
-class Conn:
+class Conn(asyncio.Protocol):
+    """One keep-alive connection, as an asyncio protocol: a request is one write, its answer
+    is parsed from the bytes as they arrive (no stream reader, no coroutine per read), so that
+    the crowd's generator costs the shared cores as little as it can."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, dict[bytes, bytes], bytes]] | None = None
+        self.head: tuple[int, dict[bytes, bytes]] | None = None
+        self.need = 0  # body bytes still to come after the head
+
+    @property
+    def writer(self) -> asyncio.Transport | None:  # open, as Client.call asks
+        return self.transport
 
     async def request(self, method: str, path: str, headers: dict[str, str],
                       body: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
+        loop = asyncio.get_running_loop()
+        if self.transport is None or self.transport.is_closing():
+            self.transport = None
+            await loop.create_connection(lambda: self, self.host, self.port)
+        assert self.transport is not None
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
-                          f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        lines = raw.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        found: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            if line:
+        self.waiter = loop.create_future()
+        self.buf.clear()
+        self.head = None
+        self.transport.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+                             f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
+        return await self.waiter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("closed by the server"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.head is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = bytes(self.buf[:end]).split(b"\r\n")
+            found: dict[bytes, bytes] = {}
+            for line in lines[1:]:
                 k, _, v = line.partition(b":")
                 found[k.strip().lower()] = v.strip()
-        if found.get(b"transfer-encoding") == b"chunked":
-            data = b""
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
-                chunk = await self.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                data += chunk[:-2]
-        else:
-            n = int(found.get(b"content-length", b"0"))
-            data = await self.reader.readexactly(n) if n else b""
+            if found.get(b"transfer-encoding") == b"chunked":  # not sent by the server here
+                self._fail(ValueError("chunked answer"))
+                return
+            self.head = (int(lines[0].split(b" ", 2)[1]), found)
+            self.need = int(found.get(b"content-length", b"0"))
+            del self.buf[:end + 4]
+        if len(self.buf) < self.need or self.waiter is None:
+            return
+        status, found = self.head
+        body = bytes(self.buf[:self.need])
+        self.head = None
+        waiter, self.waiter = self.waiter, None
         if found.get(b"connection") == b"close":
             self.close()
-        return status, found, data
+        if not waiter.done():
+            waiter.set_result((status, found, body))
+
+    def _fail(self, exc: Exception) -> None:
+        self.close()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        if self.transport is not None:
+            self.transport.close()
+        self.transport = None
 
 
 class Client:
@@ -245,43 +282,59 @@ class Person:
 
 
 class Pace:
-    """How long a waiting person waits before asking again, so that the crowd offers `target`
-    requests a second all through the release, however many are still waiting: with a fixed
-    interval the offered load would thin as people book or are told the queue closed (and
-    start below the target, since the late arrivals have not come yet). Each poll waits about
-    waiting / target seconds, corrected every quarter of a second by what the crowd actually
-    sent in the last second (answers take time, too)."""
+    """The crowd's polls, released at a steady rate so that the crowd offers `target` requests a
+    second all through the release, however many are still waiting: with a fixed interval per
+    person the offered load would thin as people book or are told the queue closed (and start
+    below the target, before the late arrivals come). A waiting person, answered, queues for
+    their next turn (`turn`) and waits at least FLOOR_S; every 10 ms the pacer lets through
+    as many queued people, first in first out, as the target leaves after the crowd's other
+    requests (joins, bookings) of the last second. A rate per person corrected by feedback
+    instead swung between 5x and 17x: people already asleep answer a correction seconds late."""
 
     FLOOR_S = 0.1  # nobody asks more than ten times a second
 
     def __init__(self, target: float, logs: list[list[tuple[str, int, float, float, bool]]]
                  ) -> None:
         self.target, self.logs = target, logs
-        self.waiting = 0  # people between their join and their turn (or the queue's end)
-        self.scale = 1.0
+        self.queued: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self.running = True
-        self.trace: list[tuple[float, int, int, float]] = []  # when, sent, waiting, scale
+        self.trace: list[tuple[float, int]] = []  # (when, requests sent in the second before)
 
-    def interval(self) -> float:
-        return max(self.FLOOR_S, self.waiting / self.target * self.scale)
+    async def turn(self) -> None:
+        """Wait for this person's next poll."""
+        future = asyncio.get_running_loop().create_future()
+        self.queued.append((time.monotonic() + self.FLOOR_S, future))
+        await future
 
-    def sent_last_second(self) -> int:
-        since, n = time.monotonic() - 1.0, 0
+    def sent_last_second(self) -> tuple[int, int]:
+        """(all the crowd's requests, its polls) answered in the last second."""
+        since, n, polls = time.monotonic() - 1.0, 0, 0
         for log in self.logs:
             i = len(log) - 1
             while i >= 0 and log[i][2] >= since:
                 n += log[i][0] != "probe"
+                polls += log[i][0] == "status"
                 i -= 1
-        return n
+        return n, polls
 
     async def run(self) -> None:
+        others, credit, last, looked = 0, 0.0, time.monotonic(), 0.0
         while self.running:
-            await asyncio.sleep(0.25)
-            sent = self.sent_last_second()
-            self.trace.append((time.monotonic(), sent, self.waiting, self.scale))
-            if sent and self.waiting:
-                # more than the target: wait longer; less: shorter (a step of at most 25 %)
-                self.scale = min(5.0, max(0.05, self.scale * min(1.25, max(0.8, sent / self.target))))
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            if now - looked >= 0.5:  # the crowd's other requests, every half second
+                sent, polls = self.sent_last_second()
+                self.trace.append((now, sent))
+                others, looked = sent - polls, now
+            credit = min(credit + (now - last) * max(0.0, self.target - others),
+                         self.target * 0.05)  # no burst beyond 50 ms' worth
+            last = now
+            while credit >= 1 and self.queued and self.queued[0][0] <= now:
+                _, future = self.queued.popleft()
+                future.set_result(None)
+                credit -= 1
+        for _, future in self.queued:
+            future.cancel()
 
 
 async def person(p: Person, client: Client, booker: Client, view: View, oid: int,
@@ -298,10 +351,9 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
             take(p, raw)
             break
         await asyncio.sleep(float(found.get(b"retry-after", b"1")))
-    pace.waiting += 1
     while time.monotonic() < deadline and p.state == "waiting":
         # Impatient: asks again well before the room said to (the room answers 429 at once).
-        await asyncio.sleep(random.uniform(0.5, 1.5) * pace.interval())
+        await pace.turn()
         asked = time.monotonic()
         code, found, raw = await client.call(
             "status", "GET", f"/api/v1/openings/{oid}/status", {**auth, "X-Queue-Token": p.token})
@@ -309,7 +361,6 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
             take(p, raw)
             if p.state == "admitted":
                 p.news_ms = (time.monotonic() - asked) * 1000
-    pace.waiting -= 1
     if p.state != "admitted":
         return
     p.admitted_at = time.monotonic()
@@ -532,7 +583,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         # what the crowd sent in each second of the release, over the sustained rate (p10,
         # p50, p90): the offered load stays at 10x all through, not just on average
         "offered_x_p10_p50_p90": [round(pct(v, q) / rate, 1) for q in (10, 50, 90)]
-        if len(v := [sent for at, sent, *_ in pace.trace if opens_mono + 1 <= at <= last]) > 1
+        if len(v := [sent for at, sent in pace.trace if opens_mono + 1 <= at <= last]) > 1
         else None,
         "goodput_ratio": round(goodput / rate, 3),
         "http_5xx": sum(1 for e in client.log if e[1] >= 500 and e[1] != 503)
