@@ -532,12 +532,15 @@ def figures_markdown(result: dict[str, Any]) -> str:
         f"{_f(i.get('lost_acks'))} / {_f(i.get('oversell'))} / "
         f"{_f(i.get('counter_mismatches'))} | | | 0 / 0 / 0 |",
         f"| opening: offered load (× sustained booking rate) | {_f(o.get('offered_x'))}× "
-        f"({_f(o.get('offered_per_s'))} requests/s) | sustained {_f(o.get('sustained_rate_per_s'))}"
-        " bookings/s | | 10× |",
+        f"({_f(o.get('offered_per_s'))} requests/s; each second of the release at p10 / p50 / "
+        f"p90: {' / '.join(f'{x}×' for x in o.get('offered_x_p10_p50_p90') or [])}) | sustained "
+        f"{_f(o.get('sustained_rate_per_s'))} bookings/s | | 10× |",
         f"| opening: useful bookings/s while places last | {_f(o.get('goodput_per_s'))} | "
         f"sustained {_f(o.get('sustained_rate_per_s'))} | **{_f(o.get('goodput_ratio'), 3)}** "
         "| ≥ 0.9 |",
         f"| opening: 5xx (other than 503 + Retry-After) | {_f(o.get('http_5xx'))} | | | 0 |",
+        f"| opening: the poll that told someone their turn had come, p50 / p99 | "
+        f"{' ms / '.join(_f(x) for x in o.get('turn_news_p50_p99_ms') or [])} ms | | | |",
         f"| opening: refusals (429/503) / without Retry-After / p99 | {_f(o.get('refusals'))} / "
         f"{_f(o.get('refusals_without_retry_after'))} / {_f(o.get('refusal_p99_ms'))} ms | | | "
         "all with Retry-After, p99 ≤ 100 ms |",
