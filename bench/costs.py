@@ -72,6 +72,10 @@ async def measure(host: str, port: int, dsn: str, secret: str, server_pid: int,
             "cost", "GET", "/api/v2/appointment/sessions/public/calendarByDistrict"
             f"?district_id=109&date={day}", {"Accept-Encoding": "gzip"}))[0]
 
+    async def livez(i: int) -> int:
+        return (await client.call("cost", "GET", "/livez", {}))[0]
+
+    await cost("livez (the server's cheapest answer)", n, livez)
     await cost("healthz", n, healthz)
     await cost("calendarByDistrict", n, calendar)
 
