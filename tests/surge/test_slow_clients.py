@@ -1,8 +1,9 @@
 """A flood of slow or idle clients cannot hold a worker's sockets (teeka.web.server): a real
 `teeka serve` with a 1-second deadline for a request's head and body and at most 20 open
 connections. Plain uvicorn keeps a connection that sends nothing for ever and accepts
-connections without limit. And the load shedder's refusals are answered by the server's
-protocol as soon as a request's head has arrived."""
+connections without limit. The load shedder's refusals, and the waiting room's polls that memory
+answers, are answered by the server's protocol as soon as a request's head has arrived; a small
+body is buffered there, so a slow one takes no place in flight."""
 
 from __future__ import annotations
 
@@ -96,13 +97,17 @@ def test_idle_and_slow_connections_are_closed(server: tuple[str, int, int]) -> N
     for _ in range(3):
         time.sleep(0.25)
         slow.sendall(b"X-Slow: still coming\r\n")  # each line restarts nothing
-    body = connect(host, port)  # a body that stops short
+    body = connect(host, port)  # a small body that stops short (buffered by the protocol)
     body.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"session")
+    large = connect(host, port)  # a large one (the application reads it as it comes)
+    large.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
     assert answer(idle).startswith(b"HTTP/1.1 408 ")
     assert answer(slow).startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - started < 3  # the head's deadline counts from the connection
-    assert answer(body) == b""  # the application was waiting for the body: closed, no answer
+    assert answer(body).startswith(b"HTTP/1.1 408 ")  # never reached the application
+    assert answer(large) == b""  # the application was waiting for the body: closed, no answer
     # a kept-alive connection that asks in time is served, request after request
     with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
         for _ in range(3):
@@ -160,10 +165,11 @@ def test_the_shedder_refuses_before_the_request_becomes_a_task(
     with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
         assert client.get(crowd).status_code == 200  # nothing in flight: answered
         before = shed_early(client)
-        # a booking whose body is still on its way: one request in flight
+        # a booking whose large body is still on its way (the application reads it as it
+        # comes; a small one the protocol would buffer first): one request in flight
         slow = connect(host, port)
         slow.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                     b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
         time.sleep(0.3)
         for lang, text in (("hi", translate("hi", MESSAGE)), ("en", MESSAGE)):
             r = client.get(crowd, headers={"Accept-Language": lang})
@@ -205,10 +211,10 @@ async def test_queue_polls_memory_answers_are_given_by_the_protocol(
         assert joined["state"] == "waiting" and joined["poll_after_s"] == 6
         poll = {**first, "X-Queue-Token": joined["token"]}
         before = await answered_early(client)
-        # a booking whose body is still on its way: the crowd's bound is reached
+        # a booking whose large body is still on its way: the crowd's bound is reached
         slow = connect(host, port)
         slow.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                     b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
         await asyncio.sleep(0.3)
         for lang, text in (("hi", "बहुत"), ("en", "Too many")):
             r = await client.get(f"/api/v1/openings/{oid}/status",
@@ -237,3 +243,30 @@ async def answered_early(client: httpx.AsyncClient) -> float:
                       (await client.get("/metrics")).text, re.MULTILINE)
     assert found
     return float(found[1])
+
+
+@pytest.mark.deadline(3)
+@pytest.mark.server_env(TEEKA_MAX_IN_FLIGHT="2")  # the crowd's bound: 1; everything else: 2
+def test_slow_small_bodies_take_no_place_in_flight(server: tuple[str, int, int]) -> None:
+    """A booking's body sent slowly is buffered by the protocol: the request becomes a task only
+    when the body is whole. Ten slow bookings leave the shedder's places to everyone else (before,
+    one of them alone filled the crowd's bound); the one that finishes is answered; the others
+    get 408 at the body's deadline."""
+    host, port, _ = server
+    day = (datetime.now(UTC) + timedelta(days=1)).strftime("%d-%m-%Y")
+    crowd = f"/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date={day}"
+    body = b'{"session_id": "x", "slot": "09:00AM-11:00AM", "beneficiaries": ["1"]}'
+    slow = [connect(host, port) for _ in range(10)]
+    for s in slow:
+        s.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: "
+                  + str(len(body)).encode() + b"\r\n\r\n" + body[:5])
+    time.sleep(0.3)
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
+        for _ in range(3):
+            assert client.get(crowd).status_code == 200  # not shed: nothing is in flight
+        assert client.post("/api/v1/appointments", json={}).status_code == 401  # nor refused
+    slow[0].sendall(body[5:])  # this one's body is whole: the application answers it
+    assert slow[0].recv(65536).startswith(b"HTTP/1.1 401 ")
+    for s in slow[1:]:
+        assert answer(s).startswith(b"HTTP/1.1 408 ")

@@ -21,15 +21,23 @@ Here, per worker process:
   waits for most;
 * a request's head may be at most `MAX_HEAD_BYTES`; beyond, 400 and the connection is
   closed (uvicorn's own bound on head size applies only to h11, and
-  `teeka serve` runs httptools).
+  `teeka serve` runs httptools);
+* a request with a small body (a `Content-Length` up to `BUFFERED_BODY_BYTES`, without
+  `Expect: 100-continue`) becomes a task only once its whole body has arrived, as a buffering
+  reverse proxy would pass it on: a client sending its body slowly holds a connection until the
+  body's deadline (then 408), not one of the places the load shedder counts in flight, so a
+  flood of slow bookings cannot keep everyone else refused. Larger or chunked bodies go to the
+  application at once, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from teeka.config import get_settings
@@ -40,6 +48,9 @@ from teeka.surge.shedding import STATE_KEY as SHEDDER_KEY
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"retry-after: 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\nServer busy")
 MAX_HEAD_BYTES = 16 * 1024
+# Bodies up to this size are buffered before the request becomes a task (at most uvicorn's high
+# water mark, beyond which it stops reading until the application takes the body).
+BUFFERED_BODY_BYTES = min(64 * 1024, HIGH_WATER_LIMIT)
 TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: 15\r\nconnection: close\r\n\r\nRequest timeout")
 
@@ -56,6 +67,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.deadline: asyncio.TimerHandle | None = None
         self.head_bytes = 0  # bytes received while the head of a request was awaited
         self.awaiting_head = True
+        # a request whose small body is still arriving: it becomes a task when the body is whole
+        self.awaiting_body: tuple[RequestResponseCycle, Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # At most limit_concurrency - 1 open: uvicorn refuses every request (503) once as many
@@ -71,6 +84,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._expect(None)
+        self.awaiting_body = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -99,6 +113,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._expect(None)
         self.awaiting_head, self.head_bytes = True, 0  # the next request's head may follow
         super().on_message_complete()
+        if self.awaiting_body is not None:  # its body is whole: now the application's
+            cycle, app = self.awaiting_body
+            self.awaiting_body = None
+            super()._start_asgi_task(cycle, app)
 
     def _expect(self, within: float | None) -> None:
         """(Re)arm the deadline for what the client must send next; None: nothing due."""
@@ -111,14 +129,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        if self.cycle is None or self.cycle.response_complete or self.awaiting_body is not None:
             self.transport.write(TOO_SLOW)  # nothing else is being answered on this connection
         self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         answer = self._answer_early(cycle.scope) if app is self.app else None
         if answer is None:
-            super()._start_asgi_task(cycle, app)
+            if app is self.app and cycle.more_body and _small_body(cycle.scope["headers"]):
+                self.awaiting_body = (cycle, app)  # on_message_complete starts it
+            else:
+                super()._start_asgi_task(cycle, app)
             return
         # What the cycle's send does for a whole response, at once (the answer is small).
         status, headers, body = answer
@@ -147,3 +168,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         shedder = self.app_state.get(SHEDDER_KEY)
         refusal = shedder.refuse_early(scope) if shedder is not None else None
         return None if refusal is None else (503, *refusal)
+
+
+def _small_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's body is one the protocol buffers before the application sees it: a
+    Content-Length from 1 to BUFFERED_BODY_BYTES, not chunked, no `Expect: 100-continue` (the
+    client waits for the application's go-ahead before it sends the body)."""
+    length = None
+    for name, value in headers:
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding" or (name == b"expect"
+                                              and value.lower() == b"100-continue"):
+            return False
+    try:
+        return length is not None and 0 < int(length) <= BUFFERED_BODY_BYTES
+    except ValueError:
+        return False
