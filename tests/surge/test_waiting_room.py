@@ -478,3 +478,32 @@ async def test_someone_whose_turn_has_come_hears_it_without_waiting_for_a_step(
     assert not waiting.done()
     go_on.set()
     assert (await waiting)["state"] == "waiting"
+
+
+def test_a_poll_too_early_is_answered_from_memory_without_a_view(settings) -> None:
+    """A poll before its ticket's time gets 429 from memory even when this process has no view
+    of the room (none yet, or set aside after a hold was used while every place was held) — the
+    answer the full route gives then too, without its task and its pass through the load
+    shedder, which under load refused such polls with 503 instead. Someone with news in the
+    view this process has, and a poll at its ticket's time with no view, go the full way."""
+    from teeka.auth.service import citizen_token
+    from teeka.surge import service
+    from teeka.surge.store import MemoryStore
+
+    room = service.WaitingRoom(MemoryStore(), settings.resolved_secret())
+    opening = service.OpeningView(id=7, district_id=None, first_day=clock.today(),
+                                  opens_at=clock.now() - timedelta(minutes=1), hold_seconds=600,
+                                  admit_per_second=10)
+    room._openings[opening.id] = opening
+    bearer = citizen_token(settings, 42)
+    early = service._token(room.secret, opening.id, 42, 5, poll_after=30)
+    now = service._token(room.secret, opening.id, 42, 5, poll_after=0)
+    answer = room.quick_status_now(opening.id, bearer, early)  # no view here at all
+    assert answer is not None and answer.code == "RateLimited" and answer.status == 429
+    assert 29 <= answer.params["seconds"] <= 30
+    assert room.quick_status_now(opening.id, bearer, now) is None  # at its time: a step
+    # this process saw the turn come (index 5 < next 6): news, for the full route
+    room._advanced[opening.id] = (service._now(), {"opened": "1", "next": "6", "closed": "0"})
+    assert room.quick_status_now(opening.id, bearer, early) is None
+    room._advanced[opening.id] = (service._now(), {"opened": "1", "next": "2", "closed": "0"})
+    assert room.quick_status_now(opening.id, bearer, early).code == "RateLimited"

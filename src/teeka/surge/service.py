@@ -577,17 +577,21 @@ class WaitingRoom:
 
     def _quick_status(self, opening_id: int, bearer: str, ticket: str
                       ) -> Status | errors.DomainError | _DrawLookup | None:
-        known = self._known(opening_id, bearer)
-        if known is None:
+        opening = self._openings.get(opening_id)
+        actor = citizen_actor(self.secret, bearer)
+        if opening is None or actor is None:
             return None
-        opening, last, actor = known
         try:
             index, early, told = _ticket(self.secret, ticket, opening_id, actor)
         except errors.DomainError:
             return None
+        last = self._advanced.get(opening_id)
         if early > 0 and told is None:
-            return None if _news(last[1], index) else too_early(early)
-        if not self._fresh_enough(opening, last[0], _now()):
+            # Too early, unless this process knows of news — as the full route answers. With
+            # no view here (none yet, or set aside after a hold was used while every place was
+            # held: use_hold) that is still the answer: only a poll at its time needs a step.
+            return None if last is not None and _news(last[1], index) else too_early(early)
+        if last is None or not self._fresh_enough(opening, last[0], _now()):
             return None
         if told is not None:  # told `none`: the same answer while the room has found no more
             return self._none(opening, actor.id, index, told) if _still_none(last[1], told) \
