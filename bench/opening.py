@@ -63,10 +63,6 @@ class Conn(asyncio.Protocol):
         self.head: tuple[int, dict[bytes, bytes]] | None = None
         self.need = 0  # body bytes still to come after the head
 
-    @property
-    def writer(self) -> asyncio.Transport | None:  # open, as Client.call asks
-        return self.transport
-
     async def request(self, method: str, path: str, headers: dict[str, str],
                       body: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
         loop = asyncio.get_running_loop()
@@ -148,7 +144,7 @@ class Client:
         started = time.monotonic()
         try:
             for attempt in (1, 2):
-                reused = conn.writer is not None
+                reused = conn.transport is not None
                 try:
                     code, found, raw = await conn.request(method, path, headers, data)
                     break

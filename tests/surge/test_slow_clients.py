@@ -185,11 +185,15 @@ def test_the_shedder_refuses_before_the_request_becomes_a_task(
         assert code == 200
 
 
-def shed_early(client: httpx.Client) -> float:
-    found = re.search(r"^teeka_requests_shed_early_total (\S+)$", client.get("/metrics").text,
-                      re.MULTILINE)
+def metric(text: str, name: str) -> float:
+    """A counter's value in a /metrics answer."""
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     assert found
     return float(found[1])
+
+
+def shed_early(client: httpx.Client) -> float:
+    return metric(client.get("/metrics").text, "teeka_requests_shed_early_total")
 
 
 @pytest.mark.deadline(3)
@@ -239,10 +243,7 @@ async def test_queue_polls_memory_answers_are_given_by_the_protocol(
 
 
 async def answered_early(client: httpx.AsyncClient) -> float:
-    found = re.search(r"^teeka_queue_polls_answered_early_total (\S+)$",
-                      (await client.get("/metrics")).text, re.MULTILINE)
-    assert found
-    return float(found[1])
+    return metric((await client.get("/metrics")).text, "teeka_queue_polls_answered_early_total")
 
 
 @pytest.mark.deadline(3)

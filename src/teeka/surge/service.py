@@ -577,15 +577,14 @@ class WaitingRoom:
 
     def _quick_status(self, opening_id: int, bearer: str, ticket: str
                       ) -> Status | errors.DomainError | _DrawLookup | None:
-        opening = self._openings.get(opening_id)
-        actor = citizen_actor(self.secret, bearer)
-        if opening is None or actor is None:
+        known = self._known(opening_id, bearer)
+        if known is None:
             return None
+        opening, last, actor = known
         try:
             index, early, told = _ticket(self.secret, ticket, opening_id, actor)
         except errors.DomainError:
             return None
-        last = self._advanced.get(opening_id)
         if early > 0 and told is None:
             # Too early, unless this process knows of news — as the full route answers. With
             # no view here (none yet, or set aside after a hold was used while every place was
@@ -602,15 +601,15 @@ class WaitingRoom:
         return self._waiting(opening, actor.id, index, last[1])
 
     def _known(self, opening_id: int, bearer: str
-               ) -> tuple[OpeningView, tuple[float, dict[str, str]], Actor] | None:
+               ) -> tuple[OpeningView, tuple[float, dict[str, str]] | None, Actor] | None:
         """What the fast paths need from memory: the opening, this process's view of its room
-        and the citizen of the bearer token; None when any is missing."""
+        (None when it has none) and the citizen of the bearer token; None when the opening or
+        the citizen is missing."""
         opening = self._openings.get(opening_id)
-        last = self._advanced.get(opening_id)
         actor = citizen_actor(self.secret, bearer)
-        if opening is None or last is None or actor is None:
+        if opening is None or actor is None:
             return None
-        return opening, last, actor
+        return opening, self._advanced.get(opening_id), actor
 
     def has_news(self, opening_id: int, ticket: str) -> bool:
         """Whether a status poll carries a valid ticket of someone with news (turn come, room
@@ -658,7 +657,7 @@ class WaitingRoom:
             return None
         opening, last, actor = known
         now = _now()
-        if not self._fresh_enough(opening, last[0], now):
+        if last is None or not self._fresh_enough(opening, last[0], now):
             return None
         member = await self.store.join(opening_id, str(actor.id),
                                        now >= opening.opens_at.timestamp())

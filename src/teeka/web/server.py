@@ -136,7 +136,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         answer = self._answer_early(cycle.scope) if app is self.app else None
         if answer is None:
-            if app is self.app and cycle.more_body and _small_body(cycle.scope["headers"]):
+            if (app is self.app and cycle.more_body and not cycle.waiting_for_100_continue
+                    and _small_body(cycle.scope["headers"])):
                 self.awaiting_body = (cycle, app)  # on_message_complete starts it
             else:
                 super()._start_asgi_task(cycle, app)
@@ -172,14 +173,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 def _small_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request's body is one the protocol buffers before the application sees it: a
-    Content-Length from 1 to BUFFERED_BODY_BYTES, not chunked, no `Expect: 100-continue` (the
-    client waits for the application's go-ahead before it sends the body)."""
+    Content-Length from 1 to BUFFERED_BODY_BYTES, not chunked. (A request that expects
+    `100-continue` is never buffered: its client waits for the application's go-ahead before
+    it sends the body; uvicorn's cycle knows it.)"""
     length = None
     for name, value in headers:
         if name == b"content-length":
             length = value
-        elif name == b"transfer-encoding" or (name == b"expect"
-                                              and value.lower() == b"100-continue"):
+        elif name == b"transfer-encoding":
             return False
     try:
         return length is not None and 0 < int(length) <= BUFFERED_BODY_BYTES
