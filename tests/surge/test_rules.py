@@ -28,11 +28,16 @@ def test_polls_are_spaced_by_the_wait(wait: int) -> None:
     assert rules.poll_after_s("none", None) == 60  # places of their kind may come back
 
 
-@given(st.floats(1, 1000), st.integers(0, 10**5))
-def test_stress_slows_admissions_to_a_tenth_at_most(base: float, busy: int) -> None:
-    rate = rules.effective_rate(base, busy)
+@given(st.floats(1, 1000), st.integers(0, 10**5), st.integers(0, 10**6))
+def test_stress_slows_admissions_to_a_tenth_at_most(base: float, busy: int, done: int) -> None:
+    rate = rules.effective_rate(base, busy, done)
     assert base * 0.1 - 1e-9 <= rate <= base
-    assert rules.effective_rate(base, busy + 10) <= rate
+    assert rules.effective_rate(base, busy + 10, done) <= rate  # more stress: not faster
+    assert rules.effective_rate(base, busy, done + 10) >= rate  # more done: not slower
+    if busy and done >= 9 * busy:  # a tenth of the work refused or slow: 90 % of the rate
+        assert rate >= base * 0.9 - 1e-9
+    if not done:  # nothing done yet: halve per ten signs of stress, as before
+        assert abs(rate - max(base * 0.1, base / (1 + busy / 10))) < 1e-6 * base
 
 
 def test_the_draw_is_a_permutation_and_not_the_join_order() -> None:

@@ -259,6 +259,22 @@ async def test_when_places_are_gone_everyone_waiting_is_told_at_once(client, wor
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_store_counts_stress_and_bookings_done_over_a_window(kind: str) -> None:
+    """Signs of stress and bookings done, added by each process, counted over the last few
+    seconds, in memory and in Redis alike (each count on its own; old ones drop out)."""
+    from teeka.surge.store import BUSY_WINDOW_S, MemoryStore, RedisStore
+
+    store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
+    now = 2_000_000_000.0
+    assert await store.busy(3, 0, now) == (3, 0)
+    assert await store.busy(0, 40, now + 1) == (3, 40)
+    assert await store.busy(2, 5, now + 2) == (5, 45)
+    assert await store.busy(0, 0, now + BUSY_WINDOW_S + 1.5) == (2, 5)  # the first two gone
+    if isinstance(store, RedisStore):
+        await store.r.flushdb()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_store_steps_are_atomic_and_keep_queue_order(kind: str) -> None:
     """The store's atomic steps, in memory and in Redis alike: who joins while the draw is
     being made goes after the drawn; admissions never exceed the places and follow the queue;
@@ -337,6 +353,29 @@ async def test_stress_in_one_process_slows_admissions_in_all(two_processes, worl
     assert await admitted_after_one_second(stress=90) == 2
 
 
+async def test_bookings_done_in_time_weigh_against_stress(two_processes, world, maker,
+                                                          settings, still_clock) -> None:
+    """A few refusals among many bookings done slow the room in proportion, not by half per
+    ten: 90 signs of stress against 810 bookings done leave the rate at 9 of 10
+    (10 x 820 / 910), in both processes."""
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    people = await bulk_citizens(maker, settings, 15)
+    oid = await make_opening(a, world, rate=10)
+    tickets = [(await join(a if i % 2 else b, h, oid))["token"]
+               for i, (h, _) in enumerate(people)]
+    room = a._transport.app.state.waiting_room  # type: ignore[attr-defined]
+    for _ in range(90):
+        room.note_busy()
+    for _ in range(810):
+        room.note_done()
+    clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + 9.01 x 1
+    await status(a, people[0][0], oid, tickets[0])  # a moves the room: its counts count
+    states = [(await status(b, h, oid, t))["state"] for (h, _), t in
+              zip(people, tickets, strict=True)]
+    assert states.count("admitted") == 10  # 2 when the bookings done are not counted
+
+
 async def test_a_family_holds_a_place_for_each_person(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     oid = await make_opening(client, world, seconds_ahead=1)
@@ -353,6 +392,8 @@ async def test_a_family_holds_a_place_for_each_person(client, world, maker, sett
                           json={"session_id": sid, "slot": SLOT,
                                 "beneficiaries": [first, *others]})
     assert r.status_code == 201, r.text
+    room = client._transport.app.state.waiting_room  # type: ignore[attr-defined]
+    assert room._pending_done == 1  # a booking done in time weighs against signs of stress
     clock.shift(timedelta(seconds=30))
     assert (await status(client, single, oid, tickets[1]))["state"] == "closed"
     r = await book(client, single, sid, alone, "single-0001")

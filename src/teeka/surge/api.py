@@ -154,5 +154,7 @@ async def used(request: Request, db: AsyncSession, opening: OpeningView | None, 
             log.warning("surge.use_hold.failed", opening=opening.id, error=type(exc).__name__)
         if started is not None and time.monotonic() - started > SLOW_BOOKING_S:
             wr.note_busy()  # slow bookings: the waiting room admits more slowly
+        else:
+            wr.note_done()  # ... in proportion: bookings done in time weigh against stress
 
     db.info.setdefault(AFTER_COMMIT, []).append(use)

@@ -276,7 +276,9 @@ class WaitingRoom:
         self.sessionmaker = sessionmaker
         self.secret = secret
         self._pending_busy = 0  # signs of stress seen here since the last step
-        self._recent_busy = 0  # ... and in every process over the last few seconds
+        self._pending_done = 0  # bookings under an opening done in time here since then
+        self._recent_busy = 0  # ... both in every process over the last few seconds
+        self._recent_done = 0
         # A poll, join or booking moves the room forward (draw, expiries, admissions) at most
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
@@ -346,8 +348,13 @@ class WaitingRoom:
         """A sign of stress (a 503, a slow booking): admissions slow down, in every process."""
         self._pending_busy += 1
 
+    def note_done(self) -> None:
+        """A booking under an opening done in time: weighs against the signs of stress."""
+        self._pending_done += 1
+
     def _rate(self, opening: OpeningView) -> float:
-        return rules.effective_rate(float(opening.admit_per_second), self._recent_busy)
+        return rules.effective_rate(float(opening.admit_per_second), self._recent_busy,
+                                    self._recent_done)
 
     async def advance(self, session: AsyncSession | None, opening: OpeningView
                       ) -> dict[str, str]:
@@ -403,8 +410,9 @@ class WaitingRoom:
                     "closed": "0", "credit": "1", "counted_at": "0",
                     "credit_at": f"{opening.opens_at.timestamp():.3f}"})
             meta = await self.store.meta(oid)
-        self._recent_busy = await self.store.busy(self._pending_busy, time.time())
-        self._pending_busy = 0
+        seen, done = self._pending_busy, self._pending_done
+        self._pending_busy = self._pending_done = 0
+        self._recent_busy, self._recent_done = await self.store.busy(seen, done, time.time())
         rate = self._rate(opening)
         needs: dict[str, list[list[str]]] = {}
         places: dict[str, int] | None = None

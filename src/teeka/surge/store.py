@@ -77,7 +77,7 @@ class Store(Protocol):
                        booked: int | Sequence[str]) -> bool: ...
     async def recheck(self, opening: int, account: str) -> tuple[str | None, int]: ...
     async def back(self, opening: int, n: int) -> list[str]: ...
-    async def busy(self, seen: int, now: float) -> int: ...
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]: ...
     async def reset(self, opening: int) -> None: ...
 
 
@@ -115,6 +115,7 @@ class MemoryStore:
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
         self._busy: list[float] = []
+        self._done: list[float] = []
 
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
@@ -291,10 +292,10 @@ class MemoryStore:
         back = self._back.get(opening, {})
         return sorted(back, key=back.__getitem__)[:max(n, 0)]
 
-    async def busy(self, seen: int, now: float) -> int:
-        self._busy = [t for t in self._busy if now - t < BUSY_WINDOW_S]
-        self._busy += [now] * seen
-        return len(self._busy)
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]:
+        self._busy = [t for t in self._busy if now - t < BUSY_WINDOW_S] + [now] * seen
+        self._done = [t for t in self._done if now - t < BUSY_WINDOW_S] + [now] * done
+        return len(self._busy), len(self._done)
 
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
@@ -658,16 +659,21 @@ class RedisStore:
         found: list[str] = await self.r.zrange(self._k(opening, "back"), 0, n - 1)
         return found
 
-    async def busy(self, seen: int, now: float) -> int:
-        """Add this process's recent signs of stress; the count over every process."""
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]:
+        """Add this process's recent signs of stress and bookings done in time; the counts over
+        every process."""
         second = int(now)
+        window = int(BUSY_WINDOW_S)
         async with self.r.pipeline(transaction=False) as pipe:
-            if seen:
-                pipe.incrby(f"teeka:wr:busy:{second}", seen)
-                pipe.expire(f"teeka:wr:busy:{second}", int(BUSY_WINDOW_S * 2))
-            pipe.mget([f"teeka:wr:busy:{second - i}" for i in range(int(BUSY_WINDOW_S))])
+            for kind, n in (("busy", seen), ("done", done)):
+                if n:
+                    pipe.incrby(f"teeka:wr:{kind}:{second}", n)
+                    pipe.expire(f"teeka:wr:{kind}:{second}", window * 2)
+            pipe.mget([f"teeka:wr:{kind}:{second - i}" for kind in ("busy", "done")
+                       for i in range(window)])
             found = (await pipe.execute())[-1]
-        return sum(int(x) for x in found if x)
+        counts = [int(x) if x else 0 for x in found]
+        return sum(counts[:window]), sum(counts[window:])
 
     async def reset(self, opening: int) -> None:
         await self.r.delete(*self._keys(opening))
