@@ -32,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import random
 import statistics
 import time
@@ -459,7 +460,9 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         crowd.append(Person(account, ref, token(secret, account), join_at, late))
     # Impatient polls: the whole crowd offers 10x the sustained booking rate, all through the
     # release (Pace).
-    booker = Client(host, port, 64)
+    # Admitted people book through these connections (a backlog beyond them waits in the
+    # generator, unseen by the room); TEEKA_BENCH_BOOKERS changes it for experiments.
+    booker = Client(host, port, int(os.environ.get("TEEKA_BENCH_BOOKERS", "64")))
     pace = Pace(10 * rate, [client.log, booker.log])
     pacer = asyncio.create_task(pace.run())
     view = View(dsn, setup["day"])

@@ -58,3 +58,34 @@ def test_everything_else_is_refused(case: str) -> None:
     }[case]
     assert signing.read_token(SECRET, token, kind="queue", now=NOW) is None
     assert signing.read_token(SECRET, good, kind="queue", now=NOW) is not None
+
+
+def test_a_checked_token_is_remembered_but_still_expires_and_keeps_its_kind() -> None:
+    """The claims of a token whose signature was checked are kept (the crowd sends the same
+    tokens with every poll); expiry and kind are checked on every read all the same, another
+    secret does not find them, a forged token never gets in, and what a caller does with its
+    claims does not change what the next caller reads."""
+    signing._verified.clear()
+    good = issue(idx=1)
+    first = signing.read_token(SECRET, good, kind="queue", now=NOW)
+    assert first is not None and (SECRET, good) in signing._verified
+    first["idx"] = 99  # the caller's copy
+    assert signing.read_token(SECRET, good, kind="queue", now=NOW)["idx"] == 1  # type: ignore[index]
+    assert signing.read_token(SECRET, good, kind="citizen", now=NOW) is None
+    assert signing.read_token(SECRET, good, kind="queue", now=NOW + timedelta(hours=2)) is None
+    assert signing.read_token("t" * 48, good, kind="queue", now=NOW) is None
+    header, _, sig = good.split(".")
+    forged = f"{header}.{_b64({'sub': '1', 'knd': 'queue', 'exp': 2**40})}.{sig}"
+    assert signing.read_token(SECRET, forged, kind="queue", now=NOW) is None
+    assert len(signing._verified) == 1  # only the token with a good signature was kept
+
+
+def test_the_checked_tokens_kept_are_bounded(monkeypatch) -> None:
+    signing._verified.clear()
+    monkeypatch.setattr(signing, "VERIFIED_MAX", 5)
+    tokens = [issue(idx=i) for i in range(12)]
+    for t in tokens:
+        assert signing.read_token(SECRET, t, kind="queue", now=NOW) is not None
+        assert len(signing._verified) <= 5
+    assert (SECRET, tokens[-1]) in signing._verified and (SECRET, tokens[0]) not in signing._verified
+    assert all(signing.read_token(SECRET, t, kind="queue", now=NOW) for t in tokens)
