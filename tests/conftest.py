@@ -74,6 +74,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
     return Settings(database_url=database_url, secret_key="test-secret-" + "x" * 20,
                     data_dir=tmp_path_factory.mktemp("var"), embedded_worker=False,
                     otp_resend_interval_seconds=0, environment="development", db_pool_size=20,
+                    # the races put a hundred requests at once on one process; the database's
+                    # door has its own test (tests/surge/test_shedding.py)
+                    db_max_waiting=1000,
                     # limits have their own tests (tests/surge/test_limits.py)
                     limit_public="100000/minute", limit_otp="100000/minute",
                     limit_search="100000/minute", limit_booking="100000/minute")

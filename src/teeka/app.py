@@ -23,7 +23,7 @@ from teeka.citizen import api as citizen_api
 from teeka.citizen import helpdesk_pages
 from teeka.citizen import pages as citizen_pages
 from teeka.config import Settings, get_settings
-from teeka.db import make_engine, make_sessionmaker
+from teeka.db import Door, make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.surge import api as surge_api
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.db_door = Door(settings.db_pool_size + settings.db_max_waiting)
     app.state.snapshots = SnapshotCache(max_age=settings.snapshot_max_age,
                                         refresh_ahead=settings.snapshot_refresh_ahead)
     app.state.limiter = Limiter(settings)

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds a request may wait for a database connection before it is refused with 503.
     db_pool_timeout: float = 3.0
+    # Units of work one worker lets wait for a database connection beyond the pool's own; more
+    # are refused at once with 503 (teeka.db.Door), so that a flood of bookings is not queued
+    # for seconds until the pool's timeout refuses it anyway.
+    db_max_waiting: int = Field(default=32, ge=0)
 
     # Shared fast state (rate limits, waiting room, snapshot invalidation) across processes.
     # Empty: in-process only (the embedded default).

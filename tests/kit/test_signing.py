@@ -81,11 +81,24 @@ def test_a_checked_token_is_remembered_but_still_expires_and_keeps_its_kind() ->
 
 
 def test_the_checked_tokens_kept_are_bounded(monkeypatch) -> None:
+    """Full: newcomers are not kept (the ones kept keep hitting while a larger crowd polls in
+    turn) but are still read; expired ones make room, at most once a minute."""
     signing._verified.clear()
     monkeypatch.setattr(signing, "VERIFIED_MAX", 5)
+    monkeypatch.setattr(signing, "_swept", [0.0])
     tokens = [issue(idx=i) for i in range(12)]
     for t in tokens:
         assert signing.read_token(SECRET, t, kind="queue", now=NOW) is not None
         assert len(signing._verified) <= 5
-    assert (SECRET, tokens[-1]) in signing._verified and (SECRET, tokens[0]) not in signing._verified
+    assert all((SECRET, t) in signing._verified for t in tokens[:5])
     assert all(signing.read_token(SECRET, t, kind="queue", now=NOW) for t in tokens)
+    later = NOW + timedelta(hours=2)  # the five kept have expired: they make room
+    fresh = [signing.issue_token(SECRET, subject="43", kind="queue", now=later,
+                                 ttl=timedelta(hours=1), extra={"idx": i}) for i in range(7)]
+    assert signing.read_token(SECRET, fresh[0], kind="queue", now=later) is not None
+    assert (SECRET, fresh[0]) not in signing._verified  # swept less than a minute ago
+    signing._swept[0] -= signing.SWEEP_EVERY_S  # a minute later
+    for t in fresh:
+        assert signing.read_token(SECRET, t, kind="queue", now=later) is not None
+    assert {k[1] for k in signing._verified} == set(fresh[:5])
+    signing._verified.clear()

@@ -4,6 +4,7 @@ stays responsive; a request that cannot get a database connection in time is a 5
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 
 import httpx
@@ -41,6 +42,36 @@ async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
             r = await c.get("/api/v1/sessions", params={"district_id": 109})
             assert r.status_code == 503 and r.json()["code"] == "Busy"
         assert (await c.get("/api/v2/admin/location/districts/7")).status_code == 200
+
+
+async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_once(
+        settings, world) -> None:
+    """One connection and one waiting place: with the connection held, two requests wait for
+    it and a third is refused at once (503 + Retry-After, a sign of stress for the waiting
+    room), long before the pool's timeout; once the connection is free the two are answered."""
+    async with app_with(settings, db_pool_size=1, db_max_waiting=1,
+                        db_pool_timeout=20) as (app, c):
+        refused_before = _door_refusals((await c.get("/metrics")).text)
+        async with app.state.sessionmaker() as hog:
+            await hog.execute(text("SELECT 1"))  # holds the only connection
+            asked = [asyncio.create_task(c.get("/api/v1/sessions", params={"district_id": 109}))
+                     for _ in range(3)]
+            done, waiting = await asyncio.wait(asked, timeout=10,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            assert len(done) == 1 and len(waiting) == 2  # the refusal did not wait for the pool
+            refused = done.pop().result()
+            assert refused.status_code == 503 and refused.json()["code"] == "Busy"
+            assert refused.headers["Retry-After"]
+            assert app.state.waiting_room._pending_busy == 1
+        assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
+        assert app.state.db_door.inside == 0
+        assert _door_refusals((await c.get("/metrics")).text) == refused_before + 1
+
+
+def _door_refusals(metrics: str) -> float:
+    found = re.search(r"^teeka_db_door_refused_total (\S+)$", metrics, re.MULTILINE)
+    assert found, "the door's refusals are counted"
+    return float(found[1])
 
 
 async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, world) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,14 +58,39 @@ def issue_token(secret: str, *, subject: str, kind: str, now: datetime, ttl: tim
 # Tokens whose signature this process has checked, with their claims: the crowd's phones send
 # the same two tokens with every poll, and checking them (HMAC, base64, JSON) was a twentieth
 # of a worker's CPU during an opening. Only tokens signed with the secret get in, so what a
-# client sends cannot fill it with junk; bounded (the oldest go first). Kind and expiry are
-# still checked on every read; a token is its exact text, so a cached one is the same token.
-VERIFIED_MAX = 16_384
+# client sends cannot fill it with junk. Kind and expiry are still checked on every read; a
+# token is its exact text, so a remembered one is the same token. Bounded (~1 KB a token):
+# when full, expired tokens are dropped (at most once a minute) and otherwise newcomers are not
+# kept — a crowd larger than the cache polls in turn, and evicting the oldest for the newest
+# would make every lookup miss, while keeping the first ones keeps those hitting.
+VERIFIED_MAX = 65_536
+SWEEP_EVERY_S = 60.0
 _verified: dict[tuple[str, str], dict[str, Any]] = {}
+_swept = [0.0]  # when expired tokens were last dropped (monotonic)
 
 
-def _signed_claims(secret: str, token: str) -> dict[str, Any] | None:
-    """The claims of a token carrying the secret's signature, else None (cached when good)."""
+def _remember(key: tuple[str, str], claims: dict[str, Any], now: datetime) -> None:
+    if len(_verified) >= VERIFIED_MAX:
+        if time.monotonic() - _swept[0] < SWEEP_EVERY_S:
+            return
+        _swept[0] = time.monotonic()
+        moment = now.timestamp()
+        for old in [k for k, c in list(_verified.items()) if not _live(c, moment)]:
+            _verified.pop(old, None)
+        if len(_verified) >= VERIFIED_MAX:
+            return
+    _verified[key] = claims
+
+
+def _live(claims: dict[str, Any], moment: float) -> bool:
+    try:
+        return int(claims.get("exp", 0)) > int(moment)
+    except (TypeError, ValueError):
+        return False
+
+
+def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | None:
+    """The claims of a token carrying the secret's signature, else None (remembered)."""
     found = _verified.get((secret, token))
     if found is not None:
         return found
@@ -81,23 +107,13 @@ def _signed_claims(secret: str, token: str) -> dict[str, Any] | None:
         return None
     if not isinstance(claims, dict):
         return None
-    while len(_verified) >= VERIFIED_MAX:
-        try:
-            del _verified[next(iter(_verified))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
-            break
-    _verified[(secret, token)] = claims
+    _remember((secret, token), claims, now)
     return claims
 
 
 def read_token(secret: str, token: str, *, kind: str, now: datetime) -> dict[str, Any] | None:
     """The claims of a valid, unexpired token of `kind`, else None (a copy: the caller's)."""
-    claims = _signed_claims(secret, token)
-    if claims is None or claims.get("knd") != kind:
-        return None
-    try:
-        if int(claims.get("exp", 0)) <= int(now.timestamp()):
-            return None
-    except (TypeError, ValueError):
+    claims = _signed_claims(secret, token, now)
+    if claims is None or claims.get("knd") != kind or not _live(claims, now.timestamp()):
         return None
     return dict(claims)

@@ -55,21 +55,31 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     its commit waits for a synchronous standby even when the request only read (an idempotent
     replay of a booking that may so far exist on this node alone): what we acknowledge is
     replicated. A service that has certainly written sets `session.info[WROTE]` and saves the
-    round trip."""
-    async with busy_on_database_trouble():
-        async with session_scope(request.app.state.sessionmaker) as session:
-            yield session
-            if (request.method not in _SAFE_METHODS and not session.info.get(WROTE)
-                    and session.get_bind().dialect.name == "postgresql"):
-                # A transactional WAL record: the commit then waits for a synchronous standby
-                # even when nothing else was written (a replayed idempotent booking). Taking a
-                # transaction id alone writes no WAL and does not wait (found by make drill).
-                conn = await session.connection()  # Core: no ORM execution path
-                await conn.execute(_WAL_MARK)
-        for hook in session.info.get(AFTER_COMMIT, ()):
-            await hook()
-        if session.info.get("capacity_changed"):
-            request.app.state.capacity_changed()
+    round trip.
+
+    At most the pool's connections plus `db_max_waiting` units of work are let in at once
+    (teeka.db.Door); beyond that the request is Busy at once, not after the pool's timeout."""
+    door = request.app.state.db_door
+    if not door.enter():
+        raise errors.Busy()
+    try:
+        async with busy_on_database_trouble():
+            async with session_scope(request.app.state.sessionmaker) as session:
+                yield session
+                if (request.method not in _SAFE_METHODS and not session.info.get(WROTE)
+                        and session.get_bind().dialect.name == "postgresql"):
+                    # A transactional WAL record: the commit then waits for a synchronous
+                    # standby even when nothing else was written (a replayed idempotent
+                    # booking). Taking a transaction id alone writes no WAL and does not wait
+                    # (found by make drill).
+                    conn = await session.connection()  # Core: no ORM execution path
+                    await conn.execute(_WAL_MARK)
+    finally:
+        door.leave()
+    for hook in session.info.get(AFTER_COMMIT, ()):
+        await hook()
+    if session.info.get("capacity_changed"):
+        request.app.state.capacity_changed()
 
 
 @contextlib.asynccontextmanager
