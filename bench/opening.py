@@ -45,6 +45,7 @@ import asyncpg
 from cpu import Meter
 
 SLOT = "09:00AM-11:00AM"
+BOOKERS = 1000  # the opening's booking connections (a connection per person booking)
 PLACES_PER_SESSION = 10
 
 
@@ -460,9 +461,11 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         crowd.append(Person(account, ref, token(secret, account), join_at, late))
     # Impatient polls: the whole crowd offers 10x the sustained booking rate, all through the
     # release (Pace).
-    # Admitted people book through these connections (a backlog beyond them waits in the
-    # generator, unseen by the room); TEEKA_BENCH_BOOKERS changes it for experiments.
-    booker = Client(host, port, int(os.environ.get("TEEKA_BENCH_BOOKERS", "64")))
+    # Admitted people book through these connections: as many as people book at once in life,
+    # each from their own phone (since 27 Nov, ninth session; 64 before, which kept a backlog of
+    # admitted people in the generator, unseen by the room: thousands of holds ran out unused).
+    # TEEKA_BENCH_BOOKERS changes it for experiments.
+    booker = Client(host, port, int(os.environ.get("TEEKA_BENCH_BOOKERS", str(BOOKERS))))
     pace = Pace(10 * rate, [client.log, booker.log])
     pacer = asyncio.create_task(pace.run())
     view = View(dsn, setup["day"])
