@@ -220,7 +220,7 @@ class Door:
 
     def enter(self) -> bool:
         if self.inside >= self.limit:
-            DOOR_REFUSED.inc()
+            BUSY.labels("db_door").inc()
             return False
         self.inside += 1
         return True
@@ -229,8 +229,15 @@ class Door:
         self.inside -= 1
 
 
-DOOR_REFUSED = Counter("teeka_db_door_refused_total",
-                       "Units of work refused at once: the pool and its waiting places were full")
+# Why requests were answered Busy (503 + Retry-After) inside the application: db_door (the
+# pool and its waiting places full), db_pool (no connection within the pool's timeout),
+# db_retry (a deadlock, serialization failure or failover the database reported), db_host (the
+# database's host refused or timed out), redis (the shared fast state unreachable or out of
+# connections). The load shedder's refusals are teeka_requests_shed_total.
+BUSY = Counter("teeka_busy_total", "Requests answered Busy (503) in the application, by cause",
+               ["cause"])
+for _cause in ("db_door", "db_pool", "db_retry", "db_host", "redis"):
+    BUSY.labels(_cause)  # every cause shown from the start, at 0
 
 
 @asynccontextmanager

@@ -42,6 +42,8 @@ async def test_no_database_connection_in_time_is_a_503(settings, world) -> None:
             r = await c.get("/api/v1/sessions", params={"district_id": 109})
             assert r.status_code == 503 and r.json()["code"] == "Busy"
         assert (await c.get("/api/v2/admin/location/districts/7")).status_code == 200
+        assert re.search(r'^teeka_busy_total{cause="db_pool"} [1-9]', (await c.get("/metrics")).text,
+                         re.MULTILINE)  # the operators see why
 
 
 async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_once(
@@ -69,7 +71,7 @@ async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_on
 
 
 def _door_refusals(metrics: str) -> float:
-    found = re.search(r"^teeka_db_door_refused_total (\S+)$", metrics, re.MULTILINE)
+    found = re.search(r'^teeka_busy_total{cause="db_door"} (\S+)$', metrics, re.MULTILINE)
     assert found, "the door's refusals are counted"
     return float(found[1])
 

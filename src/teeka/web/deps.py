@@ -15,7 +15,7 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token
 from teeka.config import Settings
-from teeka.db import AFTER_COMMIT, WROTE, session_scope
+from teeka.db import AFTER_COMMIT, BUSY, WROTE, session_scope
 from teeka.i18n import pick_language
 
 # PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
@@ -90,12 +90,15 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
     try:
         yield
     except sa_exc.TimeoutError as exc:
+        BUSY.labels("db_pool").inc()
         raise errors.Busy() from exc
     except sa_exc.DBAPIError as exc:
         if _retryable(exc):
+            BUSY.labels("db_retry").inc()
             raise errors.Busy() from exc
         raise
     except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
+        BUSY.labels("db_host").inc()
         raise errors.Busy() from exc
 
 

@@ -72,6 +72,9 @@ def install(app: FastAPI) -> None:
     async def on_redis(request: Request, exc: Exception) -> Response:
         # The shared fast state (waiting room, limits) is unreachable or out of connections:
         # a retryable 503 with Retry-After, never a 500.
+        from teeka.db import BUSY
+
+        BUSY.labels("redis").inc()
         return domain_response(request, errors.Busy())
 
     from redis.exceptions import RedisError
