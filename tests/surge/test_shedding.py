@@ -50,10 +50,11 @@ async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_on
         settings, world) -> None:
     """One connection and one waiting place: with the connection held, two requests wait for
     it and a third is refused at once (503 + Retry-After, a sign of stress for the waiting
-    room), long before the pool's timeout; once the connection is free the two are answered."""
+    room), long before the pool's timeout — by the load shedder, which sees the door full, or
+    at the door itself; once the connection is free the two are answered."""
     async with app_with(settings, db_pool_size=1, db_max_waiting=1,
                         db_pool_timeout=20) as (app, c):
-        refused_before = _door_refusals((await c.get("/metrics")).text)
+        before = _refusals((await c.get("/metrics")).text)
         async with app.state.sessionmaker() as hog:
             await hog.execute(text("SELECT 1"))  # holds the only connection
             asked = [asyncio.create_task(c.get("/api/v1/sessions", params={"district_id": 109}))
@@ -65,9 +66,27 @@ async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_on
             assert refused.status_code == 503 and refused.json()["code"] == "Busy"
             assert refused.headers["Retry-After"]
             assert app.state.waiting_room._pending_busy == 1
+            assert app.state.db_door.inside == 2
+            # while the door is full, the load shedder refuses what would meet it, before the
+            # request takes a place in flight (a page here, in the language asked for)
+            shed = _shed((await c.get("/metrics")).text)
+            page = await c.get("/account", headers={"Accept-Language": "en"})
+            assert page.status_code == 503 and "busy" in page.text
+            assert _shed((await c.get("/metrics")).text) == shed + 1
         assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
         assert app.state.db_door.inside == 0
-        assert _door_refusals((await c.get("/metrics")).text) == refused_before + 1
+        assert _refusals((await c.get("/metrics")).text) == before + 2
+
+
+def _refusals(metrics: str) -> float:
+    """The door's refusals and the load shedder's (which refuses when it sees the door full)."""
+    return _door_refusals(metrics) + _shed(metrics)
+
+
+def _shed(metrics: str) -> float:
+    found = re.search(r"^teeka_requests_shed_total (\S+)$", metrics, re.MULTILINE)
+    assert found
+    return float(found[1])
 
 
 def _door_refusals(metrics: str) -> float:

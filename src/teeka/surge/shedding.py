@@ -110,6 +110,11 @@ class LoadShedder:
         """(whether the request is the crowd's, whether it is shed now)."""
         crowd = CROWD.match(scope["path"]) is not None
         shed = self.in_flight >= (self.crowd_bound if crowd else self.max_in_flight)
+        if not crowd and not shed and not scope["path"].startswith("/static/"):
+            # Its unit of work would be refused at the database's door (teeka.db.Door): refused
+            # now, not after waiting behind the rest for the limit, the account and the token.
+            door = getattr(getattr(self._app(scope), "state", None), "db_door", None)
+            shed = door is not None and door.inside >= door.limit
         if crowd and (shed or self.work_in_flight >= self.queue_yields_at):
             queue = QUEUE_PATH.fullmatch(scope["path"])
             polling = queue if queue is not None and queue[2] == "status" else None
@@ -127,6 +132,9 @@ class LoadShedder:
 
     def _room(self, scope: Scope) -> Any:
         return room_of(scope if "app" in scope else {"app": self.application})
+
+    def _app(self, scope: Scope) -> Any:
+        return scope.get("app", self.application)
 
     def _news(self, scope: Scope, opening_id: int) -> bool:
         """Whether this status poll is by someone whose turn has come (or whose room closed)."""
