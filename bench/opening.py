@@ -131,7 +131,10 @@ class Client:
     """A pool of keep-alive connections; every answer is recorded."""
 
     def __init__(self, host: str, port: int, size: int) -> None:
-        self.pool: asyncio.Queue[Conn] = asyncio.Queue()
+        # Last used, first reused: a large pool (the bookers') keeps the connections it needs
+        # warm instead of cycling through all of them, each idle past the server's keep-alive
+        # timeout (5 s) and connected again (seen: bookings slow by a connect under load).
+        self.pool: asyncio.Queue[Conn] = asyncio.LifoQueue()
         for _ in range(size):
             self.pool.put_nowait(Conn(host, port))
         self.log: list[tuple[str, int, float, float, bool]] = []  # kind, code, at, ms, retry-after
