@@ -218,8 +218,12 @@ class Door:
         self.limit = limit
         self.inside = 0
 
+    @property
+    def full(self) -> bool:
+        return self.inside >= self.limit
+
     def enter(self) -> bool:
-        if self.inside >= self.limit:
+        if self.full:
             BUSY.labels("db_door").inc()
             return False
         self.inside += 1

@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from teeka.db import Door
 from teeka.i18n import pick_language, translate
 from teeka.surge.fastpath import PATH as QUEUE_PATH
 from teeka.surge.service import room_of
@@ -43,8 +44,9 @@ CROWD = re.compile(r"/api/v1/openings/\d+/(status|join)|/api/v2/appointment/sess
 
 class LoadShedder:
     def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2,
-                 queue_yields_at: int | None = None) -> None:
+                 queue_yields_at: int | None = None, door: Door | None = None) -> None:
         self.app = app
+        self.door = door  # the database's door (teeka.db.Door): full, work is refused here
         self.max_in_flight = max_in_flight
         self.crowd_bound = max(1, max_in_flight // 2)
         self.queue_yields_at = queue_yields_at or max_in_flight
@@ -113,8 +115,7 @@ class LoadShedder:
         if not crowd and not shed and not scope["path"].startswith("/static/"):
             # Its unit of work would be refused at the database's door (teeka.db.Door): refused
             # now, not after waiting behind the rest for the limit, the account and the token.
-            door = getattr(getattr(self._app(scope), "state", None), "db_door", None)
-            shed = door is not None and door.inside >= door.limit
+            shed = self.door is not None and self.door.full
         if crowd and (shed or self.work_in_flight >= self.queue_yields_at):
             queue = QUEUE_PATH.fullmatch(scope["path"])
             polling = queue if queue is not None and queue[2] == "status" else None
@@ -132,9 +133,6 @@ class LoadShedder:
 
     def _room(self, scope: Scope) -> Any:
         return room_of(scope if "app" in scope else {"app": self.application})
-
-    def _app(self, scope: Scope) -> Any:
-        return scope.get("app", self.application)
 
     def _news(self, scope: Scope, opening_id: int) -> bool:
         """Whether this status poll is by someone whose turn has come (or whose room closed)."""

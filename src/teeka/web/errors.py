@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from teeka import errors
+from teeka.db import BUSY
 from teeka.i18n import pick_language, translate
 from teeka.web.templating import render
 
@@ -72,8 +73,6 @@ def install(app: FastAPI) -> None:
     async def on_redis(request: Request, exc: Exception) -> Response:
         # The shared fast state (waiting room, limits) is unreachable or out of connections:
         # a retryable 503 with Retry-After, never a 500.
-        from teeka.db import BUSY
-
         BUSY.labels("redis").inc()
         return domain_response(request, errors.Busy())
 
