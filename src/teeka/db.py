@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -242,6 +243,44 @@ BUSY = Counter("teeka_busy_total", "Requests answered Busy (503) in the applicat
                ["cause"])
 for _cause in ("db_door", "db_pool", "db_retry", "db_host", "redis"):
     BUSY.labels(_cause)  # every cause shown from the start, at 0
+
+
+# PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
+# and a failover in progress: admin/crash shutdown, cannot connect now, read-only transaction (a
+# demoted node), query canceled (statement_timeout, e.g. a commit blocked with no synchronous
+# standby). Class 08 (connection exceptions) too; see docs/operations.md.
+_RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01", "57P02", "57P03", "25006", "57014"}
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def _retryable(exc: sa_exc.DBAPIError) -> bool:
+    state = _sqlstate(exc) or ""
+    return (state in _RETRYABLE or state.startswith("08") or exc.connection_invalidated
+            or "database is locked" in str(exc)
+            or "None of the hosts match the target attribute" in str(exc))  # no primary yet
+
+@asynccontextmanager
+async def busy_on_database_trouble() -> AsyncIterator[None]:
+    """Database trouble that asking again can cure — no connection within the pool timeout, a
+    lost race the database resolved, a failover in progress, a host that refused or timed out —
+    becomes Busy (503 + Retry-After), never a 500."""
+    try:
+        yield
+    except sa_exc.TimeoutError as exc:
+        BUSY.labels("db_pool").inc()
+        raise Busy() from exc
+    except sa_exc.DBAPIError as exc:
+        if _retryable(exc):
+            BUSY.labels("db_retry").inc()
+            raise Busy() from exc
+        raise
+    except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
+        BUSY.labels("db_host").inc()
+        raise Busy() from exc
 
 
 @asynccontextmanager

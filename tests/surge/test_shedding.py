@@ -4,13 +4,15 @@ stays responsive; a request that cannot get a database connection in time is a 5
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import Counter
 
 import httpx
 from sqlalchemy import text
 
-from tests.factories import app_with
+from tests.factories import app_with, bulk_citizens, publish
+from tests.surge.test_waiting_room import make_opening
 
 
 async def test_overload_is_refused_at_once_and_health_stays_up(settings, world) -> None:
@@ -76,6 +78,39 @@ async def test_beyond_the_pool_and_its_waiting_places_a_request_is_refused_at_on
         assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
         assert app.state.db_door.inside == 0
         assert _refusals((await c.get("/metrics")).text) == before + 2
+
+
+async def test_a_crowd_joining_a_process_new_to_an_opening_waits_for_one_load_or_hears_busy(
+        settings, world, maker) -> None:
+    """A process that has not seen an opening yet loads it once from the waiting room's own
+    connections, however many join at that moment; with those connections all held, the crowd
+    hears Busy (503 + Retry-After) when none comes in time, never a 500; then they join."""
+    async with app_with(settings) as (_, other):
+        await publish(maker, world, centre_id=world.centre_a, dose1=2)
+        oid = await make_opening(other, world)  # the process that made it knows it
+    people = await bulk_citizens(maker, settings, 5)
+    async with app_with(settings, db_pool_timeout=0.3) as (app, c):
+        engine = app.state.room_engine or app.state.engine  # SQLite: one connection in all
+        before = _busy((await c.get("/metrics")).text, "db_pool")
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(engine.pool.size()):
+                hog = await held.enter_async_context(app.state.waiting_room.sessionmaker())
+                await hog.execute(text("SELECT 1"))
+            crowd = await asyncio.gather(*[c.post(f"/api/v1/openings/{oid}/join", headers=h)
+                                           for h, _ in people])
+            assert [r.status_code for r in crowd] == [503] * 5, [r.text for r in crowd]
+            assert all(r.headers["Retry-After"] and r.json()["code"] == "Busy" for r in crowd)
+        # one load tried (and timed out) for the five
+        assert _busy((await c.get("/metrics")).text, "db_pool") == before + 1
+        crowd = await asyncio.gather(*[c.post(f"/api/v1/openings/{oid}/join", headers=h)
+                                       for h, _ in people])
+        assert [r.status_code for r in crowd] == [200] * 5
+
+
+def _busy(metrics: str, cause: str) -> float:
+    found = re.search(rf'^teeka_busy_total{{cause="{cause}"}} (\S+)$', metrics, re.MULTILINE)
+    assert found
+    return float(found[1])
 
 
 def _refusals(metrics: str) -> float:

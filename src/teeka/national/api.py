@@ -29,7 +29,7 @@ from teeka.booking import service as booking
 from teeka.booking.pages import slip_items
 from teeka.booking.pdf import slip_pdf
 from teeka.citizen import service as citizen
-from teeka.db import session_scope
+from teeka.db import busy_on_database_trouble, session_scope
 from teeka.kit import clock
 from teeka.kit.phone import mask_id_number
 from teeka.models import (
@@ -57,7 +57,7 @@ from teeka.national.schemas import (
 from teeka.surge import api as surge_api
 from teeka.surge.limits import DECIDED, limiter, otp_limit, public_limit
 from teeka.surge.snapshot import Entry, SnapshotCache
-from teeka.web.deps import AppSettings, CurrentActor, Db, busy_on_database_trouble
+from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v2", tags=["national API (v2)"])
 PublicLimit = Depends(public_limit)

@@ -37,6 +37,7 @@ from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
 from teeka.booking import repository as booking_repo
 from teeka.booking import rules as booking_rules
+from teeka.db import busy_on_database_trouble
 from teeka.kit import clock, signing
 from teeka.models import (
     Appointment,
@@ -286,6 +287,7 @@ class WaitingRoom:
         # The step under way in this process, per opening (done when it ends, however).
         self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
+        self._loading: dict[int, asyncio.Future[OpeningView]] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
         self._refreshing: dict[int, asyncio.Task[None]] = {}
@@ -308,12 +310,37 @@ class WaitingRoom:
 
     async def opening(self, session: AsyncSession | None, opening_id: int) -> OpeningView:
         found = self._openings.get(opening_id)
-        if found is None:
-            async with self._db(session) as db:
-                row = await db.get(Opening, opening_id)
-            if row is None:
-                raise errors.NotFound()
-            found = self._openings[opening_id] = OpeningView.of(row)
+        if found is not None:
+            return found
+        if session is not None:
+            return self._remember(opening_id, await session.get(Opening, opening_id))
+        # From the room's own connections: one load of an opening at a time in this process. A
+        # crowd joining a process that has not seen the opening yet waits for that one load
+        # instead of each asking for one of the room's two connections (and meeting the pool's
+        # timeout behind the others); trouble getting one is Busy (503 + Retry-After), not a 500.
+        loading = self._loading.get(opening_id)
+        if loading is None:
+            loading = self._loading[opening_id] = asyncio.ensure_future(
+                self._load_opening(opening_id))
+            loading.add_done_callback(self._loaded)
+        return await asyncio.shield(loading)
+
+    async def _load_opening(self, opening_id: int) -> OpeningView:
+        try:
+            async with busy_on_database_trouble(), self._db(None) as db:
+                return self._remember(opening_id, await db.get(Opening, opening_id))
+        finally:
+            self._loading.pop(opening_id, None)
+
+    @staticmethod
+    def _loaded(loading: asyncio.Future[OpeningView]) -> None:
+        if not loading.cancelled():
+            loading.exception()  # retrieved here too: every waiter may have gone
+
+    def _remember(self, opening_id: int, row: Opening | None) -> OpeningView:
+        if row is None:
+            raise errors.NotFound()
+        found = self._openings[opening_id] = OpeningView.of(row)
         return found
 
     def opening_created(self, row: Opening) -> None:

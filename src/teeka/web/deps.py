@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,29 +13,12 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token
 from teeka.config import Settings
-from teeka.db import AFTER_COMMIT, BUSY, WROTE, session_scope
+from teeka.db import AFTER_COMMIT, WROTE, busy_on_database_trouble, session_scope
 from teeka.i18n import pick_language
 
-# PostgreSQL: deadlock detected, serialization failure, lock not available, too many clients;
-# and a failover in progress: admin/crash shutdown, cannot connect now, read-only transaction (a
-# demoted node), query canceled (statement_timeout, e.g. a commit blocked with no synchronous
-# standby). Class 08 (connection exceptions) too; see docs/operations.md.
-_RETRYABLE = {"40P01", "40001", "55P03", "53300", "57P01", "57P02", "57P03", "25006", "57014"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
 
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-
-
-def _retryable(exc: sa_exc.DBAPIError) -> bool:
-    state = _sqlstate(exc) or ""
-    return (state in _RETRYABLE or state.startswith("08") or exc.connection_invalidated
-            or "database is locked" in str(exc)
-            or "None of the hosts match the target attribute" in str(exc))  # no primary yet
 
 
 async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
@@ -80,26 +61,6 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
         await hook()
     if session.info.get("capacity_changed"):
         request.app.state.capacity_changed()
-
-
-@contextlib.asynccontextmanager
-async def busy_on_database_trouble() -> AsyncIterator[None]:
-    """Database trouble that asking again can cure — no connection within the pool timeout, a
-    lost race the database resolved, a failover in progress, a host that refused or timed out —
-    becomes Busy (503 + Retry-After), never a 500."""
-    try:
-        yield
-    except sa_exc.TimeoutError as exc:
-        BUSY.labels("db_pool").inc()
-        raise errors.Busy() from exc
-    except sa_exc.DBAPIError as exc:
-        if _retryable(exc):
-            BUSY.labels("db_retry").inc()
-            raise errors.Busy() from exc
-        raise
-    except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
-        BUSY.labels("db_host").inc()
-        raise errors.Busy() from exc
 
 
 # scope="function": the unit of work ends (commit, or the Busy/rollback it may raise) when the
