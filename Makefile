@@ -6,14 +6,14 @@ BIN := $(VENV)/bin
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432
 export TEEKA_DATABASE_URL ?= sqlite+aiosqlite:///var/teeka.sqlite3
 
-.PHONY: run test lint venv clean bench bench-quick
+.PHONY: run test lint venv clean bench bench-quick lock
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -38,6 +38,14 @@ test: venv
 lint: venv
 	$(BIN)/ruff check src tests migrations ops bench
 	$(BIN)/mypy
+
+## Resolve pyproject.toml afresh into constraints.txt (the versions CI installs); then make test.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip && .lock-venv/bin/pip install -q -e '.[test]'
+	{ sed -n '1,/^# make lock/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable; } \
+		> constraints.txt.new && mv constraints.txt.new constraints.txt && rm -rf .lock-venv
+	rm -f $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
