@@ -263,6 +263,7 @@ def _retryable(exc: sa_exc.DBAPIError) -> bool:
             or "database is locked" in str(exc)
             or "None of the hosts match the target attribute" in str(exc))  # no primary yet
 
+
 @asynccontextmanager
 async def busy_on_database_trouble() -> AsyncIterator[None]:
     """Database trouble that asking again can cure — no connection within the pool timeout, a

@@ -20,7 +20,6 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
 
 
-
 async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
     settings: Settings = request.app.state.settings
     return settings
