@@ -31,7 +31,7 @@ from teeka.surge import pages as surge_pages
 from teeka.surge.fastpath import QueueStatusFastPath
 from teeka.surge.limits import Limiter
 from teeka.surge.service import WaitingRoom
-from teeka.surge.shedding import LoadShedder
+from teeka.surge.shedding import LoadShedder, watch_loop_lag
 from teeka.surge.snapshot import SnapshotCache
 from teeka.surge.store import MemoryStore, RedisStore
 from teeka.vaccination import api as vaccination_api
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         task = None
         listener = None
+        lag = asyncio.create_task(watch_loop_lag())
         if settings.redis_url:
             from teeka.surge.snapshot import listen_for_changes
 
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.snapshots.close()
         await app.state.limiter.close()
-        for background in (task, listener):
+        for background in (task, listener, lag):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

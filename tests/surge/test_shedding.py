@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections import Counter
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from teeka.surge.shedding import watch_loop_lag
 from tests.factories import app_with, bulk_citizens, publish
 from tests.surge.test_waiting_room import make_opening
 
@@ -111,6 +114,25 @@ def _busy(metrics: str, cause: str) -> float:
     found = re.search(rf'^teeka_busy_total{{cause="{cause}"}} (\S+)$', metrics, re.MULTILINE)
     assert found
     return float(found[1])
+
+
+async def test_a_blocked_event_loop_shows_in_the_lag_metric() -> None:
+    """A worker whose loop is held by a long synchronous step is seen late by its watcher."""
+    def late() -> float:  # observations over 100 ms so far
+        count = REGISTRY.get_sample_value("teeka_event_loop_lag_seconds_count") or 0.0
+        fast = REGISTRY.get_sample_value("teeka_event_loop_lag_seconds_bucket",
+                                         {"le": "0.1"}) or 0.0
+        return count - fast
+
+    before = late()
+    watcher = asyncio.create_task(watch_loop_lag(period=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # the loop held, as by a long step
+        await asyncio.sleep(0.05)
+    finally:
+        watcher.cancel()
+    assert late() >= before + 1  # (more only if the machine itself stalled meanwhile)
 
 
 def _refusals(metrics: str) -> float:

@@ -24,7 +24,7 @@ import pytest
 
 from teeka.config import Settings
 from teeka.i18n import translate
-from teeka.surge.shedding import MESSAGE
+from teeka.surge.shedding import LAG_PERIOD_S, MESSAGE
 from tests.factories import running_server
 
 LIMIT = 20
@@ -183,6 +183,16 @@ def test_the_shedder_refuses_before_the_request_becomes_a_task(
         while (code := client.get(crowd).status_code) != 200 and time.monotonic() < until:
             time.sleep(0.1)
         assert code == 200
+
+
+def test_the_event_loops_lateness_is_measured(server: tuple[str, int, int]) -> None:
+    """`teeka serve` measures how late its event loop runs a timer (a saturation sign for the
+    operators) from its start, a few times a second."""
+    host, port, _ = server
+    time.sleep(3 * LAG_PERIOD_S)
+    text = httpx.get(f"http://{host}:{port}/metrics", timeout=5).text
+    assert metric(text, "teeka_event_loop_lag_seconds_count") >= 2
+    assert re.search(r'^teeka_event_loop_lag_seconds_bucket{le="0.05"} ', text, re.MULTILINE)
 
 
 def metric(text: str, name: str) -> float:

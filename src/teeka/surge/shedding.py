@@ -16,11 +16,12 @@ TEEKA_DB_POOL_TIMEOUT and also ends in a 503.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.db import Door
@@ -32,6 +33,15 @@ IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this 
 SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
 SHED_EARLY = Counter("teeka_requests_shed_early_total",
                      "Of those, refused by the server's protocol before becoming a task")
+# How late this process's event loop runs a timer: near 0 while the worker has room; tens of
+# milliseconds once every ready socket waits behind the others, and every answer (a refusal
+# too) waits as long. During an opening on two cores it was over 50 ms on 3.5 % of wake-ups
+# (docs/BENCHMARKS.md, 27 Nov): the operators' sign that the workers are saturated
+# (docs/operations.md, alarms). Measured every LAG_PERIOD_S by watch_loop_lag (app lifespan).
+LOOP_LAG = Histogram("teeka_event_loop_lag_seconds",
+                     "How late this process's event loop ran a timer",
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+LAG_PERIOD_S = 0.25
 STATE_KEY = "teeka.load_shedder"  # in the lifespan state uvicorn shares with its connections
 EXEMPT = ("/healthz", "/livez", "/metrics")
 LIVE = b'{"status":"ok"}'
@@ -161,3 +171,12 @@ class LoadShedder:
         data = body.encode()
         return [(b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
                 (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store")], data
+
+
+async def watch_loop_lag(period: float = LAG_PERIOD_S) -> None:
+    """Until cancelled: sleep `period`, and record how much later than due the loop woke."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        LOOP_LAG.observe(max(0.0, loop.time() - due))
