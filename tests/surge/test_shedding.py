@@ -112,7 +112,7 @@ async def test_a_crowd_joining_a_process_new_to_an_opening_waits_for_one_load_or
 
 def _busy(metrics: str, cause: str) -> float:
     found = re.search(rf'^teeka_busy_total{{cause="{cause}"}} (\S+)$', metrics, re.MULTILINE)
-    assert found
+    assert found, f"the refusals for {cause} are counted"
     return float(found[1])
 
 
@@ -147,9 +147,7 @@ def _shed(metrics: str) -> float:
 
 
 def _door_refusals(metrics: str) -> float:
-    found = re.search(r'^teeka_busy_total{cause="db_door"} (\S+)$', metrics, re.MULTILINE)
-    assert found, "the door's refusals are counted"
-    return float(found[1])
+    return _busy(metrics, "db_door")
 
 
 async def test_the_crowd_is_shed_first_and_bookings_keep_their_share(settings, world) -> None:

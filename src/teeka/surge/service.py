@@ -287,7 +287,7 @@ class WaitingRoom:
         # The step under way in this process, per opening (done when it ends, however).
         self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
-        self._loading: dict[int, asyncio.Future[OpeningView]] = {}
+        self._loading: dict[int, asyncio.Task[OpeningView]] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
         self._refreshing: dict[int, asyncio.Task[None]] = {}
@@ -320,22 +320,19 @@ class WaitingRoom:
         # timeout behind the others); trouble getting one is Busy (503 + Retry-After), not a 500.
         loading = self._loading.get(opening_id)
         if loading is None:
-            loading = self._loading[opening_id] = asyncio.ensure_future(
+            loading = self._loading[opening_id] = asyncio.get_running_loop().create_task(
                 self._load_opening(opening_id))
-            loading.add_done_callback(self._loaded)
+            loading.add_done_callback(lambda done: self._loaded(opening_id, done))
         return await asyncio.shield(loading)
 
     async def _load_opening(self, opening_id: int) -> OpeningView:
-        try:
-            async with busy_on_database_trouble(), self._db(None) as db:
-                return self._remember(opening_id, await db.get(Opening, opening_id))
-        finally:
-            self._loading.pop(opening_id, None)
+        async with busy_on_database_trouble(), self._db(None) as db:
+            return self._remember(opening_id, await db.get(Opening, opening_id))
 
-    @staticmethod
-    def _loaded(loading: asyncio.Future[OpeningView]) -> None:
-        if not loading.cancelled():
-            loading.exception()  # retrieved here too: every waiter may have gone
+    def _loaded(self, opening_id: int, done: asyncio.Task[OpeningView]) -> None:
+        del self._loading[opening_id]
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone
 
     def _remember(self, opening_id: int, row: Opening | None) -> OpeningView:
         if row is None:
