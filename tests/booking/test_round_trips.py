@@ -53,7 +53,7 @@ async def book(maker, actor: Actor, sid: str, refs: list[str], key: str) -> list
     return result.appointment_ids
 
 
-async def test_a_booking_is_six_statements_and_a_replay_two(world, maker, settings) -> None:
+async def test_a_booking_is_two_statements_on_postgresql_six_on_sqlite_a_replay_two(world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
     people = await bulk_citizens(maker, settings, 2)
     first = await citizen_of(maker, people[0][1])
@@ -62,12 +62,19 @@ async def test_a_booking_is_six_statements_and_a_replay_two(world, maker, settin
     with statements(maker) as seen:
         ids = await book(maker, second, sid, [people[1][1]], "count-0001")
     # claim the key; the place with its buckets and the person with their doses and active
-    # appointment; the guarded UPDATE; the appointment, the audit entry, the SMS
-    assert seen == ["INSERT", "SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"]
+    # appointment; the guarded UPDATE; the appointment, the audit entry, the SMS. On
+    # PostgreSQL two statements (data-modifying WITH clauses: the claim with the read, the
+    # UPDATE with the rows it lets through), on SQLite six.
+    postgres = maker.kw["bind"].dialect.name == "postgresql"
+    if postgres:
+        assert seen == ["WITH", "WITH"]
+    else:
+        assert seen == ["INSERT", "SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"]
     with statements(maker) as seen:
         again = await book(maker, second, sid, [people[1][1]], "count-0001")
     assert again == ids
-    assert seen == ["INSERT", "SELECT"]  # the claim finds the key taken; the earlier answer
+    # the claim finds the key taken; the earlier answer
+    assert seen == (["WITH", "SELECT"] if postgres else ["INSERT", "SELECT"])
 
 
 async def test_schedules_are_kept_and_reloaded_when_stale_or_unknown(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     text,
     true,
@@ -39,12 +40,14 @@ from teeka.models import (
     Account,
     Appointment,
     AppointmentStatus,
+    AuditEntry,
     Beneficiary,
     BeneficiaryStatus,
     Booking,
     CapacityBucket,
     Centre,
     DoseRecord,
+    OutboxMessage,
     SessionSlot,
     VaccinationSession,
     Vaccine,
@@ -59,6 +62,8 @@ GUARD_ENABLED = True
 _bucket = cast(Table, CapacityBucket.__table__)
 _appointment = cast(Table, Appointment.__table__)
 _booking = cast(Table, Booking.__table__)
+_audit = cast(Table, AuditEntry.__table__)
+_outbox = cast(Table, OutboxMessage.__table__)
 APPOINTMENT_TABLE = _appointment
 
 
@@ -256,6 +261,56 @@ async def place_and_people(session: AsyncSession, session_id: str, slot_label: s
     active appointment. Whether the actor may reach them is decided by teeka.auth.access."""
     rows = (await _run(session, _PLACE_AND_PEOPLE, {
         "session_id": session_id, "label": slot_label, "refs": list(reference_ids)})).all()
+    return _place_from(rows, session_id, slot_label)
+
+
+def _claim_and_read_statement() -> Select[Any]:
+    from sqlalchemy.dialects import postgresql
+
+    claim = (postgresql.insert(_booking)
+             .values({c: bindparam(c, type_=_booking.c[c].type) for c in (
+                 "confirmation_no", "actor", "idempotency_key", "request_hash", "created_at")})
+             .on_conflict_do_nothing(index_elements=[_booking.c.actor,
+                                                     _booking.c.idempotency_key])
+             .returning(_booking.c.id).cte("claim"))
+    read = _PLACE_AND_PEOPLE.order_by(None).subquery("found")
+    one = select(literal_column("1").label("one")).subquery("one")
+    return (select(select(claim.c.id).scalar_subquery().label("claimed"), read)
+            .select_from(one.outerjoin(read, true())).order_by(read.c.b_id))
+
+
+# PostgreSQL: the key claimed and the place and people read in one statement (the INSERT a
+# data-modifying WITH clause). The read does not depend on the claim: when the key was taken
+# its rows are simply not used (the earlier booking is replayed).
+_CLAIM_AND_READ_PG = _claim_and_read_statement()
+
+
+async def claim_and_read(session: AsyncSession, *, actor: str, key: str, request_hash: str,
+                         confirmation_no: str, now: datetime, session_id: str,
+                         slot_label: str, reference_ids: Sequence[str]
+                         ) -> tuple[int | None, PlaceView | None, dict[str, PersonView]]:
+    """`claim_key` and then `place_and_people`: on PostgreSQL in one round trip. When the key
+    is taken (None) the place and people are not read (SQLite) or not to be used."""
+    if session.get_bind().dialect.name != "postgresql":
+        booking_id = await claim_key(session, actor=actor, key=key, request_hash=request_hash,
+                                     confirmation_no=confirmation_no, now=now)
+        if booking_id is None:
+            return None, None, {}
+        return (booking_id, *await place_and_people(session, session_id, slot_label,
+                                                    reference_ids))
+    rows = (await _run(session, _CLAIM_AND_READ_PG, {
+        "confirmation_no": confirmation_no, "actor": actor, "idempotency_key": key,
+        "request_hash": request_hash, "created_at": now, "session_id": session_id,
+        "label": slot_label, "refs": list(reference_ids)})).all()
+    claimed = rows[0].claimed
+    if claimed is None:
+        return None, None, {}
+    return int(claimed), *_place_from(rows, session_id, slot_label)
+
+
+def _place_from(rows: Sequence[Any], session_id: str, slot_label: str
+                ) -> tuple[PlaceView | None, dict[str, PersonView]]:
+    """The place and the people from the rows of _PLACE_AND_PEOPLE."""
     if not rows or not rows[0].p_active:
         return None, {}
     buckets: dict[int, tuple[str, BucketView]] = {}
@@ -287,11 +342,88 @@ async def place_and_people(session: AsyncSession, session_id: str, slot_label: s
     return place, found
 
 
+# ---------------------------------------------------------------- taking a place, with its rows
+# On PostgreSQL the guarded UPDATE and the rows that a place taken brings (the appointment, its
+# audit entry and, once per booking, the SMS) are one statement: data-modifying WITH clauses,
+# each INSERT reading the row of the one before, so that nothing is written unless the guard
+# let the UPDATE through. Four round trips become one. The statement is text with typed
+# parameters (built once from the tables' columns): its cache key does not grow with the rows.
+# SQLite has no data-modifying WITH: there the same steps are separate statements.
+
+
+def _columns(table: Table, prefix: str, skip: Iterable[str] = ()) -> tuple[str, str, list[Any]]:
+    """`(columns, values, parameters)` of an INSERT ... SELECT of one row of `table`: each
+    value a typed parameter named prefix + column (cast, so that PostgreSQL knows its type in
+    a SELECT list)."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    names, values, params = [], [], []
+    for column in table.columns:
+        if column is table.autoincrement_column or column.name in skip:
+            continue
+        names.append(column.name)
+        values.append(f"CAST(:{prefix}{column.name} AS {column.type.compile(dialect)})")
+        params.append(bindparam(f"{prefix}{column.name}", type_=column.type))
+    return ", ".join(names), ", ".join(values), params
+
+
+def _book_place_statement() -> Any:
+    a_names, a_values, a_params = _columns(_appointment, "a_", skip=("bucket_id",))
+    # (the outbox row is written when its first value, the kind, is given)
+    e_names, e_values, e_params = _columns(_audit, "e_", skip=("object_id",))
+    m_names, m_values, m_params = _columns(_outbox, "m_")
+    # Only names from the tables' metadata are put into the text; every value is a parameter.
+    sql = f"""WITH took AS (
+    UPDATE capacity_bucket SET booked = booked + 1
+    WHERE id = CAST(:bucket_id AS INTEGER) AND booked < capacity RETURNING id),
+made AS (
+    INSERT INTO appointment ({a_names}, bucket_id)
+    SELECT {a_values}, took.id FROM took RETURNING id),
+audited AS (
+    INSERT INTO audit_entry ({e_names}, object_id)
+    SELECT {e_values}, made.id FROM made),
+told AS (
+    INSERT INTO outbox_message ({m_names})
+    SELECT {m_values} FROM made WHERE {m_values.split(", ", 1)[0]} IS NOT NULL)
+SELECT count(*) FROM took"""  # noqa: S608
+    return text(sql).bindparams(*a_params, *e_params, *m_params,
+                                bindparam("bucket_id", type_=_bucket.c.id.type))
+
+
+_BOOK_PLACE_PG = _book_place_statement()
+_MESSAGE_COLUMNS = [c.name for c in _outbox.columns if c is not _outbox.autoincrement_column]
+
+
+async def book_place(session: AsyncSession, appointment: dict[str, Any], audit: dict[str, Any],
+                     message: dict[str, Any] | None) -> bool:
+    """Take a place in `appointment["bucket_id"]` if one is free and, only then, insert the
+    appointment, its audit entry (`audit`, whose object is the appointment) and `message` (an
+    outbox row; None: none). True when the place was taken. An IntegrityError is the
+    appointment's (the person's active appointment made meanwhile)."""
+    if not GUARD_ENABLED or session.get_bind().dialect.name != "postgresql":
+        if not await take_place(session, appointment["bucket_id"]):
+            return False
+        await insert_rows(session, [(_appointment, [appointment])])
+        await insert_rows(session, [(_audit, [{**audit, "object_id": appointment["id"]}]),
+                                    (_outbox, [message] if message else [])])
+        return True
+    session.info["capacity_changed"] = True
+    params = {"bucket_id": appointment["bucket_id"]}
+    params.update({f"a_{k}": v for k, v in appointment.items() if k != "bucket_id"})
+    params.update({f"e_{k}": v for k, v in audit.items() if k != "object_id"})
+    params.update({f"m_{k}": None for k in _MESSAGE_COLUMNS})
+    params.update({f"m_{k}": v for k, v in (message or {}).items()})
+    taken = (await _run(session, _BOOK_PLACE_PG, params)).scalar_one()
+    return bool(taken)
+
+
 async def insert_rows(session: AsyncSession, batches: Sequence[tuple[Table, list[dict[str, Any]]]]
                       ) -> None:
     """Insert rows into several tables: one INSERT per table (an executemany for several rows).
-    (One statement with data-modifying WITH clauses on PostgreSQL saves two round trips but
-    cost more server CPU: its cache key and parameters grow with the rows.)"""
+    (A Core statement with data-modifying WITH clauses for any number of rows cost more server
+    CPU than the round trips it saved: its cache key and parameters grow with the rows. The
+    booking's place-and-rows statement, `book_place`, is text for exactly one row.)"""
     for table, rows in batches:
         if rows:
             await _run(session, insert(table), rows if len(rows) > 1 else rows[0])

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
-from teeka.audit.service import AUDIT_TABLE, entry, log_action
+from teeka.audit.service import entry, log_action
 from teeka.auth.access import access_beneficiary, reaches_beneficiary
 from teeka.auth.actor import Actor
 from teeka.booking import repository as repo
@@ -59,25 +59,14 @@ def _request_hash(session_id: str, slot: str, dose: int | None, refs: list[str])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _claim_key(session: AsyncSession, actor: Actor, key: str, request_hash: str
-                     ) -> tuple[int, str] | BookingResult:
-    """Insert the booking row that owns the idempotency key (its id and confirmation number),
-    or replay the earlier answer.
-
-    One INSERT ... ON CONFLICT DO NOTHING: a concurrent twin waits on the unique index until
-    the first ends; if the first committed, nothing is inserted and the twin replays it; if
-    the first rolled back, the twin's insert simply goes through."""
+def _check_key(key: str) -> None:
     if not 8 <= len(key) <= 80:
         raise errors.Invalid(detail="Idempotency-Key must have 8 to 80 characters")
-    confirmation_no = ids.confirmation_no()
-    try:
-        booking_id = await repo.claim_key(session, actor=actor.label, key=key,
-                                          request_hash=request_hash,
-                                          confirmation_no=confirmation_no, now=clock.now())
-    except IntegrityError:  # the random confirmation number was taken: let the client retry
-        raise errors.Busy() from None
-    if booking_id is not None:
-        return booking_id, confirmation_no
+
+
+async def _replay(session: AsyncSession, actor: Actor, key: str, request_hash: str
+                  ) -> BookingResult:
+    """The earlier answer for a key already taken."""
     earlier = await repo.earlier_booking(session, actor.label, key)
     if earlier is None:
         raise errors.Busy()
@@ -87,12 +76,63 @@ async def _claim_key(session: AsyncSession, actor: Actor, key: str, request_hash
                          appointment_ids=earlier.appointment_ids, replayed=True)
 
 
+async def _claim_and_read(session: AsyncSession, actor: Actor, key: str, request_hash: str,
+                          session_id: str, slot: str, refs: list[str]
+                          ) -> tuple[int, str, repo.PlaceView, dict[str, repo.PersonView]
+                                     ] | BookingResult:
+    """Insert the booking row that owns the idempotency key (its id and confirmation number)
+    and read the place and the people, or replay the earlier answer.
+
+    One INSERT ... ON CONFLICT DO NOTHING: a concurrent twin waits on the unique index until
+    the first ends; if the first committed, nothing is inserted and the twin replays it; if
+    the first rolled back, the twin's insert simply goes through. On PostgreSQL the read is
+    part of the same statement (repository.claim_and_read)."""
+    _check_key(key)
+    confirmation_no = ids.confirmation_no()
+    try:
+        booking_id, place, found = await repo.claim_and_read(
+            session, actor=actor.label, key=key, request_hash=request_hash,
+            confirmation_no=confirmation_no, now=clock.now(), session_id=session_id,
+            slot_label=slot, reference_ids=refs)
+    except IntegrityError:  # the random confirmation number was taken: let the client retry
+        raise errors.Busy() from None
+    if booking_id is None:
+        return await _replay(session, actor, key, request_hash)
+    if place is None:
+        raise errors.NotFound()
+    _check_date(place.date)
+    return booking_id, confirmation_no, place, found
+
+
 async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str
                     ) -> rules.BucketView:
     """Take a place for a person of priority `group`; return its bucket or raise SlotFull.
     Every usable bucket is tried: the guard, not the snapshot, decides."""
     for bucket in rules.usable_buckets(buckets, group, clock.now()):
         if await repo.take_place(session, bucket.id):
+            return bucket
+    raise errors.SlotFull()
+
+
+async def _book_for(session: AsyncSession, buckets: list[rules.BucketView], group: str,
+                    appointment: dict[str, Any], actor: Actor, confirmation_no: str,
+                    now: datetime, message: dict[str, Any] | None, booked: list[str]
+                    ) -> rules.BucketView:
+    """Take a place for a person of priority `group` and write their appointment (with its
+    audit entry, and `message` if given) in the bucket the place came from; append the
+    appointment's id to `booked` and return the bucket, or raise SlotFull. Every usable bucket
+    is tried: the guard, not the snapshot, decides."""
+    for bucket in rules.usable_buckets(buckets, group, clock.now()):
+        row = {**appointment, "bucket_id": bucket.id}
+        audit = entry(actor=actor.label, action="booking.appointment.booked",
+                      object_type="appointment", object_id=row["id"], at=now,
+                      confirmation=confirmation_no, bucket=bucket.id)
+        try:
+            taken = await repo.book_place(session, row, audit, message)
+        except IntegrityError as exc:  # a concurrent booking for the same person won
+            raise errors.AlreadyBooked() from exc
+        if taken:
+            booked.append(row["id"])
             return bucket
     raise errors.SlotFull()
 
@@ -150,13 +190,13 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     if not 1 <= len(refs) <= MAX_PER_BOOKING or len(refs) != len(beneficiary_refs):
         raise errors.Invalid(detail="give 1 to {most} different beneficiaries",
                              most=MAX_PER_BOOKING)
-    claimed = await _claim_key(session, actor, idempotency_key,
-                               _request_hash(session_id, slot, dose, refs))
+    claimed = await _claim_and_read(session, actor, idempotency_key,
+                                    _request_hash(session_id, slot, dose, refs), session_id,
+                                    slot, refs)
     if isinstance(claimed, BookingResult):
         return claimed
-    booking_id, confirmation_no = claimed
+    booking_id, confirmation_no, place, found = claimed
     session.info[WROTE] = True  # the booking row: this commit waits for the standby anyway
-    place, found = await _place_and_people(session, session_id, slot, refs)
     people = []
     for ref in refs:
         person = found.get(ref)
@@ -167,33 +207,28 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     doses = schedule_of[place.vaccine_id].doses
     due = [_check_eligible(p, place, dose, schedule_of) for p in people]
     now = clock.now()
-    appointments: list[dict[str, Any]] = []
-    pools: list[str] = []
-    for person, number in zip(people, due, strict=True):
-        kind = rules.dose_kind(number, doses)
-        bucket = await _take_for(session, place.buckets.get(kind, []), person.priority_group)
-        pools.append(_pool(kind, bucket, place, now))
-        appointments.append({
-            "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
-            "session_id": place.session_id, "slot_id": place.slot_id, "bucket_id": bucket.id,
-            "dose_number": number, "status": AppointmentStatus.BOOKED.value, "created_at": now,
-            "updated_at": now})
-    audit = [entry(actor=actor.label, action="booking.appointment.booked",
-                   object_type="appointment", object_id=a["id"], at=now,
-                   confirmation=confirmation_no, bucket=a["bucket_id"]) for a in appointments]
     accounts = {p.account_id: p for p in people if p.account_id is not None}
     names = ", ".join(p.name for p in people)
     messages = [sms(to=p.mobile, lang=p.language or "hi", template=BOOKED_SMS,
                     confirmation=confirmation_no, names=names, centre=place.centre_name_en,
                     date=place.date.strftime("%d-%m-%Y"), slot=place.slot_label)
                 for p in accounts.values() if p.mobile is not None]
-    try:
-        await repo.insert_rows(session, [(repo.APPOINTMENT_TABLE, appointments)])
-    except IntegrityError as exc:  # a concurrent booking for the same person won
-        raise errors.AlreadyBooked() from exc
-    await repo.insert_rows(session, [(AUDIT_TABLE, audit), (OUTBOX_TABLE, messages)])
+    appointments: list[str] = []
+    pools: list[str] = []
+    for i, (person, number) in enumerate(zip(people, due, strict=True)):
+        kind = rules.dose_kind(number, doses)
+        # the confirmation SMS goes with the last person's place (written only with it)
+        message = messages[0] if messages and i == len(people) - 1 else None
+        bucket = await _book_for(session, place.buckets.get(kind, []), person.priority_group, {
+            "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
+            "session_id": place.session_id, "slot_id": place.slot_id, "dose_number": number,
+            "status": AppointmentStatus.BOOKED.value, "created_at": now, "updated_at": now,
+        }, actor, confirmation_no, now, message, appointments)
+        pools.append(_pool(kind, bucket, place, now))
+    if len(messages) > 1:  # people of several accounts (a help desk's booking)
+        await repo.insert_rows(session, [(OUTBOX_TABLE, messages[1:])])
     return BookingResult(confirmation_no=confirmation_no,
-                         appointment_ids=[a["id"] for a in appointments], pools=tuple(pools))
+                         appointment_ids=appointments, pools=tuple(pools))
 
 
 async def _notify(session: AsyncSession, people: list[Beneficiary], template: str,
