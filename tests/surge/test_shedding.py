@@ -116,6 +116,23 @@ def _busy(metrics: str, cause: str) -> float:
     return float(found[1])
 
 
+async def test_a_worker_lets_the_collectors_young_generation_grow(settings, world) -> None:
+    """While the application runs, the cyclic collector's young pass waits for
+    GC_YOUNG_THRESHOLD new objects instead of CPython's 700 (its passes, each scanning and
+    promoting the objects of the requests in flight, took a worker ~10 s of an opening-day
+    run); the older generations keep their thresholds, and all are as before once it stops."""
+    import gc
+
+    from teeka.app import GC_YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before[0] < GC_YOUNG_THRESHOLD
+    async with app_with(settings) as (app, _):
+        async with app.router.lifespan_context(app):
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
+
+
 async def test_a_blocked_event_loop_shows_in_the_lag_metric() -> None:
     """A worker whose loop is held by a long synchronous step is seen late by its watcher."""
     def late() -> float:  # observations over 100 ms so far
