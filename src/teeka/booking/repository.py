@@ -351,7 +351,8 @@ def _place_from(rows: Sequence[Any], session_id: str, slot_label: str
 # SQLite has no data-modifying WITH: there the same steps are separate statements.
 
 
-def _columns(table: Table, prefix: str, skip: Iterable[str] = ()) -> tuple[str, str, list[Any]]:
+def _columns(table: Table, prefix: str, skip: Iterable[str] = ()
+             ) -> tuple[str, list[str], list[Any]]:
     """`(columns, values, parameters)` of an INSERT ... SELECT of one row of `table`: each
     value a typed parameter named prefix + column (cast, so that PostgreSQL knows its type in
     a SELECT list)."""
@@ -365,27 +366,27 @@ def _columns(table: Table, prefix: str, skip: Iterable[str] = ()) -> tuple[str, 
         names.append(column.name)
         values.append(f"CAST(:{prefix}{column.name} AS {column.type.compile(dialect)})")
         params.append(bindparam(f"{prefix}{column.name}", type_=column.type))
-    return ", ".join(names), ", ".join(values), params
+    return ", ".join(names), values, params
 
 
 def _book_place_statement() -> Any:
     a_names, a_values, a_params = _columns(_appointment, "a_", skip=("bucket_id",))
-    # (the outbox row is written when its first value, the kind, is given)
     e_names, e_values, e_params = _columns(_audit, "e_", skip=("object_id",))
     m_names, m_values, m_params = _columns(_outbox, "m_")
     # Only names from the tables' metadata are put into the text; every value is a parameter.
+    # The SMS is written when its first value (the kind) is given.
     sql = f"""WITH took AS (
     UPDATE capacity_bucket SET booked = booked + 1
     WHERE id = CAST(:bucket_id AS INTEGER) AND booked < capacity RETURNING id),
 made AS (
     INSERT INTO appointment ({a_names}, bucket_id)
-    SELECT {a_values}, took.id FROM took RETURNING id),
+    SELECT {", ".join(a_values)}, took.id FROM took RETURNING id),
 audited AS (
     INSERT INTO audit_entry ({e_names}, object_id)
-    SELECT {e_values}, made.id FROM made),
+    SELECT {", ".join(e_values)}, made.id FROM made),
 told AS (
     INSERT INTO outbox_message ({m_names})
-    SELECT {m_values} FROM made WHERE {m_values.split(", ", 1)[0]} IS NOT NULL)
+    SELECT {", ".join(m_values)} FROM made WHERE {m_values[0]} IS NOT NULL)
 SELECT count(*) FROM took"""  # noqa: S608
     return text(sql).bindparams(*a_params, *e_params, *m_params,
                                 bindparam("bucket_id", type_=_bucket.c.id.type))
