@@ -53,7 +53,8 @@ async def book(maker, actor: Actor, sid: str, refs: list[str], key: str) -> list
     return result.appointment_ids
 
 
-async def test_a_booking_is_two_statements_on_postgresql_six_on_sqlite_a_replay_two(world, maker, settings) -> None:
+async def test_a_booking_is_two_statements_on_postgresql_six_on_sqlite_a_replay_two(
+        world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
     people = await bulk_citizens(maker, settings, 2)
     first = await citizen_of(maker, people[0][1])

@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 from teeka.booking.repository import recount_mismatches
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import Appointment, AuditEntry, Booking, CapacityBucket
+from teeka.models import (
+    Account,
+    Appointment,
+    AuditEntry,
+    Beneficiary,
+    Booking,
+    CapacityBucket,
+    OutboxMessage,
+)
 from tests.factories import add_beneficiary, login_citizen, next_mobile, publish
 
 SLOT = "09:00AM-11:00AM"
@@ -57,6 +65,51 @@ async def test_group_booking_is_all_or_nothing(client, world, maker, settings) -
         assert (await db.execute(select(func.count()).select_from(Appointment))).scalar() == 0
     r = await book(client, h, sid, refs[:2], "group-0002")
     assert r.status_code == 201 and len(r.json()["appointment_ids"]) == 2
+    await counters_match(maker)
+
+
+async def test_a_booking_writes_each_appointments_audit_entry_and_one_sms(client, world, maker,
+                                                                        settings) -> None:
+    """With each appointment its audit entry (its object the appointment, with the
+    confirmation number and the bucket the place came from) and, once per account, the
+    confirmation SMS to its mobile; a booking refused part way writes none of them. (On
+    PostgreSQL these rows come from the guarded statement itself: docs/booking-and-capacity.md.)"""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    h = await login_citizen(client, maker, settings)
+    refs = [await add_beneficiary(client, h, name=f"Person {i}") for i in range(4)]
+
+    async def messages() -> int:
+        async with session_scope(maker) as db:
+            return int((await db.execute(select(func.count()).select_from(OutboxMessage)))
+                       .scalar_one())
+
+    before = await messages()  # the OTPs of signing in
+    r = await book(client, h, sid, refs, "rows-0001")  # three places for four people
+    assert r.status_code == 409 and r.json()["code"] == "SlotFull"
+    assert await messages() == before
+    async with session_scope(maker) as db:
+        assert (await db.execute(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "booking.appointment.booked"))).scalar() == 0
+    r = await book(client, h, sid, refs[:2], "rows-0002")
+    assert r.status_code == 201, r.text
+    confirmation, ids = r.json()["confirmation_no"], r.json()["appointment_ids"]
+    async with session_scope(maker) as db:
+        appointments = {a.id: a for a in (await db.execute(
+            select(Appointment).where(Appointment.id.in_(ids)))).scalars()}
+        audit = (await db.execute(select(AuditEntry).where(
+            AuditEntry.action == "booking.appointment.booked"))).scalars().all()
+        sms = (await db.execute(select(OutboxMessage).where(
+            OutboxMessage.body.contains(confirmation)))).scalars().all()
+        mobile = (await db.execute(select(Account.mobile).join(
+            Beneficiary, Beneficiary.account_id == Account.id).where(
+            Beneficiary.reference_id == refs[0]))).scalar_one()
+    assert sorted(e.object_id for e in audit) == sorted(ids)
+    for e in audit:
+        assert e.object_type == "appointment" and e.actor.startswith("account:")
+        assert e.detail == {"confirmation": confirmation,
+                            "bucket": appointments[e.object_id].bucket_id}
+    assert len(sms) == 1 and sms[0].recipient == mobile and sms[0].status == "pending"
+    assert "Person 0" in sms[0].body and "Person 1" in sms[0].body
     await counters_match(maker)
 
 
