@@ -64,7 +64,6 @@ _appointment = cast(Table, Appointment.__table__)
 _booking = cast(Table, Booking.__table__)
 _audit = cast(Table, AuditEntry.__table__)
 _outbox = cast(Table, OutboxMessage.__table__)
-APPOINTMENT_TABLE = _appointment
 
 
 async def _run(session: AsyncSession, statement: Any, params: Any = None
@@ -399,14 +398,14 @@ _MESSAGE_COLUMNS = [c.name for c in _outbox.columns if c is not _outbox.autoincr
 async def book_place(session: AsyncSession, appointment: dict[str, Any], audit: dict[str, Any],
                      message: dict[str, Any] | None) -> bool:
     """Take a place in `appointment["bucket_id"]` if one is free and, only then, insert the
-    appointment, its audit entry (`audit`, whose object is the appointment) and `message` (an
-    outbox row; None: none). True when the place was taken. An IntegrityError is the
-    appointment's (the person's active appointment made meanwhile)."""
+    appointment, its audit entry (`audit`, whose object is the appointment; on PostgreSQL taken
+    from the row inserted) and `message` (an outbox row; None: none). True when the place was
+    taken. An IntegrityError is the appointment's (the person's active appointment made
+    meanwhile)."""
     if not GUARD_ENABLED or session.get_bind().dialect.name != "postgresql":
         if not await take_place(session, appointment["bucket_id"]):
             return False
-        await insert_rows(session, [(_appointment, [appointment])])
-        await insert_rows(session, [(_audit, [{**audit, "object_id": appointment["id"]}]),
+        await insert_rows(session, [(_appointment, [appointment]), (_audit, [audit]),
                                     (_outbox, [message] if message else [])])
         return True
     session.info["capacity_changed"] = True

@@ -98,10 +98,7 @@ async def _claim_and_read(session: AsyncSession, actor: Actor, key: str, request
         raise errors.Busy() from None
     if booking_id is None:
         return await _replay(session, actor, key, request_hash)
-    if place is None:
-        raise errors.NotFound()
-    _check_date(place.date)
-    return booking_id, confirmation_no, place, found
+    return booking_id, confirmation_no, _bookable(place), found
 
 
 async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str
@@ -115,24 +112,19 @@ async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], grou
 
 
 async def _book_for(session: AsyncSession, buckets: list[rules.BucketView], group: str,
-                    appointment: dict[str, Any], actor: Actor, confirmation_no: str,
-                    now: datetime, message: dict[str, Any] | None, booked: list[str]
-                    ) -> rules.BucketView:
-    """Take a place for a person of priority `group` and write their appointment (with its
-    audit entry, and `message` if given) in the bucket the place came from; append the
-    appointment's id to `booked` and return the bucket, or raise SlotFull. Every usable bucket
-    is tried: the guard, not the snapshot, decides."""
+                    appointment: dict[str, Any], audit: dict[str, Any],
+                    message: dict[str, Any] | None) -> rules.BucketView:
+    """Take a place for a person of priority `group` and write `appointment` (with its `audit`
+    entry, and `message` if given) in the bucket the place came from; return the bucket, or
+    raise SlotFull. Every usable bucket is tried: the guard, not the snapshot, decides."""
     for bucket in rules.usable_buckets(buckets, group, clock.now()):
-        row = {**appointment, "bucket_id": bucket.id}
-        audit = entry(actor=actor.label, action="booking.appointment.booked",
-                      object_type="appointment", object_id=row["id"], at=now,
-                      confirmation=confirmation_no, bucket=bucket.id)
         try:
-            taken = await repo.book_place(session, row, audit, message)
+            taken = await repo.book_place(
+                session, {**appointment, "bucket_id": bucket.id},
+                {**audit, "detail": {**audit["detail"], "bucket": bucket.id}}, message)
         except IntegrityError as exc:  # a concurrent booking for the same person won
             raise errors.AlreadyBooked() from exc
         if taken:
-            booked.append(row["id"])
             return bucket
     raise errors.SlotFull()
 
@@ -163,13 +155,18 @@ def _check_date(day: date) -> None:
         raise errors.SessionPast()
 
 
-async def _place_and_people(session: AsyncSession, session_id: str, slot: str,
-                            refs: list[str]) -> tuple[repo.PlaceView, dict[str, repo.PersonView]]:
-    place, found = await repo.place_and_people(session, session_id, slot, refs)
+def _bookable(place: repo.PlaceView | None) -> repo.PlaceView:
+    """The place read, or NotFound; SessionPast for a past date."""
     if place is None:
         raise errors.NotFound()
     _check_date(place.date)
-    return place, found
+    return place
+
+
+async def _place_and_people(session: AsyncSession, session_id: str, slot: str,
+                            refs: list[str]) -> tuple[repo.PlaceView, dict[str, repo.PersonView]]:
+    place, found = await repo.place_and_people(session, session_id, slot, refs)
+    return _bookable(place), found
 
 
 async def _schedules_for(session: AsyncSession, place: repo.PlaceView,
@@ -217,13 +214,17 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
     pools: list[str] = []
     for i, (person, number) in enumerate(zip(people, due, strict=True)):
         kind = rules.dose_kind(number, doses)
+        appointment_id = ids.new_uuid()
         # the confirmation SMS goes with the last person's place (written only with it)
         message = messages[0] if messages and i == len(people) - 1 else None
         bucket = await _book_for(session, place.buckets.get(kind, []), person.priority_group, {
-            "id": ids.new_uuid(), "booking_id": booking_id, "beneficiary_id": person.id,
+            "id": appointment_id, "booking_id": booking_id, "beneficiary_id": person.id,
             "session_id": place.session_id, "slot_id": place.slot_id, "dose_number": number,
             "status": AppointmentStatus.BOOKED.value, "created_at": now, "updated_at": now,
-        }, actor, confirmation_no, now, message, appointments)
+        }, entry(actor=actor.label, action="booking.appointment.booked",
+                 object_type="appointment", object_id=appointment_id, at=now,
+                 confirmation=confirmation_no), message)
+        appointments.append(appointment_id)
         pools.append(_pool(kind, bucket, place, now))
     if len(messages) > 1:  # people of several accounts (a help desk's booking)
         await repo.insert_rows(session, [(OUTBOX_TABLE, messages[1:])])
