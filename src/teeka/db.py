@@ -6,7 +6,6 @@ Services only flush.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -187,10 +186,11 @@ async def _commit(session: AsyncSession) -> None:
         if conn is not None:
             await conn.invalidate()
         raise Busy() from None
-    if info is not None:
-        await asyncio.sleep(0)  # let asyncpg deliver the commit's notices first
-        if info.pop(UNREPLICATED, False):
-            raise Busy()
+    # asyncpg hands a notice to its listeners (call_soon) as it reads it, before the COMMIT's
+    # own answer wakes this task: the warning, if any, has been heard by now (tested:
+    # tests/booking/test_acknowledgement.py). No extra turn of the event loop to wait for it.
+    if info is not None and info.pop(UNREPLICATED, False):
+        raise Busy()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -286,17 +286,29 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit on success, roll back on any exception."""
-    async with maker() as session:
-        try:
-            yield session
-            await _commit(session)
-        except DomainError as exc:
-            if exc.keeps_changes:
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
-        except BaseException:
+    """One unit of work: commit on success, roll back on any exception.
+
+    Once the commit or rollback has returned, the session holds no connection and closing it
+    awaits nothing, so it is closed in place. SQLAlchemy's own `async with` closes in a task of
+    its own behind a shield (a close that does I/O must not be cut short by a cancellation):
+    three more turns of the event loop for every unit of work, which under load are tens of
+    milliseconds each (docs/BENCHMARKS.md, twelfth session). A session still in a transaction
+    (its rollback failed or was cancelled) is closed that careful way."""
+    session = maker()
+    try:
+        yield session
+        await _commit(session)
+    except DomainError as exc:
+        if exc.keeps_changes:
+            await session.commit()
+        else:
             await session.rollback()
-            raise
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    finally:
+        if session.in_transaction():
+            await session.__aexit__(None, None, None)  # I/O to do: in its own, shielded task
+        else:
+            await session.close()

@@ -118,3 +118,65 @@ async def test_every_acknowledged_write_waits_for_the_standby(client, world, mak
     assert again.json() == first.json()
     assert not any("pg_logical_emit_message" in s for s in booked)
     assert any("pg_logical_emit_message" in s for s in seen)
+
+
+@pytest.mark.postgres_only
+async def test_a_commit_the_standby_may_not_have_is_never_acknowledged(maker) -> None:
+    """When a commit's wait for a synchronous standby is cancelled, PostgreSQL still commits
+    locally and says so only in a WARNING sent with the COMMIT's answer: the unit of work must
+    hear it and refuse (Busy, the client retries with its key) instead of acknowledging. Here a
+    deferred trigger sends PostgreSQL's very words during the COMMIT (a real cancelled wait
+    needs a standby: make drill); a unit of work without them commits as usual."""
+    from sqlalchemy import text
+
+    from teeka.errors import Busy
+
+    async def unit_of_work(warn: bool) -> None:
+        async with session_scope(maker) as db:
+            await db.execute(text("CREATE TEMP TABLE ack_probe (id int) ON COMMIT DROP"))
+            await db.execute(text(
+                "CREATE OR REPLACE FUNCTION pg_temp.ack_probe_warn() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$ BEGIN RAISE WARNING 'canceling wait for synchronous"
+                " replication due to user request' USING DETAIL = 'The transaction has already"
+                " committed locally, but might not have been replicated to the standby.';"
+                " RETURN NULL; END $$"))
+            if warn:
+                await db.execute(text(
+                    "CREATE CONSTRAINT TRIGGER ack_probe_at_commit AFTER INSERT ON ack_probe"
+                    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                    " EXECUTE FUNCTION pg_temp.ack_probe_warn()"))
+            await db.execute(text("INSERT INTO ack_probe VALUES (1)"))
+
+    await unit_of_work(warn=False)
+    with pytest.raises(Busy):
+        await unit_of_work(warn=True)
+    await unit_of_work(warn=False)  # the connection's next unit of work is not refused
+
+
+async def test_a_unit_of_work_ends_without_a_task_of_its_own(maker) -> None:
+    """Closing a unit of work after its commit or rollback awaits nothing: it must not start a
+    task (SQLAlchemy's `async with` does, and under load the task and its shield cost three
+    turns of the event loop, tens of milliseconds, on every request)."""
+    import asyncio
+
+    from teeka.errors import NotFound
+
+    loop = asyncio.get_running_loop()
+    started: list[object] = []
+    before = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: object, **kwargs: object) -> object:
+        started.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)  # type: ignore[arg-type]
+
+    async with session_scope(maker) as db:
+        await db.execute(select(func.count()).select_from(Appointment))
+        loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(NotFound):
+            async with session_scope(maker) as db:
+                await db.execute(select(func.count()).select_from(Appointment))
+                raise NotFound()
+    finally:
+        loop.set_task_factory(before)
+    assert started == []
