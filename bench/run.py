@@ -248,8 +248,9 @@ def booking_load(base: str, secret: str, targets: list[tuple[str, str]],
     # wrk reports the whole -d as the duration even when every person was asked before its end
     # (each answer, a quick 503 too, uses one up; then the threads stop and the servers idle):
     # the rates of such a level are floors, not what the servers sustained. Said so here and
-    # in the table.
-    ran_out = stats["requests"] >= len(who)
+    # in the table. A stopping thread drops the answers still on their way (one per connection
+    # at most), so wrk counts a few less than it asked.
+    ran_out = stats["requests"] >= len(who) - concurrency
     return {"concurrency": concurrency, "per_s": codes.get(201, 0) / elapsed,
             "people": len(who), "ran_out_of_people": ran_out,
             "requests": stats["requests"], "requests_per_s": stats["requests"] / elapsed,
@@ -570,7 +571,7 @@ def figures_markdown(result: dict[str, Any]) -> str:
     ]
     for level in [*(b.get("levels") or []), b.get("hot_centre")]:
         if level:
-            floor = (f" (at least: all {level.get('people')} people asked before the end)"
+            floor = (f" (at least: all {level.get('people', 0):,} people asked before the end)"
                      if level.get("ran_out_of_people") else "")
             lines.append(f"| {level.get('concurrency')}{' (one centre)' if level is b.get('hot_centre') else ''}"
                          f" | {_f(level.get('per_s'))}{floor} | {_f(level.get('p50_ms'))} | "
