@@ -169,11 +169,11 @@ async def test_a_unit_of_work_ends_without_a_task_of_its_own(maker) -> None:
         started.append(coro)
         return asyncio.Task(coro, loop=loop, **kwargs)  # type: ignore[arg-type]
 
-    async with session_scope(maker) as db:
-        await db.execute(select(func.count()).select_from(Appointment))
-        loop.set_task_factory(factory)  # type: ignore[arg-type]
     try:
-        with pytest.raises(NotFound):
+        async with session_scope(maker) as db:  # committed
+            await db.execute(select(func.count()).select_from(Appointment))
+            loop.set_task_factory(factory)  # type: ignore[arg-type]
+        with pytest.raises(NotFound):  # rolled back
             async with session_scope(maker) as db:
                 await db.execute(select(func.count()).select_from(Appointment))
                 raise NotFound()
