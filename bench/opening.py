@@ -394,6 +394,22 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
     p.failure = p.failure or "hold ran out"
 
 
+def backlog(crowd: list[Person], opens: float, last: float) -> list[list[float]]:
+    out = []
+    for start in range(0, int(last - opens) + 10, 10):
+        a, b = opens + start, opens + start + 10
+        came = [p for p in crowd if p.admitted_at is not None and a <= p.admitted_at < b]
+        took = [p.booked_at - p.admitted_at for p in came if p.booked_at is not None]
+        waiting = sum(1 for p in crowd if p.admitted_at is not None and p.admitted_at < b
+                      and (p.booked_at is None or p.booked_at >= b)
+                      and (p.booked_at is not None or p.hold_until > b))
+        done = sum(1 for p in crowd if p.booked_at is not None and a <= p.booked_at < b)
+        out.append([start, len(came), done, waiting,
+                    *([round(pct(took, 50), 1), round(pct(took, 90), 1), round(max(took), 1)]
+                      if took else [0.0, 0.0, 0.0])])
+    return out
+
+
 def take(p: Person, raw: bytes) -> None:
     body = json.loads(raw)
     p.token, p.state, p.position = body["token"], body["state"], body["position"]
@@ -647,6 +663,20 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
         "holds_seen_but_unused": expired_unused,
         "holds_never_seen": max(0, len(admitted) - sum(1 for p in crowd if p.admitted_at)),
+        # every 10 s of the release: [s since the opening, admitted people who learnt it in
+        # those 10 s, bookings done in them, admitted people not yet booked at their end, and
+        # the p50 / p90 / max time to book of those admitted in them] — how the backlog of
+        # admitted people grows and drains
+        "backlog_by_10s": backlog(crowd, opens_mono, last),
+        # every 10 s of the release: [s since the opening, bookings answered 201, 503, their
+        # p50 / p99 ms]
+        "bookings_by_10s": [
+            [start, len(ok), sum(1 for e in books if e[1] == 503),
+             *([round(pct(ok, 50)), round(pct(ok, 99))] if len(ok) > 1 else [0, 0])]
+            for start in range(0, int(last - opens_mono) + 10, 10)
+            if (books := [e for e in client.log if e[0] == "book"
+                          and start <= e[2] - opens_mono < start + 10]) is not None
+            and (ok := [e[3] for e in books if e[1] == 201]) is not None],
         "codes": codes,
         "latency_p50_p99_ms": {k: [round(pct(v, 50), 1), round(pct(v, 99), 1)]
                                for k, v in sorted(latency.items())},

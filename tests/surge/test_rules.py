@@ -40,6 +40,33 @@ def test_stress_slows_admissions_to_a_tenth_at_most(base: float, busy: int, done
         assert abs(rate - max(base * 0.1, base / (1 + busy / 10))) < 1e-6 * base
 
 
+@given(st.floats(1, 1000), st.integers(0, 10**5), st.integers(0, 10**6), st.floats(0.5, 60),
+       st.integers(0, 10**5))
+def test_a_stressed_backend_is_sent_fewer_people_than_it_serves(
+        base: float, busy: int, done: int, window: float, lately: int) -> None:
+    """Following what bookings complete (`done` over `window` seconds): with more than half of
+    the recent work refused or slow, the room admits fewer people a second than bookings were
+    done (or a tenth of its rate): the people already admitted are served first. After real
+    stress (ten signs in the longer spell) it climbs back at most 1.5 times the bookings
+    completing, not straight to its full rate. Otherwise the window changes nothing."""
+    lately = max(lately, busy)  # the longer spell holds the shorter
+    rate = rules.effective_rate(base, busy, done, window, lately)
+    completing = done / window
+    assert base * 0.1 - 1e-9 <= rate <= rules.effective_rate(base, busy, done)
+    assert rules.effective_rate(base, busy + 10, done, window, lately + 10) <= rate
+    assert rules.effective_rate(base, busy, done + 10, window, lately) >= rate
+    assert rules.effective_rate(base, busy, done, window, lately + 10) <= rate
+    calm = (10 + done) / (10 + done + busy)
+    if calm < 0.5:
+        assert rate <= max(base * 0.1, completing * (1 - 1e-9))
+    if lately >= 10:
+        assert rate <= max(base * 0.1, 1.5 * completing * (1 + 1e-9))
+    if calm >= 0.5 and lately < 10:
+        assert rate == rules.effective_rate(base, busy, done)
+    if not busy and lately < 10:
+        assert rate == base
+
+
 def test_the_draw_is_a_permutation_and_not_the_join_order() -> None:
     joined = [f"{i}:1" for i in range(200)]
     drawn = rules.shuffled(joined, random.Random(5))

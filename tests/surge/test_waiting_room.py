@@ -262,14 +262,16 @@ async def test_when_places_are_gone_everyone_waiting_is_told_at_once(client, wor
 async def test_store_counts_stress_and_bookings_done_over_a_window(kind: str) -> None:
     """Signs of stress and bookings done, added by each process, counted over the last few
     seconds, in memory and in Redis alike (each count on its own; old ones drop out)."""
-    from teeka.surge.store import BUSY_WINDOW_S, MemoryStore, RedisStore
+    from teeka.surge.store import BUSY_WINDOW_S, LATELY_S, MemoryStore, RedisStore
 
     store = MemoryStore() if kind == "memory" else RedisStore("redis://127.0.0.1:6379/13")
     now = 2_000_000_000.0
-    assert await store.busy(3, 0, now) == (3, 0)
-    assert await store.busy(0, 40, now + 1) == (3, 40)
-    assert await store.busy(2, 5, now + 2) == (5, 45)
-    assert await store.busy(0, 0, now + BUSY_WINDOW_S + 1.5) == (2, 5)  # the first two gone
+    assert await store.busy(3, 0, now) == (3, 0, 3)
+    assert await store.busy(0, 40, now + 1) == (3, 40, 3)
+    assert await store.busy(2, 5, now + 2) == (5, 45, 5)
+    # the first two seconds gone from the short window, not from the half minute
+    assert await store.busy(0, 0, now + BUSY_WINDOW_S + 1.5) == (2, 5, 5)
+    assert await store.busy(1, 0, now + LATELY_S + 1.5) == (1, 0, 3)  # ... and then from it
     if isinstance(store, RedisStore):
         await store.r.flushdb()
 
@@ -374,6 +376,29 @@ async def test_bookings_done_in_time_weigh_against_stress(two_processes, world, 
     states = [(await status(b, h, oid, t))["state"] for (h, _), t in
               zip(people, tickets, strict=True)]
     assert states.count("admitted") == 10  # 2 when the bookings done are not counted
+
+
+async def test_a_backend_mostly_refusing_is_sent_fewer_people_than_it_serves(
+        two_processes, world, maker, settings, still_clock) -> None:
+    """100 signs of stress against 50 bookings done in the last 5 s (10 a second): admitted
+    people are waiting at the door, so the room admits fewer than bookings complete — 7.5 a
+    second (the calm share, 60 of 160, of twice their rate), not 18.75 (50 x 60 / 160)."""
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    people = await bulk_citizens(maker, settings, 25)
+    oid = await make_opening(a, world, rate=50)
+    tickets = [(await join(a if i % 2 else b, h, oid))["token"]
+               for i, (h, _) in enumerate(people)]
+    room = a._transport.app.state.waiting_room  # type: ignore[attr-defined]
+    for _ in range(100):
+        room.note_busy()
+    for _ in range(50):
+        room.note_done()
+    clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + 7.5 x 1
+    await status(a, people[0][0], oid, tickets[0])  # a moves the room: its counts count
+    states = [(await status(b, h, oid, t))["state"] for (h, _), t in
+              zip(people, tickets, strict=True)]
+    assert states.count("admitted") == 8  # 19 when the room only slows in proportion
 
 
 async def test_a_family_holds_a_place_for_each_person(client, world, maker, settings) -> None:

@@ -28,9 +28,12 @@ def shuffled(accounts: list[str], rng: random.Random | None = None) -> list[str]
 
 
 STRESS_PRIOR = 10  # signs of stress weigh against this many done bookings before any are seen
+DRAIN_AT = 0.5  # a stress share beyond which the room admits fewer people than bookings complete
+RAMP = 1.5  # after real stress, admissions at most this many times the bookings completing
 
 
-def effective_rate(base: float, recent_busy: int, recent_done: int = 0) -> float:
+def effective_rate(base: float, recent_busy: int, recent_done: int = 0,
+                   window_s: float = 0.0, lately_busy: int = 0) -> float:
     """Slow down in proportion to the share of the backend's recent work that shows stress
     (refused with 503, or a booking slower than it should be), never below 10 %.
 
@@ -38,11 +41,29 @@ def effective_rate(base: float, recent_busy: int, recent_done: int = 0) -> float
     tell a few refusals from a backend gone; each booking done in time weighs against them, so
     a few pool timeouts among hundreds of bookings a second slow the room a little, not by
     half (seen in the benchmark: 256 bookers on two cores halved admissions while 0.46 cores
-    stood idle)."""
-    if recent_busy <= 0:
+    stood idle).
+
+    Given the time the counts cover (`window_s`) the room also follows what bookings complete
+    (`recent_done / window_s`). When more than half of the recent work shows stress, admitted
+    people are already waiting at the backend's door: it admits fewer people a second than
+    bookings complete (the calm share of twice their rate), so that the backlog drains instead
+    of holding steady. After real stress (`lately_busy`, the signs over a longer spell, at least
+    STRESS_PRIOR) it climbs back from there, at most RAMP times the bookings completing, not
+    straight to its full rate. Slowing in proportion alone settled where admissions equal
+    completions with the backlog as large as it ever grew, and went back to the full rate as
+    soon as a few seconds passed without a refusal: in the benchmark three refusals for every
+    booking, admissions in bursts of 500 a second on a backend completing 110, admitted people
+    waiting up to a minute and hundreds of their holds running out while the door refused
+    them."""
+    if recent_busy <= 0 and (window_s <= 0 or lately_busy < STRESS_PRIOR):
         return base
     healthy = STRESS_PRIOR + max(recent_done, 0)
-    return max(base * 0.1, base * healthy / (healthy + recent_busy))
+    calm = healthy / (healthy + max(recent_busy, 0))
+    rate = base * calm
+    if window_s > 0 and (calm < 1 - DRAIN_AT or lately_busy >= STRESS_PRIOR):
+        completing = max(recent_done, 0) / window_s
+        rate = min(rate, min(RAMP, calm / (1 - DRAIN_AT)) * completing)
+    return max(base * 0.1, rate)
 
 
 def poll_after_s(state: str, estimated_wait_s: int | None) -> int:

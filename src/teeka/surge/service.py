@@ -51,7 +51,7 @@ from teeka.models import (
 )
 from teeka.models.schedule import Share
 from teeka.surge import rules
-from teeka.surge.store import Store
+from teeka.surge.store import BUSY_WINDOW_S, Store
 
 TOKEN_HOURS = 6
 log = structlog.get_logger()
@@ -280,6 +280,7 @@ class WaitingRoom:
         self._pending_done = 0  # bookings under an opening done in time here since then
         self._recent_busy = 0  # ... both in every process over the last few seconds
         self._recent_done = 0
+        self._lately_busy = 0  # signs of stress in every process over the last half minute
         # A poll, join or booking moves the room forward (draw, expiries, admissions) at most
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
@@ -378,7 +379,7 @@ class WaitingRoom:
 
     def _rate(self, opening: OpeningView) -> float:
         return rules.effective_rate(float(opening.admit_per_second), self._recent_busy,
-                                    self._recent_done)
+                                    self._recent_done, BUSY_WINDOW_S, self._lately_busy)
 
     async def advance(self, session: AsyncSession | None, opening: OpeningView
                       ) -> dict[str, str]:
@@ -436,7 +437,8 @@ class WaitingRoom:
             meta = await self.store.meta(oid)
         seen, done = self._pending_busy, self._pending_done
         self._pending_busy = self._pending_done = 0
-        self._recent_busy, self._recent_done = await self.store.busy(seen, done, time.time())
+        self._recent_busy, self._recent_done, self._lately_busy = await self.store.busy(
+            seen, done, time.time())
         rate = self._rate(opening)
         needs: dict[str, list[list[str]]] = {}
         places: dict[str, int] | None = None

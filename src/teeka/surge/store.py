@@ -58,6 +58,7 @@ Shuffle = Callable[[list[str]], list[str]]
 Needs = Mapping[str, int | Sequence[Sequence[str]]]
 ANY = "*"
 BUSY_WINDOW_S = 5.0  # signs of stress (503s, slow bookings) count this long
+LATELY_S = 30  # ... and, for climbing back after stress (rules.effective_rate), this long
 
 
 class Store(Protocol):
@@ -77,7 +78,7 @@ class Store(Protocol):
                        booked: int | Sequence[str]) -> bool: ...
     async def recheck(self, opening: int, account: str) -> tuple[str | None, int]: ...
     async def back(self, opening: int, n: int) -> list[str]: ...
-    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]: ...
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int, int]: ...
     async def reset(self, opening: int) -> None: ...
 
 
@@ -114,8 +115,7 @@ class MemoryStore:
         self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
-        self._busy: list[float] = []
-        self._done: list[float] = []
+        self._per_second: dict[tuple[str, int], int] = {}  # ("busy" | "done", second) -> count
 
     @contextlib.asynccontextmanager
     async def lock(self, opening: int) -> AsyncIterator[None]:
@@ -292,10 +292,20 @@ class MemoryStore:
         back = self._back.get(opening, {})
         return sorted(back, key=back.__getitem__)[:max(n, 0)]
 
-    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]:
-        self._busy = [t for t in self._busy if now - t < BUSY_WINDOW_S] + [now] * seen
-        self._done = [t for t in self._done if now - t < BUSY_WINDOW_S] + [now] * done
-        return len(self._busy), len(self._done)
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int, int]:
+        """As RedisStore.busy: counts a second each."""
+        second = int(now)
+        for kind, n in (("busy", seen), ("done", done)):
+            if n:
+                self._per_second[kind, second] = self._per_second.get((kind, second), 0) + n
+        for key in [k for k in self._per_second if k[1] <= second - LATELY_S]:
+            del self._per_second[key]
+
+        def over(kind: str, seconds: int) -> int:
+            return sum(self._per_second.get((kind, second - i), 0) for i in range(seconds))
+
+        window = int(BUSY_WINDOW_S)
+        return over("busy", window), over("done", window), over("busy", LATELY_S)
 
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
@@ -659,21 +669,22 @@ class RedisStore:
         found: list[str] = await self.r.zrange(self._k(opening, "back"), 0, n - 1)
         return found
 
-    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int]:
+    async def busy(self, seen: int, done: int, now: float) -> tuple[int, int, int]:
         """Add this process's recent signs of stress and bookings done in time; the counts over
-        every process."""
+        every process: stress and done over the last few seconds, stress over the last half
+        minute (one key a second each)."""
         second = int(now)
         window = int(BUSY_WINDOW_S)
         async with self.r.pipeline(transaction=False) as pipe:
             for kind, n in (("busy", seen), ("done", done)):
                 if n:
                     pipe.incrby(f"teeka:wr:{kind}:{second}", n)
-                    pipe.expire(f"teeka:wr:{kind}:{second}", window * 2)
-            pipe.mget([f"teeka:wr:{kind}:{second - i}" for kind in ("busy", "done")
-                       for i in range(window)])
+                    pipe.expire(f"teeka:wr:{kind}:{second}", LATELY_S * 2)
+            pipe.mget([f"teeka:wr:busy:{second - i}" for i in range(LATELY_S)]
+                      + [f"teeka:wr:done:{second - i}" for i in range(window)])
             found = (await pipe.execute())[-1]
         counts = [int(x) if x else 0 for x in found]
-        return sum(counts[:window]), sum(counts[window:])
+        return sum(counts[:window]), sum(counts[LATELY_S:]), sum(counts[:LATELY_S])
 
     async def reset(self, opening: int) -> None:
         await self.r.delete(*self._keys(opening))
