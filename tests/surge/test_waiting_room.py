@@ -401,6 +401,39 @@ async def test_a_backend_mostly_refusing_is_sent_fewer_people_than_it_serves(
     assert states.count("admitted") == 8  # 19 when the room only slows in proportion
 
 
+async def test_bookings_finding_the_openings_stale_read_them_once(client, world) -> None:
+    """Bookings that find this process's list of openings stale at the same moment send one
+    read between them; the others take the list it replaces (a second older at most)."""
+    import re
+    import time
+
+    from sqlalchemy import event
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    room = app.state.waiting_room
+    oid = await make_opening(client, world)
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if re.search(r"\bFROM opening\b", statement):
+            reads.append(statement)
+
+    async def openings() -> list[int]:
+        async with app.state.sessionmaker() as session:
+            return [o.id for o in await room._current_openings(session)]
+
+    assert oid in await openings()
+    listed = room._all_openings
+    room._all_openings = (time.monotonic() - 2, listed[1])  # gone stale
+    event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(*[openings() for _ in range(5)])
+    finally:
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+    assert all(oid in ids for ids in found) and len(reads) == 1, reads
+    assert time.monotonic() - room._all_openings[0] < 1  # the list is fresh again
+
+
 async def test_a_family_holds_a_place_for_each_person(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     oid = await make_opening(client, world, seconds_ahead=1)

@@ -290,6 +290,7 @@ class WaitingRoom:
         self._openings: dict[int, OpeningView] = {}
         self._loading: dict[int, asyncio.Task[OpeningView]] = {}
         self._all_openings: tuple[float, list[OpeningView]] | None = None
+        self._reading_openings = False  # a unit of work is reading the list again
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
         self._refreshing: dict[int, asyncio.Task[None]] = {}
 
@@ -346,12 +347,23 @@ class WaitingRoom:
         self._all_openings = None
 
     async def _current_openings(self, session: AsyncSession) -> list[OpeningView]:
+        """Every opening, read again at most every OPENINGS_TTL_S. One reader at a time: while
+        a booking reads the list again, the others in this process take the list it replaces
+        (at most a read's time older), instead of each sending the same read at the moment it
+        went stale — with fifty bookings in flight, fifty reads a second per process."""
         cached = self._all_openings
-        if cached is not None and time.monotonic() - cached[0] < OPENINGS_TTL_S:
+        if cached is not None and (self._reading_openings
+                                   or time.monotonic() - cached[0] < OPENINGS_TTL_S):
             return cached[1]
-        rows = (await session.execute(select(Opening))).scalars().all()
+        self._reading_openings = True
+        try:
+            read_at = time.monotonic()
+            rows = (await session.execute(select(Opening))).scalars().all()
+        finally:
+            self._reading_openings = False
         found = [OpeningView.of(r) for r in rows]
-        self._all_openings = (time.monotonic(), found)
+        if self._all_openings is cached:  # not emptied meanwhile (an opening created here)
+            self._all_openings = (read_at, found)
         return found
 
     async def _session_scope(self, session: AsyncSession, session_id: str
