@@ -410,6 +410,17 @@ def backlog(crowd: list[Person], opens: float, last: float) -> list[list[float]]
     return out
 
 
+def bookings_by_10s(log: list[tuple[str, int, float, float, bool]], opens: float, last: float
+                    ) -> list[list[float]]:
+    out = []
+    for start in range(0, int(last - opens) + 10, 10):
+        books = [e for e in log if e[0] == "book" and start <= e[2] - opens < start + 10]
+        ok = [e[3] for e in books if e[1] == 201]
+        out.append([start, len(ok), sum(1 for e in books if e[1] == 503),
+                    *([round(pct(ok, 50)), round(pct(ok, 99))] if len(ok) > 1 else [0, 0])])
+    return out
+
+
 def take(p: Person, raw: bytes) -> None:
     body = json.loads(raw)
     p.token, p.state, p.position = body["token"], body["state"], body["position"]
@@ -670,13 +681,7 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         "backlog_by_10s": backlog(crowd, opens_mono, last),
         # every 10 s of the release: [s since the opening, bookings answered 201, 503, their
         # p50 / p99 ms]
-        "bookings_by_10s": [
-            [start, len(ok), sum(1 for e in books if e[1] == 503),
-             *([round(pct(ok, 50)), round(pct(ok, 99))] if len(ok) > 1 else [0, 0])]
-            for start in range(0, int(last - opens_mono) + 10, 10)
-            if (books := [e for e in client.log if e[0] == "book"
-                          and start <= e[2] - opens_mono < start + 10]) is not None
-            and (ok := [e[3] for e in books if e[1] == 201]) is not None],
+        "bookings_by_10s": bookings_by_10s(client.log, opens_mono, last),
         "codes": codes,
         "latency_p50_p99_ms": {k: [round(pct(v, 50), 1), round(pct(v, 99), 1)]
                                for k, v in sorted(latency.items())},
