@@ -355,27 +355,37 @@ async def test_stress_in_one_process_slows_admissions_in_all(two_processes, worl
     assert await admitted_after_one_second(stress=90) == 2
 
 
+async def admitted_in_the_first_second(two_processes, world, maker, settings, *, people: int,
+                                       rate: int, busy: int, done: int) -> int:
+    """An opening at `rate` a second joined by `people` through two processes; process a has
+    seen `busy` signs of stress and `done` bookings done; one second after the opening a moves
+    the room, and b tells how many were admitted."""
+    a, b = two_processes
+    await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    crowd = await bulk_citizens(maker, settings, people)
+    oid = await make_opening(a, world, rate=rate)
+    tickets = [(await join(a if i % 2 else b, h, oid))["token"]
+               for i, (h, _) in enumerate(crowd)]
+    room = a._transport.app.state.waiting_room  # type: ignore[attr-defined]
+    for _ in range(busy):
+        room.note_busy()
+    for _ in range(done):
+        room.note_done()
+    clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + the rate x 1
+    await status(a, crowd[0][0], oid, tickets[0])  # a moves the room: its counts count
+    states = [(await status(b, h, oid, t))["state"] for (h, _), t in
+              zip(crowd, tickets, strict=True)]
+    return states.count("admitted")
+
+
 async def test_bookings_done_in_time_weigh_against_stress(two_processes, world, maker,
                                                           settings, still_clock) -> None:
     """A few refusals among many bookings done slow the room in proportion, not by half per
     ten: 90 signs of stress against 810 bookings done leave the rate at 9 of 10
     (10 x 820 / 910), in both processes."""
-    a, b = two_processes
-    await publish(maker, world, centre_id=world.centre_a, dose1=100)
-    people = await bulk_citizens(maker, settings, 15)
-    oid = await make_opening(a, world, rate=10)
-    tickets = [(await join(a if i % 2 else b, h, oid))["token"]
-               for i, (h, _) in enumerate(people)]
-    room = a._transport.app.state.waiting_room  # type: ignore[attr-defined]
-    for _ in range(90):
-        room.note_busy()
-    for _ in range(810):
-        room.note_done()
-    clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + 9.01 x 1
-    await status(a, people[0][0], oid, tickets[0])  # a moves the room: its counts count
-    states = [(await status(b, h, oid, t))["state"] for (h, _), t in
-              zip(people, tickets, strict=True)]
-    assert states.count("admitted") == 10  # 2 when the bookings done are not counted
+    admitted = await admitted_in_the_first_second(two_processes, world, maker, settings,
+                                                  people=15, rate=10, busy=90, done=810)
+    assert admitted == 10  # 2 when the bookings done are not counted
 
 
 async def test_a_backend_mostly_refusing_is_sent_fewer_people_than_it_serves(
@@ -383,22 +393,9 @@ async def test_a_backend_mostly_refusing_is_sent_fewer_people_than_it_serves(
     """100 signs of stress against 50 bookings done in the last 5 s (10 a second): admitted
     people are waiting at the door, so the room admits fewer than bookings complete — 7.5 a
     second (the calm share, 60 of 160, of twice their rate), not 18.75 (50 x 60 / 160)."""
-    a, b = two_processes
-    await publish(maker, world, centre_id=world.centre_a, dose1=100)
-    people = await bulk_citizens(maker, settings, 25)
-    oid = await make_opening(a, world, rate=50)
-    tickets = [(await join(a if i % 2 else b, h, oid))["token"]
-               for i, (h, _) in enumerate(people)]
-    room = a._transport.app.state.waiting_room  # type: ignore[attr-defined]
-    for _ in range(100):
-        room.note_busy()
-    for _ in range(50):
-        room.note_done()
-    clock.shift(timedelta(seconds=61))  # open for one second: credit 1 + 7.5 x 1
-    await status(a, people[0][0], oid, tickets[0])  # a moves the room: its counts count
-    states = [(await status(b, h, oid, t))["state"] for (h, _), t in
-              zip(people, tickets, strict=True)]
-    assert states.count("admitted") == 8  # 19 when the room only slows in proportion
+    admitted = await admitted_in_the_first_second(two_processes, world, maker, settings,
+                                                  people=25, rate=50, busy=100, done=50)
+    assert admitted == 8  # 19 when the room only slows in proportion
 
 
 async def test_bookings_finding_the_openings_stale_read_them_once(client, world) -> None:
