@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -58,6 +59,38 @@ async def admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+
+
+def start_edge(app_port: int, env: dict[str, str]) -> int:
+    """bench/edge (nginx with its njs script; an experiment, docs/decisions/0003) in front of
+    the servers on a port of its own, charged to the servers in the CPU figures. Its port."""
+    if shutil.which("nginx") is None or not Path(NJS_MODULE).exists():
+        raise SystemExit("--edge needs nginx and its njs module: "
+                         "apt-get install nginx-core libnginx-mod-http-js")
+    where = tempfile.mkdtemp(prefix="teeka-edge-")
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.mkdir(os.path.join(where, sub))
+    port = free_port()
+    conf = (ROOT / "bench" / "edge" / "nginx.conf.template").read_text()
+    for name, value in (("@EDGE_PORT@", str(port)), ("@APP_PORT@", str(app_port)),
+                        ("@DIR@", where), ("@JS@", str(ROOT / "bench" / "edge" / "edge.js"))):
+        conf = conf.replace(name, value)
+    path = os.path.join(where, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    edge = subprocess.Popen(["nginx", "-c", path, "-p", where], env=env,
+                            start_new_session=True)
+    SERVER_GROUPS.append(edge.pid)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("the edge did not start")
 
 
 def free_port() -> int:
@@ -326,6 +359,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=None,
                         help="sustained booking rate for the opening (default: measured)")
+    parser.add_argument("--edge", action="store_true",
+                        help="experiment: the opening's crowd through bench/edge (nginx + njs) "
+                             "in front of the servers")
     parser.add_argument("--only", default="reads,bookings,opening",
                         help="comma-separated sections to run (a partial run does not write "
                              "latest.json)")
@@ -379,12 +415,16 @@ def main() -> int:
             reads(base, secret, dsn, read_s, tomorrow, result)
         if "bookings" in only:
             bookings(base, secret, dsn, book_s, pg_s, levels, quick, result)
+        crowd_port = port
+        if "opening" in only and args.edge:
+            crowd_port = start_edge(port, env)
+            result["edge"] = True
         if "opening" in only:
             rate = args.rate or result.get("bookings", {}).get("per_s")  # type: ignore[attr-defined]
             if not rate:
                 raise SystemExit("the opening needs the sustained booking rate: run the "
                                  "bookings section too, or give --rate")
-            opening_day(port, dsn, env["TEEKA_REDIS_URL"], secret, float(rate),
+            opening_day(crowd_port, dsn, env["TEEKA_REDIS_URL"], secret, float(rate),
                         4 if quick else 45, result)
         if "costs" in only or not partial:
             import costs
@@ -393,6 +433,9 @@ def main() -> int:
             result["costs"] = costs.run("127.0.0.1", port, dsn, secret, server.pid, token,
                                         300 if quick else 2000)
     finally:
+        for group in SERVER_GROUPS[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(env["TEEKA_DATA_DIR"], ignore_errors=True)
