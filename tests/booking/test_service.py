@@ -7,7 +7,10 @@ from datetime import time, timedelta
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from teeka.auth.service import citizen_actor
+from teeka.booking import service
 from teeka.booking.repository import recount_mismatches
 from teeka.db import session_scope
 from teeka.kit import clock
@@ -225,6 +228,41 @@ async def test_cancelled_place_is_bookable_again_at_once(client, world, maker, s
     assert again.status_code == 409
     assert (await book(client, b, sid, [rb], "cancel-0003")).status_code == 201
     await counters_match(maker)
+
+
+async def test_a_cancel_after_a_move_gives_back_the_place_the_move_took(client, world, maker,
+                                                                        settings) -> None:
+    """A cancel that read the appointment before a move committed gives back the place the
+    appointment holds when it is cancelled: the moved-to one, not the one the move already
+    gave back (which would let one booking too many into it and keep a place for nobody)."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=2)
+    other = await publish(maker, world, centre_id=world.centre_b, dose1=2)
+    h = await login_citizen(client, maker, settings)
+    ref, ref2 = await add_beneficiary(client, h), await add_beneficiary(client, h, name="Two")
+    appt = (await book(client, h, sid, [ref], "race-00001")).json()["appointment_ids"][0]
+    assert (await book(client, h, sid, [ref2], "race-00002")).status_code == 201
+    actor = citizen_actor(settings.resolved_secret(), h["Authorization"].split(" ", 1)[1])
+    assert actor is not None
+    # The cancel's unit of work has read the appointment (at the first centre) ...
+    stale = async_sessionmaker(maker.kw["bind"], expire_on_commit=False)
+    async with stale() as db:
+        read = await db.get(Appointment, appt)  # kept: the session's identity map holds it
+        assert read.session_id == sid
+        await db.commit()
+        # ... when a move to the second centre commits ...
+        r = await client.post(f"/api/v1/appointments/{appt}/reschedule", headers=h,
+                              json={"session_id": other, "slot": SLOT})
+        assert r.status_code == 200, r.text
+        # ... and then it cancels
+        await service.cancel_appointment(db, actor=actor, appointment_id=appt)
+        await db.commit()
+    await counters_match(maker)
+    async with session_scope(maker) as db:
+        booked = dict((await db.execute(
+            select(CapacityBucket.session_id, func.sum(CapacityBucket.booked))
+            .where(CapacityBucket.session_id.in_([sid, other]))
+            .group_by(CapacityBucket.session_id))).all())
+    assert booked == {sid: 1, other: 0}
 
 
 async def test_a_citizen_cannot_see_or_book_for_another_account(client, world, maker,

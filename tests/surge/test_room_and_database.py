@@ -186,3 +186,37 @@ async def test_the_room_counts_again_before_it_closes(client, world, maker, sett
     h, ref = people[last]
     assert (await join(client, h, oid))["state"] == "admitted"
     assert (await book(client, h, sid, ref, "added-00001")).status_code == 201
+
+
+async def test_a_booking_retried_while_the_room_is_open_gets_the_booking_it_made(
+        client, world, maker, settings) -> None:
+    """The answer to a booking made with a hold was lost (or the form sent twice): the retry
+    with the same key gets that booking, not HoldRequired — its hold was used by the booking
+    it repeats. Another request under the same key is still refused, and so is a new key."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    oid = await make_opening(client, world)
+    (h, ref), (h2, ref2) = await bulk_citizens(maker, settings, 2)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    asked = {"session_id": sid, "slot": SLOT, "beneficiaries": [ref], "dose": 1}
+    key = {**h, "Idempotency-Key": "retry-00001"}
+    first = await client.post("/api/v1/appointments", headers=key, json=asked)
+    assert first.status_code == 201, first.text
+    again = await client.post("/api/v1/appointments", headers=key, json=asked)
+    assert again.status_code == 201, again.text
+    assert again.json()["confirmation_no"] == first.json()["confirmation_no"]
+    assert again.json()["appointment_ids"] == first.json()["appointment_ids"]
+    # the national surface, with its own key
+    r = await client.post("/api/v2/appointment/schedule", headers=key, json=asked)
+    assert r.status_code == 200, r.text
+    assert r.json()["appointment_confirmation_no"] == first.json()["confirmation_no"]
+    # a different request under that key is refused as ever
+    r = await client.post("/api/v1/appointments", headers=key, json={**asked, "dose": 2})
+    assert r.status_code == 422 and r.json()["code"] == "IdempotencyKeyReused"
+    # the room is still open and the hold is used: anything else needs a turn
+    r = await book(client, h, sid, ref, "retry-00002")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
+    # someone else's key is not theirs to replay
+    r = await book(client, h2, sid, ref2, "retry-00001")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired"

@@ -44,7 +44,7 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
                idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
     await limiter(request).hit("booking", actor.label)
     opening = await surge_api.gate(request, db, actor, body.session_id,
-                                   people=body.beneficiaries)
+                                   people=body.beneficiaries, idempotency_key=idempotency_key)
     result = await service.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)

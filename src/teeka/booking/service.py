@@ -256,17 +256,20 @@ async def access_appointment(session: AsyncSession, actor: Actor, appointment_id
 async def cancel_appointment(session: AsyncSession, *, actor: Actor, appointment_id: str) -> None:
     """Cancel a booked appointment; its place is bookable again as soon as this commits."""
     appt, person = await access_appointment(session, actor, appointment_id)
-    done = await session.execute(
+    # The place given back is the one the row holds when it is cancelled (RETURNING), not the
+    # one read above: a move committed in between has already given that one back.
+    bucket_id = (await session.execute(
         update(Appointment)
         .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
         .values(status=AppointmentStatus.CANCELLED, updated_at=clock.now())
-        .execution_options(synchronize_session=False))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+        .returning(Appointment.bucket_id)
+        .execution_options(synchronize_session=False))).scalar_one_or_none()
+    if bucket_id is None:
         raise errors.NotReschedulable()
-    await repo.return_place(session, appt.bucket_id)
+    await repo.return_place(session, bucket_id)
     await session.refresh(appt)
     await log_action(session, actor=actor.label, action="booking.appointment.cancelled",
-                     object_type="appointment", object_id=appt.id, bucket=appt.bucket_id)
+                     object_type="appointment", object_id=appt.id, bucket=bucket_id)
     vs = await session.get(VaccinationSession, appt.session_id)
     booking = await session.get(Booking, appt.booking_id)
     assert vs is not None and booking is not None

@@ -579,7 +579,7 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         if vs is None or vs.centre_id != body.center_id:
             raise errors.Invalid(detail="session_id is not at center_id")
     opening = await surge_api.gate(request, db, actor, body.session_id,
-                                   people=body.beneficiaries)
+                                   people=body.beneficiaries, idempotency_key=idempotency_key)
     result = await booking.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose,

@@ -17,6 +17,7 @@ from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
+from teeka.booking.repository import earlier_booking
 from teeka.db import AFTER_COMMIT
 from teeka.kit import clock
 from teeka.models import Opening
@@ -117,18 +118,29 @@ async def status(opening_id: int, request: Request, actor: Citizen,
 
 
 async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str,
-               people: Sequence[str] | int = 1) -> OpeningView | None:
+               people: Sequence[str] | int = 1, idempotency_key: str | None = None
+               ) -> OpeningView | None:
     """Call before booking (or moving an appointment to) a session: citizens need a live hold
     while an opening governs it. Help-desk staff booking for people without phones are not
     queued, but may not take the places the room keeps for the people it admitted (`people`:
-    the reference ids of who is being booked, or how many)."""
-    if actor.kind == "staff":
-        await room(request).staff_gate(db, session_id, people)
-        return None
-    if not actor.is_citizen:
-        return None
-    request.state.gate_started = time.monotonic()
-    return await room(request).gate(db, actor, session_id)
+    the reference ids of who is being booked, or how many).
+
+    A booking retried with the `idempotency_key` of one already made (its answer lost, a
+    double submit) is let through whatever the room says — its hold was used by the booking
+    it repeats — so that the booking service answers it with that booking (or refuses a
+    different request under the same key). Only a refusal costs that lookup."""
+    try:
+        if actor.kind == "staff":
+            await room(request).staff_gate(db, session_id, people)
+            return None
+        if not actor.is_citizen:
+            return None
+        request.state.gate_started = time.monotonic()
+        return await room(request).gate(db, actor, session_id)
+    except errors.DomainError:
+        if idempotency_key and await earlier_booking(db, actor.label, idempotency_key):
+            return None
+        raise
 
 
 async def used(request: Request, db: AsyncSession, opening: OpeningView | None, actor: Actor,
