@@ -49,6 +49,8 @@ SecondFactorNotSetUp = _error("SecondFactorNotSetUp", 403,
 SecondFactorWrong = _error("SecondFactorWrong", 401,
                            "The second-factor code is not right. Use the current code.",
                            keeps_changes=True)
+SecondFactorLocked = _error("SecondFactorLocked", 429,
+                            "Too many wrong codes. Please try again in 15 minutes.", 900)
 RateLimited = _error("RateLimited", 429,
                      "Too many requests. Please try again in {seconds} seconds.", 60)
 Busy = _error("Busy", 503, "The system is busy. Please try again in a few seconds.", 2)

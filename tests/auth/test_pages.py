@@ -9,9 +9,12 @@ import pyotp
 from sqlalchemy import select
 
 from teeka.db import session_scope
+from teeka.i18n import translate
 from teeka.kit import clock
 from teeka.models import AuditEntry, StaffUser
 from tests.factories import PASSWORD
+
+LOCKED = "Too many wrong codes. Please try again in 15 minutes."
 
 
 def csrf_of(html: str) -> str:
@@ -116,6 +119,29 @@ async def test_api_login_needs_the_second_factor(client, world) -> None:
     r = await client.post("/api/v1/admin/sessions", headers={"Authorization": f"Bearer {token}"},
                           json={})
     assert r.status_code == 400  # authenticated; the empty body is what is wrong
+
+
+async def test_wrong_second_factor_codes_lock_it_for_a_while(client, world) -> None:
+    """A stolen password does not buy unlimited guesses of the six-digit code: after five wrong
+    codes in 15 minutes even the right one is refused (API and page), until the window ends."""
+    body = {"username": "raipur_admin", "password": PASSWORD}
+    secret, _ = await sign_in(client, "raipur_admin")
+    clock.shift(timedelta(seconds=31))
+    accepted = {code_for(secret, step) for step in (-1, 0, 1)}
+    wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in accepted)
+    for _ in range(5):
+        r = await client.post("/api/v1/staff/login", json={**body, "totp": wrong})
+        assert r.status_code == 401 and r.json()["code"] == "SecondFactorWrong"
+    r = await client.post("/api/v1/staff/login", json={**body, "totp": code_for(secret)})
+    assert r.status_code == 429 and r.json()["code"] == "SecondFactorLocked"
+    assert r.headers["Retry-After"] == "900"
+    client.cookies.clear()
+    _, r = await sign_in(client, "raipur_admin", secret)
+    assert r.status_code == 429
+    assert translate("hi", LOCKED) in r.text or LOCKED in r.text
+    clock.shift(timedelta(minutes=15))
+    r = await client.post("/api/v1/staff/login", json={**body, "totp": code_for(secret)})
+    assert r.status_code == 200, r.text
 
 
 async def test_open_redirects_are_refused(client, world) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from teeka import errors, logging_setup
+from teeka.citizen.service import confirm_otp
 from teeka.db import session_scope
 from teeka.kit import clock
 from teeka.models import Beneficiary, OtpChallenge, OutboxMessage
@@ -55,6 +59,28 @@ async def test_wrong_otp_and_too_many_tries(client, world, maker, settings) -> N
     assert "Retry-After" in r.headers
 
 
+async def test_tries_made_meanwhile_count_against_a_try_that_read_the_count_before(
+        client, world, maker, settings) -> None:
+    """A try that read the challenge before three wrong tries were counted (tries sent at the
+    same moment) is not checked: the count is taken where it is updated."""
+    txn, code = await send_otp(client, maker, settings, next_mobile())
+    early = async_sessionmaker(maker.kw["bind"], expire_on_commit=False)
+    async with early() as db:
+        read = await db.get(OtpChallenge, txn)  # kept: the session's identity map holds it
+        assert read.attempts == 0
+        await db.commit()
+        for _ in range(3):
+            r = await client.post("/api/v1/auth/otp/confirm",
+                                  json={"txn_id": txn, "otp": wrong(code)})
+            assert r.status_code == 401 and r.json()["code"] == "OtpInvalid"
+        with pytest.raises(errors.OtpTooManyTries):
+            await confirm_otp(db, settings, txn_id=txn, otp=code)
+        await db.rollback()
+    async with session_scope(maker) as db:
+        challenge = await db.get(OtpChallenge, txn)
+        assert challenge.used_at is None and challenge.attempts == 3
+
+
 async def test_expired_otp(client, world, maker, settings) -> None:
     txn, code = await send_otp(client, maker, settings, next_mobile())
     clock.shift(timedelta(minutes=3, seconds=1))
@@ -88,6 +114,22 @@ async def test_invalid_mobile_is_a_clear_error(client, world, mobile: str) -> No
     r = await client.post("/api/v1/auth/otp", json={"mobile": mobile},
                           headers={"Accept-Language": "en"})
     assert r.status_code == 400 and r.json()["code"] == "InvalidMobile"
+
+
+def test_access_log_lines_keep_the_path_but_not_the_query() -> None:
+    """A vaccinator's search by mobile number, or a signed link, in uvicorn's access log."""
+    logging_setup.configure("INFO")
+    access = logging.getLogger("uvicorn.access")
+    for path, kept in [("/staff/centre?mobile=9876543210", "/staff/centre?…"),
+                       ("/slip/person/12345678901234?sig=abcdef", "/slip/person/12345678901234?…"),
+                       ("/healthz", "/healthz")]:
+        record = access.makeRecord("uvicorn.access", logging.INFO, __file__, 1,
+                                   '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:5000", "GET", path, "1.1", 200), None)
+        assert access.filter(record)
+        line = record.getMessage()
+        assert f"GET {kept} HTTP" in line
+        assert "9876543210" not in line and "abcdef" not in line
 
 
 async def test_otp_is_never_logged_nor_stored_in_clear(client, world, maker, settings,

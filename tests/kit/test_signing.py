@@ -31,12 +31,21 @@ def test_tokens_are_standard_hs256_jwts() -> None:
     assert signing.read_token(SECRET, theirs, kind="queue", now=NOW)["idx"] == 8  # type: ignore[index]
 
 
+def _spare(last: str) -> str:
+    """Another last character of a 32-byte value's base64url text that decodes to the same
+    bytes (its two low bits are not part of the value)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return alphabet[alphabet.index(last) ^ 1]
+
+
 def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "tampered", "alg none", "hs384", "expired",
-                                  "other kind", "garbage", "empty", "two parts", "bad base64"])
+                                  "other kind", "garbage", "empty", "two parts", "bad base64",
+                                  "signature and junk", "signature padded",
+                                  "signature's spare bits", "non-ascii signature"])
 def test_everything_else_is_refused(case: str) -> None:
     good = issue(idx=1)
     header, payload, sig = good.split(".")
@@ -55,6 +64,11 @@ def test_everything_else_is_refused(case: str) -> None:
         "empty": "",
         "two parts": f"{header}.{payload}",
         "bad base64": f"{header}.{payload}.%%%%",
+        # the same MAC in other texts: one valid token must not become countless cache keys
+        "signature and junk": f"{good}!!!!" + "*" * 3000,
+        "signature padded": f"{good}=",
+        "signature's spare bits": f"{header}.{payload}.{sig[:-1]}{_spare(sig[-1])}",
+        "non-ascii signature": f"{good[:-1]}\udcff",
     }[case]
     assert signing.read_token(SECRET, token, kind="queue", now=NOW) is None
     assert signing.read_token(SECRET, good, kind="queue", now=NOW) is not None

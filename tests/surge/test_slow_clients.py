@@ -122,6 +122,17 @@ def test_a_request_head_too_large_is_refused(server: tuple[str, int, int]) -> No
     assert answer(s).startswith(b"HTTP/1.1 400 ")
 
 
+def test_a_body_too_large_is_refused_before_it_is_read(server: tuple[str, int, int]) -> None:
+    host, port, _ = server
+    s = connect(host, port)
+    s.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+              b"Content-Type: application/json\r\nContent-Length: 4000000000\r\n\r\n{")
+    refused = answer(s)
+    assert refused.startswith(b"HTTP/1.1 413 ")
+    assert "अनुरोध बहुत बड़ा है".encode() in refused and b"Request too large" in refused
+    assert healthz(host, port) == 200
+
+
 @pytest.mark.deadline(8)  # the flood's accepted connections stay while it is counted
 def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int, int]) -> None:
     host, port, pid = server

@@ -73,13 +73,17 @@ async def second_factor_form(request: Request, db: Db, lang: Lang, next: str = "
 @router.post("/staff/second-factor", response_class=HTMLResponse)
 async def second_factor(request: Request, db: Db, lang: Lang, form: Form) -> Response:
     staff, enrol = await _pending(request, db)
-    if not await verify_second_factor(db, staff, form.get("code", ""), enrol_secret=enrol):
+    try:
+        passed = await verify_second_factor(db, staff, form.get("code", ""), enrol_secret=enrol)
+        status, error = 401, translate(lang, "The code is not right. Use the current code from your app.")
+    except errors.SecondFactorLocked as exc:
+        passed, status, error = False, exc.status, exc.text(lang)
+    if not passed:
         qr = segno.make(totp.provisioning_uri(enrol, staff.username), error="m").svg_data_uri(
             scale=4) if enrol else None
-        return render(request, "staff/second_factor.html", lang, status_code=401,
+        return render(request, "staff/second_factor.html", lang, status_code=status,
                       enrol=enrol, qr=qr, username=staff.username,
-                      next=_safe_next(form.get("next"), ""),
-                      error=translate(lang, "The code is not right. Use the current code from your app."))
+                      next=_safe_next(form.get("next"), ""), error=error)
     target = _safe_next(form.get("next"), HOME_FOR_ROLE.get(Role(staff.role), "/staff/district"))
     response = RedirectResponse(target, status_code=303)
     websession.clear_cookie(response, websession.SECOND_FACTOR)

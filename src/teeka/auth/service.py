@@ -89,14 +89,31 @@ async def create_staff(session: AsyncSession, *, username: str, password: str, n
     return staff
 
 
+# Wrong second-factor codes a staff user may send in a window before every code is refused
+# until the window has passed (a stolen password must not buy unlimited guesses of a six-digit
+# code: three steps are accepted at a time, so each guess has about 3 chances in a million).
+SECOND_FACTOR_TRIES = 5
+SECOND_FACTOR_WINDOW = timedelta(minutes=15)
+
+
 async def verify_second_factor(session: AsyncSession, staff: StaffUser, code: str, *,
                                enrol_secret: str | None = None) -> bool:
     """Check a TOTP code (against the enrolled secret, or the one being enrolled). A code is
     accepted once: the accepted step only moves forward, by a guarded update. Every outcome is
-    audited."""
-    from sqlalchemy import update
+    audited; after SECOND_FACTOR_TRIES failures within SECOND_FACTOR_WINDOW (counted from the
+    audit) every code is refused with SecondFactorLocked, unchecked."""
+    from sqlalchemy import func, update
 
     from teeka.auth import totp
+    from teeka.models import AuditEntry
+
+    failed = (await session.execute(
+        select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "auth.staff.second_factor_failed",
+            AuditEntry.object_type == "staff_user", AuditEntry.object_id == str(staff.id),
+            AuditEntry.at > clock.now() - SECOND_FACTOR_WINDOW))).scalar_one()
+    if failed >= SECOND_FACTOR_TRIES:
+        raise errors.SecondFactorLocked()
 
     secret = staff.totp_secret or enrol_secret
     step = totp.accepted_step(secret, code, staff.totp_last_step) if secret else None

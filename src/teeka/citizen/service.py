@@ -63,8 +63,10 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
     """Check an OTP (given plainly, or as its SHA-256 hex digest as the national API sends it)
     and return the account, creating it on first login.
 
-    A wrong try is counted; OtpInvalid keeps the changes of its unit of work (the count is
-    committed although the request fails).
+    Every try is counted, the right one too, by a guarded UPDATE before the code is compared:
+    tries sent at the same moment cannot all be checked against a count read before any of
+    them was made. OtpInvalid keeps the changes of its unit of work (the count is committed
+    although the request fails).
     """
     challenge = await session.get(OtpChallenge, txn_id) if txn_id else None
     if challenge is None or challenge.used_at is not None:
@@ -74,14 +76,14 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
         raise errors.OtpExpired()
     if challenge.attempts >= settings.otp_max_attempts:
         raise errors.OtpTooManyTries()
+    counted = await session.execute(
+        update(OtpChallenge).where(OtpChallenge.id == txn_id,
+                                   OtpChallenge.attempts < settings.otp_max_attempts)
+        .values(attempts=OtpChallenge.attempts + 1))
+    if counted.rowcount == 0:  # type: ignore[attr-defined]
+        raise errors.OtpTooManyTries()
     digest = otp_sha256 if otp_sha256 is not None else signing.sha256_hex((otp or "").strip())
     if not signing.constant_time_equal(_otp_hash(settings, txn_id, digest), challenge.code_hash):
-        counted = await session.execute(
-            update(OtpChallenge).where(OtpChallenge.id == txn_id,
-                                       OtpChallenge.attempts < settings.otp_max_attempts)
-            .values(attempts=OtpChallenge.attempts + 1))
-        if counted.rowcount == 0:  # type: ignore[attr-defined]
-            raise errors.OtpTooManyTries()
         raise errors.OtpInvalid()
     used = await session.execute(
         update(OtpChallenge).where(OtpChallenge.id == txn_id, OtpChallenge.used_at.is_(None))

@@ -98,10 +98,13 @@ def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | N
     payload, _, signature = rest.partition(".")
     if header != _HEADER or not payload or not signature or len(token) > 4096:
         return None
+    # The signature must be the exact text of the MAC: decoding would ignore characters outside
+    # the alphabet, padding and a last character's spare bits, and let one valid token be sent
+    # as countless different texts (each a new entry in the cache above).
+    expected = _b64(_mac(secret, f"{header}.{payload}")).encode("ascii")
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
+        return None
     try:
-        given = _unb64(signature)
-        if not hmac.compare_digest(_mac(secret, f"{header}.{payload}"), given):
-            return None
         claims = json.loads(_unb64(payload))
     except (ValueError, UnicodeError):
         return None

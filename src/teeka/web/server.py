@@ -22,6 +22,10 @@ Here, per worker process:
 * a request's head may be at most `MAX_HEAD_BYTES`; beyond, 400 and the connection is
   closed (uvicorn's own bound on head size applies only to h11, and
   `teeka serve` runs httptools);
+* a request declaring a body larger than `MAX_BODY_BYTES` (`Content-Length`) is answered 413
+  and the connection closed before any of it is read: the framework would read a JSON body
+  whole into memory, so a few such requests could use up a worker's memory (the largest
+  legitimate body, a CSV upload, is refused by its own route above 1 MiB);
 * a request with a small body (a `Content-Length` up to `BUFFERED_BODY_BYTES`, without
   `Expect: 100-continue`) becomes a task only once its whole body has arrived, as a buffering
   reverse proxy would pass it on: a client sending its body slowly holds a connection until the
@@ -51,6 +55,11 @@ MAX_HEAD_BYTES = 16 * 1024
 # Bodies up to this size are buffered before the request becomes a task (at most uvicorn's high
 # water mark, beyond which it stops reading until the application takes the body).
 BUFFERED_BODY_BYTES = min(64 * 1024, HIGH_WATER_LIMIT)
+# Above the largest body any route takes (a CSV upload: 1 MiB and its multipart envelope).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+TOO_LARGE = (b"HTTP/1.1 413 Content Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+             b"content-length: %d\r\nconnection: close\r\n\r\n%s")
+TOO_LARGE_TEXT = "Request too large / अनुरोध बहुत बड़ा है".encode()
 TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: 15\r\nconnection: close\r\n\r\nRequest timeout")
 
@@ -134,6 +143,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if app is self.app and cycle.more_body and _too_large(cycle.scope["headers"]):
+            self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
+            self.transport.close()
+            return
         answer = self._answer_early(cycle.scope) if app is self.app else None
         if answer is None:
             if (app is self.app and cycle.more_body and not cycle.waiting_for_100_continue
@@ -169,6 +182,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         shedder = self.app_state.get(SHEDDER_KEY)
         refusal = shedder.refuse_early(scope) if shedder is not None else None
         return None if refusal is None else (503, *refusal)
+
+
+def _too_large(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request declares a body larger than MAX_BODY_BYTES."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.isdigit() and int(value) > MAX_BODY_BYTES
+    return False
 
 
 def _small_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
