@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from teeka.config import Settings
-from teeka.errors import Busy, DomainError
+from teeka.errors import Busy, DomainError, Invalid
 
 # Named constraints so that Alembic migrations run the same on SQLite and PostgreSQL.
 NAMING = {
@@ -278,7 +278,13 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
         if _retryable(exc):
             BUSY.labels("db_retry").inc()
             raise Busy() from exc
+        if isinstance(exc, sa_exc.DataError) or (_sqlstate(exc) or "").startswith("22"):
+            # A value the database cannot take (a NUL in a text, a number beyond its column):
+            # the request's fault, told as such, not a 500.
+            raise Invalid(detail="a value given is out of range or not allowed") from exc
         raise
+    except OverflowError as exc:  # a number or a date beyond what SQLite or the calendar holds
+        raise Invalid(detail="a value given is out of range or not allowed") from exc
     except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
         BUSY.labels("db_host").inc()
         raise Busy() from exc

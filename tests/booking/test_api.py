@@ -26,3 +26,24 @@ async def test_book_cancel_rebook_moves_the_figures(client: httpx.AsyncClient, w
     r = await client.post(f"/api/v1/appointments/{appt}/cancel", headers=citizen)
     assert r.status_code == 204, r.text
     assert await free() == 2
+
+
+async def test_values_beyond_what_the_database_or_calendar_holds_are_refused_clearly(
+        client: httpx.AsyncClient, world) -> None:
+    """A date at the calendar's end, a number beyond the column, a NUL in a text: 400 in the
+    user's language (or the route's own refusal), never a 500."""
+    for params in ({"district_id": 109, "date": "9999-12-31", "days": 2},
+                   {"district_id": 99999999999999999999},
+                   {"centre_id": -99999999999999999999}):
+        r = await client.get("/api/v1/sessions", params=params,
+                             headers={"Accept-Language": "en"})
+        assert r.status_code == 400, (params, r.text)
+        assert r.json()["code"] == "Invalid" and "out of range" in r.json()["message"]
+    r = await client.get("/api/v1/sessions", params={"district_id": 99999999999999999999},
+                         headers={"Accept-Language": "hi"})
+    assert "सीमा से बाहर" in r.json()["message"]
+    r = await client.post("/api/v1/auth/otp/confirm", json={"txn_id": "\u0000", "otp": "1"})
+    assert r.status_code in (400, 401), r.text
+    # the home page's search, at the calendar's end
+    r = await client.get("/", params={"date": "31-12-9999", "district_id": "109"})
+    assert r.status_code < 500, r.text[:300]
