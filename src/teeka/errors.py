@@ -42,6 +42,9 @@ def _error(code: str, status: int, message: str, retry_after: int | None = None,
 # Generic
 Invalid = _error("Invalid", 400, "Some of the details are not valid: {detail}")
 NotFound = _error("NotFound", 404, "Not found.")
+MethodNotAllowed = _error("MethodNotAllowed", 405,
+                          "This address cannot be opened this way. Go back to the previous page "
+                          "and try again.")
 Unauthenticated = _error("Unauthenticated", 401, "Unauthenticated access!")
 Forbidden = _error("Forbidden", 403, "You are not allowed to do this.")
 SecondFactorNotSetUp = _error("SecondFactorNotSetUp", 403,

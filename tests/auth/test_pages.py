@@ -15,6 +15,8 @@ from teeka.models import AuditEntry, StaffUser
 from tests.factories import PASSWORD
 
 LOCKED = "Too many wrong codes. Please try again in 15 minutes."
+WRONG_WAY = ("This address cannot be opened this way. Go back to the previous page and try "
+             "again.")
 
 
 def csrf_of(html: str) -> str:
@@ -150,3 +152,23 @@ async def test_open_redirects_are_refused(client, world) -> None:
     r = await client.post("/staff/login", data={"csrf": csrf_of(page.text), "username": "helpdesk",
                                                  "password": PASSWORD, "next": "https://evil.example"})
     assert "evil" not in r.headers["location"]
+
+
+async def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(client, world) -> None:
+    """Signing in again after a form was refused for want of a session leads back to the page
+    the form was sent from, not to the form's POST-only address; opened by GET, such an
+    address answers 405 in both languages, not the framework's English."""
+    page = f"{client.base_url}/staff/helpdesk?tab=register"
+    r = await client.post("/staff/helpdesk/register", data={"name": "x"},
+                          headers={"Referer": page})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/staff/login?next=/staff/helpdesk%3Ftab%3Dregister"
+    # from another site, or not known: no way back is offered
+    r = await client.post("/staff/helpdesk/register", data={"name": "x"},
+                          headers={"Referer": "https://evil.example/staff/helpdesk"})
+    assert r.headers["location"] == "/staff/login?next="
+    r = await client.get("/staff/logout")
+    assert r.status_code == 405 and "POST" in r.headers["allow"]
+    assert translate("hi", WRONG_WAY) in r.text and WRONG_WAY in r.text
+    r = await client.put("/api/v1/auth/otp", headers={"Accept-Language": "en"})
+    assert r.status_code == 405 and r.json() == {"code": "MethodNotAllowed", "message": WRONG_WAY}

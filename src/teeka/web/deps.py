@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import text
@@ -84,9 +85,16 @@ async def actor(request: Request, session: Db,
 
 
 def _here(request: Request) -> str:
-    """Where to come back after signing in: the path and its query (a GET's search)."""
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query and request.method == "GET" else "")
+    """Where to come back after signing in: the path and its query (a GET's search). For a form
+    sent after the session ended, the page it was sent from (on this site), whose form can be
+    sent again — the form's own address may answer only POST; none when that is not known."""
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return request.url.path + (f"?{query}" if query else "")
+    sent_from = urlsplit(request.headers.get("referer", ""))
+    if sent_from.netloc == request.url.netloc and sent_from.path.startswith("/"):
+        return sent_from.path + (f"?{sent_from.query}" if sent_from.query else "")
+    return ""
 
 
 async def citizen_page(request: Request, session: Db) -> Actor:

@@ -70,6 +70,13 @@ def install(app: FastAPI) -> None:
     async def on_not_found(request: Request, exc: Exception) -> Response:
         return domain_response(request, errors.NotFound())
 
+    async def on_method(request: Request, exc: Exception) -> Response:
+        response = domain_response(request, errors.MethodNotAllowed())
+        allowed = getattr(exc, "headers", None) or {}
+        if "Allow" in allowed:
+            response.headers["Allow"] = allowed["Allow"]
+        return response
+
     async def on_redis(request: Request, exc: Exception) -> Response:
         # The shared fast state (waiting room, limits) is unreachable or out of connections:
         # a retryable 503 with Retry-After, never a 500.
@@ -82,4 +89,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(404, on_not_found)
+    app.add_exception_handler(405, on_method)
     _ = translate  # re-exported for templates
