@@ -11,12 +11,19 @@ import uuid
 from datetime import time, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import Centre
-from tests.factories import latest_sms, next_aadhaar, next_mobile, publish
+from teeka.models import Beneficiary, Centre, DoseRecord, StaffUser, VaccinationSession
+from tests.factories import (
+    add_beneficiary,
+    latest_sms,
+    login_citizen,
+    next_aadhaar,
+    next_mobile,
+    publish,
+)
 
 DATE = re.compile(r"^\d{2}-\d{2}-\d{4}$")
 HMS = re.compile(r"^\d{2}:\d{2}:\d{2}$")
@@ -277,3 +284,36 @@ async def test_full_session_is_409(client, world, maker, settings) -> None:
             "dose": 1, "session_id": sid, "slot": "09:00AM-11:00AM", "beneficiaries": [ref]})
         codes.append(r.status_code)
     assert codes == [200, 409]
+
+
+async def test_the_beneficiary_list_reports_the_vaccine_and_a_finished_schedule(
+        client, world, maker, settings) -> None:
+    """`vaccine` is the course's vaccine, and `Vaccinated` means its schedule is done: after
+    the first of two doses `Partially Vaccinated`, after the second `Vaccinated`."""
+    sid = await publish(maker, world, centre_id=world.centre_a, vaccine="COVAXIN")
+    h = await login_citizen(client, maker, settings)
+    ref = await add_beneficiary(client, h)
+
+    async def given(number: int) -> None:
+        async with session_scope(maker) as db:
+            person = (await db.execute(select(Beneficiary).where(
+                Beneficiary.reference_id == ref))).scalar_one()
+            vs = await db.get(VaccinationSession, sid)
+            vaccinator = (await db.execute(select(StaffUser.id).limit(1))).scalar_one()
+            db.add(DoseRecord(beneficiary_id=person.id, session_id=sid, centre_id=vs.centre_id,
+                              vaccine_id=vs.vaccine_id, dose_number=number, batch="B-1",
+                              administered_at=clock.now() - timedelta(days=40 - 30 * number),
+                              vaccinator_id=vaccinator, created_at=clock.now()))
+
+    def listed(r) -> dict:
+        (b,) = r.json()["beneficiaries"]
+        return {"status": b["vaccination_status"], "vaccine": b["vaccine"]}
+
+    r = await client.get("/api/v2/appointment/beneficiaries", headers=h)
+    assert listed(r) == {"status": "Not Vaccinated", "vaccine": ""}
+    await given(1)
+    r = await client.get("/api/v2/appointment/beneficiaries", headers=h)
+    assert listed(r) == {"status": "Partially Vaccinated", "vaccine": "COVAXIN"}
+    await given(2)
+    r = await client.get("/api/v2/appointment/beneficiaries", headers=h)
+    assert listed(r) == {"status": "Vaccinated", "vaccine": "COVAXIN"}

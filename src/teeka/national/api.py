@@ -42,6 +42,7 @@ from teeka.models import (
     DoseRecord,
     State,
     VaccinationSession,
+    Vaccine,
 )
 from teeka.national import repository, rules
 from teeka.national.repository import CentreInfo, SessionInfo
@@ -475,8 +476,11 @@ async def beneficiaries(db: Db, actor: CurrentActor) -> Json:
                                   .order_by(DoseRecord.dose_number))).scalars().all()
         dates = {d.dose_number: rules.fmt_date(d.administered_at.astimezone(clock.LOCAL_TZ).date())
                  for d in doses}
+        # The primary course's vaccine (its first dose) and whether its schedule is complete.
+        vaccine = await db.get(Vaccine, doses[0].vaccine_id) if doses else None
+        complete = vaccine is not None and any(d.dose_number >= vaccine.doses for d in doses)
         status = ("Not Vaccinated" if not doses else
-                  "Vaccinated" if len(doses) >= 2 else "Partially Vaccinated")
+                  "Vaccinated" if complete else "Partially Vaccinated")
         appts = (await db.execute(select(Appointment, Booking).join(
             Booking, Booking.id == Appointment.booking_id).where(
             Appointment.beneficiary_id == p.id,
@@ -502,7 +506,7 @@ async def beneficiaries(db: Db, actor: CurrentActor) -> Json:
             "mobile_number": account.mobile[-4:] if account else "",
             "photo_id_type": rules.id_type_label(p.id_type),
             "photo_id_number": mask_id_number(p.id_last4), "comorbidity_ind": "N",
-            "vaccination_status": status, "vaccine": "",
+            "vaccination_status": status, "vaccine": vaccine.code if vaccine else "",
             "dose1_date": dates.get(1, ""), "dose2_date": dates.get(2, ""),
             "appointments": appointments})
     return {"beneficiaries": out}
