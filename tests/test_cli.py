@@ -162,6 +162,13 @@ def test_demo_is_refused_in_production(demo_env: dict[str, str]) -> None:
     assert "development only" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_several_workers_without_redis_are_refused(demo_env: dict[str, str]) -> None:
+    """Each process would keep a waiting room of its own: admitted by one, refused by another."""
+    done = invoke({**demo_env, "TEEKA_REDIS_URL": ""}, "serve", "--workers", "2")
+    assert done.exit_code == 2
+    assert "TEEKA_REDIS_URL" in done.output
+
+
 def test_user_create_reads_the_password_from_the_environment(demo_env) -> None:
     env = {**demo_env, "TEEKA_NEW_USER_PASSWORD": "a-long-secret-1"}
     result = invoke(env, "user", "create", "--username", "durg", "--role", "district_admin",

@@ -106,6 +106,12 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     import uvicorn
 
     settings = _settings()
+    if workers > 1 and not settings.redis_url:
+        # Without Redis each process would keep a waiting room and limits of its own: people
+        # admitted by one refused by another (HoldRequired), limits multiplied by the workers.
+        typer.echo("teeka: several worker processes share the waiting room and the limits "
+                   "through Redis: set TEEKA_REDIS_URL, or serve with --workers 1", err=True)
+        raise typer.Exit(2)
     typer.echo(f"teeka: serving http://{host}:{port} with {workers} worker(s), "
                f"database {_where(settings)}", err=True)
     uvicorn.run("teeka.app:create_app", factory=True, host=host, port=port, workers=workers,
