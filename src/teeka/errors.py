@@ -108,6 +108,10 @@ NotOpenYet = _error("NotOpenYet", 409, "These places open at {at}. Join the queu
 HoldRequired = _error("HoldRequired", 409,
                       "These places are given out through the waiting room. Join the queue; "
                       "when your turn comes, places are kept for you.")
+HoldTooSmall = _error("HoldTooSmall", 409,
+                      "When your turn came, places were kept for this many people of your "
+                      "account: {size}. Book for at most that many now; for the others, join the "
+                      "queue again after this booking.")
 PlacesHeld = _error("PlacesHeld", 409,
                     "Every free place here is being kept for people admitted from the waiting "
                     "room. Try again in a few minutes, when their places are used or given back.")

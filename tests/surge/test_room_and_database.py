@@ -12,7 +12,7 @@ import pytest
 
 from teeka.i18n import translate
 from teeka.kit import clock
-from tests.factories import bulk_citizens, publish, slot_of
+from tests.factories import add_beneficiary, bulk_citizens, publish, slot_of
 from tests.staff import csrf_of, hidden, register, staff_client
 from tests.surge.test_waiting_room import SLOT, book, drawn_store, join, make_opening, status
 
@@ -220,3 +220,27 @@ async def test_a_booking_retried_while_the_room_is_open_gets_the_booking_it_made
     # someone else's key is not theirs to replay
     r = await book(client, h2, sid, ref2, "retry-00001")
     assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
+
+
+async def test_a_hold_books_at_most_the_people_it_kept_places_for(client, world, maker,
+                                                                  settings) -> None:
+    """Admitted with one person registered, an account that registers more may book for one:
+    the room kept one place for it, and the others are places promised to other people."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    ((h, ref),) = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    late = await add_beneficiary(client, h, name="Registered Later")
+    both = {"session_id": sid, "slot": SLOT, "beneficiaries": [ref, late]}
+    r = await client.post("/api/v1/appointments", json=both,
+                          headers={**h, "Idempotency-Key": "small-00001",
+                                   "Accept-Language": "en"})
+    assert r.status_code == 409 and r.json()["code"] == "HoldTooSmall"
+    assert "people of your account: 1." in r.json()["message"]
+    r = await client.post("/api/v2/appointment/schedule", json={**both, "dose": 1},
+                          headers={**h, "Idempotency-Key": "small-00002"})
+    assert r.status_code == 409, r.text
+    r = await book(client, h, sid, ref, "small-00003")  # the one it kept a place for
+    assert r.status_code == 201, r.text

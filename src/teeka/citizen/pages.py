@@ -410,7 +410,7 @@ async def book(request: Request, session_id: str, db: Db, lang: Lang, actor: Cit
                                 error=translate(lang, "Choose a time slot."))
     try:
         await limiter(request).hit("booking", actor.label)
-        opening = await surge_api.gate(request, db, actor, session_id[:36],
+        opening = await surge_api.gate(request, db, actor, session_id[:36], people=refs,
                                        idempotency_key=key)
         result = await booking_service.book_appointment(
             db, actor=actor, session_id=session_id[:36], slot=slot, beneficiary_refs=refs,

@@ -136,7 +136,8 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
         if not actor.is_citizen:
             return None
         request.state.gate_started = time.monotonic()
-        return await room(request).gate(db, actor, session_id)
+        return await room(request).gate(
+            db, actor, session_id, people if isinstance(people, int) else len(people))
     except errors.DomainError:
         if idempotency_key and await earlier_booking(db, actor.label, idempotency_key):
             return None

@@ -756,10 +756,12 @@ class WaitingRoom:
         return [o for o in openings
                 if o.first_day <= day and o.district_id in (None, district)]
 
-    async def gate(self, session: AsyncSession, actor: Actor, session_id: str
-                   ) -> OpeningView | None:
+    async def gate(self, session: AsyncSession, actor: Actor, session_id: str,
+                   people: int = 1) -> OpeningView | None:
         """The opening that governs booking this session now, if any; raises when it may not be
-        booked now (before the opening, or without a live hold while the room is open)."""
+        booked now (before the opening, or without a live hold while the room is open), or
+        for more `people` than the hold kept places for (HoldTooSmall: the room counts the
+        places a hold keeps, and more taken would be places promised to others)."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
@@ -776,6 +778,9 @@ class WaitingRoom:
             held = await self.store.hold(opening.id, str(actor.id))
             if held is None or not held.endswith(":live") or float(held.split(":")[1]) <= _now():
                 raise errors.HoldRequired()
+            size = int(held.split(":")[0])
+            if people > size:
+                raise errors.HoldTooSmall(size=size)
             return opening
         return None
 
