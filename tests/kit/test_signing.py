@@ -68,7 +68,7 @@ def test_everything_else_is_refused(case: str) -> None:
         "signature and junk": f"{good}!!!!" + "*" * 3000,
         "signature padded": f"{good}=",
         "signature's spare bits": f"{header}.{payload}.{sig[:-1]}{_spare(sig[-1])}",
-        "non-ascii signature": f"{good[:-1]}\udcff",
+        "non-ascii signature": f"{good[:-1]}\udcff\ud800é",
     }[case]
     assert signing.read_token(SECRET, token, kind="queue", now=NOW) is None
     assert signing.read_token(SECRET, good, kind="queue", now=NOW) is not None

@@ -102,7 +102,7 @@ def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | N
     # the alphabet, padding and a last character's spare bits, and let one valid token be sent
     # as countless different texts (each a new entry in the cache above).
     expected = _b64(_mac(secret, f"{header}.{payload}")).encode("ascii")
-    if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         return None
     try:
         claims = json.loads(_unb64(payload))
