@@ -13,6 +13,7 @@ import pytest
 
 from teeka.app import create_app
 from teeka.kit import clock, signing
+from teeka.surge.service import HOLD_GRACE_S
 from tests.factories import add_beneficiary, bulk_citizens, publish
 
 SLOT = "09:00AM-11:00AM"
@@ -138,6 +139,17 @@ async def test_holds_never_exceed_places_and_expire_back(client, world, maker, s
         assert (await book(client, h, sid, ref, f"held-{i:05d}")).status_code == 201
         assert (await status(client, h, oid, tokens[i]))["state"] == "used"
     clock.shift(timedelta(seconds=121))
+    # The third hold is over: its owner may no longer book with it ...
+    lapsed = admitted[2]
+    assert (await status(client, people[lapsed][0], oid, tokens[lapsed]))["state"] == "expired"
+    h, ref = people[lapsed]
+    r = await book(client, h, sid, ref, "lapsed-001")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
+    # ... but its place goes back only after the grace a booking already past the gate may
+    # need to commit: nobody is admitted into it meanwhile
+    states = {i: (await status(client, people[i][0], oid, tokens[i]))["state"] for i in waiting}
+    assert set(states.values()) == {"waiting"}
+    clock.shift(timedelta(seconds=HOLD_GRACE_S))
     states = {i: (await status(client, people[i][0], oid, tokens[i]))["state"] for i in waiting}
     # the expired hold's place went to the first one waiting, in queue order
     positions = {i: (await status(client, people[i][0], oid, tokens[i]))["position"]

@@ -57,6 +57,11 @@ TOKEN_HOURS = 6
 log = structlog.get_logger()
 
 GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
+# A hold is usable for `hold_seconds`; its place goes back to the room this much later. A booking
+# that passed the gate just before the hold's end may still be waiting for a pooled connection
+# or its commit (the pool's timeout, statements, a commit waiting for a standby): were the place
+# given to the next person meanwhile, the booking's commit would take a place promised to them.
+HOLD_GRACE_S = 30.0
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
@@ -505,8 +510,10 @@ class WaitingRoom:
                     # happen; the room does not close without a count); the next step tries
                     # again.
                     log.warning("surge.step.no_sizes", opening=oid, error=type(exc).__name__)
-        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds, needs, places,
-                                     lookahead)
+        # The stores expire a hold at the time they keep; the gate and the answers use it
+        # HOLD_GRACE_S earlier.
+        meta = await self.store.step(oid, now, rate, now + opening.hold_seconds + HOLD_GRACE_S,
+                                     needs, places, lookahead)
         return meta
 
     async def _needs(self, session: AsyncSession, opening: OpeningView, accounts: list[str],
@@ -736,7 +743,10 @@ class WaitingRoom:
             if state == "none":
                 return self._none(opening, actor.id, index, int(expires))
             if state == "live":
-                return answer("admitted", index + 1, 0, 0, max(0, int(float(expires) - _now())))
+                left = float(expires) - HOLD_GRACE_S - _now()
+                if left <= 0:  # over for the person; its place goes back at the grace's end
+                    return answer("expired", index + 1, 0, 0, None)
+                return answer("admitted", index + 1, 0, 0, int(left))
             return answer(state, index + 1, 0, 0, None)
         if meta.get("closed") == "1":
             return answer("closed", index + 1, None, None, None)
@@ -776,7 +786,8 @@ class WaitingRoom:
             if meta.get("closed") == "1":
                 continue
             held = await self.store.hold(opening.id, str(actor.id))
-            if held is None or not held.endswith(":live") or float(held.split(":")[1]) <= _now():
+            if (held is None or not held.endswith(":live")
+                    or float(held.split(":")[1]) - HOLD_GRACE_S <= _now()):
                 raise errors.HoldRequired()
             size = int(held.split(":")[0])
             if people > size:
