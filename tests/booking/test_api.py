@@ -47,3 +47,15 @@ async def test_values_beyond_what_the_database_or_calendar_holds_are_refused_cle
     # the home page's search, at the calendar's end
     r = await client.get("/", params={"date": "31-12-9999", "district_id": "109"})
     assert r.status_code < 500, r.text[:300]
+
+
+async def test_a_body_that_is_not_json_is_refused_in_the_users_language(
+        client: httpx.AsyncClient, world) -> None:
+    for lang, words, body in (("en", "could not be read", b"{not json"),
+                              ("hi", "पढ़ा नहीं जा सका", b"{not json"),
+                              ("en", "could not be read", b"[" * 100_000)):  # too deep to parse
+        r = await client.post("/api/v1/appointments", content=body,
+                              headers={"Content-Type": "application/json",
+                                       "Accept-Language": lang, "Idempotency-Key": "bad-0001"})
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "Invalid" and words in r.json()["message"]

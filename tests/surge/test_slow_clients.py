@@ -133,6 +133,29 @@ def test_a_body_too_large_is_refused_before_it_is_read(server: tuple[str, int, i
     assert healthz(host, port) == 200
 
 
+def test_a_chunked_body_too_large_is_cut_off(server: tuple[str, int, int]) -> None:
+    """A chunked body has no length to refuse up front: it is cut off once more than the bound
+    has arrived, long before the client has sent it all (without the bound the application
+    reads all 10 MiB into memory and then answers)."""
+    host, port, _ = server
+    s = connect(host, port)
+    s.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
+              b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"[" * (64 * 1024))
+    sent = 0
+    try:
+        for _ in range(160):  # 10 MiB
+            s.sendall(chunk)
+            sent += 64 * 1024
+        s.sendall(b"0\r\n\r\n")
+        refused = answer(s)
+    except OSError:  # reset while sending or reading: the server closed it
+        refused = b""
+    assert sent < 10 * 1024 * 1024 or refused.startswith(b"HTTP/1.1 413 ")
+    assert not refused or refused.startswith(b"HTTP/1.1 413 ")
+    assert healthz(host, port) == 200
+
+
 @pytest.mark.deadline(8)  # the flood's accepted connections stay while it is counted
 def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int, int]) -> None:
     host, port, pid = server

@@ -55,8 +55,16 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, errors.DomainError)
         return domain_response(request, exc)
 
+    async def on_bad_request(request: Request, exc: Exception) -> Response:
+        # The framework's own 400 (a body that is not JSON, a form it cannot parse): in the
+        # user's language like every other refusal.
+        return domain_response(request,
+                               errors.Invalid(detail="the request's body could not be read"))
+
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return await on_bad_request(request, exc)  # its "field" is a position in the text
         fields = sorted({".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()})
         err = errors.Invalid(detail=", ".join(fields))
         if request.url.path.startswith("/api/v2/"):
@@ -90,4 +98,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(404, on_not_found)
     app.add_exception_handler(405, on_method)
+    app.add_exception_handler(400, on_bad_request)
     _ = translate  # re-exported for templates

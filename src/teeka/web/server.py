@@ -23,9 +23,10 @@ Here, per worker process:
   closed (uvicorn's own bound on head size applies only to h11, and
   `teeka serve` runs httptools);
 * a request declaring a body larger than `MAX_BODY_BYTES` (`Content-Length`) is answered 413
-  and the connection closed before any of it is read: the framework would read a JSON body
-  whole into memory, so a few such requests could use up a worker's memory (the largest
-  legitimate body, a CSV upload, is refused by its own route above 1 MiB);
+  and the connection closed before any of it is read, and a chunked body is cut off (413 when
+  nothing has been answered yet) as soon as more than that has arrived: the framework would
+  read a JSON body whole into memory, so a few such requests could use up a worker's memory
+  (the largest legitimate body, a CSV upload, is refused by its own route above 1 MiB);
 * a request with a small body (a `Content-Length` up to `BUFFERED_BODY_BYTES`, without
   `Expect: 100-continue`) becomes a task only once its whole body has arrived, as a buffering
   reverse proxy would pass it on: a client sending its body slowly holds a connection until the
@@ -75,6 +76,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.body_timeout_s = settings.http_body_timeout_s
         self.deadline: asyncio.TimerHandle | None = None
         self.head_bytes = 0  # bytes received while the head of a request was awaited
+        self.body_bytes = 0  # bytes of the current request's body received so far
         self.awaiting_head = True
         # a request whose small body is still arriving: it becomes a task when the body is whole
         self.awaiting_body: tuple[RequestResponseCycle, Any] | None = None
@@ -98,6 +100,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.body_bytes = 0
         if self.deadline is None:  # the next request on a kept-alive connection has begun
             self._expect(self.head_timeout_s)
 
@@ -111,6 +114,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # in memory until it ends): refused, the connection closed.
             if self.cycle is None or self.cycle.response_complete:
                 self.send_400_response("Request head too large")
+            self.transport.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes <= MAX_BODY_BYTES:
+            super().on_body(body)
+            return
+        if not self.transport.is_closing():  # a chunked body beyond the bound: cut off
+            if self.cycle is not None and not self.cycle.response_started:
+                self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
             self.transport.close()
 
     def on_headers_complete(self) -> None:
