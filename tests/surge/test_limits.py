@@ -57,6 +57,17 @@ async def test_otp_sends_per_number(strict, world) -> None:
     assert (await strict.post("/api/v1/auth/otp", json={"mobile": next_mobile()})).status_code == 200
 
 
+async def test_the_otp_limit_keeps_no_mobile_number(settings: Settings, world) -> None:
+    """Counted under a keyed hash: the store's keys (Redis's, shared and inspectable, named the
+    same way) hold no mobile number."""
+    async with app_with(settings, **STRICT, redis_url="") as (app, c):
+        mobile = next_mobile()
+        assert (await c.post("/api/v1/auth/otp", json={"mobile": mobile})).status_code == 200
+        storage = app.state.limiter.storage
+        keys = [*storage.events, *storage.storage]
+        assert keys and not any(mobile in k for k in keys)
+
+
 async def test_searches_and_booking_attempts_per_account(strict, world, maker, settings) -> None:
     (h, ref), (h2, _) = await bulk_citizens(maker, settings, 2)
     params = {"district_id": "109", "date": "01-06-2021"}

@@ -276,9 +276,12 @@ async def public_limit(request: Request) -> None:
 
 
 async def otp_limit(request: Request, mobile: str) -> None:
-    """Per mobile number (normalised; an invalid number is refused by the service itself)."""
+    """Per mobile number (normalised; an invalid number is refused by the service itself),
+    counted under a keyed hash of it: the shared store's keys hold no mobile numbers."""
+    from teeka.kit import signing
     from teeka.kit.phone import normalise_mobile
 
     number = normalise_mobile(mobile)
     if number is not None:
-        await limiter(request).hit("otp", number)
+        secret = request.app.state.settings.resolved_secret()
+        await limiter(request).hit("otp", signing.keyed_hash(secret, "otp-limit", number)[:32])
