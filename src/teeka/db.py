@@ -264,6 +264,10 @@ def _retryable(exc: sa_exc.DBAPIError) -> bool:
             or "None of the hosts match the target attribute" in str(exc))  # no primary yet
 
 
+def _out_of_range() -> DomainError:
+    return Invalid(detail="a value given is out of range or not allowed")
+
+
 @asynccontextmanager
 async def busy_on_database_trouble() -> AsyncIterator[None]:
     """Database trouble that asking again can cure — no connection within the pool timeout, a
@@ -281,10 +285,10 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
         if isinstance(exc, sa_exc.DataError) or (_sqlstate(exc) or "").startswith("22"):
             # A value the database cannot take (a NUL in a text, a number beyond its column):
             # the request's fault, told as such, not a 500.
-            raise Invalid(detail="a value given is out of range or not allowed") from exc
+            raise _out_of_range() from exc
         raise
     except OverflowError as exc:  # a number or a date beyond what SQLite or the calendar holds
-        raise Invalid(detail="a value given is out of range or not allowed") from exc
+        raise _out_of_range() from exc
     except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
         BUSY.labels("db_host").inc()
         raise Busy() from exc

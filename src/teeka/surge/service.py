@@ -51,7 +51,7 @@ from teeka.models import (
 )
 from teeka.models.schedule import Share
 from teeka.surge import rules
-from teeka.surge.store import BUSY_WINDOW_S, Store
+from teeka.surge.store import BUSY_WINDOW_S, Store, parse_hold
 
 TOKEN_HOURS = 6
 log = structlog.get_logger()
@@ -62,6 +62,11 @@ GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 # or its commit (the pool's timeout, statements, a commit waiting for a standby): were the place
 # given to the next person meanwhile, the booking's commit would take a place promised to them.
 HOLD_GRACE_S = 30.0
+
+
+def _told_end(kept_until: str) -> float:
+    """The end of a hold as the person was told it, from the time the store keeps it until."""
+    return float(kept_until) - HOLD_GRACE_S
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
@@ -733,7 +738,7 @@ class WaitingRoom:
         # at their own place, ahead of everyone still waiting (store.recheck).
         held, rank = await self.store.recheck(opening.id, str(actor.id))
         if held is not None:
-            _, expires, state = held.split(":")
+            _, expires, state = parse_hold(held)
             if state == "back" and meta.get("closed") != "1":
                 ahead = max(rank, 0)
                 return answer("waiting", index + 1, ahead,
@@ -743,7 +748,7 @@ class WaitingRoom:
             if state == "none":
                 return self._none(opening, actor.id, index, int(expires))
             if state == "live":
-                left = float(expires) - HOLD_GRACE_S - _now()
+                left = _told_end(expires) - _now()
                 if left <= 0:  # over for the person; its place goes back at the grace's end
                     return answer("expired", index + 1, 0, 0, None)
                 return answer("admitted", index + 1, 0, 0, int(left))
@@ -786,10 +791,11 @@ class WaitingRoom:
             if meta.get("closed") == "1":
                 continue
             held = await self.store.hold(opening.id, str(actor.id))
-            if (held is None or not held.endswith(":live")
-                    or float(held.split(":")[1]) - HOLD_GRACE_S <= _now()):
+            if held is None:
                 raise errors.HoldRequired()
-            size = int(held.split(":")[0])
+            size, expires, state = parse_hold(held)
+            if state != "live" or _told_end(expires) <= _now():
+                raise errors.HoldRequired()
             if people > size:
                 raise errors.HoldTooSmall(size=size)
             return opening

@@ -82,7 +82,8 @@ class Store(Protocol):
     async def reset(self, opening: int) -> None: ...
 
 
-def _hold(value: str) -> tuple[int, str, str]:
+def parse_hold(value: str) -> tuple[int, str, str]:
+    """A hold's "size:expires:state" as (size, expires, state)."""
     size, expires, state = value.split(":")
     return int(size), expires, state
 
@@ -188,7 +189,7 @@ class MemoryStore:
         hold_pools = self._hold_pools.setdefault(opening, {})
         expiry = self._expiry.setdefault(opening, {})
         for account in [a for a, t in expiry.items() if t <= now]:
-            size, _, state = _hold(holds[account])
+            size, _, state = parse_hold(holds[account])
             if state == "live":
                 for key in hold_pools.pop(account, []):
                     pools[key][1] -= 1
@@ -259,9 +260,9 @@ class MemoryStore:
     async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
         holds = self._holds.setdefault(opening, {})
         value = holds.get(account)
-        if value is None or _hold(value)[2] != "live":
+        if value is None or parse_hold(value)[2] != "live":
             return False
-        size = _hold(value)[0]
+        size = parse_hold(value)[0]
         pools = self._pools.setdefault(opening, {})
         for key in self._hold_pools.setdefault(opening, {}).pop(account, []):
             pools[key][1] -= 1
@@ -280,7 +281,7 @@ class MemoryStore:
         meta = self._meta.setdefault(opening, {})
         value = holds.get(account)
         if value is not None and meta.get("closed") != "1":
-            _, told_at, state = _hold(value)
+            _, told_at, state = parse_hold(value)
             if state == "none" and int(told_at) < int(meta.get("grown", 0)):
                 back[account] = int(self._members[opening][account])
                 value = holds[account] = f"0:{told_at}:back"

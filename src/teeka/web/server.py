@@ -122,9 +122,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().on_body(body)
             return
         if not self.transport.is_closing():  # a chunked body beyond the bound: cut off
-            if self.cycle is not None and not self.cycle.response_started:
-                self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
-            self.transport.close()
+            self._too_large(answer=self.cycle is not None and not self.cycle.response_started)
+
+    def _too_large(self, answer: bool) -> None:
+        """Refuse a body beyond MAX_BODY_BYTES: 413 (when nothing was answered yet), closed."""
+        if answer:
+            self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         self.awaiting_head = False
@@ -156,9 +160,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        if app is self.app and cycle.more_body and _too_large(cycle.scope["headers"]):
-            self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
-            self.transport.close()
+        if app is self.app and cycle.more_body and _declares_too_much(cycle.scope["headers"]):
+            self._too_large(answer=True)
             return
         answer = self._answer_early(cycle.scope) if app is self.app else None
         if answer is None:
@@ -197,7 +200,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         return None if refusal is None else (503, *refusal)
 
 
-def _too_large(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+def _declares_too_much(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request declares a body larger than MAX_BODY_BYTES."""
     for name, value in headers:
         if name == b"content-length":
