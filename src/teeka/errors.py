@@ -112,6 +112,9 @@ HoldTooSmall = _error("HoldTooSmall", 409,
                       "When your turn came, places were kept for this many people of your "
                       "account: {size}. Book for at most that many now; for the others, join the "
                       "queue again after this booking.")
+PlacesKept = _error("PlacesKept", 409,
+                    "The places left in this slot are kept for other people admitted from the "
+                    "waiting room. Choose another slot or centre.")
 PlacesHeld = _error("PlacesHeld", 409,
                     "Every free place here is being kept for people admitted from the waiting "
                     "room. Try again in a few minutes, when their places are used or given back.")

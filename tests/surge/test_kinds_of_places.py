@@ -12,7 +12,7 @@ import pytest
 from teeka.kit import clock
 from teeka.surge import rules
 from tests.factories import bulk_citizens, publish
-from tests.surge.test_waiting_room import book, drawn_store, join, make_opening, status
+from tests.surge.test_waiting_room import SLOT, book, drawn_store, join, make_opening, status
 
 YOUNG = "first/open/1/18-44/"
 OLD = "first/open/1/45-/"
@@ -65,6 +65,10 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
     assert await store.admitted(oid) == ["a"] and meta["next"] == "1"
     assert meta["places"] == "3" and meta["reserved"] == "1" and meta["closed"] == "0"
     assert await store.pools(oid) == {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)}
+    # what a booking's gate reads, in one go: the hold, its pools, and the room's pools
+    assert await store.hold_and_pools(oid, "a") == (
+        "1:160.000:live", [YOUNG], {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)})
+    assert (await store.hold_and_pools(oid, "b"))[:2] == (None, [])
     assert await store.use_hold(oid, "a", [YOUNG])
     meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes=needs)
     # nothing young left and no hold that could come back: b is told so (`none`); c holds an
@@ -396,3 +400,101 @@ async def test_told_none_is_back_in_line_when_a_share_is_released(client, world,
     clock.shift(timedelta(seconds=3))
     # nothing is left at all now: the late arrival hears the queue has closed
     assert (await status(client, h3, oid, late["token"]))["state"] in ("closed", "none")
+
+
+async def _share_full_here(client, world, maker, settings, spare_bpl: int = 0
+                           ) -> tuple[str, str, list]:
+    """Two sessions in the opening's scope, each with one BPL place and one open place (and
+    `spare_bpl` more BPL places in a third); the BPL place `here` booked before the opening.
+    Then a BPL person and two others admitted: the room keeps them a BPL place and the two
+    open places. Returns (here, there, [(headers, reference id)] of the BPL person and the
+    two others)."""
+    from sqlalchemy import update
+
+    from teeka.db import session_scope
+    from teeka.models import Beneficiary
+
+    shares = {"bpl": 50, "open": 50}
+    here = await publish(maker, world, centre_id=world.centre_a, dose1=2, shares=shares)
+    there = await publish(maker, world, centre_id=world.centre_b, dose1=2, shares=shares)
+    if spare_bpl:
+        await publish(maker, world, centre_id=world.centre_b, dose1=spare_bpl,
+                      shares={"bpl": 100}, day=clock.today() + timedelta(days=2))
+    people = await bulk_citizens(maker, settings, 4)
+    async with session_scope(maker) as db:
+        await db.execute(update(Beneficiary).where(Beneficiary.reference_id.in_(
+            [people[0][1], people[1][1]])).values(priority_group="bpl"))
+    early, bpl, *others = people
+    r = await book(client, early[0], here, early[1], "bpl-before-1")
+    assert r.status_code == 201, r.text
+    oid = await make_opening(client, world)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in [bpl, *others]]
+    clock.shift(timedelta(seconds=61))
+    seen = [await status(client, h, oid, t)
+            for (h, _), t in zip([bpl, *others], tokens, strict=True)]
+    assert [s["state"] for s in seen] == ["admitted"] * 3
+    return here, there, [bpl, *others]
+
+
+async def test_a_person_whose_share_is_full_here_takes_no_place_kept_for_another(
+        client, world, maker, settings) -> None:
+    """Admitted, a BPL person holds a BPL place; at a slot where the BPL share is full they
+    would take the open place the room keeps for someone else, who would then find nothing
+    left. They are told the places there are kept for others; everyone admitted books."""
+    here, there, [bpl, one, two] = await _share_full_here(client, world, maker, settings)
+    r = await client.post("/api/v1/appointments",
+                          headers={**bpl[0], "Idempotency-Key": "bpl-here-01",
+                                   "Accept-Language": "en"},
+                          json={"session_id": here, "slot": SLOT, "beneficiaries": [bpl[1]]})
+    assert r.status_code == 409 and r.json()["code"] == "PlacesKept", r.text
+    assert "kept for other people admitted" in r.json()["message"]
+    r = await client.post("/api/v1/appointments",
+                          headers={**bpl[0], "Idempotency-Key": "bpl-here-02",
+                                   "Accept-Language": "hi"},
+                          json={"session_id": here, "slot": SLOT, "beneficiaries": [bpl[1]]})
+    assert r.status_code == 409 and "दूसरे लोगों के लिए रखे गए" in r.json()["message"]
+    assert (await book(client, bpl[0], there, bpl[1], "bpl-there-1")).status_code == 201
+    assert (await book(client, one[0], here, one[1], "one-here-01")).status_code == 201
+    assert (await book(client, two[0], there, two[1], "two-there-1")).status_code == 201
+
+
+async def test_staff_take_no_place_of_another_kind_kept_for_someone(app, client, world, maker,
+                                                                    settings) -> None:
+    """A help desk books a BPL walk-in: a BPL place is spare (not kept), but not at the slot
+    it chose, where only the open place is left — and the room keeps that one for someone."""
+    import re
+
+    from teeka.i18n import translate
+    from tests.staff import register, staff_client
+    from tests.surge.test_room_and_database import helpdesk_book
+
+    here, there, [bpl, one, two] = await _share_full_here(client, world, maker, settings,
+                                                          spare_bpl=1)
+    kept = ("The places left in this slot are kept for other people admitted from the waiting "
+            "room. Choose another slot or centre.")
+    async with staff_client(app, "helpdesk") as c:
+        r = await register(c, priority_group="bpl", birth_year="1960")
+        assert r.status_code == 303, r.text
+        found = re.search(r"/staff/helpdesk/people/(\d{14})", r.headers["location"])
+        assert found
+        walk_in = found[1]
+        r = await helpdesk_book(c, walk_in, here)
+        assert r.status_code == 409, r.text
+        assert translate("hi", kept) in r.text or kept in r.text
+    assert (await book(client, bpl[0], there, bpl[1], "bpl-there-1")).status_code == 201
+    assert (await book(client, one[0], here, one[1], "one-here-01")).status_code == 201
+    assert (await book(client, two[0], there, two[1], "two-there-1")).status_code == 201
+
+
+def test_what_a_booking_with_a_hold_may_take() -> None:
+    bpl, bpl_r, open_ = "first/bpl/1/18-/", "first/bpl/1/18-/r", "first/open/1/18-/"
+    # places, held, used: the open places all held, one BPL place spare
+    pools = {open_: (2, 2, 0), bpl: (2, 1, 0), "*": (0, 0, 0)}
+    assert rules.may_take([bpl], pools) == {bpl: 2}
+    assert rules.may_take([open_], pools) == {open_: 1, bpl: 1}
+    assert rules.may_take(["*"], pools) is None
+    # after the release the places are counted under the released key, the holds made before
+    # under the old one: the same places
+    assert rules.may_take([bpl], {bpl_r: (2, 0, 0), bpl: (0, 1, 0)}) == {bpl: 2}
+    assert rules.spare_places({bpl_r: 2, open_: 2}, {bpl: 1, open_: 2}) == {bpl: 1}
+    assert rules.unmarked(bpl_r) == bpl and rules.unmarked(open_) == open_

@@ -43,13 +43,14 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
                settings: AppSettings,
                idempotency_key: Annotated[str, Header(alias="Idempotency-Key")]) -> BookingRead:
     await limiter(request).hit("booking", actor.label)
-    opening = await surge_api.gate(request, db, actor, body.session_id,
-                                   people=body.beneficiaries, idempotency_key=idempotency_key)
+    passed = await surge_api.gate(request, db, actor, body.session_id,
+                                  people=body.beneficiaries, idempotency_key=idempotency_key)
     result = await service.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
-        beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key)
+        beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key,
+        may_take=passed.may_take)
     if not result.replayed:
-        await surge_api.used(request, db, opening, actor, pools=result.pools)
+        await surge_api.used(request, db, passed, actor, pools=result.pools)
     return BookingRead(confirmation_no=result.confirmation_no,
                        appointment_ids=result.appointment_ids,
                        slip_url=f"/slip/{result.confirmation_no}?sig="
@@ -71,8 +72,9 @@ async def cancel(appointment_id: str, db: Db, actor: CurrentActor) -> Response:
 @router.post("/appointments/{appointment_id}/reschedule", response_model=AppointmentRead)
 async def reschedule(request: Request, appointment_id: str, body: RescheduleRequest, db: Db,
                      actor: CurrentActor) -> AppointmentRead:
-    opening = await surge_api.gate(request, db, actor, body.session_id)
+    passed = await surge_api.gate(request, db, actor, body.session_id)
     await service.reschedule_appointment(db, actor=actor, appointment_id=appointment_id,
-                                         session_id=body.session_id, slot=body.slot)
-    await surge_api.used(request, db, opening, actor, appointment_ids=[appointment_id])
+                                         session_id=body.session_id, slot=body.slot,
+                                         may_take=passed.may_take)
+    await surge_api.used(request, db, passed, actor, appointment_ids=[appointment_id])
     return await appointment_read(db, appointment_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -101,23 +102,57 @@ async def _claim_and_read(session: AsyncSession, actor: Actor, key: str, request
     return booking_id, confirmation_no, _bookable(place), found
 
 
-async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], group: str
-                    ) -> rules.BucketView:
-    """Take a place for a person of priority `group`; return its bucket or raise SlotFull.
-    Every usable bucket is tried: the guard, not the snapshot, decides."""
-    for bucket in rules.usable_buckets(buckets, group, clock.now()):
+class _Allowed:
+    """The places a booking may take while a waiting room keeps places for others (`may_take`
+    of the booking gate, teeka.surge.api.gate: by pool key without its release mark, how many;
+    None: any place its people may book), counted down as places are taken."""
+
+    def __init__(self, may_take: Mapping[str, int] | None, place: repo.PlaceView) -> None:
+        self.left = None if may_take is None else dict(may_take)
+        self.place = place
+        self.kept_for_others = False  # a usable bucket with places was passed over
+
+    def usable(self, buckets: list[rules.BucketView], kind: str, group: str
+               ) -> list[rules.BucketView]:
+        found = rules.usable_buckets(buckets, group, clock.now())
+        if self.left is None:
+            return found
+        out = [b for b in found if self.left.get(self._key(kind, b), 0) > 0]
+        self.kept_for_others = any(b.free > 0 for b in found if b not in out)
+        return out
+
+    def took(self, kind: str, bucket: rules.BucketView) -> None:
+        if self.left is not None:
+            self.left[self._key(kind, bucket)] -= 1
+
+    def refusal(self) -> errors.DomainError:
+        return errors.PlacesKept() if self.kept_for_others else errors.SlotFull()
+
+    def _key(self, kind: str, bucket: rules.BucketView) -> str:
+        p = self.place
+        return pool_key(kind, bucket.share, p.vaccine_id, p.min_age, p.max_age, False)
+
+
+async def _take_for(session: AsyncSession, buckets: list[rules.BucketView], kind: str,
+                    group: str, allowed: _Allowed) -> rules.BucketView:
+    """Take a place for a person of priority `group`; return its bucket or raise SlotFull
+    (PlacesKept when the places left are kept for others). Every usable bucket is tried: the
+    guard, not the snapshot, decides."""
+    for bucket in allowed.usable(buckets, kind, group):
         if await repo.take_place(session, bucket.id):
+            allowed.took(kind, bucket)
             return bucket
-    raise errors.SlotFull()
+    raise allowed.refusal()
 
 
-async def _book_for(session: AsyncSession, buckets: list[rules.BucketView], group: str,
-                    appointment: dict[str, Any], audit: dict[str, Any],
-                    message: dict[str, Any] | None) -> rules.BucketView:
+async def _book_for(session: AsyncSession, buckets: list[rules.BucketView], kind: str,
+                    group: str, allowed: _Allowed, appointment: dict[str, Any],
+                    audit: dict[str, Any], message: dict[str, Any] | None) -> rules.BucketView:
     """Take a place for a person of priority `group` and write `appointment` (with its `audit`
     entry, and `message` if given) in the bucket the place came from; return the bucket, or
-    raise SlotFull. Every usable bucket is tried: the guard, not the snapshot, decides."""
-    for bucket in rules.usable_buckets(buckets, group, clock.now()):
+    raise SlotFull (PlacesKept when the places left are kept for others). Every usable bucket
+    is tried: the guard, not the snapshot, decides."""
+    for bucket in allowed.usable(buckets, kind, group):
         try:
             taken = await repo.book_place(
                 session, {**appointment, "bucket_id": bucket.id},
@@ -125,8 +160,9 @@ async def _book_for(session: AsyncSession, buckets: list[rules.BucketView], grou
         except IntegrityError as exc:  # a concurrent booking for the same person won
             raise errors.AlreadyBooked() from exc
         if taken:
+            allowed.took(kind, bucket)
             return bucket
-    raise errors.SlotFull()
+    raise allowed.refusal()
 
 
 def _pool(kind: str, bucket: rules.BucketView, place: repo.PlaceView, now: datetime) -> str:
@@ -177,8 +213,10 @@ async def _schedules_for(session: AsyncSession, place: repo.PlaceView,
 
 async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: str, slot: str,
                            beneficiary_refs: list[str], dose: int | None,
-                           idempotency_key: str) -> BookingResult:
-    """Book one slot for one or more beneficiaries of the actor: all of them, or none.
+                           idempotency_key: str, may_take: Mapping[str, int] | None = None
+                           ) -> BookingResult:
+    """Book one slot for one or more beneficiaries of the actor: all of them, or none; under
+    a waiting room, only in places `may_take` allows (the booking gate's pass).
 
     Round trips: claim the key; the place with its buckets and the people with their
     accounts, doses and active appointments (one query); one guarded UPDATE per person (more
@@ -212,12 +250,14 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
                 for p in accounts.values() if p.mobile is not None]
     appointments: list[str] = []
     pools: list[str] = []
+    allowed = _Allowed(may_take, place)
     for i, (person, number) in enumerate(zip(people, due, strict=True)):
         kind = rules.dose_kind(number, doses)
         appointment_id = ids.new_uuid()
         # the confirmation SMS goes with the last person's place (written only with it)
         message = messages[0] if messages and i == len(people) - 1 else None
-        bucket = await _book_for(session, place.buckets.get(kind, []), person.priority_group, {
+        bucket = await _book_for(session, place.buckets.get(kind, []), kind,
+                                 person.priority_group, allowed, {
             "id": appointment_id, "booking_id": booking_id, "beneficiary_id": person.id,
             "session_id": place.session_id, "slot_id": place.slot_id, "dose_number": number,
             "status": AppointmentStatus.BOOKED.value, "created_at": now, "updated_at": now,
@@ -278,13 +318,40 @@ async def cancel_appointment(session: AsyncSession, *, actor: Actor, appointment
 
 
 async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appointment_id: str,
-                                 session_id: str, slot: str) -> Appointment:
+                                 session_id: str, slot: str,
+                                 may_take: Mapping[str, int] | None = None) -> Appointment:
     """Move a booked appointment to another slot: the new place is held and the old one given
-    back in one transaction, or nothing changes."""
-    appt, person = await access_appointment(session, actor, appointment_id)
-    if appt.status != AppointmentStatus.BOOKED:
-        raise errors.NotReschedulable()
-    place, found = await _place_and_people(session, session_id, slot, [person.reference_id])
+    back in one transaction, or nothing changes; under a waiting room, only into a place
+    `may_take` allows (the booking gate's pass)."""
+    return (await reschedule_appointments(session, actor=actor, appointment_ids=[appointment_id],
+                                          session_id=session_id, slot=slot,
+                                          may_take=may_take))[0]
+
+
+async def reschedule_appointments(session: AsyncSession, *, actor: Actor,
+                                  appointment_ids: list[str], session_id: str, slot: str,
+                                  may_take: Mapping[str, int] | None = None
+                                  ) -> list[Appointment]:
+    """Move booked appointments to one slot, each as reschedule_appointment does, in the
+    request's transaction; `may_take` counts for all of them together."""
+    allowed: _Allowed | None = None
+    moved = []
+    for appointment_id in appointment_ids:
+        appt, person = await access_appointment(session, actor, appointment_id)
+        if appt.status != AppointmentStatus.BOOKED:
+            raise errors.NotReschedulable()
+        place, found = await _place_and_people(session, session_id, slot,
+                                               [person.reference_id])
+        if allowed is None:
+            allowed = _Allowed(may_take, place)
+        moved.append(await _move(session, actor, appt, person, place, found, allowed))
+    return moved
+
+
+async def _move(session: AsyncSession, actor: Actor, appt: Appointment, person: Beneficiary,
+                place: repo.PlaceView, found: dict[str, repo.PersonView], allowed: _Allowed
+                ) -> Appointment:
+    """One appointment moved to `place` (reschedule_appointment)."""
     if place.slot_id == appt.slot_id:
         return appt
     me = found.get(person.reference_id)
@@ -301,7 +368,7 @@ async def reschedule_appointment(session: AsyncSession, *, actor: Actor, appoint
     first_old = all(old_bucket < b.id for b in buckets)
     if first_old:
         await repo.return_place(session, old_bucket)
-    new_bucket = (await _take_for(session, buckets, person.priority_group)).id
+    new_bucket = (await _take_for(session, buckets, kind, person.priority_group, allowed)).id
     if not first_old:
         await repo.return_place(session, old_bucket)
     moved = await session.execute(

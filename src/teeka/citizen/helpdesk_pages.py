@@ -188,10 +188,11 @@ async def book(request: Request, ref: str, db: Db, lang: Lang, actor: StaffPage,
     try:
         if not session_id or not slot:
             raise errors.Invalid(detail="choose a session and a slot")
-        await surge_api.gate(request, db, actor, session_id[:36], people=[ref])
+        passed = await surge_api.gate(request, db, actor, session_id[:36], people=[ref])
         await booking.book_appointment(db, actor=actor, session_id=session_id, slot=slot,
                                        beneficiary_refs=[ref], dose=None,
-                                       idempotency_key=form.get("key", "")[:100])
+                                       idempotency_key=form.get("key", "")[:100],
+                                       may_take=passed.may_take)
     except errors.DomainError as exc:
         await _undo(db, exc)
         person = await access_beneficiary(db, actor, ref)  # loaded again after the rollback

@@ -410,13 +410,13 @@ async def book(request: Request, session_id: str, db: Db, lang: Lang, actor: Cit
                                 error=translate(lang, "Choose a time slot."))
     try:
         await limiter(request).hit("booking", actor.label)
-        opening = await surge_api.gate(request, db, actor, session_id[:36], people=refs,
-                                       idempotency_key=key)
+        passed = await surge_api.gate(request, db, actor, session_id[:36], people=refs,
+                                      idempotency_key=key)
         result = await booking_service.book_appointment(
             db, actor=actor, session_id=session_id[:36], slot=slot, beneficiary_refs=refs,
-            dose=None, idempotency_key=key)
+            dose=None, idempotency_key=key, may_take=passed.may_take)
         if not result.replayed:
-            await surge_api.used(request, db, opening, actor, pools=result.pools)
+            await surge_api.used(request, db, passed, actor, pools=result.pools)
     except errors.DomainError as exc:
         await _undo(db, exc)
         message = exc.text(lang)
@@ -534,11 +534,11 @@ async def reschedule(request: Request, appointment_id: str, db: Db, lang: Lang,
                                       **search, status_code=400,
                                       error=translate(lang, "Choose a new date and time slot."))
     try:
-        opening = await surge_api.gate(request, db, actor, session_id[:36])
+        passed = await surge_api.gate(request, db, actor, session_id[:36])
         await booking_service.reschedule_appointment(
             db, actor=actor, appointment_id=appointment_id[:36], session_id=session_id,
-            slot=slot)
-        await surge_api.used(request, db, opening, actor, appointment_ids=[appointment_id[:36]])
+            slot=slot, may_take=passed.may_take)
+        await surge_api.used(request, db, passed, actor, appointment_ids=[appointment_id[:36]])
     except errors.DomainError as exc:
         await _undo(db, exc)
         return await _reschedule_page(request, db, settings, lang, actor, appointment_id,

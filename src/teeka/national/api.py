@@ -582,14 +582,14 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         vs = await db.get(VaccinationSession, body.session_id)
         if vs is None or vs.centre_id != body.center_id:
             raise errors.Invalid(detail="session_id is not at center_id")
-    opening = await surge_api.gate(request, db, actor, body.session_id,
-                                   people=body.beneficiaries, idempotency_key=idempotency_key)
+    passed = await surge_api.gate(request, db, actor, body.session_id,
+                                  people=body.beneficiaries, idempotency_key=idempotency_key)
     result = await booking.book_appointment(
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose,
-        idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}")
+        idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}", may_take=passed.may_take)
     if not result.replayed:
-        await surge_api.used(request, db, opening, actor, pools=result.pools)
+        await surge_api.used(request, db, passed, actor, pools=result.pools)
     return {"appointment_confirmation_no": result.confirmation_no}
 
 
@@ -600,11 +600,11 @@ async def reschedule(request: Request, body: Reschedule, db: Db, actor: CurrentA
             if a.status == AppointmentStatus.BOOKED]
     if not live:
         raise errors.NotReschedulable()
-    opening = await surge_api.gate(request, db, actor, body.session_id, people=len(live))
-    for appt in live:
-        await booking.reschedule_appointment(db, actor=actor, appointment_id=appt.id,
-                                             session_id=body.session_id, slot=body.slot)
-    await surge_api.used(request, db, opening, actor, appointment_ids=[a.id for a in live])
+    passed = await surge_api.gate(request, db, actor, body.session_id, people=len(live))
+    await booking.reschedule_appointments(
+        db, actor=actor, appointment_ids=[a.id for a in live], session_id=body.session_id,
+        slot=body.slot, may_take=passed.may_take)
+    await surge_api.used(request, db, passed, actor, appointment_ids=[a.id for a in live])
     return Response(status_code=204)
 
 

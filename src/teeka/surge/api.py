@@ -22,7 +22,7 @@ from teeka.db import AFTER_COMMIT
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
-from teeka.surge.service import OpeningView, Status, WaitingRoom, appointment_pools
+from teeka.surge.service import FREE_PASS, Pass, Status, WaitingRoom, appointment_pools
 from teeka.web.deps import CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
@@ -118,12 +118,13 @@ async def status(opening_id: int, request: Request, actor: Citizen,
 
 
 async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str,
-               people: Sequence[str] | int = 1, idempotency_key: str | None = None
-               ) -> OpeningView | None:
+               people: Sequence[str] | int = 1, idempotency_key: str | None = None) -> Pass:
     """Call before booking (or moving an appointment to) a session: citizens need a live hold
     while an opening governs it. Help-desk staff booking for people without phones are not
     queued, but may not take the places the room keeps for the people it admitted (`people`:
-    the reference ids of who is being booked, or how many).
+    the reference ids of who is being booked, or how many). The pass says which places the
+    booking may take (`may_take`, for the booking service) and the opening it is made under
+    (for `used`).
 
     A booking retried with the `idempotency_key` of one already made (its answer lost, a
     double submit) is let through whatever the room says — its hold was used by the booking
@@ -131,20 +132,19 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
     different request under the same key). Only a refusal costs that lookup."""
     try:
         if actor.kind == "staff":
-            await room(request).staff_gate(db, session_id, people)
-            return None
+            return await room(request).staff_gate(db, session_id, people)
         if not actor.is_citizen:
-            return None
+            return FREE_PASS
         request.state.gate_started = time.monotonic()
         return await room(request).gate(
             db, actor, session_id, people if isinstance(people, int) else len(people))
     except errors.DomainError:
         if idempotency_key and await earlier_booking(db, actor.label, idempotency_key):
-            return None
+            return FREE_PASS
         raise
 
 
-async def used(request: Request, db: AsyncSession, opening: OpeningView | None, actor: Actor,
+async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
                *, pools: Sequence[str] | None = None, appointment_ids: Sequence[str] = ()
                ) -> None:
     """Call after a booking (or a move) made under an opening: once the transaction has
@@ -153,6 +153,7 @@ async def used(request: Request, db: AsyncSession, opening: OpeningView | None, 
     a booking rolled back leaves the hold live, and the room's count never meets a hold used
     for a place the database still shows free (surge.service, "the room follows the
     database")."""
+    opening = passed.opening
     if opening is None:
         return
     booked = (list(pools) if pools is not None

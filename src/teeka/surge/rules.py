@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -119,6 +120,44 @@ def _parse(key: str) -> Pool | None:
     low, _, high = band.partition("-")
     return Pool(kind, share, int(vaccine), int(low), int(high) if high else None,
                 released == "r")
+
+
+def unmarked(key: str) -> str:
+    """A pool's key without its release mark: the same places before and after their share is
+    released (pool_key(..., released=False))."""
+    return key[:-1] if key.endswith("/r") else key
+
+
+def may_take(kept: Sequence[str], pools: Mapping[str, tuple[int, int, int]]
+             ) -> dict[str, int] | None:
+    """The places a booking made with a hold may take, by unmarked pool key: the places the hold
+    keeps (`kept`, a pool each), and in every pool the places nobody's hold keeps (`pools`:
+    places, held, used, as the room last counted them). Any other place is promised to someone
+    admitted. None: no limit (a hold kept as the stores' tests keep them, of no pool)."""
+    if any(Pool.parse(key) is None for key in kept):
+        return None
+    out = _unmarked_sums({k: p[0] - p[1] - p[2] for k, p in pools.items()})
+    out = {k: n for k, n in out.items() if n > 0}
+    for key in kept:
+        out[unmarked(key)] = out.get(unmarked(key), 0) + 1
+    return out
+
+
+def spare_places(free: Mapping[str, int], held: Mapping[str, int]) -> dict[str, int]:
+    """By unmarked pool key, the free places (`free`, as the database counts them) beyond what
+    live holds keep (`held`): what a booking without a hold may take while the room is open."""
+    out = _unmarked_sums({k: free.get(k, 0) - held.get(k, 0) for k in set(free) | set(held)})
+    return {k: n for k, n in out.items() if n > 0}
+
+
+def _unmarked_sums(by_key: Mapping[str, int]) -> dict[str, int]:
+    """Figures by pool summed by unmarked key (a share's places move to its released key at the
+    release, while the holds made before stay under the old one); keys of no pool left out."""
+    out: dict[str, int] = {}
+    for key, n in by_key.items():
+        if Pool.parse(key) is not None:
+            out[unmarked(key)] = out.get(unmarked(key), 0) + n
+    return out
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,19 @@ class OpeningView:
 
 
 @dataclass(frozen=True)
+class Pass:
+    """What the booking gate lets a booking (or a move) do: the opening it is made under (None:
+    none governs it, or staff), and `may_take`: the places it may take, by pool key without its
+    release mark (surge.rules.may_take; None: any place its people may book)."""
+
+    opening: OpeningView | None = None
+    may_take: dict[str, int] | None = None
+
+
+FREE_PASS = Pass()
+
+
+@dataclass(frozen=True)
 class Status:
     # "waiting" | "admitted" | "used" | "expired" | "closed" | "none" (nothing left that the
     # account's people can book, for now: asking again after the room found more places puts
@@ -772,11 +785,14 @@ class WaitingRoom:
                 if o.first_day <= day and o.district_id in (None, district)]
 
     async def gate(self, session: AsyncSession, actor: Actor, session_id: str,
-                   people: int = 1) -> OpeningView | None:
-        """The opening that governs booking this session now, if any; raises when it may not be
-        booked now (before the opening, or without a live hold while the room is open), or
-        for more `people` than the hold kept places for (HoldTooSmall: the room counts the
-        places a hold keeps, and more taken would be places promised to others)."""
+                   people: int = 1) -> Pass:
+        """The opening that governs booking this session now, if any, and the places the
+        booking may take; raises when it may not be booked now (before the opening, or without
+        a live hold while the room is open), or for more `people` than the hold kept places for
+        (HoldTooSmall: the room counts the places a hold keeps, and more taken would be places
+        promised to others). The places it may take are those the hold keeps and those nobody's
+        hold keeps: a person whose own share is full at the slot they chose would otherwise
+        take a place of the open share there that the room keeps for someone else."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
@@ -790,7 +806,7 @@ class WaitingRoom:
                 raise errors.HoldRequired()  # open, the draw is being made: join the queue
             if meta.get("closed") == "1":
                 continue
-            held = await self.store.hold(opening.id, str(actor.id))
+            held, kept, pools = await self.store.hold_and_pools(opening.id, str(actor.id))
             if held is None:
                 raise errors.HoldRequired()
             size, expires, state = parse_hold(held)
@@ -798,11 +814,11 @@ class WaitingRoom:
                 raise errors.HoldRequired()
             if people > size:
                 raise errors.HoldTooSmall(size=size)
-            return opening
-        return None
+            return Pass(opening, rules.may_take(kept, pools))
+        return FREE_PASS
 
     async def staff_gate(self, session: AsyncSession, session_id: str,
-                         people: Sequence[str] | int) -> None:
+                         people: Sequence[str] | int) -> Pass:
         """Staff book without the queue (a help desk, for people without phones), but not the
         places the room keeps: while an opening governing the session is open and holds are
         live, each person booked (`people`: their reference ids, or how many when not known)
@@ -814,7 +830,12 @@ class WaitingRoom:
         the opening, held until the booking commits or rolls back, so that the next one counts
         after the last one's place is taken (two at the same moment would both see the one
         spare place, and an admitted person would find it gone). SQLite has one writer and one
-        connection: its transactions are already one at a time."""
+        connection: its transactions are already one at a time.
+
+        The pass it returns lets the booking take only such places (surge.rules.spare_places):
+        the count above is by kind over the whole scope, and a person whose own share is full
+        at this slot would otherwise take a place of another kind that the room keeps."""
+        may_take: dict[str, int] | None = None
         for opening in sorted(await self._governing(session, session_id), key=lambda o: o.id):
             meta = await self.store.meta(opening.id)
             if meta.get("opened") != "1" or meta.get("closed") == "1":
@@ -838,6 +859,10 @@ class WaitingRoom:
                         if (c := rules.candidates(n, mine))]
             if rules.assign(spare, held, need)[1]:
                 raise errors.PlacesHeld()
+            here = rules.spare_places(free, {k: p[1] for k, p in pools.items()})
+            may_take = here if may_take is None else {
+                k: min(n, may_take[k]) for k, n in here.items() if k in may_take}
+        return Pass(None, may_take)
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:
         """A committed booking made with the hold (`booked`: the pool of each place it took):

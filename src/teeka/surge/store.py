@@ -66,6 +66,8 @@ class Store(Protocol):
     async def meta(self, opening: int) -> dict[str, str]: ...
     async def member(self, opening: int, account: str) -> str | None: ...
     async def hold(self, opening: int, account: str) -> str | None: ...
+    async def hold_and_pools(self, opening: int, account: str
+                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
     async def admitted(self, opening: int) -> list[str]: ...
     async def join(self, opening: int, account: str, after_open: bool) -> str: ...
@@ -86,6 +88,14 @@ def parse_hold(value: str) -> tuple[int, str, str]:
     """A hold's "size:expires:state" as (size, expires, state)."""
     size, expires, state = value.split(":")
     return int(size), expires, state
+
+
+def _pools_of(flat: Mapping[str, str]) -> dict[str, tuple[int, int, int]]:
+    """The pools hash of the Redis store (p:/h:/u:<pool>) as pool -> (places, held, used)."""
+    found: dict[str, list[int]] = {}
+    for field, value in flat.items():
+        found.setdefault(field[2:], [0, 0, 0])["phu".index(field[0])] = int(value)
+    return {k: (p[0], p[1], p[2]) for k, p in found.items()}
 
 
 def _needs(sizes: Needs) -> dict[str, list[list[str]]]:
@@ -131,6 +141,13 @@ class MemoryStore:
 
     async def hold(self, opening: int, account: str) -> str | None:
         return self._holds.get(opening, {}).get(account)
+
+    async def hold_and_pools(self, opening: int, account: str
+                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]:
+        """The account's hold, the pools it keeps places in, and the room's pools."""
+        return (await self.hold(opening, account),
+                list(self._hold_pools.get(opening, {}).get(account, [])),
+                await self.pools(opening))
 
     def _queue(self, opening: int) -> list[str]:
         return self._drawn.get(opening, []) + self._late.get(opening, [])
@@ -611,6 +628,16 @@ class RedisStore:
         found: str | None = await self.r.hget(self._k(opening, "holds"), account)
         return found
 
+    async def hold_and_pools(self, opening: int, account: str
+                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]:
+        """As MemoryStore.hold_and_pools, in one round trip (a booking's gate)."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hget(self._k(opening, "holds"), account)
+            pipe.hget(self._k(opening, "hpools"), account)
+            pipe.hgetall(self._k(opening, "pools"))
+            value, kept, flat = await pipe.execute()
+        return value, [k for k in (kept or "").split(",") if k], _pools_of(flat)
+
     async def at(self, opening: int, start: int, stop: int) -> list[str]:
         drawn = int(await self.r.llen(self._k(opening, "drawn")))
         out: list[str] = []
@@ -651,11 +678,7 @@ class RedisStore:
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]:
-        flat: dict[str, str] = await self.r.hgetall(self._k(opening, "pools"))
-        found: dict[str, list[int]] = {}
-        for field, value in flat.items():
-            found.setdefault(field[2:], [0, 0, 0])["phu".index(field[0])] = int(value)
-        return {k: (p[0], p[1], p[2]) for k, p in found.items()}
+        return _pools_of(await self.r.hgetall(self._k(opening, "pools")))
 
     async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
         return bool(await self._use(keys=self._keys(opening), args=[account, *_booked(booked)]))
