@@ -142,3 +142,27 @@ async def test_a_session_too_far_ahead_is_refused(client, world) -> None:
     r = await client.post("/api/v1/admin/sessions", headers=world.headers("raipur_admin"),
                           json={**body, "date": near})
     assert r.status_code == 201, r.text
+
+
+async def test_a_slot_closed_at_zero_opens_again_with_its_shares(client, world, maker) -> None:
+    """Set to 0 and back (places that did not come, then did): the shares come back as the
+    session split them. Until 27 Nov the second change failed (500), and the slot stayed shut."""
+    shares = {"frontline": 20, "aay": 12, "bpl": 52, "apl": 16}
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=10, shares=shares,
+                        slots=(SLOT, "11:00AM-01:00PM"))
+    async with session_scope(maker) as db:
+        first, second = sorted(set((await db.execute(select(CapacityBucket.slot_id).where(
+            CapacityBucket.session_id == sid))).scalars()))
+    assert (await set_capacity(client, world, first, 0)).status_code == 200
+    assert set((await capacities(maker, first)).values()) == {(0, 0)}
+    r = await set_capacity(client, world, first, 50)
+    assert r.status_code == 200, r.text
+    # split as the session's other slot is (its 10 places: 2 / 1 / 5 / 2)
+    assert await capacities(maker, first) == {
+        "frontline": (10, 0), "aay": (5, 0), "bpl": (25, 0), "apl": (10, 0)}
+    # the whole session at 0: nothing left to learn the split from, equal parts
+    assert (await set_capacity(client, world, first, 0)).status_code == 200
+    assert (await set_capacity(client, world, second, 0)).status_code == 200
+    r = await set_capacity(client, world, second, 8)
+    assert r.status_code == 200, r.text
+    assert sorted(c for c, _ in (await capacities(maker, second)).values()) == [2, 2, 2, 2]

@@ -129,10 +129,13 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
     if not buckets:
         raise errors.Invalid(detail="this slot has no places for that dose")
     old_total = sum(b.capacity for b in buckets)
-    if old_total and len(buckets) > 1:
-        targets = apportion(change.capacity, {Share(b.share): float(b.capacity) for b in buckets})
-    else:
+    if len(buckets) == 1:
         targets = {Share(buckets[0].share): change.capacity}
+    else:
+        weights = {Share(b.share): float(b.capacity) for b in buckets}
+        if not old_total:  # closed at 0: the split is the session's other places'
+            weights = await _split_of_session(session, vs.id, weights)
+        targets = apportion(change.capacity, weights)
     booked = sum(b.booked for b in buckets)
     for bucket in buckets:
         if not await booking_repo.set_capacity(session, bucket.id, targets[Share(bucket.share)]):
@@ -142,3 +145,19 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
                      old=old_total, new=change.capacity)
     return change.capacity
 
+
+async def _split_of_session(session: AsyncSession, session_id: str,
+                            shares: dict[Share, float]) -> dict[Share, float]:
+    """The weights to split a slot's places over `shares` when all of them were set to 0:
+    a session's places are split by the same shares in every slot and dose kind
+    (publish_session), so the largest other group of the session's buckets with these shares
+    and places still in them; when there is none, equal parts (every share keeps a part)."""
+    groups: dict[tuple[int, str], dict[Share, float]] = {}
+    for slot_id, kind, share, capacity in (await session.execute(
+            select(CapacityBucket.slot_id, CapacityBucket.dose_kind, CapacityBucket.share,
+                   CapacityBucket.capacity).where(CapacityBucket.session_id == session_id))):
+        groups.setdefault((slot_id, kind), {})[Share(share)] = float(capacity)
+    found = [g for g in groups.values() if set(g) == set(shares) and sum(g.values()) > 0]
+    if not found:
+        return dict.fromkeys(shares, 1.0)
+    return max(found, key=lambda g: sum(g.values()))
