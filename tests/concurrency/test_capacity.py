@@ -136,3 +136,32 @@ async def test_one_person_booked_at_once_on_two_centres_gets_one_place(client, w
     assert sorted(counts) == [(0, 0), (1, 1)]
     async with session_scope(maker) as db:
         assert await repo.recount_mismatches(db) == []
+
+
+async def test_one_appointment_moved_several_times_at_once(client, world, maker,
+                                                           settings) -> None:
+    """The same appointment moved to several slots at once (a form sent twice, two tabs),
+    round after round: every answer is a move or a clean refusal, it ends in one place, and
+    every counter equals a recount. Until 27 Nov a move gave back the place it had read
+    before a concurrent move of the same appointment committed: when that move had emptied
+    the bucket, the guard refused the give-back and the request failed (500)."""
+    sessions = [await publish(maker, world, centre_id=c, dose1=4, slots=(SLOT, SLOT2))
+                for c in (world.centre_a, world.centre_b)]
+    places = [(s, slot) for s in sessions for slot in (SLOT, SLOT2)]
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    r = await book(client, h, *places[0][:1], ref, "moving-00001", places[0][1])
+    assert r.status_code == 201, r.text
+    appt = r.json()["appointment_ids"][0]
+    seen: Counter[int] = Counter()
+    for round_ in range(8):
+        targets = [places[(round_ + k) % 4] for k in range(1, 4)]
+        results = await asyncio.gather(*[
+            client.post(f"/api/v1/appointments/{appt}/reschedule", headers=h,
+                        json={"session_id": sid, "slot": slot}) for sid, slot in targets])
+        for r in results:
+            seen[r.status_code] += 1
+            assert r.status_code in (200, 409, 503), r.text
+    assert seen[200] >= 8, seen
+    async with session_scope(maker) as db:
+        assert await repo.recount_mismatches(db) == []
+        assert sum((await db.execute(select(CapacityBucket.booked))).scalars()) == 1

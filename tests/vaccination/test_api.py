@@ -231,6 +231,59 @@ async def test_secret_code_guessing_is_locked_after_five_wrong_tries(
     assert await dose_rows(maker) == 0
 
 
+async def test_wrong_codes_sent_at_once_count_against_the_same_five_tries(
+        client: httpx.AsyncClient, world: Any, maker: Maker, settings: Any) -> None:
+    """Twelve wrong codes at the same moment (on PostgreSQL they really overlap): five are
+    compared and refused, the rest find the day's tries used up. Until 27 Nov each read the
+    count before any was written, and all twelve were compared."""
+    b = await booked_today(client, maker, world, settings)
+    guesses = [f"{(int(b.code) + k) % 10_000:04d}" for k in range(1, 13)]
+    results = await asyncio.gather(*(post_dose(client, world, b.appt, g) for g in guesses))
+    codes = sorted(r.json()["code"] for r in results)
+    assert codes == ["SecretCodeLocked"] * 7 + ["SecretCodeWrong"] * 5, codes
+    assert await audit_count(maker, "vaccination.secret_code.rejected") == 5
+    r = await post_dose(client, world, b.appt, b.code)
+    assert (r.status_code, r.json()["code"]) == (429, "SecretCodeLocked")
+
+
+async def test_a_dose_recorded_while_the_appointment_moves_stays_with_one_of_them(
+        client: httpx.AsyncClient, world: Any, maker: Maker, settings: Any) -> None:
+    """The vaccinator records the dose of today's appointment while the citizen moves it to
+    tomorrow at another centre, for several people at once: either the dose is recorded here
+    and the move refused, or the move is made and the dose refused. Until 27 Nov both could
+    succeed: the appointment completed at tomorrow's centre, and today's place, used, free to
+    book again."""
+    from datetime import timedelta
+
+    today = await publish(maker, world, centre_id=world.centre_a, day=clock.today(), dose1=10)
+    tomorrow = await publish(maker, world, centre_id=world.centre_b,
+                             day=clock.today() + timedelta(days=1), dose1=10)
+    people = []
+    for _ in range(6):
+        citizen = await login_citizen(client, maker, settings)
+        ref = await add_beneficiary(client, citizen)
+        appt = (await book(client, citizen, today, [ref]))["appointment_ids"][0]
+        people.append((citizen, appt, await secret_code_of(client, citizen, ref)))
+
+    async def move(citizen: dict[str, str], appt: str) -> httpx.Response:
+        return await client.post(f"/api/v1/appointments/{appt}/reschedule", headers=citizen,
+                                  json={"session_id": tomorrow, "slot": SLOT})
+
+    results = await asyncio.gather(*(call for citizen, appt, code in people
+                                     for call in (move(citizen, appt),
+                                                  post_dose(client, world, appt, code))))
+    for moved, dosed in zip(results[::2], results[1::2], strict=True):
+        assert sorted([moved.status_code, dosed.status_code]) in ([200, 403], [200, 409],
+                                                                  [201, 409]), \
+            (moved.text, dosed.text)
+    async with maker() as s:
+        assert await recount_mismatches(s) == []
+        rows = (await s.execute(select(Appointment.status, Appointment.session_id))).all()
+    done = await dose_rows(maker)
+    assert sorted(rows) == sorted([("completed", today)] * done
+                                  + [("booked", tomorrow)] * (6 - done))
+
+
 async def test_vaccinator_of_another_centre_cannot_record(
         client: httpx.AsyncClient, world: Any, maker: Maker, settings: Any) -> None:
     b = await booked_today(client, maker, world, settings)
@@ -405,6 +458,20 @@ async def test_simultaneous_walkin_submissions_count_once(
     assert sorted(r.status_code for r in results) == [200, 201], [r.text for r in results]
     assert await dose_rows(maker) == 1
     assert await walkins_used(maker, sid) == 1
+
+
+async def test_a_walkin_sent_twice_for_the_last_walkin_place_is_recorded_once(
+        client: httpx.AsyncClient, world: Any, maker: Maker, settings: Any) -> None:
+    """One walk-in place left and the same walk-in sent twice at once: the second is told it
+    was recorded, not that the walk-ins are used up (it was: by itself)."""
+    sid = await publish(maker, world, centre_id=world.centre_a, day=clock.today(), walkins=1)
+    citizen = await login_citizen(client, maker, settings)
+    ref = await add_beneficiary(client, citizen)
+    code = await secret_code_of(client, citizen, ref)
+    results = await asyncio.gather(*(walkin(client, world, sid, ref, code) for _ in range(2)))
+    assert await walkins_used(maker, sid) == 1
+    assert sorted(r.status_code for r in results) == [200, 201], [r.text for r in results]
+    assert await dose_rows(maker) == 1
 
 
 async def test_walkin_with_a_booking_elsewhere_is_refused(

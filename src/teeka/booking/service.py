@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -351,8 +351,16 @@ async def reschedule_appointments(session: AsyncSession, *, actor: Actor,
 async def _move(session: AsyncSession, actor: Actor, appt: Appointment, person: Beneficiary,
                 place: repo.PlaceView, found: dict[str, repo.PersonView], allowed: _Allowed
                 ) -> Appointment:
-    """One appointment moved to `place` (reschedule_appointment)."""
-    if place.slot_id == appt.slot_id:
+    """One appointment moved to `place` (reschedule_appointment). The appointment's row is
+    locked first, as a cancel locks it first: a move or a cancel of it committed meanwhile is
+    seen here, and the place it held then is the one given back (giving back the one read
+    before failed its guard when that move had emptied the bucket: a 500)."""
+    row = (await session.execute(
+        select(Appointment.status, Appointment.slot_id, Appointment.bucket_id)
+        .where(Appointment.id == appt.id).with_for_update())).one()
+    if row.status != AppointmentStatus.BOOKED:
+        raise errors.NotReschedulable()
+    if place.slot_id == row.slot_id:
         return appt
     me = found.get(person.reference_id)
     if me is None:  # deactivated since access_appointment read it
@@ -361,7 +369,7 @@ async def _move(session: AsyncSession, actor: Actor, appt: Appointment, person: 
     due = _check_eligible(me, place, appt.dose_number, schedule_of, rescheduling=appt.id)
     kind = rules.dose_kind(due, schedule_of[place.vaccine_id].doses)
     buckets = place.buckets.get(kind, [])
-    old_bucket = appt.bucket_id
+    old_bucket = row.bucket_id
     # Both rows are locked in id order (no deadlock between opposite moves). Giving the old
     # place back first is invisible to others: if the new one cannot be taken, the whole
     # transaction rolls back and the old place was never released.

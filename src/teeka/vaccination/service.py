@@ -103,7 +103,12 @@ async def find_appointments_today(session: AsyncSession, *, actor: Actor,
 
 async def _check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
                              given: str, **where: str) -> None:
-    """Refuse a wrong code, leaving an audit entry (which never holds the code tried)."""
+    """Refuse a wrong code, leaving an audit entry (which never holds the code tried). The
+    person's row is locked first (FOR NO KEY UPDATE: bookings for them still go on), so that
+    tries made at once are counted one after another: without it, ten wrong codes sent
+    together all read the count before any was written, and all were compared."""
+    await session.execute(select(Beneficiary.id).where(Beneficiary.id == person.id)
+                          .with_for_update(key_share=True))
     tried = (await session.execute(
         select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "vaccination.secret_code.rejected",
@@ -167,7 +172,9 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
     """
     _own_centre(actor)
     clean_batch = rules.clean_batch(batch)
-    appt = await session.get(Appointment, appointment_id)
+    # Locked first, as a move and a cancel lock it first: one that committed meanwhile is
+    # seen here (its session, its status), and one that comes later waits for this record.
+    appt = await session.get(Appointment, appointment_id, with_for_update=True)
     if appt is None:
         raise errors.NotFound()
     vs = await session.get(VaccinationSession, appt.session_id)
@@ -214,11 +221,12 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
         await _explain_conflict(session, person, vs, dose)
     completed = await session.execute(
         update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
+        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED,
+               Appointment.session_id == vs.id, Appointment.bucket_id == appt.bucket_id)
         .values(status=AppointmentStatus.COMPLETED, updated_at=now)
         .execution_options(synchronize_session=False))
     if completed.rowcount != 1:  # type: ignore[attr-defined]
-        raise errors.AppointmentNotBooked()  # cancelled meanwhile: the dose row rolls back too
+        raise errors.AppointmentNotBooked()  # changed meanwhile: the dose row rolls back too
     await session.refresh(appt)
     await log_action(session, actor=actor.label, action="vaccination.dose.recorded",
                      object_type="dose_record", object_id=record.id, appointment_id=appt.id,
@@ -292,6 +300,10 @@ async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
         if (replay := await earlier()) is not None:
             return replay
         await _explain_conflict(session, person, vs, dose)
+    except errors.WalkinsExhausted:  # a twin may have taken the last walk-in place
+        if (replay := await earlier()) is not None:
+            return replay
+        raise
     await log_action(session, actor=actor.label, action="vaccination.walkin.recorded",
                      object_type="dose_record", object_id=record.id, session_id=vs.id,
                      beneficiary=person.reference_id, dose=dose, vaccine=vaccine,
