@@ -95,6 +95,35 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_share_released_while_held_is_not_promised_twice(kind: str) -> None:
+    """The count puts a released share's places under its released key; holds made before stay
+    under the old key. One BPL place, held by a; after the release b (who may book released
+    places) waits for a's hold instead of being admitted to the same place. Until 27 Nov b was
+    admitted: two holds for one place."""
+    bpl, bpl_r = "first/bpl/1/18-/", "first/bpl/1/18-/r"
+    oid = 987661
+    store = await drawn_store(kind, oid, "ab", counted_at="0")
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": [[bpl]]},
+                     places={bpl: 1})
+    assert await store.hold(oid, "a") == "1:160.000:live"
+    meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes={"b": [[bpl_r]]},
+                            places={bpl: 0, bpl_r: 1})
+    assert await store.hold(oid, "b") is None and meta["next"] == "1"  # b waits for a's hold
+    assert (await store.pools(oid))[bpl_r][1] == 0
+    # a's hold expires: its place is b's
+    await store.step(oid, now=170.0, rate=10, expires=230.0, sizes={"b": [[bpl_r]]})
+    assert await store.hold(oid, "b") == "1:230.000:live"
+    await store.reset(oid)
+
+
+def test_free_places_take_a_released_shares_old_holds_into_account() -> None:
+    bpl, bpl_r, open_ = "first/bpl/1/18-/", "first/bpl/1/18-/r", "first/open/1/18-/"
+    assert rules.free_places({bpl: (0, 1, 0), bpl_r: (3, 0, 1), open_: (2, 1, 0)}) == {
+        bpl: -1, bpl_r: 1, open_: 1}
+    assert rules.assign({bpl_r: 0}, {bpl: 1}, [[bpl_r]]) == ([], True)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_told_none_comes_back_in_line_when_places_come_back(kind: str) -> None:
     """Being told `none` is not final: when a count finds more places (a share released to
     everyone, a cancellation), whoever was told and asks again is put back in line at their
@@ -235,6 +264,29 @@ async def test_the_count_is_by_kind_and_a_released_share_is_everyones(
         after = await places_by_pool(db, opening)
     assert {k: v for k, v in after.items() if v} == {
         (k + "r" if "/aay/" in k else k): v for k, v in expect.items()}
+
+
+async def test_the_count_leaves_out_sessions_already_past(world, maker) -> None:
+    """An opening that is still open days after its first day: the places of sessions already
+    past are not bookable, so the room does not count them (until 27 Nov it did: it promised
+    them, and never closed)."""
+    from teeka.db import session_scope
+    from teeka.surge.service import OpeningView, places_by_pool
+
+    first_day = clock.today() + timedelta(days=1)
+    await publish(maker, world, centre_id=world.centre_a, dose1=3, day=first_day)
+    await publish(maker, world, centre_id=world.centre_a, dose1=2,
+                  day=first_day + timedelta(days=1))
+    opening = OpeningView(id=1, district_id=109, first_day=first_day, opens_at=clock.now(),
+                          hold_seconds=600, admit_per_second=10)
+    async with session_scope(maker) as db:
+        assert sum((await places_by_pool(db, opening)).values()) == 5
+    clock.shift(timedelta(days=1))  # the first day is today: still bookable
+    async with session_scope(maker) as db:
+        assert sum((await places_by_pool(db, opening)).values()) == 5
+    clock.shift(timedelta(days=1))
+    async with session_scope(maker) as db:
+        assert sum((await places_by_pool(db, opening)).values()) == 2
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

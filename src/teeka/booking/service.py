@@ -111,6 +111,7 @@ class _Allowed:
         self.left = None if may_take is None else dict(may_take)
         self.place = place
         self.kept_for_others = False  # a usable bucket with places was passed over
+        self.taken: dict[int, int] = {}  # places this booking took, by bucket
 
     def usable(self, buckets: list[rules.BucketView], kind: str, group: str
                ) -> list[rules.BucketView]:
@@ -118,10 +119,12 @@ class _Allowed:
         if self.left is None:
             return found
         out = [b for b in found if self.left.get(self._key(kind, b), 0) > 0]
-        self.kept_for_others = any(b.free > 0 for b in found if b not in out)
+        self.kept_for_others = any(b.free - self.taken.get(b.id, 0) > 0
+                                   for b in found if b not in out)
         return out
 
     def took(self, kind: str, bucket: rules.BucketView) -> None:
+        self.taken[bucket.id] = self.taken.get(bucket.id, 0) + 1
         if self.left is not None:
             self.left[self._key(kind, bucket)] -= 1
 

@@ -136,7 +136,7 @@ def may_take(kept: Sequence[str], pools: Mapping[str, tuple[int, int, int]]
     admitted. None: no limit (a hold kept as the stores' tests keep them, of no pool)."""
     if any(Pool.parse(key) is None for key in kept):
         return None
-    out = _unmarked_sums({k: p[0] - p[1] - p[2] for k, p in pools.items()})
+    out = unmarked_sums({k: p[0] - p[1] - p[2] for k, p in pools.items()})
     out = {k: n for k, n in out.items() if n > 0}
     for key in kept:
         out[unmarked(key)] = out.get(unmarked(key), 0) + 1
@@ -146,11 +146,11 @@ def may_take(kept: Sequence[str], pools: Mapping[str, tuple[int, int, int]]
 def spare_places(free: Mapping[str, int], held: Mapping[str, int]) -> dict[str, int]:
     """By unmarked pool key, the free places (`free`, as the database counts them) beyond what
     live holds keep (`held`): what a booking without a hold may take while the room is open."""
-    out = _unmarked_sums({k: free.get(k, 0) - held.get(k, 0) for k in set(free) | set(held)})
+    out = unmarked_sums({k: free.get(k, 0) - held.get(k, 0) for k in set(free) | set(held)})
     return {k: n for k, n in out.items() if n > 0}
 
 
-def _unmarked_sums(by_key: Mapping[str, int]) -> dict[str, int]:
+def unmarked_sums(by_key: Mapping[str, int]) -> dict[str, int]:
     """Figures by pool summed by unmarked key (a share's places move to its released key at the
     release, while the holds made before stay under the old one); keys of no pool left out."""
     out: dict[str, int] = {}
@@ -195,6 +195,19 @@ def candidates(need: Need, pools: list[str]) -> list[str]:
     return own + open_ + released
 
 
+def free_places(pools: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """The places the room may still promise in each pool (`pools`: places, held, used). When
+    a share is released, the count moves its places to the released key while the holds made
+    before stay under the old one: that key's shortfall is taken from the released key's
+    places (the same places), so they are not promised twice. The same arithmetic runs in
+    Lua."""
+    free = {k: p[0] - p[1] - p[2] for k, p in pools.items()}
+    for key in list(free):
+        if key.endswith("/r") and free.get(key[:-1], 0) < 0:
+            free[key] += free[key[:-1]]
+    return free
+
+
 def assign(free: dict[str, int], held: dict[str, int], need: list[list[str]]
            ) -> tuple[list[str], bool]:
     """Which pool keeps a place for each person of an account being admitted (`need`: each
@@ -208,7 +221,8 @@ def assign(free: dict[str, int], held: dict[str, int], need: list[list[str]]
     for options in need:
         choice = next((k for k in options if free.get(k, 0) - taken.get(k, 0) > 0), None)
         if choice is None:
-            if any(held.get(k, 0) > 0 for k in options):
+            if any(held.get(k, 0) > 0 or (k.endswith("/r") and held.get(k[:-1], 0) > 0)
+                   for k in options):  # (a hold made before the release keeps these places)
                 return [], True
             continue
         taken[choice] = taken.get(choice, 0) + 1

@@ -182,7 +182,9 @@ def room_of(scope: Any) -> Any:
 
 
 async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[str, int]:
-    """Free places in the opening's scope by kind (rules.pool_key): one grouped sum."""
+    """Free places in the opening's scope by kind (rules.pool_key): one grouped sum, over the
+    sessions from the opening's first day that are not past (a past session is not bookable:
+    counted, its places would be promised, and the room would never close)."""
     # booking.rules.is_released, in SQL (open places are everyone's anyway)
     released = case((and_(CapacityBucket.share != Share.OPEN.value,
                           CapacityBucket.release_at.is_not(None),
@@ -193,7 +195,7 @@ async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[st
                     VaccinationSession.max_age.label("high"), released.label("released"),
                     (CapacityBucket.capacity - CapacityBucket.booked).label("free"))
              .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
-             .where(VaccinationSession.date >= opening.first_day))
+             .where(VaccinationSession.date >= max(opening.first_day, clock.today())))
     if opening.district_id is not None:
         inner = inner.join(Centre, Centre.id == VaccinationSession.centre_id).where(
             Centre.district_id == opening.district_id)
@@ -477,6 +479,7 @@ class WaitingRoom:
         rate = self._rate(opening)
         needs: dict[str, list[list[str]]] = {}
         places: dict[str, int] | None = None
+        used_seen: int | None = None
         lookahead = 0
         if meta.get("opened") == "1" and meta.get("closed") != "1":
             # Who may be admitted in this step, and what each one's people can book.
@@ -512,6 +515,7 @@ class WaitingRoom:
                             # so no booking is counted twice (the count can only come out
                             # low, until the next count; the room never closes on it).
                             used = {k: p[2] for k, p in (await self.store.pools(oid)).items()}
+                            used_seen = sum(used.values())
                             free = await places_by_pool(db, opening)
                             places = {k: free.get(k, 0) + used.get(k, 0)
                                       for k in set(free) | set(used)}
@@ -531,7 +535,7 @@ class WaitingRoom:
         # The stores expire a hold at the time they keep; the gate and the answers use it
         # HOLD_GRACE_S earlier.
         meta = await self.store.step(oid, now, rate, now + opening.hold_seconds + HOLD_GRACE_S,
-                                     needs, places, lookahead)
+                                     needs, places, lookahead, used_seen)
         return meta
 
     async def _needs(self, session: AsyncSession, opening: OpeningView, accounts: list[str],
@@ -848,8 +852,12 @@ class WaitingRoom:
             mine = await session_pools(session, session_id)
             pools = await self.store.pools(opening.id)
             free = await places_by_pool(session, opening)
-            held = {k: pools.get(k, (0, 0, 0))[1] for k in mine}
-            spare = {k: free.get(k, 0) - held[k] for k in mine}
+            # by unmarked key: holds made before a share's release keep its released places
+            all_held = {k: p[1] for k, p in pools.items()}
+            spare_here = rules.spare_places(free, all_held)
+            held_here = rules.unmarked_sums(all_held)
+            held = {k: held_here.get(rules.unmarked(k), 0) for k in mine}
+            spare = {k: spare_here.get(rules.unmarked(k), 0) for k in mine}
             if isinstance(people, int):
                 need = [mine] * people
             else:
@@ -859,9 +867,8 @@ class WaitingRoom:
                         if (c := rules.candidates(n, mine))]
             if rules.assign(spare, held, need)[1]:
                 raise errors.PlacesHeld()
-            here = rules.spare_places(free, {k: p[1] for k, p in pools.items()})
-            may_take = here if may_take is None else {
-                k: min(n, may_take[k]) for k, n in here.items() if k in may_take}
+            may_take = spare_here if may_take is None else {
+                k: min(n, may_take[k]) for k, n in spare_here.items() if k in may_take}
         return Pass(None, may_take)
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:

@@ -51,7 +51,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from teeka.surge.rules import admission_credit, assign
+from teeka.surge.rules import admission_credit, assign, free_places
 
 Shuffle = Callable[[list[str]], list[str]]
 # An account's people, each with the pools they could book (or just how many, in pool "*")
@@ -74,7 +74,7 @@ class Store(Protocol):
     async def draw(self, opening: int, shuffle: Shuffle, initial: dict[str, str]) -> None: ...
     async def step(self, opening: int, now: float, rate: float, expires: float,
                    sizes: Needs, places: int | Mapping[str, int] | None = None,
-                   lookahead: int = 0) -> dict[str, str]: ...
+                   lookahead: int = 0, used_seen: int | None = None) -> dict[str, str]: ...
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]: ...
     async def use_hold(self, opening: int, account: str,
                        booked: int | Sequence[str]) -> bool: ...
@@ -189,7 +189,7 @@ class MemoryStore:
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
                    sizes: Needs, places: int | Mapping[str, int] | None = None,
-                   lookahead: int = 0) -> dict[str, str]:
+                   lookahead: int = 0, used_seen: int | None = None) -> dict[str, str]:
         meta = self._meta.setdefault(opening, {})
         if meta.get("opened") != "1" or meta.get("closed") == "1":
             return dict(meta)
@@ -223,7 +223,7 @@ class MemoryStore:
             need = needs.get(account)
             if need is None:
                 return "stop"
-            free = {k: p[0] - p[1] - p[2] for k, p in pools.items()}
+            free = free_places(pools)
             if not any(v > 0 for v in free.values()):
                 return "stop"  # nothing left to hold: wait for live holds, or close
             picked, wait = assign(free, {k: p[1] for k, p in pools.items()}, need)
@@ -261,7 +261,8 @@ class MemoryStore:
         # a count made while a booking had committed but not yet used its hold is low by that
         # place until the next count; closing on it would send people away from a free place.
         if (count is not None and not expiry
-                and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())):
+                and all(p[0] - p[1] - p[2] <= 0 for p in pools.values())
+                and (used_seen is None or used_seen == sum(p[2] for p in pools.values()))):
             meta["closed"] = "1"
         return dict(meta)
 
@@ -277,10 +278,17 @@ class MemoryStore:
     async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
         holds = self._holds.setdefault(opening, {})
         value = holds.get(account)
+        pools = self._pools.setdefault(opening, {})
+        if value is not None and parse_hold(value)[2] in ("used", "expired"):
+            # As the Lua: a booking that passed the gate while the hold was live, committed
+            # after another used it or after it expired: its places count as used.
+            for key in _booked(booked):
+                pools.setdefault(key, [0, 0, 0])[2] += 1
+            self._sums(self._meta[opening], pools)
+            return False
         if value is None or parse_hold(value)[2] != "live":
             return False
         size = parse_hold(value)[0]
-        pools = self._pools.setdefault(opening, {})
         for key in self._hold_pools.setdefault(opening, {}).pop(account, []):
             pools[key][1] -= 1
         for key in _booked(booked)[:size]:  # where the booking took its places
@@ -387,7 +395,9 @@ return 1
 """
 
 # ARGV: now, admission rate per second, expiry time of new holds, look-ahead (how many accounts
-# beyond the credit may be told `none`), the number of pools counted now (-1: keep the last
+# beyond the credit may be told `none`), the places used with holds as the service read them
+# before its count (-1: not given; when more have been used since, the count may be low by
+# them and the room does not close on it), the number of pools counted now (-1: keep the last
 # count) and that many pool, places pairs, then account, needs pairs (the accounts next in line;
 # needs: each person's candidate pools, "|" between pools, ";" between people). The room admits
 # in queue order while it has credit; telling an account that nothing is left for it takes no
@@ -405,8 +415,8 @@ for i = 1, #flat, 2 do
   local t, k, v = string.sub(flat[i], 1, 1), string.sub(flat[i], 3), tonumber(flat[i + 1])
   if t == 'p' then P[k] = v elseif t == 'h' then H[k] = v else U[k] = v end
 end
-local c = tonumber(ARGV[5])
-local i = 6
+local c = tonumber(ARGV[6])
+local i = 7
 if c >= 0 then
   local before, grew = {}, false
   for k, v in pairs(P) do
@@ -464,9 +474,20 @@ while i < #ARGV do
   needs[ARGV[i]] = ARGV[i + 1]
   i = i + 2
 end
+-- Free places of a pool (rules.free_places): a released key's places less the shortfall of
+-- its key from before the release, whose holds keep the same places
+local function own(k) return (P[k] or 0) - (H[k] or 0) - (U[k] or 0) end
+local function free(k)
+  local f = own(k)
+  if string.sub(k, -2) == '/r' then
+    local before = own(string.sub(k, 1, -2))
+    if before < 0 then f = f + before end
+  end
+  return f
+end
 local function anyfree()
-  for k, p in pairs(P) do
-    if p - (H[k] or 0) - (U[k] or 0) > 0 then return true end
+  for k, _ in pairs(P) do
+    if free(k) > 0 then return true end
   end
   return false
 end
@@ -480,7 +501,7 @@ local function consider(a)
     local options, choice = {}, nil
     for k in string.gmatch(person, '[^|]+') do options[#options + 1] = k end
     for _, k in ipairs(options) do
-      if (P[k] or 0) - (H[k] or 0) - (U[k] or 0) - (taken[k] or 0) > 0 then
+      if free(k) - (taken[k] or 0) > 0 then
         choice = k
         break
       end
@@ -488,6 +509,7 @@ local function consider(a)
     if choice == nil then
       for _, k in ipairs(options) do
         if (H[k] or 0) > 0 then wait = true end
+        if string.sub(k, -2) == '/r' and (H[string.sub(k, 1, -2)] or 0) > 0 then wait = true end
       end
       if wait then break end
     else
@@ -540,7 +562,9 @@ table.sort(names)
 redis.call('HSET', KEYS[1], 'places', places, 'reserved', reserved, 'used', used, 'next', nxt,
            'credit', tostring(credit), 'credit_at', ARGV[1], 'told', told,
            'pools', table.concat(names, ','), 'back', redis.call('ZCARD', KEYS[11]))
-if c >= 0 and not left and redis.call('ZCARD', KEYS[7]) == 0 then
+local seen = tonumber(ARGV[5])
+if c >= 0 and not left and redis.call('ZCARD', KEYS[7]) == 0 and (seen < 0 or seen == used)
+then
   redis.call('HSET', KEYS[1], 'closed', '1')
 end
 return meta()
@@ -551,6 +575,15 @@ USE_HOLD = """
 local h = redis.call('HGET', KEYS[6], ARGV[1])
 if not h then return 0 end
 local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
+if state == 'used' or state == 'expired' then
+  -- a booking that passed the gate while the hold was live, committed after another used it
+  -- (two requests of one account at once) or after it expired: its places are taken all the
+  -- same, and count as used until the next count
+  for j = 2, #ARGV do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
+  redis.call('HINCRBY', KEYS[1], 'reserved', #ARGV - 1)
+  redis.call('HINCRBY', KEYS[1], 'used', #ARGV - 1)
+  return 0
+end
 if state ~= 'live' then return 0 end
 size = tonumber(size)
 local kept = redis.call('HGET', KEYS[10], ARGV[1])
@@ -667,13 +700,14 @@ class RedisStore:
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
                    sizes: Needs, places: int | Mapping[str, int] | None = None,
-                   lookahead: int = 0) -> dict[str, str]:
+                   lookahead: int = 0, used_seen: int | None = None) -> dict[str, str]:
         count = _count(places)
         counted = [] if count is None else [x for kv in count.items() for x in kv]
         needs = [x for a, need in _needs(sizes).items()
                  for x in (a, ";".join("|".join(options) for options in need))]
         flat = await self._step(keys=self._keys(opening),
                                 args=[f"{now:.3f}", repr(rate), f"{expires:.3f}", lookahead,
+                                      -1 if used_seen is None else used_seen,
                                       -1 if count is None else len(count), *counted, *needs])
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
