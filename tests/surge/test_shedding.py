@@ -205,9 +205,11 @@ async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker
 
         answers = [await poll(0), await poll(1)]
         assert sorted(r.json()["state"] for r in answers) == ["admitted", "waiting"]
-        tokens = [r.json()["token"] for r in answers]
         turn = next(i for i, r in enumerate(answers) if r.json()["state"] == "admitted")
         wait = 1 - turn
+        # the one waiting polls with the ticket it was just given; the one admitted with the
+        # ticket it had while waiting (news: its turn has come)
+        tokens[wait] = answers[wait].json()["token"]
         arrived = asyncio.Event()
 
         async def slow_body():  # a booking whose body is still on its way: work in flight

@@ -95,6 +95,29 @@ async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, 
     assert s["poll_after_s"] == min(60, max(2, (s["estimated_wait_s"] + 1) // 2))
 
 
+async def test_a_ticket_with_nothing_left_to_wait_for_brings_no_early_news(
+        app, client, world, maker, settings) -> None:
+    """Only a ticket given to someone still waiting may be answered before its time (their
+    turn came, the room closed). A ticket given with `admitted` (or used, expired, closed) has
+    nothing to wait for: asked early, it is refused like any other, and the load shedder does
+    not let it past the crowd's bound. Until 27 Nov such a ticket passed both, at any rate,
+    for its six hours."""
+    await publish(maker, world, centre_id=world.centre_a, dose1=10)
+    oid = await make_opening(client, world)
+    [(h, _)] = await bulk_citizens(maker, settings, 1)
+    ticket = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    seen = await status(client, h, oid, ticket)
+    assert seen["state"] == "admitted" and seen["poll_after_s"] == 5
+    for _ in range(3):
+        r = await client.get(f"/api/v1/openings/{oid}/status",
+                             headers={**h, "X-Queue-Token": seen["token"]})
+        assert r.status_code == 429 and r.headers["Retry-After"], r.text
+    assert not app.state.waiting_room.has_news(oid, seen["token"])
+    clock.shift(timedelta(seconds=5))
+    assert (await status(client, h, oid, seen["token"]))["state"] == "admitted"
+
+
 async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, maker,
                                                                settings) -> None:
     await publish(maker, world, centre_id=world.centre_a, dose1=10)
@@ -605,8 +628,8 @@ def test_a_poll_too_early_is_answered_from_memory_without_a_view(settings) -> No
                                   admit_per_second=10)
     room._openings[opening.id] = opening
     bearer = citizen_token(settings, 42)
-    early = service._token(room.secret, opening.id, 42, 5, poll_after=30)
-    now = service._token(room.secret, opening.id, 42, 5, poll_after=0)
+    early = service._token(room.secret, opening.id, 42, 5, poll_after=30, waiting=True)
+    now = service._token(room.secret, opening.id, 42, 5, poll_after=0, waiting=True)
     answer = room.quick_status_now(opening.id, bearer, early)  # no view here at all
     assert answer is not None and answer.code == "RateLimited" and answer.status == 429
     assert 29 <= answer.params["seconds"] <= 30

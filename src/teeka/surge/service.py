@@ -134,10 +134,12 @@ def _now() -> float:
 
 
 def _token(secret: str, opening: int, account: int, index: int, poll_after: int = 0,
-           told: int | None = None) -> str:
+           told: int | None = None, waiting: bool = False) -> str:
     extra: dict[str, Any] = {"op": opening, "idx": index,
                              # to the millisecond, never later than said
                              "nb": math.floor((_now() + poll_after) * 1000) / 1000}
+    if waiting:  # given to someone still waiting: news (their turn, the close) may come early
+        extra["w"] = 1
     if told is not None:  # told `none` when the room had grown this many times
         extra["told"] = told
     return signing.issue_token(secret, subject=str(account), kind="queue", now=clock.now(),
@@ -145,13 +147,18 @@ def _token(secret: str, opening: int, account: int, index: int, poll_after: int 
 
 
 def _ticket(secret: str, token: str, opening: int, actor: Actor
-            ) -> tuple[int, float, int | None]:
+            ) -> tuple[int, float, int | None, bool]:
+    """A ticket's queue index, how many seconds early it is asked about, the `told` mark of a
+    `none` answer, and whether it was given to someone still waiting (only such a ticket may
+    bring news before its time: one given with an answer that leaves nothing to wait for —
+    admitted, used, expired, closed — would otherwise pass the 429 and the crowd's bound at
+    any rate for its six hours)."""
     claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
     if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
         raise errors.QueueTokenInvalid()
     told = claims.get("told")
     return (int(claims["idx"]), float(claims.get("nb", 0)) - _now(),
-            told if isinstance(told, int) else None)
+            told if isinstance(told, int) else None, claims.get("w") == 1)
 
 
 def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[int, float]:
@@ -159,7 +166,7 @@ def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[in
     and how many seconds early it is asked about (> 0: before the time the ticket named, `nb`,
     from the last answer's poll_after_s). A forged, expired, or someone else's ticket is
     refused."""
-    index, early, _ = _ticket(secret, token, opening, actor)
+    index, early, _, _ = _ticket(secret, token, opening, actor)
     return index, early
 
 
@@ -573,9 +580,10 @@ class WaitingRoom:
 
     async def status(self, session: AsyncSession | None, opening: OpeningView, actor: Actor,
                      token: str) -> Status:
-        index, early, told = _ticket(self.secret, token, opening.id, actor)
+        index, early, told, waiting = _ticket(self.secret, token, opening.id, actor)
         last = self._advanced.get(opening.id)  # the room as this process last saw it
-        if early > 0 and (last is None or not _news(last[1], index)):
+        if early > 0 and (last is None or not (waiting or told is not None)
+                          or not _news(last[1], index)):
             # Too early, unless this process already knows there is news: the room has closed
             # (everyone still waiting is told at once), or this person's turn has come.
             raise too_early(early)
@@ -605,7 +613,8 @@ class WaitingRoom:
                 position: int | None, ahead: int | None, wait: int | None,
                 hold: int | None, told: int | None = None) -> Status:
         poll = rules.poll_after_s(state, wait)
-        token = _token(self.secret, opening.id, account, index, poll, told)
+        token = _token(self.secret, opening.id, account, index, poll, told,
+                       waiting=state == "waiting")
         return Status(state, position, ahead, wait, hold, token, poll)
 
     def _none(self, opening: OpeningView, account: int, index: int, told: int) -> Status:
@@ -657,14 +666,15 @@ class WaitingRoom:
             return None
         opening, last, actor = known
         try:
-            index, early, told = _ticket(self.secret, ticket, opening_id, actor)
+            index, early, told, waiting = _ticket(self.secret, ticket, opening_id, actor)
         except errors.DomainError:
             return None
         if early > 0 and told is None:
             # Too early, unless this process knows of news — as the full route answers. With
             # no view here (none yet, or set aside after a hold was used while every place was
             # held: use_hold) that is still the answer: only a poll at its time needs a step.
-            return None if last is not None and _news(last[1], index) else too_early(early)
+            return None if last is not None and waiting and _news(last[1], index) \
+                else too_early(early)
         if last is None or not self._fresh_enough(opening, last[0], _now()):
             return None
         if told is not None:  # told `none`: the same answer while the room has found no more
@@ -700,6 +710,8 @@ class WaitingRoom:
         told = claims.get("told")
         if isinstance(told, int):  # told `none`: news only once the room has found more places
             return not _still_none(last[1], told)
+        if claims.get("w") != 1:  # given with nothing left to wait for: no news to bring
+            return False
         # news: the turn has come, the room has closed, or the draw has been made (a ticket
         # from before it learns its place once)
         return _news(last[1], index) or (index < 0 and last[1].get("opened") == "1")
