@@ -136,8 +136,8 @@ def may_take(kept: Sequence[str], pools: Mapping[str, tuple[int, int, int]]
     admitted. None: no limit (a hold kept as the stores' tests keep them, of no pool)."""
     if any(Pool.parse(key) is None for key in kept):
         return None
-    out = unmarked_sums({k: p[0] - p[1] - p[2] for k, p in pools.items()})
-    out = {k: n for k, n in out.items() if n > 0}
+    out = spare_places({k: p[0] - p[2] for k, p in pools.items()},
+                       {k: p[1] for k, p in pools.items()})
     for key in kept:
         out[unmarked(key)] = out.get(unmarked(key), 0) + 1
     return out
