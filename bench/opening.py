@@ -281,6 +281,7 @@ class Person:
     ids: list[str] = field(default_factory=list)
     failure: str | None = None
     news_ms: float | None = None  # how long the poll that told them their turn had come took
+    last_sent: float | None = None  # when their last booking request left
 
 
 class Pace:
@@ -373,6 +374,7 @@ async def person(p: Person, client: Client, booker: Client, view: View, oid: int
             await asyncio.sleep(0.1)
             continue
         tries += 1
+        p.last_sent = time.monotonic()
         code, found, raw = await booker.call(
             "book", "POST", "/api/v1/appointments",
             {**auth, "Idempotency-Key": f"open-{p.ref}-{tries}"},
@@ -672,6 +674,10 @@ async def run(host: str, port: int, dsn: str, redis_url: str, secret: str, rate:
         # the release: from the opening to the last booking
         "cpu_cores": meter.between(opens_mono, last)[0],
         "hold_failures": sorted({p.failure or "?" for p in hold_broken})[:5],
+        # for up to ten broken holds: [the refusal, seconds of the hold left (as the person
+        # counted) when the refused booking left, ms the answer "admitted" took to arrive]
+        "hold_broken_detail": [[p.failure, round(p.hold_until - (p.last_sent or 0), 2),
+                                round(p.news_ms or 0)] for p in hold_broken[:10]],
         "holds_seen_but_unused": expired_unused,
         "holds_never_seen": max(0, len(admitted) - sum(1 for p in crowd if p.admitted_at)),
         # every 10 s of the release: [s since the opening, admitted people who learnt it in

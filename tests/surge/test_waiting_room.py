@@ -13,7 +13,7 @@ import pytest
 
 from teeka.app import create_app
 from teeka.kit import clock, signing
-from teeka.surge.service import HOLD_GRACE_S
+from teeka.surge.service import HOLD_GRACE_S, LATE_ANSWER_S
 from tests.factories import add_beneficiary, bulk_citizens, publish
 
 SLOT = "09:00AM-11:00AM"
@@ -162,9 +162,11 @@ async def test_holds_never_exceed_places_and_expire_back(client, world, maker, s
         assert (await book(client, h, sid, ref, f"held-{i:05d}")).status_code == 201
         assert (await status(client, h, oid, tokens[i]))["state"] == "used"
     clock.shift(timedelta(seconds=121))
-    # The third hold is over: its owner may no longer book with it ...
+    # The third hold is over: its owner is told so, and once the seconds an answer may take to
+    # reach them are over too, may no longer book with it ...
     lapsed = admitted[2]
     assert (await status(client, people[lapsed][0], oid, tokens[lapsed]))["state"] == "expired"
+    clock.shift(timedelta(seconds=LATE_ANSWER_S))
     h, ref = people[lapsed]
     r = await book(client, h, sid, ref, "lapsed-001")
     assert r.status_code == 409 and r.json()["code"] == "HoldRequired"
@@ -186,6 +188,30 @@ async def test_holds_never_exceed_places_and_expire_back(client, world, maker, s
     left = [i for i in waiting if i != first]
     assert {(await status(client, people[i][0], oid, tokens[i]))["state"] for i in left} == \
         {"closed"}
+
+
+async def test_a_booking_sent_in_the_last_seconds_of_a_hold_is_taken(client, world, maker,
+                                                                        settings) -> None:
+    """The answer "admitted" says how many seconds are left when the server writes it; the
+    person counts from when it reaches them. A booking they send in their last second arrives
+    after the end the server counted from, and is still taken: their place is still kept."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world, hold=120)
+    people = await bulk_citizens(maker, settings, 2)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=61))
+    told = [await status(client, h, oid, t) for (h, _), t in zip(people, tokens, strict=True)]
+    assert sorted(t["state"] for t in told) == ["admitted", "waiting"]
+    i = 0 if told[0]["state"] == "admitted" else 1
+    (h, ref), other = people[i], people[1 - i]
+    # the answer took a while to reach them: they book in what is, for them, their last second
+    clock.shift(timedelta(seconds=told[i]["hold_expires_in_s"] + LATE_ANSWER_S - 1))
+    assert (await status(client, h, oid, tokens[i]))["state"] == "expired"
+    r = await book(client, h, sid, ref, "lastsec-01")
+    assert r.status_code == 201, r.text
+    assert (await status(client, h, oid, tokens[i]))["state"] == "used"
+    # the place was the hold's: nobody else was admitted into it meanwhile, and none is left
+    assert (await status(client, other[0], oid, tokens[1 - i]))["state"] == "closed"
 
 
 async def test_booking_before_the_opening_is_refused(client, world, maker, settings) -> None:

@@ -62,6 +62,13 @@ GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
 # or its commit (the pool's timeout, statements, a commit waiting for a standby): were the place
 # given to the next person meanwhile, the booking's commit would take a place promised to them.
 HOLD_GRACE_S = 30.0
+# How long after the end it was told the gate still takes a booking made with a live hold. The
+# answer "admitted" says how many seconds are left when the server writes it; the person counts
+# from when it reaches them, which on a saturated server or a slow phone network is a second or
+# more later, so a booking they send in their last seconds arrives after the end the server
+# counted from. Well inside HOLD_GRACE_S: a booking let through at the last moment still has
+# the rest of that grace to commit before the place goes back to the room.
+LATE_ANSWER_S = 5.0
 
 
 def _told_end(kept_until: str) -> float:
@@ -826,7 +833,7 @@ class WaitingRoom:
             if held is None:
                 raise errors.HoldRequired()
             size, expires, state = parse_hold(held)
-            if state != "live" or _told_end(expires) <= _now():
+            if state != "live" or _told_end(expires) + LATE_ANSWER_S <= _now():
                 raise errors.HoldRequired()
             if people > size:
                 raise errors.HoldTooSmall(size=size)
