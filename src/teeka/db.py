@@ -205,6 +205,10 @@ WROTE = "teeka.wrote"
 # its transaction has committed, before the answer is sent (web.deps.db): what must follow a
 # committed change and never a rolled-back one (the waiting room's hold used by a booking).
 AFTER_COMMIT = "teeka.after_commit"
+# session.info key: callables (async, taking nothing, never raising) the unit of work awaits once
+# its transaction has ended, committed or not, after the AFTER_COMMIT ones: what a request took
+# for the length of its work and gives back either way (a booking's claim on its hold).
+AFTER_END = "teeka.after_end"
 
 
 class Door:

@@ -112,6 +112,9 @@ HoldTooSmall = _error("HoldTooSmall", 409,
                       "When your turn came, places were kept for this many people of your "
                       "account: {size}. Book for at most that many now; for the others, join the "
                       "queue again after this booking.")
+BookingInProgress = _error("BookingInProgress", 409,
+                           "Another booking of yours is being made right now. Wait a few "
+                           "seconds and look at your appointments before you try again.", 5)
 PlacesKept = _error("PlacesKept", 409,
                     "The places left in this slot are kept for other people admitted from the "
                     "waiting room. Choose another slot or centre.")

@@ -5,6 +5,7 @@ appointment into an open room's scope only with a hold (docs/surge.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -188,8 +189,9 @@ async def test_a_hold_used_between_the_used_read_and_the_step_does_not_close_the
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_second_booking_made_with_one_hold_counts_its_place(kind: str) -> None:
-    """Two bookings of one account at once both pass the gate with its live hold; the second
-    to commit finds the hold used. Its place is taken all the same: it counts as used, and the
+    """A booking that passed the gate with the live hold commits after the hold was used (two
+    bookings of one account at once, before the gate claimed holds; or one whose claim ran
+    out, its process stalled). Its place is taken all the same: it counts as used, and the
     room admits nobody into it (until 27 Nov it was free to the room until the next count)."""
     key = "first/open/1/18-/"
     oid = 987663
@@ -288,4 +290,77 @@ async def test_a_hold_books_at_most_the_people_it_kept_places_for(client, world,
                           headers={**h, "Idempotency-Key": "small-00002"})
     assert r.status_code == 409, r.text
     r = await book(client, h, sid, ref, "small-00003")  # the one it kept a place for
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
+    """The gate claims a live hold for the booking it lets through: another booking of the
+    account is not let through until that one has used the hold or given the claim back (or,
+    its process gone, the claim has run out)."""
+    key = "first/open/1/18-/"
+    oid = 987664
+    store = await drawn_store(kind, oid, "ab", counted_at="0")
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": [[key]]},
+                     places={key: 2})
+
+    async def claim(mark: str, now: float = 101.0, people: int = 1) -> bool:
+        return (await store.claim_hold(oid, "a", now=now, live_after=now + 25, people=people,
+                                       mark=mark, until=now + 30))[3]
+
+    assert not await claim("big", people=2)  # more people than the hold kept places for
+    assert await claim("one")
+    assert not await claim("two")  # one booking at a time
+    await store.release_hold(oid, "a", "two")  # not its claim: nothing given back
+    assert not await claim("two")
+    await store.release_hold(oid, "a", "one")  # the first failed: the hold is free again
+    assert await claim("two")
+    assert await claim("three", now=131.5)  # a claim whose process died runs out
+    assert not await claim("late", now=136.0)  # past the hold's end (and the leeway)
+    assert await store.use_hold(oid, "a", [key])
+    assert not await claim("after")  # used
+    assert (await store.claim_hold(oid, "b", now=101.0, live_after=126.0, people=1,
+                                   mark="b", until=131.0))[3] is False  # no hold at all
+    await store.reset(oid)
+
+
+async def test_two_bookings_of_one_account_at_once_use_its_hold_once(client, world, maker,
+                                                                     settings) -> None:
+    """Admitted with one person, an account that registered a second sends two bookings at
+    once, one person each (two tabs, two keys). One is let through; the other is refused:
+    together they would take two places where the room kept one, the second promised to
+    someone else. (On SQLite the one connection already takes them one after the other, and
+    the second finds the hold used; on PostgreSQL both reached the gate before either
+    committed, and both were booked.)"""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    ((h, ref),) = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    late = await add_beneficiary(client, h, name="Registered Later")
+    answers = await asyncio.gather(book(client, h, sid, ref, "tabs-00001"),
+                                   book(client, h, sid, late, "tabs-00002"))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [201, 409], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 409)
+    assert refused.json()["code"] in ("BookingInProgress", "HoldRequired")
+    if refused.json()["code"] == "BookingInProgress":
+        assert refused.headers["retry-after"] == "5"
+    assert (await status(client, h, oid, t))["state"] == "used"
+
+
+async def test_a_refused_booking_gives_its_claim_on_the_hold_back(client, world, maker,
+                                                                  settings) -> None:
+    """A booking let through with the hold and then refused (here: someone else's person)
+    gives the claim back when its work ends: the next booking goes through at once."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    (h, ref), (_, other) = await bulk_citizens(maker, settings, 2)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    r = await book(client, h, sid, other, "claim-00001")
+    assert r.status_code == 404, r.text
+    r = await book(client, h, sid, ref, "claim-00002")
     assert r.status_code == 201, r.text

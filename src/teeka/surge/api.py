@@ -18,7 +18,7 @@ from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
 from teeka.booking.repository import earlier_booking
-from teeka.db import AFTER_COMMIT
+from teeka.db import AFTER_COMMIT, AFTER_END
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
@@ -28,6 +28,7 @@ from teeka.web.deps import CurrentActor, Db
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
 log = structlog.get_logger()
 SLOW_BOOKING_S = 1.0  # a booking under an opening slower than this counts as backend stress
+CLAIMS = "teeka.hold_claims"  # session.info: the marks of claims on holds still to give back
 
 
 class OpeningCreate(BaseModel):
@@ -129,19 +130,44 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
     A booking retried with the `idempotency_key` of one already made (its answer lost, a
     double submit) is let through whatever the room says — its hold was used by the booking
     it repeats — so that the booking service answers it with that booking (or refuses a
-    different request under the same key). Only a refusal costs that lookup."""
+    different request under the same key). Only a refusal costs that lookup.
+
+    A citizen's pass claims the hold for this booking (WaitingRoom.gate): the claim is given
+    back when the unit of work ends without the hold used (the booking refused or rolled
+    back), so the person may try again at once."""
     try:
         if actor.kind == "staff":
             return await room(request).staff_gate(db, session_id, people)
         if not actor.is_citizen:
             return FREE_PASS
         request.state.gate_started = time.monotonic()
-        return await room(request).gate(
+        passed = await room(request).gate(
             db, actor, session_id, people if isinstance(people, int) else len(people))
+        _give_back_unless_used(request, db, actor, passed)
+        return passed
     except errors.DomainError:
         if idempotency_key and await earlier_booking(db, actor.label, idempotency_key):
             return FREE_PASS
         raise
+
+
+def _give_back_unless_used(request: Request, db: AsyncSession, actor: Actor,
+                           passed: Pass) -> None:
+    opening, mark = passed.opening, passed.claim
+    if opening is None or mark is None:
+        return
+    db.info.setdefault(CLAIMS, set()).add(mark)
+
+    async def give_back() -> None:
+        if mark not in db.info.get(CLAIMS, ()):
+            return  # used by the committed booking (store.use_hold dropped the claim)
+        db.info[CLAIMS].discard(mark)
+        try:
+            await room(request).release(opening, actor, mark)
+        except Exception as exc:  # the claim ends by itself (surge.service.CLAIM_S)
+            log.warning("surge.release.failed", opening=opening.id, error=type(exc).__name__)
+
+    db.info.setdefault(AFTER_END, []).append(give_back)
 
 
 async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
@@ -162,6 +188,8 @@ async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
     started = getattr(request.state, "gate_started", None)
 
     async def use() -> None:
+        if passed.claim is not None:
+            db.info.get(CLAIMS, set()).discard(passed.claim)
         try:
             await wr.use_hold(opening, actor, booked)
         except Exception as exc:  # committed: the hold expires unused (the room admits late)

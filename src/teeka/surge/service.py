@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ HOLD_GRACE_S = 30.0
 # counted from. Well inside HOLD_GRACE_S: a booking let through at the last moment still has
 # the rest of that grace to commit before the place goes back to the room.
 LATE_ANSWER_S = 5.0
+# How long a booking's claim on its hold lasts at most (store.claim_hold): longer than a booking
+# can take from the gate to its commit (a pooled connection, statements, a commit waiting for a
+# standby), so that it ends by itself only when the process that made it died.
+CLAIM_S = HOLD_GRACE_S
 
 
 def _told_end(kept_until: str) -> float:
@@ -117,6 +122,9 @@ class Pass:
 
     opening: OpeningView | None = None
     may_take: dict[str, int] | None = None
+    # the mark of this booking's claim on the hold (store.claim_hold): released when the
+    # booking fails, dropped when it has used the hold
+    claim: str | None = None
 
 
 FREE_PASS = Pass()
@@ -815,7 +823,12 @@ class WaitingRoom:
         (HoldTooSmall: the room counts the places a hold keeps, and more taken would be places
         promised to others). The places it may take are those the hold keeps and those nobody's
         hold keeps: a person whose own share is full at the slot they chose would otherwise
-        take a place of the open share there that the room keeps for someone else."""
+        take a place of the open share there that the room keeps for someone else.
+
+        The booking claims the hold until it has used it or failed (`Pass.claim`; the caller
+        releases a failed booking's claim with `release`): another booking of the same account
+        meanwhile is BookingInProgress, since two at once would each take the places the one
+        hold keeps."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
@@ -829,15 +842,21 @@ class WaitingRoom:
                 raise errors.HoldRequired()  # open, the draw is being made: join the queue
             if meta.get("closed") == "1":
                 continue
-            held, kept, pools = await self.store.hold_and_pools(opening.id, str(actor.id))
+            now, mark = _now(), secrets.token_hex(8)
+            held, kept, pools, claimed = await self.store.claim_hold(
+                opening.id, str(actor.id), now=now,
+                live_after=now - LATE_ANSWER_S + HOLD_GRACE_S, people=people, mark=mark,
+                until=now + CLAIM_S)
             if held is None:
                 raise errors.HoldRequired()
             size, expires, state = parse_hold(held)
-            if state != "live" or _told_end(expires) + LATE_ANSWER_S <= _now():
+            if state != "live" or _told_end(expires) + LATE_ANSWER_S <= now:
                 raise errors.HoldRequired()
             if people > size:
                 raise errors.HoldTooSmall(size=size)
-            return Pass(opening, rules.may_take(kept, pools))
+            if not claimed:
+                raise errors.BookingInProgress()
+            return Pass(opening, rules.may_take(kept, pools), mark)
         return FREE_PASS
 
     async def staff_gate(self, session: AsyncSession, session_id: str,
@@ -889,6 +908,11 @@ class WaitingRoom:
             may_take = spare_here if may_take is None else {
                 k: min(n, may_take[k]) for k, n in spare_here.items() if k in may_take}
         return Pass(None, may_take)
+
+    async def release(self, opening: OpeningView, actor: Actor, mark: str) -> None:
+        """A booking that passed the gate failed (refused, rolled back): its claim on the hold
+        ends, so the person may try again at once."""
+        await self.store.release_hold(opening.id, str(actor.id), mark)
 
     async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:
         """A committed booking made with the hold (`booked`: the pool of each place it took):

@@ -14,6 +14,13 @@ how many places an account holds (its people, 1-4) is looked up when it is admit
 the step (`sizes`; an account without one stops the step there). Holds are
 "size:expires:state" with state live / used / expired.
 
+A live hold is claimed by the booking that passes the gate with it (`claim_hold`: the claim's
+end and a random mark, "until:mark"), until that booking has committed and used the hold
+(`use_hold` drops the claim) or has failed (`release_hold`, by its mark). Another booking of the
+same account meanwhile is not let through: two at once would each take the places the one hold
+keeps, and the second would take places kept for others. A claim left by a process that died
+ends by itself.
+
 `places` is what the room may promise: live holds plus places used with a hold may not exceed
 it. It is counted from the database at the draw and again now and then while admitting (the
 step's `places`), so places taken or given back outside the room — a help desk's booking, a
@@ -57,6 +64,9 @@ Shuffle = Callable[[list[str]], list[str]]
 # An account's people, each with the pools they could book (or just how many, in pool "*")
 Needs = Mapping[str, int | Sequence[Sequence[str]]]
 ANY = "*"
+# A booking's gate: the account's hold, the pools it keeps places in, the room's pools, and
+# whether this booking claimed the hold
+Claimed = tuple[str | None, list[str], dict[str, tuple[int, int, int]], bool]
 BUSY_WINDOW_S = 5.0  # signs of stress (503s, slow bookings) count this long
 LATELY_S = 30  # ... and, for climbing back after stress (rules.effective_rate), this long
 
@@ -66,8 +76,9 @@ class Store(Protocol):
     async def meta(self, opening: int) -> dict[str, str]: ...
     async def member(self, opening: int, account: str) -> str | None: ...
     async def hold(self, opening: int, account: str) -> str | None: ...
-    async def hold_and_pools(self, opening: int, account: str
-                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]: ...
+    async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
+                         people: int, mark: str, until: float) -> Claimed: ...
+    async def release_hold(self, opening: int, account: str, mark: str) -> None: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
     async def admitted(self, opening: int) -> list[str]: ...
     async def join(self, opening: int, account: str, after_open: bool) -> str: ...
@@ -126,6 +137,7 @@ class MemoryStore:
         self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
+        self._claims: dict[int, dict[str, tuple[float, str]]] = {}  # account -> (until, mark)
         self._per_second: dict[tuple[str, int], int] = {}  # ("busy" | "done", second) -> count
 
     @contextlib.asynccontextmanager
@@ -142,12 +154,30 @@ class MemoryStore:
     async def hold(self, opening: int, account: str) -> str | None:
         return self._holds.get(opening, {}).get(account)
 
-    async def hold_and_pools(self, opening: int, account: str
-                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]:
-        """The account's hold, the pools it keeps places in, and the room's pools."""
-        return (await self.hold(opening, account),
-                list(self._hold_pools.get(opening, {}).get(account, [])),
-                await self.pools(opening))
+    async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
+                         people: int, mark: str, until: float) -> Claimed:
+        """The account's hold, the pools it keeps places in, the room's pools, and whether the
+        hold is now claimed for this booking (`mark`, until `until`): only a live hold kept past
+        `live_after`, for at least `people`, and not claimed by another booking whose claim
+        lasts past `now`."""
+        held = self._holds.get(opening, {}).get(account)
+        claimed = False
+        if held is not None:
+            size, expires, state = parse_hold(held)
+            claims = self._claims.setdefault(opening, {})
+            other = claims.get(account)
+            if (state == "live" and float(expires) > live_after and people <= size
+                    and (other is None or other[0] <= now)):
+                claims[account] = (until, mark)
+                claimed = True
+        return (held, list(self._hold_pools.get(opening, {}).get(account, [])),
+                await self.pools(opening), claimed)
+
+    async def release_hold(self, opening: int, account: str, mark: str) -> None:
+        """A booking that claimed the hold failed: the hold is free for the next one."""
+        claims = self._claims.get(opening, {})
+        if account in claims and claims[account][1] == mark:
+            del claims[account]
 
     def _queue(self, opening: int) -> list[str]:
         return self._drawn.get(opening, []) + self._late.get(opening, [])
@@ -279,6 +309,7 @@ class MemoryStore:
         holds = self._holds.setdefault(opening, {})
         value = holds.get(account)
         pools = self._pools.setdefault(opening, {})
+        self._claims.get(opening, {}).pop(account, None)
         if value is not None and parse_hold(value)[2] in ("used", "expired"):
             # As the Lua: a booking that passed the gate while the hold was live, committed
             # after another used it or after it expired: its places count as used.
@@ -336,16 +367,17 @@ class MemoryStore:
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
                      self._holds, self._expiry, self._admitted, self._pools, self._hold_pools,
-                     self._back):
+                     self._back, self._claims):
             part.pop(opening, None)
 
 
 # KEYS for every script: meta, members, pre, drawn, late, holds, expiry, admitted, pools (a hash:
 # p:<pool> places, h:<pool> held by live holds, u:<pool> used with holds), hold pools (account
 # -> the pools its live hold keeps, comma-separated), back (a sorted set: accounts told `none`
-# who asked again after the room grew, scored by their queue index)
+# who asked again after the room grew, scored by their queue index), claims (account ->
+# "until:mark" of the booking that claimed its hold)
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted", "pools",
-         "hpools", "back")
+         "hpools", "back", "claims")
 
 # ARGV: account, "1" when it is past the opening time (then first come, first served, even
 # before the draw has been made)
@@ -580,11 +612,13 @@ if state == 'used' or state == 'expired' then
   -- (two requests of one account at once) or after it expired: its places are taken all the
   -- same, and count as used until the next count
   for j = 2, #ARGV do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
+  redis.call('HDEL', KEYS[12], ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'reserved', #ARGV - 1)
   redis.call('HINCRBY', KEYS[1], 'used', #ARGV - 1)
   return 0
 end
 if state ~= 'live' then return 0 end
+redis.call('HDEL', KEYS[12], ARGV[1])
 size = tonumber(size)
 local kept = redis.call('HGET', KEYS[10], ARGV[1])
 if kept then
@@ -600,6 +634,33 @@ redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
 """
 
+
+# ARGV: account, now, live_after, people, mark, until. As MemoryStore.claim_hold: the hold, the
+# pools it keeps, the room's pools (flat), and 1 when this booking claimed the hold.
+CLAIM_HOLD = """
+local h = redis.call('HGET', KEYS[6], ARGV[1])
+local claimed = 0
+if h then
+  local size, expires, state = string.match(h, '^(%d+):([^:]*):(%a+)$')
+  if state == 'live' and tonumber(expires) > tonumber(ARGV[3])
+     and tonumber(ARGV[4]) <= tonumber(size) then
+    local other = redis.call('HGET', KEYS[12], ARGV[1])
+    if not other or tonumber(string.match(other, '^([^:]+)')) <= tonumber(ARGV[2]) then
+      redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5])
+      claimed = 1
+    end
+  end
+end
+return {h or false, redis.call('HGET', KEYS[10], ARGV[1]) or false,
+        redis.call('HGETALL', KEYS[9]), claimed}
+"""
+
+# ARGV: account, mark. A failed booking's claim, if still its own, is dropped.
+RELEASE_HOLD = """
+local c = redis.call('HGET', KEYS[12], ARGV[1])
+if c and string.match(c, ':(.*)$') == ARGV[2] then redis.call('HDEL', KEYS[12], ARGV[1]) end
+return 0
+"""
 
 # ARGV: account. Its hold; told `none` before the room last grew, and the room still open: back
 # in line at its queue index. Returns the hold and its place in the back line (-1: not there).
@@ -636,6 +697,8 @@ class RedisStore:
         self._step = self.r.register_script(STEP)
         self._use = self.r.register_script(USE_HOLD)
         self._recheck = self.r.register_script(RECHECK)
+        self._claim = self.r.register_script(CLAIM_HOLD)
+        self._release = self.r.register_script(RELEASE_HOLD)
 
     def _k(self, opening: int, part: str) -> str:
         return f"teeka:wr:{opening}:{part}"
@@ -661,15 +724,17 @@ class RedisStore:
         found: str | None = await self.r.hget(self._k(opening, "holds"), account)
         return found
 
-    async def hold_and_pools(self, opening: int, account: str
-                             ) -> tuple[str | None, list[str], dict[str, tuple[int, int, int]]]:
-        """As MemoryStore.hold_and_pools, in one round trip (a booking's gate)."""
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hget(self._k(opening, "holds"), account)
-            pipe.hget(self._k(opening, "hpools"), account)
-            pipe.hgetall(self._k(opening, "pools"))
-            value, kept, flat = await pipe.execute()
-        return value, [k for k in (kept or "").split(",") if k], _pools_of(flat)
+    async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
+                         people: int, mark: str, until: float) -> Claimed:
+        """As MemoryStore.claim_hold, in one round trip (a booking's gate)."""
+        value, kept, flat, claimed = await self._claim(
+            keys=self._keys(opening),
+            args=[account, repr(now), repr(live_after), people, mark, repr(until)])
+        pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+        return value, [k for k in (kept or "").split(",") if k], _pools_of(pairs), claimed == 1
+
+    async def release_hold(self, opening: int, account: str, mark: str) -> None:
+        await self._release(keys=self._keys(opening), args=[account, mark])
 
     async def at(self, opening: int, start: int, stop: int) -> list[str]:
         drawn = int(await self.r.llen(self._k(opening, "drawn")))

@@ -14,7 +14,7 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token
 from teeka.config import Settings
-from teeka.db import AFTER_COMMIT, WROTE, busy_on_database_trouble, session_scope
+from teeka.db import AFTER_COMMIT, AFTER_END, WROTE, busy_on_database_trouble, session_scope
 from teeka.i18n import pick_language
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -43,6 +43,7 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     door = request.app.state.db_door
     if not door.enter():
         raise errors.Busy()
+    session: AsyncSession | None = None
     try:
         async with busy_on_database_trouble():
             async with session_scope(request.app.state.sessionmaker) as session:
@@ -55,9 +56,17 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                     # (found by make drill).
                     conn = await session.connection()  # Core: no ORM execution path
                     await conn.execute(_WAL_MARK)
+    except Exception:
+        if session is not None:
+            for hook in session.info.get(AFTER_END, ()):
+                await hook()
+        raise
     finally:
         door.leave()
+    assert session is not None
     for hook in session.info.get(AFTER_COMMIT, ()):
+        await hook()
+    for hook in session.info.get(AFTER_END, ()):
         await hook()
     if session.info.get("capacity_changed"):
         request.app.state.capacity_changed()
