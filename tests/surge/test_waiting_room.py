@@ -113,9 +113,27 @@ async def test_a_ticket_with_nothing_left_to_wait_for_brings_no_early_news(
         r = await client.get(f"/api/v1/openings/{oid}/status",
                              headers={**h, "X-Queue-Token": seen["token"]})
         assert r.status_code == 429 and r.headers["Retry-After"], r.text
-    assert not app.state.waiting_room.has_news(oid, seen["token"])
+    assert not app.state.waiting_room.has_news(oid, seen["token"], h["Authorization"][7:])
     clock.shift(timedelta(seconds=5))
     assert (await status(client, h, oid, seen["token"]))["state"] == "admitted"
+
+
+async def test_only_the_tickets_own_person_brings_news_past_the_crowds_bound(
+        app, client, world, maker, settings) -> None:
+    """The load shedder lets a poll with news (a turn come, the draw made) past the crowd's
+    bound. Only when its ticket is sent by the person it was given to: someone else's would
+    be refused by the route anyway, after taking a place among the requests in flight."""
+    await publish(maker, world, centre_id=world.centre_a, dose1=10)
+    oid = await make_opening(client, world)
+    (h, _), (other, _) = await bulk_citizens(maker, settings, 2)
+    ticket = (await join(client, h, oid))["token"]
+    other_ticket = (await join(client, other, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    await status(client, other, oid, other_ticket)  # the room moves on: the draw is made
+    room = app.state.waiting_room
+    assert room.has_news(oid, ticket, h["Authorization"][7:])
+    assert not room.has_news(oid, ticket, other["Authorization"][7:])
+    assert not room.has_news(oid, ticket, "not-a-token")
 
 
 async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, maker,

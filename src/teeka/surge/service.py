@@ -711,10 +711,12 @@ class WaitingRoom:
             return None
         return opening, self._advanced.get(opening_id), actor
 
-    def has_news(self, opening_id: int, ticket: str) -> bool:
+    def has_news(self, opening_id: int, ticket: str, bearer: str) -> bool:
         """Whether a status poll carries a valid ticket of someone with news (turn come, room
-        closed) in this process's view: the load shedder lets it through the crowd's bound, so
-        that an admitted person learns it even while the crowd is being shed."""
+        closed) in this process's view, sent by that someone (`bearer`: the citizen token): the
+        load shedder lets it through the crowd's bound, so that an admitted person learns it
+        even while the crowd is being shed. Someone else's ticket would only be refused by the
+        route, after passing that bound."""
         last = self._advanced.get(opening_id)
         if last is None or not ticket:
             return False
@@ -724,12 +726,17 @@ class WaitingRoom:
         index = int(claims.get("idx", -1))
         told = claims.get("told")
         if isinstance(told, int):  # told `none`: news only once the room has found more places
-            return not _still_none(last[1], told)
-        if claims.get("w") != 1:  # given with nothing left to wait for: no news to bring
+            news = not _still_none(last[1], told)
+        elif claims.get("w") != 1:  # given with nothing left to wait for: no news to bring
             return False
-        # news: the turn has come, the room has closed, or the draw has been made (a ticket
-        # from before it learns its place once)
-        return _news(last[1], index) or (index < 0 and last[1].get("opened") == "1")
+        else:
+            # news: the turn has come, the room has closed, or the draw has been made (a
+            # ticket from before it learns its place once)
+            news = _news(last[1], index) or (index < 0 and last[1].get("opened") == "1")
+        if not news:
+            return False
+        actor = citizen_actor(self.secret, bearer)  # only now: news is rare among the crowd
+        return actor is not None and str(actor.id) == claims.get("sub")
 
     def _fresh_enough(self, opening: OpeningView, viewed_at: float, now: float) -> bool:
         """Whether this process's view may answer a poll now: up to QUICK_VIEW_S old. From

@@ -149,8 +149,17 @@ class LoadShedder:
         room = self._room(scope)
         if room is None:
             return False
-        ticket = next((v for k, v in scope["headers"] if k == b"x-queue-token"), b"")
-        return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000]))
+        ticket, authorization = b"", b""
+        for k, v in scope["headers"]:
+            if k == b"x-queue-token":
+                ticket = v
+            elif k == b"authorization":
+                authorization = v
+        scheme, _, bearer = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000],
+                                  bearer.strip()[:4096]))
 
     def _refusal(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The 503's headers and body, in the language the request asks for."""
