@@ -34,10 +34,11 @@ async def drawn_store(kind: str, oid: int, accounts: str, **initial: str):
 
 
 async def make_opening(client, world, *, seconds_ahead: int = 60, hold: int = 600,
-                       rate: int = 1000) -> int:
+                       rate: int = 1000, district: int = 109) -> int:
     day = clock.today() + timedelta(days=1)
-    r = await client.post("/api/v1/admin/openings", headers=world.headers("raipur_admin"), json={
-        "district_id": 109, "first_day": day.isoformat(),
+    admin = {109: "raipur_admin", 110: "balod_admin"}[district]
+    r = await client.post("/api/v1/admin/openings", headers=world.headers(admin), json={
+        "district_id": district, "first_day": day.isoformat(),
         "opens_at": (clock.now() + timedelta(seconds=seconds_ahead)).isoformat(),
         "hold_seconds": hold, "admit_per_second": rate})
     assert r.status_code == 201, r.text
@@ -232,6 +233,34 @@ async def test_a_booking_sent_in_the_last_seconds_of_a_hold_is_taken(client, wor
     assert (await status(client, other[0], oid, tokens[1 - i]))["state"] == "closed"
 
 
+async def test_a_second_opening_over_the_same_places_is_refused_while_the_first_is_open(
+        client, world, maker, settings) -> None:
+    """Two openings governing the same sessions would each count their places, and the gate
+    would ask a person for a hold in whichever it looked at first. While an opening has not
+    closed, another over any of its districts is refused (the state's, or the district's
+    again); another district's is not. Once it has closed, a new one may be made."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world)
+    day = (clock.today() + timedelta(days=2)).isoformat()
+    at = (clock.now() + timedelta(minutes=5)).isoformat()
+    for who, district in (("raipur_admin", 109), ("state", None)):
+        r = await client.post("/api/v1/admin/openings", headers={
+            **world.headers(who), "Accept-Language": "en"}, json={
+            "district_id": district, "first_day": day, "opens_at": at})
+        assert r.status_code == 409 and r.json()["code"] == "OpeningsOverlap", r.text
+        assert f"Opening {oid} still gives out these places" in r.json()["message"]
+    await make_opening(client, world, district=110)  # Balod: other places
+    # the first opening's one place is booked: it closes, and Raipur may open again
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    assert (await book(client, h, sid, ref, "overlap-01")).status_code == 201
+    clock.shift(timedelta(seconds=5))
+    assert (await status(client, h, oid, t))["state"] == "used"
+    await make_opening(client, world)
+
+
 async def test_booking_before_the_opening_is_refused(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     await make_opening(client, world, seconds_ahead=600)
@@ -416,10 +445,12 @@ async def test_stress_in_one_process_slows_admissions_in_all(two_processes, worl
                                                              settings, still_clock) -> None:
     a, b = two_processes
     await publish(maker, world, centre_id=world.centre_a, dose1=100)
+    await publish(maker, world, centre_id=world.centre_c, dose1=100)
     people = await bulk_citizens(maker, settings, 15)
 
-    async def admitted_after_one_second(stress: int) -> int:
-        oid = await make_opening(a, world, rate=10)
+    async def admitted_after_one_second(stress: int, district: int) -> int:
+        # one opening per district: the first is still open when the second is made
+        oid = await make_opening(a, world, rate=10, district=district)
         tickets = [(await join(a if i % 2 else b, h, oid))["token"]
                    for i, (h, _) in enumerate(people)]
         for _ in range(stress):  # e.g. 503s answered by process a
@@ -430,9 +461,9 @@ async def test_stress_in_one_process_slows_admissions_in_all(two_processes, worl
                   zip(people, tickets, strict=True)]
         return states.count("admitted")
 
-    assert await admitted_after_one_second(stress=0) == 11
+    assert await admitted_after_one_second(stress=0, district=109) == 11
     # 90 signs of stress in process a: the rate drops to a tenth, in process b too
-    assert await admitted_after_one_second(stress=90) == 2
+    assert await admitted_after_one_second(stress=90, district=110) == 2
 
 
 async def admitted_in_the_first_second(two_processes, world, maker, settings, *, people: int,

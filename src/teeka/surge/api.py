@@ -75,6 +75,8 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
         access_district(actor, body.district_id)
     if body.opens_at.tzinfo is None:
         raise errors.Invalid(detail="opens_at needs a time zone, e.g. +05:30")
+    if governing := await room(request).still_governing(db, body.district_id):
+        raise errors.OpeningsOverlap(opening=governing[0])
     opening = Opening(district_id=body.district_id, first_day=body.first_day,
                       opens_at=body.opens_at, hold_seconds=body.hold_seconds,
                       admit_per_second=body.admit_per_second, created_at=clock.now())

@@ -389,6 +389,23 @@ class WaitingRoom:
         found = self._openings[opening_id] = OpeningView.of(row)
         return found
 
+    async def still_governing(self, session: AsyncSession, district_id: int | None
+                              ) -> list[int]:
+        """The openings not yet closed whose scope meets that of a new opening for
+        `district_id` (None: the whole state): each would govern the same sessions, and the
+        gate would ask a person for a hold in one room while the other counted the same places
+        (docs/surge.md). Read from the database, not this process's list: another process may
+        have created one a moment ago."""
+        query = select(Opening.id).order_by(Opening.id)
+        if district_id is not None:
+            query = query.where((Opening.district_id.is_(None))
+                                | (Opening.district_id == district_id))
+        found = []
+        for oid in (await session.execute(query)).scalars():
+            if (await self.store.meta(oid)).get("closed") != "1":
+                found.append(oid)
+        return found
+
     def opening_created(self, row: Opening) -> None:
         self._openings[row.id] = OpeningView.of(row)
         self._all_openings = None
