@@ -178,6 +178,7 @@ async def _commit(session: AsyncSession) -> None:
         conn = await session.connection()
         info = conn.info
         info.pop(UNREPLICATED, None)
+    session.info[OUTCOME_UNKNOWN] = True  # until the commit is known to have gone one way
     try:
         await session.commit()
     except TimeoutError:
@@ -191,6 +192,7 @@ async def _commit(session: AsyncSession) -> None:
     # tests/booking/test_acknowledgement.py). No extra turn of the event loop to wait for it.
     if info is not None and info.pop(UNREPLICATED, False):
         raise Busy()
+    del session.info[OUTCOME_UNKNOWN]
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -209,6 +211,10 @@ AFTER_COMMIT = "teeka.after_commit"
 # its transaction has ended, committed or not, after the AFTER_COMMIT ones: what a request took
 # for the length of its work and gives back either way (a booking's claim on its hold).
 AFTER_END = "teeka.after_end"
+# session.info key, set while a commit is under way and left set when it failed: it may have
+# committed (a commit refused for want of a standby, cut off by a timeout, a lost connection),
+# so what a request took for its work is not given back as if it had not (web.deps.db).
+OUTCOME_UNKNOWN = "teeka.outcome_unknown"
 
 
 class Door:

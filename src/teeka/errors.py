@@ -119,9 +119,9 @@ PlacesKept = _error("PlacesKept", 409,
                     "The places left in this slot are kept for other people admitted from the "
                     "waiting room. Choose another slot or centre.")
 OpeningsOverlap = _error("OpeningsOverlap", 409,
-                         "Opening {opening} still gives out these places: it covers this "
-                         "district and has not closed. A second opening here would give out the "
-                         "same places twice; places published now are added to it.")
+                         "Opening {opening} still gives out places here and has not closed. A "
+                         "second opening here would give out the same places twice; places "
+                         "published now are added to it.")
 PlacesHeld = _error("PlacesHeld", 409,
                     "Every free place here is being kept for people admitted from the waiting "
                     "room. Try again in a few minutes, when their places are used or given back.")

@@ -67,10 +67,10 @@ async def test_the_store_keeps_places_by_pool(kind: str) -> None:
     assert await store.pools(oid) == {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)}
     # what a booking's gate reads, in one go: the hold, its pools, and the room's pools
     assert await store.claim_hold(oid, "a", now=100.0, live_after=130.0, people=1, mark="m",
-                                  until=130.0) == (
-        "1:160.000:live", [YOUNG], {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)}, True)
+                                  until=130.0, key="k") == (
+        "1:160.000:live", [YOUNG], {YOUNG: (1, 1, 0), OLD: (2, 0, 0), "*": (0, 0, 0)}, 1)
     assert (await store.claim_hold(oid, "b", now=100.0, live_after=130.0, people=1, mark="n",
-                                   until=130.0)) == (None, [], (await store.pools(oid)), False)
+                                   until=130.0, key="k")) == (None, [], (await store.pools(oid)), 0)
     assert await store.use_hold(oid, "a", [YOUNG])
     meta = await store.step(oid, now=101.0, rate=10, expires=161.0, sizes=needs)
     # nothing young left and no hold that could come back: b is told so (`none`); c holds an

@@ -304,34 +304,46 @@ async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
     await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": [[key]]},
                      places={key: 2})
 
-    async def claim(mark: str, now: float = 101.0, people: int = 1) -> bool:
+    async def claim(mark: str, now: float = 101.0, people: int = 1, key: str = "") -> int:
         return (await store.claim_hold(oid, "a", now=now, live_after=now + 25, people=people,
-                                       mark=mark, until=now + 30))[3]
+                                       mark=mark, until=now + 30, key=key or mark))[3]
 
-    assert not await claim("big", people=2)  # more people than the hold kept places for
-    assert await claim("one")
-    assert not await claim("two")  # one booking at a time
+    assert await claim("big", people=2) == 0  # more people than the hold kept places for
+    assert await claim("one") == 1
+    assert await claim("two") == 0  # one booking at a time
+    assert await claim("twin", key="one") == 2  # the same booking sent again: let through
     await store.release_hold(oid, "a", "two")  # not its claim: nothing given back
-    assert not await claim("two")
+    assert await claim("two") == 0
     await store.release_hold(oid, "a", "one")  # the first failed: the hold is free again
-    assert await claim("two")
-    assert await claim("three", now=131.5)  # a claim whose process died runs out
-    assert not await claim("late", now=136.0)  # past the hold's end (and the leeway)
-    assert await store.use_hold(oid, "a", [key])
-    assert not await claim("after")  # used
+    assert await claim("two") == 1
+    assert await claim("three", now=131.5) == 1  # a claim whose process died runs out
+    await store.release_hold(oid, "a", "three")
+    assert await claim("inside", now=134.9) == 1  # kept until 160: 134.9 + 25 is inside
+    await store.release_hold(oid, "a", "inside")
+    assert await claim("late", now=135.0) == 0  # past the hold's end (and the leeway)
+    assert await store.use_hold(oid, "a", [key], booking="two")
+    assert await claim("after") == 0  # used
+    assert (await store.pools(oid))[key] == (2, 0, 1)
+    # the booking that used it, reported again (a replay), counts nothing twice; another one
+    # that committed after it (its claim ran out) counts its place
+    assert not await store.use_hold(oid, "a", [key], booking="two")
+    assert (await store.pools(oid))[key] == (2, 0, 1)
+    assert not await store.use_hold(oid, "a", [key], booking="other")
+    assert (await store.pools(oid))[key] == (2, 0, 2)
     assert (await store.claim_hold(oid, "b", now=101.0, live_after=126.0, people=1,
-                                   mark="b", until=131.0))[3] is False  # no hold at all
+                                   mark="b", until=131.0, key="b"))[3] == 0  # no hold at all
     await store.reset(oid)
 
 
+@pytest.mark.postgres_only
 async def test_two_bookings_of_one_account_at_once_use_its_hold_once(client, world, maker,
                                                                      settings) -> None:
     """Admitted with one person, an account that registered a second sends two bookings at
     once, one person each (two tabs, two keys). One is let through; the other is refused:
     together they would take two places where the room kept one, the second promised to
-    someone else. (On SQLite the one connection already takes them one after the other, and
-    the second finds the hold used; on PostgreSQL both reached the gate before either
-    committed, and both were booked.)"""
+    someone else. (On PostgreSQL, before the claim, both reached the gate before either
+    committed, and both were booked. On SQLite the one connection takes them one after the
+    other anyway: there the second always found the hold used.)"""
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
     oid = await make_opening(client, world)
     ((h, ref),) = await bulk_citizens(maker, settings, 1)
@@ -364,3 +376,63 @@ async def test_a_refused_booking_gives_its_claim_on_the_hold_back(client, world,
     assert r.status_code == 404, r.text
     r = await book(client, h, sid, ref, "claim-00002")
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.postgres_only
+async def test_the_same_booking_sent_twice_at_once_gets_one_booking(client, world, maker,
+                                                                    settings) -> None:
+    """A double submit (the same Idempotency-Key) while the first is still being made: the
+    second is let through without a claim of its own, waits for the first at the key and
+    answers with its booking — not BookingInProgress. The hold is used once."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    ((h, ref),) = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    answers = await asyncio.gather(*(book(client, h, sid, ref, "twice-0001") for _ in range(2)))
+    assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+    assert answers[0].json()["confirmation_no"] == answers[1].json()["confirmation_no"]
+    assert (await status(client, h, oid, t))["state"] == "used"
+    meta = await client._transport.app.state.waiting_room.store.meta(oid)  # type: ignore
+    assert meta["used"] == "1"
+
+
+@pytest.mark.postgres_only
+async def test_a_booking_whose_commit_outcome_is_unknown_keeps_the_hold_claimed(
+        client, world, maker, settings) -> None:
+    """The booking committed, but its answer became a 503: the commit's wait for a standby
+    was cancelled (PostgreSQL's warning, here marked on the connection as the notice listener
+    marks it). Its claim is not given back as if nothing had been booked: a second booking
+    with another key is refused, and the retry with the first key answers with the booking
+    and uses the hold."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from teeka.db import UNREPLICATED
+
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    ((h, ref),) = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    late = await add_beneficiary(client, h, name="Registered Later")
+
+    def standby_wait_cancelled(session: Session) -> None:
+        if session.info.get("capacity_changed"):
+            session.connection().info[UNREPLICATED] = True
+
+    event.listen(Session, "before_commit", standby_wait_cancelled)
+    try:
+        r = await book(client, h, sid, ref, "unknown-01")
+    finally:
+        event.remove(Session, "before_commit", standby_wait_cancelled)
+    assert r.status_code == 503 and r.json()["code"] == "Busy", r.text
+    r = await book(client, h, sid, late, "unknown-02")  # another booking meanwhile
+    assert r.status_code == 409 and r.json()["code"] == "BookingInProgress", r.text
+    r = await book(client, h, sid, ref, "unknown-01")  # the retry: the booking made
+    assert r.status_code == 201, r.text
+    assert (await status(client, h, oid, t))["state"] == "used"
+    r = await book(client, h, sid, late, "unknown-03")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired", r.text

@@ -248,7 +248,7 @@ async def test_a_second_opening_over_the_same_places_is_refused_while_the_first_
             **world.headers(who), "Accept-Language": "en"}, json={
             "district_id": district, "first_day": day, "opens_at": at})
         assert r.status_code == 409 and r.json()["code"] == "OpeningsOverlap", r.text
-        assert f"Opening {oid} still gives out these places" in r.json()["message"]
+        assert f"Opening {oid} still gives out places here" in r.json()["message"]
     await make_opening(client, world, district=110)  # Balod: other places
     # the first opening's one place is booked: it closes, and Raipur may open again
     (h, ref), = await bulk_citizens(maker, settings, 1)

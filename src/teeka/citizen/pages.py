@@ -415,8 +415,8 @@ async def book(request: Request, session_id: str, db: Db, lang: Lang, actor: Cit
         result = await booking_service.book_appointment(
             db, actor=actor, session_id=session_id[:36], slot=slot, beneficiary_refs=refs,
             dose=None, idempotency_key=key, may_take=passed.may_take)
-        if not result.replayed:
-            await surge_api.used(request, db, passed, actor, pools=result.pools)
+        await surge_api.used(request, db, passed, actor, pools=result.pools or None,
+                             appointment_ids=result.appointment_ids)
     except errors.DomainError as exc:
         await _undo(db, exc)
         message = exc.text(lang)

@@ -588,8 +588,8 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         db, actor=actor, session_id=body.session_id, slot=body.slot,
         beneficiary_refs=body.beneficiaries, dose=body.dose,
         idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}", may_take=passed.may_take)
-    if not result.replayed:
-        await surge_api.used(request, db, passed, actor, pools=result.pools)
+    await surge_api.used(request, db, passed, actor, pools=result.pools or None,
+                         appointment_ids=result.appointment_ids)
     return {"appointment_confirmation_no": result.confirmation_no}
 
 

@@ -18,7 +18,7 @@ from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import citizen_actor
 from teeka.booking.repository import earlier_booking
-from teeka.db import AFTER_COMMIT, AFTER_END
+from teeka.db import AFTER_COMMIT, AFTER_END, OUTCOME_UNKNOWN
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
@@ -136,7 +136,9 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
 
     A citizen's pass claims the hold for this booking (WaitingRoom.gate): the claim is given
     back when the unit of work ends without the hold used (the booking refused or rolled
-    back), so the person may try again at once."""
+    back), so the person may try again at once — but not when the commit's outcome is unknown
+    (teeka.db.OUTCOME_UNKNOWN: it may have committed); that claim runs out by itself, and the
+    retry with the same key replays the booking and uses the hold (`used`)."""
     try:
         if actor.kind == "staff":
             return await room(request).staff_gate(db, session_id, people)
@@ -144,7 +146,8 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
             return FREE_PASS
         request.state.gate_started = time.monotonic()
         passed = await room(request).gate(
-            db, actor, session_id, people if isinstance(people, int) else len(people))
+            db, actor, session_id, people if isinstance(people, int) else len(people),
+            idempotency_key)
         _give_back_unless_used(request, db, actor, passed)
         return passed
     except errors.DomainError:
@@ -164,6 +167,8 @@ def _give_back_unless_used(request: Request, db: AsyncSession, actor: Actor,
         if mark not in db.info.get(CLAIMS, ()):
             return  # used by the committed booking (store.use_hold dropped the claim)
         db.info[CLAIMS].discard(mark)
+        if db.info.get(OUTCOME_UNKNOWN):
+            return  # it may have committed: the claim runs out by itself (CLAIM_S)
         try:
             await room(request).release(opening, actor, mark)
         except Exception as exc:  # the claim ends by itself (surge.service.CLAIM_S)
@@ -180,7 +185,12 @@ async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
     looked up from `appointment_ids` when not given), the rest return. Never before the commit:
     a booking rolled back leaves the hold live, and the room's count never meets a hold used
     for a place the database still shows free (surge.service, "the room follows the
-    database")."""
+    database").
+
+    Call it for a replayed booking too (the same booking sent again, let through by the
+    gate): when the first answer was lost with its commit's outcome, nothing used the hold,
+    and the replay does; when the first used it, the hold knows the booking's key and
+    nothing is counted twice."""
     opening = passed.opening
     if opening is None:
         return
@@ -193,7 +203,7 @@ async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
         if passed.claim is not None:
             db.info.get(CLAIMS, set()).discard(passed.claim)
         try:
-            await wr.use_hold(opening, actor, booked)
+            await wr.use_hold(opening, actor, booked, passed.booking)
         except Exception as exc:  # committed: the hold expires unused (the room admits late)
             log.warning("surge.use_hold.failed", opening=opening.id, error=type(exc).__name__)
         if started is not None and time.monotonic() - started > SLOW_BOOKING_S:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
 import secrets
 import time
@@ -55,6 +56,7 @@ from teeka.surge import rules
 from teeka.surge.store import BUSY_WINDOW_S, Store, parse_hold
 
 TOKEN_HOURS = 6
+OPENINGS_LOCK = 7_370_001  # the advisory lock key creating an opening takes (PostgreSQL)
 log = structlog.get_logger()
 
 GATE_VIEW_S = 1.0  # how old a view of the room the booking gate may use
@@ -125,6 +127,8 @@ class Pass:
     # the mark of this booking's claim on the hold (store.claim_hold): released when the
     # booking fails, dropped when it has used the hold
     claim: str | None = None
+    # the booking's idempotency key, hashed: the hold records which booking used it
+    booking: str = ""
 
 
 FREE_PASS = Pass()
@@ -396,6 +400,10 @@ class WaitingRoom:
         gate would ask a person for a hold in one room while the other counted the same places
         (docs/surge.md). Read from the database, not this process's list: another process may
         have created one a moment ago."""
+        if session.get_bind().dialect.name == "postgresql":
+            # one creation at a time, so that two made at once do not both find none (SQLite
+            # has one writer already); held until this transaction ends
+            await session.execute(select(func.pg_advisory_xact_lock(OPENINGS_LOCK)))
         query = select(Opening.id).order_by(Opening.id)
         if district_id is not None:
             query = query.where((Opening.district_id.is_(None))
@@ -840,7 +848,7 @@ class WaitingRoom:
                 if o.first_day <= day and o.district_id in (None, district)]
 
     async def gate(self, session: AsyncSession, actor: Actor, session_id: str,
-                   people: int = 1) -> Pass:
+                   people: int = 1, key: str | None = None) -> Pass:
         """The opening that governs booking this session now, if any, and the places the
         booking may take; raises when it may not be booked now (before the opening, or without
         a live hold while the room is open), or for more `people` than the hold kept places for
@@ -852,7 +860,8 @@ class WaitingRoom:
         The booking claims the hold until it has used it or failed (`Pass.claim`; the caller
         releases a failed booking's claim with `release`): another booking of the same account
         meanwhile is BookingInProgress, since two at once would each take the places the one
-        hold keeps."""
+        hold keeps. The same booking sent again (its idempotency `key`) passes without a claim
+        of its own: the key makes it wait for the first and answer with its booking."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
@@ -867,20 +876,24 @@ class WaitingRoom:
             if meta.get("closed") == "1":
                 continue
             now, mark = _now(), secrets.token_hex(8)
+            booking = (hashlib.sha256(key.encode()).hexdigest()[:16] if key
+                       else secrets.token_hex(8))
             held, kept, pools, claimed = await self.store.claim_hold(
                 opening.id, str(actor.id), now=now,
                 live_after=now - LATE_ANSWER_S + HOLD_GRACE_S, people=people, mark=mark,
-                until=now + CLAIM_S)
+                until=now + CLAIM_S, key=booking)
             if held is None:
                 raise errors.HoldRequired()
             size, expires, state = parse_hold(held)
-            if state != "live" or _told_end(expires) + LATE_ANSWER_S <= now:
-                raise errors.HoldRequired()
-            if people > size:
-                raise errors.HoldTooSmall(size=size)
-            if not claimed:
+            ended = state != "live" or _told_end(expires) + LATE_ANSWER_S <= now
+            if ended or people > size:
+                if claimed == 1:  # the store saw the end a rounding later: give the claim back
+                    await self.store.release_hold(opening.id, str(actor.id), mark)
+                raise errors.HoldRequired() if ended else errors.HoldTooSmall(size=size)
+            if claimed == 0:
                 raise errors.BookingInProgress()
-            return Pass(opening, rules.may_take(kept, pools), mark)
+            return Pass(opening, rules.may_take(kept, pools), mark if claimed == 1 else None,
+                        booking)
         return FREE_PASS
 
     async def staff_gate(self, session: AsyncSession, session_id: str,
@@ -938,10 +951,12 @@ class WaitingRoom:
         ends, so the person may try again at once."""
         await self.store.release_hold(opening.id, str(actor.id), mark)
 
-    async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str]) -> None:
-        """A committed booking made with the hold (`booked`: the pool of each place it took):
-        the places it used stay taken, the rest return."""
-        await self.store.use_hold(opening.id, str(actor.id), booked)
+    async def use_hold(self, opening: OpeningView, actor: Actor, booked: list[str],
+                       booking: str = "") -> None:
+        """A committed booking made with the hold (`booked`: the pool of each place it took;
+        `booking`: its key, hashed): the places it used stay taken, the rest return. The same
+        booking reported again (a replay) counts nothing twice."""
+        await self.store.use_hold(opening.id, str(actor.id), booked, booking=booking)
         last = self._advanced.get(opening.id)
         if last is not None and int(last[1].get("reserved", 0)) >= int(last[1].get("places", 1)):
             # Every place is held: this may have been the last use, and the room may close.

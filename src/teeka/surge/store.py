@@ -15,11 +15,16 @@ the step (`sizes`; an account without one stops the step there). Holds are
 "size:expires:state" with state live / used / expired.
 
 A live hold is claimed by the booking that passes the gate with it (`claim_hold`: the claim's
-end and a random mark, "until:mark"), until that booking has committed and used the hold
-(`use_hold` drops the claim) or has failed (`release_hold`, by its mark). Another booking of the
-same account meanwhile is not let through: two at once would each take the places the one hold
-keeps, and the second would take places kept for others. A claim left by a process that died
-ends by itself.
+end, a random mark and the booking's idempotency key (hashed), "until:mark:key"), until that
+booking has committed and used the hold (`use_hold` drops the claim) or has failed
+(`release_hold`, by its mark). Another booking of the same account meanwhile is not let
+through: two at once would each take the places the one hold keeps, and the second would take
+places kept for others. The same booking sent again meanwhile (the same key: a double submit, a
+retry after a lost answer) is let through without a claim of its own (`claim_hold` answers 2):
+the key's unique row makes it wait for the first and answer with its booking. A claim left by a
+process that died, or by a commit whose outcome is unknown, ends by itself. `use_hold` records
+the key of the booking that used the hold ("usedby"), so that the same booking reported again
+counts nothing twice.
 
 `places` is what the room may promise: live holds plus places used with a hold may not exceed
 it. It is counted from the database at the draw and again now and then while admitting (the
@@ -65,8 +70,9 @@ Shuffle = Callable[[list[str]], list[str]]
 Needs = Mapping[str, int | Sequence[Sequence[str]]]
 ANY = "*"
 # A booking's gate: the account's hold, the pools it keeps places in, the room's pools, and
-# whether this booking claimed the hold
-Claimed = tuple[str | None, list[str], dict[str, tuple[int, int, int]], bool]
+# whether this booking claimed the hold (1), is the same booking as the one that has (2), or
+# neither (0)
+Claimed = tuple[str | None, list[str], dict[str, tuple[int, int, int]], int]
 BUSY_WINDOW_S = 5.0  # signs of stress (503s, slow bookings) count this long
 LATELY_S = 30  # ... and, for climbing back after stress (rules.effective_rate), this long
 
@@ -77,7 +83,7 @@ class Store(Protocol):
     async def member(self, opening: int, account: str) -> str | None: ...
     async def hold(self, opening: int, account: str) -> str | None: ...
     async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
-                         people: int, mark: str, until: float) -> Claimed: ...
+                         people: int, mark: str, until: float, key: str) -> Claimed: ...
     async def release_hold(self, opening: int, account: str, mark: str) -> None: ...
     async def at(self, opening: int, start: int, stop: int) -> list[str]: ...
     async def admitted(self, opening: int) -> list[str]: ...
@@ -87,8 +93,8 @@ class Store(Protocol):
                    sizes: Needs, places: int | Mapping[str, int] | None = None,
                    lookahead: int = 0, used_seen: int | None = None) -> dict[str, str]: ...
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]: ...
-    async def use_hold(self, opening: int, account: str,
-                       booked: int | Sequence[str]) -> bool: ...
+    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str],
+                       *, booking: str = "") -> bool: ...
     async def recheck(self, opening: int, account: str) -> tuple[str | None, int]: ...
     async def back(self, opening: int, n: int) -> list[str]: ...
     async def busy(self, seen: int, done: int, now: float) -> tuple[int, int, int]: ...
@@ -137,7 +143,9 @@ class MemoryStore:
         self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
-        self._claims: dict[int, dict[str, tuple[float, str]]] = {}  # account -> (until, mark)
+        # account -> (until, mark, key) of the booking that claimed its hold
+        self._claims: dict[int, dict[str, tuple[float, str, str]]] = {}
+        self._used_by: dict[int, dict[str, str]] = {}  # account -> key of the booking that used it
         self._per_second: dict[tuple[str, int], int] = {}  # ("busy" | "done", second) -> count
 
     @contextlib.asynccontextmanager
@@ -155,21 +163,23 @@ class MemoryStore:
         return self._holds.get(opening, {}).get(account)
 
     async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
-                         people: int, mark: str, until: float) -> Claimed:
+                         people: int, mark: str, until: float, key: str) -> Claimed:
         """The account's hold, the pools it keeps places in, the room's pools, and whether the
-        hold is now claimed for this booking (`mark`, until `until`): only a live hold kept past
-        `live_after`, for at least `people`, and not claimed by another booking whose claim
-        lasts past `now`."""
+        hold is now claimed for this booking (1: `mark` and `key`, until `until`): only a live
+        hold kept past `live_after`, for at least `people`, and not claimed by another booking
+        whose claim lasts past `now` — unless that booking has the same `key` (2)."""
         held = self._holds.get(opening, {}).get(account)
-        claimed = False
+        claimed = 0
         if held is not None:
             size, expires, state = parse_hold(held)
             claims = self._claims.setdefault(opening, {})
             other = claims.get(account)
-            if (state == "live" and float(expires) > live_after and people <= size
-                    and (other is None or other[0] <= now)):
-                claims[account] = (until, mark)
-                claimed = True
+            if state == "live" and float(expires) > live_after and people <= size:
+                if other is None or other[0] <= now:
+                    claims[account] = (until, mark, key)
+                    claimed = 1
+                elif other[2] == key:
+                    claimed = 2
         return (held, list(self._hold_pools.get(opening, {}).get(account, [])),
                 await self.pools(opening), claimed)
 
@@ -305,10 +315,14 @@ class MemoryStore:
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]:
         return {k: (p[0], p[1], p[2]) for k, p in self._pools.get(opening, {}).items()}
 
-    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
+    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str],
+                       *, booking: str = "") -> bool:
         holds = self._holds.setdefault(opening, {})
         value = holds.get(account)
         pools = self._pools.setdefault(opening, {})
+        used_by = self._used_by.setdefault(opening, {})
+        if booking and used_by.get(account) == booking:
+            return False  # this booking used the hold already (reported again: a replay)
         self._claims.get(opening, {}).pop(account, None)
         if value is not None and parse_hold(value)[2] in ("used", "expired"):
             # As the Lua: a booking that passed the gate while the hold was live, committed
@@ -326,6 +340,8 @@ class MemoryStore:
             pools.setdefault(key, [0, 0, 0])[2] += 1
         self._sums(self._meta[opening], pools)
         holds[account] = f"{size}:0:used"
+        if booking:
+            used_by[account] = booking
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
 
@@ -367,7 +383,7 @@ class MemoryStore:
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
                      self._holds, self._expiry, self._admitted, self._pools, self._hold_pools,
-                     self._back, self._claims):
+                     self._back, self._claims, self._used_by):
             part.pop(opening, None)
 
 
@@ -375,9 +391,10 @@ class MemoryStore:
 # p:<pool> places, h:<pool> held by live holds, u:<pool> used with holds), hold pools (account
 # -> the pools its live hold keeps, comma-separated), back (a sorted set: accounts told `none`
 # who asked again after the room grew, scored by their queue index), claims (account ->
-# "until:mark" of the booking that claimed its hold)
+# "until:mark:key" of the booking that claimed its hold), usedby (account -> the key of the
+# booking that used its hold)
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted", "pools",
-         "hpools", "back", "claims")
+         "hpools", "back", "claims", "usedby")
 
 # ARGV: account, "1" when it is past the opening time (then first come, first served, even
 # before the draw has been made)
@@ -602,31 +619,37 @@ end
 return meta()
 """
 
-# ARGV: account, then the pool of each place booked with the hold
+# ARGV: account, the key of the booking (hashed; "" when not known), then the pool of each place
+# booked with the hold
 USE_HOLD = """
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[13], ARGV[1]) == ARGV[2] then
+  return 0  -- this booking used the hold already (reported again: a replay)
+end
 local h = redis.call('HGET', KEYS[6], ARGV[1])
 if not h then return 0 end
 local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
+local n = #ARGV - 2
 if state == 'used' or state == 'expired' then
   -- a booking that passed the gate while the hold was live, committed after another used it
-  -- (two requests of one account at once) or after it expired: its places are taken all the
-  -- same, and count as used until the next count
-  for j = 2, #ARGV do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
+  -- (its claim ran out) or after it expired: its places are taken all the same, and count as
+  -- used until the next count
+  for j = 3, #ARGV do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
   redis.call('HDEL', KEYS[12], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'reserved', #ARGV - 1)
-  redis.call('HINCRBY', KEYS[1], 'used', #ARGV - 1)
+  redis.call('HINCRBY', KEYS[1], 'reserved', n)
+  redis.call('HINCRBY', KEYS[1], 'used', n)
   return 0
 end
 if state ~= 'live' then return 0 end
 redis.call('HDEL', KEYS[12], ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[13], ARGV[1], ARGV[2]) end
 size = tonumber(size)
 local kept = redis.call('HGET', KEYS[10], ARGV[1])
 if kept then
   for k in string.gmatch(kept, '[^,]+') do redis.call('HINCRBY', KEYS[9], 'h:' .. k, -1) end
   redis.call('HDEL', KEYS[10], ARGV[1])
 end
-local used = math.min(#ARGV - 1, size)
-for j = 2, used + 1 do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
+local used = math.min(n, size)
+for j = 3, used + 2 do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
 redis.call('HINCRBY', KEYS[1], 'reserved', used - size)
 redis.call('HINCRBY', KEYS[1], 'used', used)
 redis.call('HSET', KEYS[6], ARGV[1], size .. ':0:used')
@@ -635,8 +658,9 @@ return 1
 """
 
 
-# ARGV: account, now, live_after, people, mark, until. As MemoryStore.claim_hold: the hold, the
-# pools it keeps, the room's pools (flat), and 1 when this booking claimed the hold.
+# ARGV: account, now, live_after, people, mark, until, key. As MemoryStore.claim_hold: the
+# hold, the pools it keeps, the room's pools (flat), and 1 when this booking claimed the hold,
+# 2 when the booking that has is the same one (its key), 0 otherwise.
 CLAIM_HOLD = """
 local h = redis.call('HGET', KEYS[6], ARGV[1])
 local claimed = 0
@@ -645,9 +669,13 @@ if h then
   if state == 'live' and tonumber(expires) > tonumber(ARGV[3])
      and tonumber(ARGV[4]) <= tonumber(size) then
     local other = redis.call('HGET', KEYS[12], ARGV[1])
-    if not other or tonumber(string.match(other, '^([^:]+)')) <= tonumber(ARGV[2]) then
-      redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5])
+    local till, key
+    if other then till, key = string.match(other, '^([^:]+):[^:]*:(.*)$') end
+    if not other or not till or tonumber(till) <= tonumber(ARGV[2]) then
+      redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
       claimed = 1
+    elseif key == ARGV[7] then
+      claimed = 2
     end
   end
 end
@@ -658,7 +686,7 @@ return {h or false, redis.call('HGET', KEYS[10], ARGV[1]) or false,
 # ARGV: account, mark. A failed booking's claim, if still its own, is dropped.
 RELEASE_HOLD = """
 local c = redis.call('HGET', KEYS[12], ARGV[1])
-if c and string.match(c, ':(.*)$') == ARGV[2] then redis.call('HDEL', KEYS[12], ARGV[1]) end
+if c and string.match(c, '^[^:]*:([^:]*):') == ARGV[2] then redis.call('HDEL', KEYS[12], ARGV[1]) end
 return 0
 """
 
@@ -725,13 +753,13 @@ class RedisStore:
         return found
 
     async def claim_hold(self, opening: int, account: str, *, now: float, live_after: float,
-                         people: int, mark: str, until: float) -> Claimed:
+                         people: int, mark: str, until: float, key: str) -> Claimed:
         """As MemoryStore.claim_hold, in one round trip (a booking's gate)."""
         value, kept, flat, claimed = await self._claim(
             keys=self._keys(opening),
-            args=[account, repr(now), repr(live_after), people, mark, repr(until)])
+            args=[account, repr(now), repr(live_after), people, mark, repr(until), key])
         pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-        return value, [k for k in (kept or "").split(",") if k], _pools_of(pairs), claimed == 1
+        return value, [k for k in (kept or "").split(",") if k], _pools_of(pairs), int(claimed)
 
     async def release_hold(self, opening: int, account: str, mark: str) -> None:
         await self._release(keys=self._keys(opening), args=[account, mark])
@@ -779,8 +807,10 @@ class RedisStore:
     async def pools(self, opening: int) -> dict[str, tuple[int, int, int]]:
         return _pools_of(await self.r.hgetall(self._k(opening, "pools")))
 
-    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str]) -> bool:
-        return bool(await self._use(keys=self._keys(opening), args=[account, *_booked(booked)]))
+    async def use_hold(self, opening: int, account: str, booked: int | Sequence[str],
+                       *, booking: str = "") -> bool:
+        return bool(await self._use(keys=self._keys(opening),
+                                    args=[account, booking, *_booked(booked)]))
 
     async def recheck(self, opening: int, account: str) -> tuple[str | None, int]:
         value, rank = await self._recheck(keys=self._keys(opening), args=[account])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -19,6 +20,14 @@ from teeka.i18n import pick_language
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
+
+
+_DETACHED: set[asyncio.Task[None]] = set()  # after-end hooks of cancelled units of work
+
+
+async def _run_all(hooks: list[Callable[[], Awaitable[None]]]) -> None:
+    for hook in hooks:
+        await hook()
 
 
 async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
@@ -60,6 +69,12 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
         if session is not None:
             for hook in session.info.get(AFTER_END, ()):
                 await hook()
+        raise
+    except BaseException:  # cancelled: the hooks run on their own, not in this task
+        if session is not None and (hooks := list(session.info.get(AFTER_END, ()))):
+            task = asyncio.get_running_loop().create_task(_run_all(hooks))
+            _DETACHED.add(task)
+            task.add_done_callback(_DETACHED.discard)
         raise
     finally:
         door.leave()
