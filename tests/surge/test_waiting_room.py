@@ -261,6 +261,61 @@ async def test_a_second_opening_over_the_same_places_is_refused_while_the_first_
     await make_opening(client, world)
 
 
+async def test_an_opening_closed_by_hand_before_its_time_never_opens(app, client, world, maker,
+                                                                      settings) -> None:
+    """An opening made by mistake, or no longer wanted, is closed by an administrator of its
+    district (not another district's): at its time nobody is drawn or admitted, everyone who
+    joined is told it closed, its places are booked without the queue, and a new opening may
+    be made over the district."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    (h, ref), (h2, _) = await bulk_citizens(maker, settings, 2)
+    tickets = [(await join(client, who, oid))["token"] for who in (h, h2)]
+    path = f"/api/v1/admin/openings/{oid}/close"
+    assert (await client.post(path, headers=world.headers("balod_admin"))).status_code == 403
+    assert (await client.post("/api/v1/admin/openings/999999/close",
+                              headers=world.headers("raipur_admin"))).status_code == 404
+    r = await client.post(path, headers=world.headers("raipur_admin"))
+    assert r.status_code == 200 and r.json()["closed_at"], r.text
+    again = await client.post(path, headers=world.headers("state"))
+    assert again.status_code == 200 and again.json()["closed_at"] == r.json()["closed_at"]
+    # the room's own state lost, as when the embedded server (memory store) restarts: the
+    # database's record still says it closed
+    room = app.state.waiting_room
+    await room.store.reset(oid)
+    room._openings.clear()
+    room._all_openings = None
+    room._advanced.clear()
+    clock.shift(timedelta(seconds=61))
+    assert [(await status(client, who, oid, t))["state"]
+            for who, t in zip((h, h2), tickets, strict=True)] == ["closed", "closed"]
+    assert (await book(client, h, sid, ref, "closed-001")).status_code == 201
+    await make_opening(client, world)
+
+
+async def test_an_opening_closed_by_hand_while_open_tells_everyone_waiting(
+        client, world, maker, settings) -> None:
+    """Closed while people wait: they are told at once; the person already admitted keeps the
+    place the room kept for them (booked now without the queue)."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
+    oid = await make_opening(client, world)
+    people = await bulk_citizens(maker, settings, 3)
+    tickets = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=61))
+    seen = [await status(client, h, oid, t) for (h, _), t in zip(people, tickets, strict=True)]
+    first = next(i for i, x in enumerate(seen) if x["state"] == "admitted")
+    assert sum(x["state"] == "waiting" for x in seen) == 2
+    r = await client.post(f"/api/v1/admin/openings/{oid}/close",
+                          headers=world.headers("state"))
+    assert r.status_code == 200, r.text
+    clock.shift(timedelta(seconds=5))
+    told = [(await status(client, h, oid, x["token"]))["state"]
+            for (h, _), x in zip(people, seen, strict=True)]
+    assert [s for i, s in enumerate(told) if i != first] == ["closed", "closed"]
+    h, ref = people[first]
+    assert (await book(client, h, sid, ref, "kept-00001")).status_code == 201
+
+
 async def test_booking_before_the_opening_is_refused(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     await make_opening(client, world, seconds_ahead=600)

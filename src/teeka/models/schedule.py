@@ -100,3 +100,6 @@ class Opening(Base):
     hold_seconds: Mapped[int] = mapped_column(Integer, default=600)
     admit_per_second: Mapped[int] = mapped_column(Integer, default=50)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # closed by hand (an administrator: POST /api/v1/admin/openings/{id}/close); a room that
+    # gave out every place closes in its own state (teeka.surge.store) and leaves this empty
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

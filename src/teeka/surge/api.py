@@ -22,7 +22,14 @@ from teeka.db import AFTER_COMMIT, AFTER_END, OUTCOME_UNKNOWN
 from teeka.kit import clock
 from teeka.models import Opening
 from teeka.models.staff import Role
-from teeka.surge.service import FREE_PASS, Pass, Status, WaitingRoom, appointment_pools
+from teeka.surge.service import (
+    FREE_PASS,
+    OpeningView,
+    Pass,
+    Status,
+    WaitingRoom,
+    appointment_pools,
+)
 from teeka.web.deps import CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
@@ -44,6 +51,7 @@ class OpeningRead(BaseModel):
     district_id: int | None
     first_day: date
     opens_at: datetime
+    closed_at: datetime | None = None
 
 
 class StatusRead(BaseModel):
@@ -87,6 +95,40 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
     room(request).opening_created(opening)
     return OpeningRead(id=opening.id, district_id=opening.district_id,
                        first_day=opening.first_day, opens_at=opening.opens_at)
+
+
+@router.post("/admin/openings/{opening_id}/close", response_model=OpeningRead)
+async def close_opening(opening_id: int, request: Request, db: Db, actor: CurrentActor
+                        ) -> OpeningRead:
+    """Close an opening by hand (a state opening: state administrators; a district's: its
+    administrators too): its scope is booked without the queue again, everyone still waiting
+    is told it closed, and a new opening may be made there. Places already kept for admitted
+    people stay theirs to book. Closing it again changes nothing."""
+    opening = await db.get(Opening, opening_id)
+    if opening is None:
+        raise errors.NotFound()
+    if opening.district_id is None:
+        if not actor.has_role(Role.STATE_ADMIN):
+            raise errors.Forbidden()
+    else:
+        access_district(actor, opening.district_id)
+    if opening.closed_at is None:
+        opening.closed_at = clock.now()
+        await log_action(db, actor=actor.label, action="surge.opening.closed",
+                         object_type="opening", object_id=opening.id,
+                         district=opening.district_id)
+    view = OpeningView.of(opening)
+
+    async def tell() -> None:
+        try:
+            await room(request).closed(view)
+        except Exception as exc:  # the room's next step of this process says it (its view)
+            log.warning("surge.close.failed", opening=view.id, error=type(exc).__name__)
+
+    db.info.setdefault(AFTER_COMMIT, []).append(tell)
+    return OpeningRead(id=opening.id, district_id=opening.district_id,
+                       first_day=opening.first_day, opens_at=opening.opens_at,
+                       closed_at=opening.closed_at)
 
 
 async def citizen(request: Request,

@@ -108,12 +108,13 @@ class OpeningView:
     opens_at: datetime
     hold_seconds: int
     admit_per_second: int
+    closed_at: datetime | None = None  # closed by hand (the only change a row ever sees)
 
     @classmethod
     def of(cls, row: Opening) -> OpeningView:
         return cls(id=row.id, district_id=row.district_id, first_day=row.first_day,
                    opens_at=row.opens_at, hold_seconds=row.hold_seconds,
-                   admit_per_second=row.admit_per_second)
+                   admit_per_second=row.admit_per_second, closed_at=row.closed_at)
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,7 @@ class WaitingRoom:
             # one creation at a time, so that two made at once do not both find none (SQLite
             # has one writer already); held until this transaction ends
             await session.execute(select(func.pg_advisory_xact_lock(OPENINGS_LOCK)))
-        query = select(Opening.id).order_by(Opening.id)
+        query = select(Opening.id).where(Opening.closed_at.is_(None)).order_by(Opening.id)
         if district_id is not None:
             query = query.where((Opening.district_id.is_(None))
                                 | (Opening.district_id == district_id))
@@ -413,6 +414,16 @@ class WaitingRoom:
             if (await self.store.meta(oid)).get("closed") != "1":
                 found.append(oid)
         return found
+
+    async def closed(self, view: OpeningView) -> None:
+        """An opening closed by hand has committed (its row's `closed_at`, the durable
+        record): bookings in its scope no longer need its holds (within a second in every
+        process: the openings are read again that often), and the room's state says it
+        closed, so everyone still waiting is told at their next poll, in every process."""
+        self._openings[view.id] = view
+        self._all_openings = None
+        self._advanced.pop(view.id, None)
+        await self.store.close(view.id)
 
     def opening_created(self, row: Opening) -> None:
         self._openings[row.id] = OpeningView.of(row)
@@ -510,9 +521,12 @@ class WaitingRoom:
         now = _now()
         oid = opening.id
         meta = await self.store.meta(oid)
+        if opening.closed_at is not None and meta.get("closed") != "1":
+            await self.store.close(oid)  # closed by hand; the room's state lost (a restart)
+            meta = await self.store.meta(oid)
         if meta.get("opened") != "1":
-            if now < opening.opens_at.timestamp():
-                return meta
+            if now < opening.opens_at.timestamp() or meta.get("closed") == "1":
+                return meta  # not yet, or closed by hand before its time: no draw
             async with self.store.lock(oid):  # the draw, once; the step below counts places
                 await self.store.draw(oid, rules.shuffled, {
                     "places": "0", "reserved": "0", "used": "0", "next": "0",
@@ -666,6 +680,8 @@ class WaitingRoom:
         """The answer for someone still waiting, which needs no lookup at all (the ticket and
         the room's state); None when a lookup is needed."""
         rate = self._rate(opening)
+        if meta.get("opened") != "1" and meta.get("closed") == "1":  # closed before its time
+            return self._answer(opening, account, index, "closed", None, None, None, None)
         if meta.get("opened") != "1":
             until = opening.opens_at.timestamp() - _now()
             return self._answer(opening, account, index, "waiting", None, None,
@@ -844,8 +860,8 @@ class WaitingRoom:
         if scope is None:
             return []
         day, district = scope
-        return [o for o in openings
-                if o.first_day <= day and o.district_id in (None, district)]
+        return [o for o in openings if o.closed_at is None
+                and o.first_day <= day and o.district_id in (None, district)]
 
     async def gate(self, session: AsyncSession, actor: Actor, session_id: str,
                    people: int = 1, key: str | None = None) -> Pass:

@@ -98,6 +98,7 @@ class Store(Protocol):
     async def recheck(self, opening: int, account: str) -> tuple[str | None, int]: ...
     async def back(self, opening: int, n: int) -> list[str]: ...
     async def busy(self, seen: int, done: int, now: float) -> tuple[int, int, int]: ...
+    async def close(self, opening: int) -> None: ...
     async def reset(self, opening: int) -> None: ...
 
 
@@ -224,7 +225,10 @@ class MemoryStore:
         members = self._members.setdefault(opening, {})
         for i, account in enumerate(drawn + self._late.get(opening, [])):
             members[account] = str(i)
+        closed = meta.get("closed") == "1"  # closed by hand meanwhile: it stays closed
         meta.update(initial, opened="1", drawn_n=str(len(drawn)))
+        if closed:
+            meta["closed"] = "1"
         self._pools[opening] = {ANY: [int(initial.get("places", 0)), 0, 0]}
 
     async def step(self, opening: int, now: float, rate: float, expires: float,
@@ -380,6 +384,10 @@ class MemoryStore:
         window = int(BUSY_WINDOW_S)
         return over("busy", window), over("done", window), over("busy", LATELY_S)
 
+    async def close(self, opening: int) -> None:
+        """Closed by hand: the step admits nobody more, the draw is not made."""
+        self._meta.setdefault(opening, {})["closed"] = "1"
+
     async def reset(self, opening: int) -> None:
         for part in (self._meta, self._members, self._pre, self._drawn, self._late,
                      self._holds, self._expiry, self._admitted, self._pools, self._hold_pools,
@@ -423,7 +431,9 @@ DRAW = """
 if redis.call('HGET', KEYS[1], 'opened') == '1' then return 0 end
 local n = tonumber(ARGV[1])
 local k = tonumber(ARGV[2])
+local closed = redis.call('HGET', KEYS[1], 'closed') == '1'  -- closed by hand: stays closed
 for i = 1, k do redis.call('HSET', KEYS[1], ARGV[1 + 2 * i], ARGV[2 + 2 * i]) end
+if closed then redis.call('HSET', KEYS[1], 'closed', '1') end
 local base = 2 + 2 * k
 for i = 1, n do
   local e = ARGV[base + i]
@@ -838,6 +848,9 @@ class RedisStore:
             found = (await pipe.execute())[-1]
         counts = [int(x) if x else 0 for x in found]
         return sum(counts[:window]), sum(counts[LATELY_S:]), sum(counts[:LATELY_S])
+
+    async def close(self, opening: int) -> None:
+        await self.r.hset(self._k(opening, "meta"), "closed", "1")
 
     async def reset(self, opening: int) -> None:
         await self.r.delete(*self._keys(opening))
