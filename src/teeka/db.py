@@ -178,9 +178,14 @@ async def _commit(session: AsyncSession) -> None:
         conn = await session.connection()
         info = conn.info
         info.pop(UNREPLICATED, None)
+    await session.flush()  # what fails here was never committed
     session.info[OUTCOME_UNKNOWN] = True  # until the commit is known to have gone one way
     try:
         await session.commit()
+    except sa_exc.DBAPIError as exc:
+        if (_sqlstate(exc) or "")[:2] in ("23", "40"):  # refused: certainly rolled back
+            del session.info[OUTCOME_UNKNOWN]
+        raise
     except TimeoutError:
         # asyncpg's command_timeout cancelled the commit: committed locally or not, it is not
         # known to be on a standby. Drop the connection; the client gets 503 and retries.

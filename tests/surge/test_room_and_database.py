@@ -436,3 +436,22 @@ async def test_a_booking_whose_commit_outcome_is_unknown_keeps_the_hold_claimed(
     assert (await status(client, h, oid, t))["state"] == "used"
     r = await book(client, h, sid, late, "unknown-03")
     assert r.status_code == 409 and r.json()["code"] == "HoldRequired", r.text
+
+
+async def test_a_booking_made_before_the_hold_sent_again_leaves_the_hold_alone(
+        client, world, maker, settings) -> None:
+    """A booking made before the opening, sent again with its key while the person holds a
+    place (an old form posted again, a client's late retry), is answered with that booking —
+    and the hold stays theirs: it was not used by it."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    (h, ref), = await bulk_citizens(maker, settings, 1)
+    first = await book(client, h, sid, ref, "before-001")
+    assert first.status_code == 201, first.text
+    oid = await make_opening(client, world)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    again = await book(client, h, sid, ref, "before-001")
+    assert again.status_code == 201, again.text
+    assert again.json()["confirmation_no"] == first.json()["confirmation_no"]
+    assert (await status(client, h, oid, t))["state"] == "admitted"

@@ -50,7 +50,8 @@ async def book(request: Request, body: BookingCreate, db: Db, actor: CurrentActo
         beneficiary_refs=body.beneficiaries, dose=body.dose, idempotency_key=idempotency_key,
         may_take=passed.may_take)
     await surge_api.used(request, db, passed, actor, pools=result.pools or None,
-                         appointment_ids=result.appointment_ids)
+                         appointment_ids=result.appointment_ids,
+                         replayed=result.replayed)
     return BookingRead(confirmation_no=result.confirmation_no,
                        appointment_ids=result.appointment_ids,
                        slip_url=f"/slip/{result.confirmation_no}?sig="

@@ -416,7 +416,8 @@ async def book(request: Request, session_id: str, db: Db, lang: Lang, actor: Cit
             db, actor=actor, session_id=session_id[:36], slot=slot, beneficiary_refs=refs,
             dose=None, idempotency_key=key, may_take=passed.may_take)
         await surge_api.used(request, db, passed, actor, pools=result.pools or None,
-                             appointment_ids=result.appointment_ids)
+                             appointment_ids=result.appointment_ids,
+                             replayed=result.replayed)
     except errors.DomainError as exc:
         await _undo(db, exc)
         message = exc.text(lang)

@@ -589,7 +589,8 @@ async def schedule(request: Request, body: Schedule, db: Db, actor: CurrentActor
         beneficiary_refs=body.beneficiaries, dose=body.dose,
         idempotency_key=idempotency_key or f"v2-{uuid.uuid4()}", may_take=passed.may_take)
     await surge_api.used(request, db, passed, actor, pools=result.pools or None,
-                         appointment_ids=result.appointment_ids)
+                         appointment_ids=result.appointment_ids,
+                         replayed=result.replayed)
     return {"appointment_confirmation_no": result.confirmation_no}
 
 

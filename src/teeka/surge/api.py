@@ -102,8 +102,9 @@ async def close_opening(opening_id: int, request: Request, db: Db, actor: Curren
                         ) -> OpeningRead:
     """Close an opening by hand (a state opening: state administrators; a district's: its
     administrators too): its scope is booked without the queue again, everyone still waiting
-    is told it closed, and a new opening may be made there. Places already kept for admitted
-    people stay theirs to book. Closing it again changes nothing."""
+    is told it closed, and a new opening may be made there. Places the room kept for people
+    it admitted are kept no longer: they book like everyone else. Closing it again changes
+    nothing."""
     opening = await db.get(Opening, opening_id)
     if opening is None:
         raise errors.NotFound()
@@ -220,8 +221,8 @@ def _give_back_unless_used(request: Request, db: AsyncSession, actor: Actor,
 
 
 async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
-               *, pools: Sequence[str] | None = None, appointment_ids: Sequence[str] = ()
-               ) -> None:
+               *, pools: Sequence[str] | None = None, appointment_ids: Sequence[str] = (),
+               replayed: bool = False) -> None:
     """Call after a booking (or a move) made under an opening: once the transaction has
     committed, the hold is used up — the places taken stay taken (`pools`: the pool of each;
     looked up from `appointment_ids` when not given), the rest return. Never before the commit:
@@ -229,12 +230,13 @@ async def used(request: Request, db: AsyncSession, passed: Pass, actor: Actor,
     for a place the database still shows free (surge.service, "the room follows the
     database").
 
-    Call it for a replayed booking too (the same booking sent again, let through by the
-    gate): when the first answer was lost with its commit's outcome, nothing used the hold,
-    and the replay does; when the first used it, the hold knows the booking's key and
-    nothing is counted twice."""
+    Call it for a replayed booking too (`replayed`): one the gate let through as the same
+    booking as the one holding the claim (`Pass.twin`) uses the hold — when the first answer
+    was lost with its commit's outcome nothing used it; when the first used it, the hold
+    knows the booking's key and nothing is counted twice. Any other replay (a booking made
+    before this hold, sent again) leaves the hold alone."""
     opening = passed.opening
-    if opening is None:
+    if opening is None or (replayed and not passed.twin):
         return
     booked = (list(pools) if pools is not None
               else await appointment_pools(db, appointment_ids))

@@ -130,6 +130,9 @@ class Pass:
     claim: str | None = None
     # the booking's idempotency key, hashed: the hold records which booking used it
     booking: str = ""
+    # let through as the same booking as the one holding the claim (a double submit, a retry
+    # after an answer lost with its commit's outcome): only such a replay may use the hold
+    twin: bool = False
 
 
 FREE_PASS = Pass()
@@ -445,6 +448,9 @@ class WaitingRoom:
         finally:
             self._reading_openings = False
         found = [OpeningView.of(r) for r in rows]
+        for view in found:  # a close by hand reaches this process's views too
+            if view.id in self._openings:
+                self._openings[view.id] = view
         if self._all_openings is cached:  # not emptied meanwhile (an opening created here)
             self._all_openings = (read_at, found)
         return found
@@ -884,13 +890,13 @@ class WaitingRoom:
             last = self._advanced.get(opening.id)
             meta = (last[1] if last is not None and 0 <= _now() - last[0] < GATE_VIEW_S
                     else await self.store.meta(opening.id))
+            if meta.get("closed") == "1":
+                continue
             if meta.get("opened") != "1":
                 if _now() < opening.opens_at.timestamp():
                     raise errors.NotOpenYet(at=opening.opens_at.astimezone(clock.LOCAL_TZ)
                                             .strftime("%d-%m-%Y %H:%M"))
                 raise errors.HoldRequired()  # open, the draw is being made: join the queue
-            if meta.get("closed") == "1":
-                continue
             now, mark = _now(), secrets.token_hex(8)
             booking = (hashlib.sha256(key.encode()).hexdigest()[:16] if key
                        else secrets.token_hex(8))
@@ -909,7 +915,7 @@ class WaitingRoom:
             if claimed == 0:
                 raise errors.BookingInProgress()
             return Pass(opening, rules.may_take(kept, pools), mark if claimed == 1 else None,
-                        booking)
+                        booking, twin=claimed == 2)
         return FREE_PASS
 
     async def staff_gate(self, session: AsyncSession, session_id: str,
