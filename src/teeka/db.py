@@ -178,7 +178,8 @@ async def _commit(session: AsyncSession) -> None:
         conn = await session.connection()
         info = conn.info
         info.pop(UNREPLICATED, None)
-    await session.flush()  # what fails here was never committed
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what fails here was never committed
     session.info[OUTCOME_UNKNOWN] = True  # until the commit is known to have gone one way
     try:
         await session.commit()

@@ -36,6 +36,18 @@ async def helpdesk_book(c, ref: str, sid: str):
         "csrf": csrf_of(page.text), "key": hidden(page.text, "key"), "choice": f"{sid}|{SLOT}"})
 
 
+async def admitted_alone(client, world, maker, settings):
+    """Five places in Raipur, an opening there, and one citizen (one person) who joined it and
+    was admitted at its time: (session id, opening id, (headers, reference id), ticket)."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    ((h, ref),) = await bulk_citizens(maker, settings, 1)
+    t = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    assert (await status(client, h, oid, t))["state"] == "admitted"
+    return sid, oid, (h, ref), t
+
+
 async def test_the_room_counts_again_and_staff_never_take_held_places(app, client, world, maker,
                                                                       settings,
                                                                       still_clock) -> None:
@@ -273,12 +285,7 @@ async def test_a_hold_books_at_most_the_people_it_kept_places_for(client, world,
                                                                   settings) -> None:
     """Admitted with one person registered, an account that registers more may book for one:
     the room kept one place for it, and the others are places promised to other people."""
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
-    oid = await make_opening(client, world)
-    ((h, ref),) = await bulk_citizens(maker, settings, 1)
-    t = (await join(client, h, oid))["token"]
-    clock.shift(timedelta(seconds=61))
-    assert (await status(client, h, oid, t))["state"] == "admitted"
+    sid, _oid, (h, ref), _t = await admitted_alone(client, world, maker, settings)
     late = await add_beneficiary(client, h, name="Registered Later")
     both = {"session_id": sid, "slot": SLOT, "beneficiaries": [ref, late]}
     r = await client.post("/api/v1/appointments", json=both,
@@ -344,12 +351,7 @@ async def test_two_bookings_of_one_account_at_once_use_its_hold_once(client, wor
     someone else. (On PostgreSQL, before the claim, both reached the gate before either
     committed, and both were booked. On SQLite the one connection takes them one after the
     other anyway: there the second always found the hold used.)"""
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
-    oid = await make_opening(client, world)
-    ((h, ref),) = await bulk_citizens(maker, settings, 1)
-    t = (await join(client, h, oid))["token"]
-    clock.shift(timedelta(seconds=61))
-    assert (await status(client, h, oid, t))["state"] == "admitted"
+    sid, oid, (h, ref), t = await admitted_alone(client, world, maker, settings)
     late = await add_beneficiary(client, h, name="Registered Later")
     answers = await asyncio.gather(book(client, h, sid, ref, "tabs-00001"),
                                    book(client, h, sid, late, "tabs-00002"))
@@ -366,12 +368,8 @@ async def test_a_refused_booking_gives_its_claim_on_the_hold_back(client, world,
                                                                   settings) -> None:
     """A booking let through with the hold and then refused (here: someone else's person)
     gives the claim back when its work ends: the next booking goes through at once."""
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
-    oid = await make_opening(client, world)
-    (h, ref), (_, other) = await bulk_citizens(maker, settings, 2)
-    t = (await join(client, h, oid))["token"]
-    clock.shift(timedelta(seconds=61))
-    assert (await status(client, h, oid, t))["state"] == "admitted"
+    (_, other), = await bulk_citizens(maker, settings, 1)
+    sid, _oid, (h, ref), _t = await admitted_alone(client, world, maker, settings)
     r = await book(client, h, sid, other, "claim-00001")
     assert r.status_code == 404, r.text
     r = await book(client, h, sid, ref, "claim-00002")
@@ -384,12 +382,7 @@ async def test_the_same_booking_sent_twice_at_once_gets_one_booking(client, worl
     """A double submit (the same Idempotency-Key) while the first is still being made: the
     second is let through without a claim of its own, waits for the first at the key and
     answers with its booking — not BookingInProgress. The hold is used once."""
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
-    oid = await make_opening(client, world)
-    ((h, ref),) = await bulk_citizens(maker, settings, 1)
-    t = (await join(client, h, oid))["token"]
-    clock.shift(timedelta(seconds=61))
-    assert (await status(client, h, oid, t))["state"] == "admitted"
+    sid, oid, (h, ref), t = await admitted_alone(client, world, maker, settings)
     answers = await asyncio.gather(*(book(client, h, sid, ref, "twice-0001") for _ in range(2)))
     assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
     assert answers[0].json()["confirmation_no"] == answers[1].json()["confirmation_no"]
@@ -411,12 +404,7 @@ async def test_a_booking_whose_commit_outcome_is_unknown_keeps_the_hold_claimed(
 
     from teeka.db import UNREPLICATED
 
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
-    oid = await make_opening(client, world)
-    ((h, ref),) = await bulk_citizens(maker, settings, 1)
-    t = (await join(client, h, oid))["token"]
-    clock.shift(timedelta(seconds=61))
-    assert (await status(client, h, oid, t))["state"] == "admitted"
+    sid, oid, (h, ref), t = await admitted_alone(client, world, maker, settings)
     late = await add_beneficiary(client, h, name="Registered Later")
 
     def standby_wait_cancelled(session: Session) -> None:

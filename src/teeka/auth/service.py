@@ -33,6 +33,13 @@ def staff_token(settings: Settings, staff: StaffUser) -> str:
                                now=clock.now(), ttl=timedelta(minutes=settings.staff_token_minutes))
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def citizen_actor(secret: str, token: str) -> Actor | None:
     """The citizen of a valid citizen token (no database needed), else None."""
     claims = signing.read_token(secret, token, kind="citizen", now=clock.now())

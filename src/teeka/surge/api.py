@@ -16,7 +16,7 @@ from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
-from teeka.auth.service import citizen_actor
+from teeka.auth.service import bearer_token, citizen_actor
 from teeka.booking.repository import earlier_booking
 from teeka.db import AFTER_COMMIT, AFTER_END, OUTCOME_UNKNOWN
 from teeka.kit import clock
@@ -136,9 +136,9 @@ async def citizen(request: Request,
                   authorization: Annotated[str | None, Header(max_length=4000)] = None) -> Actor:
     """A signed-in citizen from the bearer token alone (the queue is only for citizens; its
     state is not in the database, so a poll or a join needs no unit of work)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    actor = (citizen_actor(request.app.state.settings.resolved_secret(), token.strip())
-             if scheme.lower() == "bearer" else None)
+    token = bearer_token(authorization)
+    actor = (citizen_actor(request.app.state.settings.resolved_secret(), token)
+             if token is not None else None)
     if actor is None:
         raise errors.Unauthenticated()
     return actor

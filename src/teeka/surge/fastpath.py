@@ -23,6 +23,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka import errors
+from teeka.auth.service import bearer_token
 from teeka.i18n import pick_language
 from teeka.surge.service import room_of
 
@@ -55,8 +56,8 @@ def _poll(scope: Scope) -> _Poll | None:
     if match is None or (match[2] == "status") != (scope["method"] == "GET"):
         return None
     headers = {k: v for k, v in scope["headers"] if k in WANTED}
-    scheme, _, bearer = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not bearer:
+    bearer = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+    if bearer is None:
         return None
     ticket = ""
     if match[2] == "join":
@@ -67,7 +68,7 @@ def _poll(scope: Scope) -> _Poll | None:
         ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
         if not ticket or len(ticket) > 2000:
             return None
-    return _Poll(int(match[1]), match[2], bearer.strip(), ticket, headers)
+    return _Poll(int(match[1]), match[2], bearer, ticket, headers)
 
 
 class QueueStatusFastPath:

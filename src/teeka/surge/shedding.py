@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from teeka.auth.service import bearer_token
 from teeka.db import Door
 from teeka.i18n import pick_language, translate
 from teeka.surge.fastpath import PATH as QUEUE_PATH
@@ -149,17 +150,13 @@ class LoadShedder:
         room = self._room(scope)
         if room is None:
             return False
-        ticket, authorization = b"", b""
-        for k, v in scope["headers"]:
-            if k == b"x-queue-token":
-                ticket = v
-            elif k == b"authorization":
-                authorization = v
-        scheme, _, bearer = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer":
+        headers = scope["headers"]
+        ticket = next((v for k, v in headers if k == b"x-queue-token"), b"")
+        bearer = bearer_token(next((v for k, v in headers if k == b"authorization"),
+                                   b"").decode("latin-1"))
+        if bearer is None:
             return False
-        return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000],
-                                  bearer.strip()[:4096]))
+        return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000], bearer[:4096]))
 
     def _refusal(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The 503's headers and body, in the language the request asks for."""

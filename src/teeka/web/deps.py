@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.actor import Actor
-from teeka.auth.service import actor_from_token
+from teeka.auth.service import actor_from_token, bearer_token
 from teeka.config import Settings
 from teeka.db import AFTER_COMMIT, AFTER_END, WROTE, busy_on_database_trouble, session_scope
 from teeka.i18n import pick_language
@@ -25,7 +25,7 @@ _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
 _DETACHED: set[asyncio.Task[None]] = set()  # after-end hooks of cancelled units of work
 
 
-async def _run_all(hooks: list[Callable[[], Awaitable[None]]]) -> None:
+async def _run_all(hooks: Iterable[Callable[[], Awaitable[None]]]) -> None:
     for hook in hooks:
         await hook()
 
@@ -67,8 +67,7 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                     await conn.execute(_WAL_MARK)
     except Exception:
         if session is not None:
-            for hook in session.info.get(AFTER_END, ()):
-                await hook()
+            await _run_all(session.info.get(AFTER_END, ()))
         raise
     except BaseException:  # cancelled: the hooks run on their own, not in this task
         if session is not None and (hooks := list(session.info.get(AFTER_END, ()))):
@@ -79,10 +78,8 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
     finally:
         door.leave()
     assert session is not None
-    for hook in session.info.get(AFTER_COMMIT, ()):
-        await hook()
-    for hook in session.info.get(AFTER_END, ()):
-        await hook()
+    await _run_all(session.info.get(AFTER_COMMIT, ()))
+    await _run_all(session.info.get(AFTER_END, ()))
     if session.info.get("capacity_changed"):
         request.app.state.capacity_changed()
 
@@ -102,10 +99,10 @@ async def language(request: Request) -> str:
 
 async def actor(request: Request, session: Db,
                 authorization: Annotated[str | None, Header()] = None) -> Actor:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(authorization)
+    if token is None:
         raise errors.Unauthenticated()
-    return await actor_from_token(session, request.app.state.settings, token.strip())
+    return await actor_from_token(session, request.app.state.settings, token)
 
 
 def _here(request: Request) -> str:
