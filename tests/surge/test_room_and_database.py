@@ -321,7 +321,13 @@ async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
     assert await claim("twin", key="one") == 2  # the same booking sent again: let through
     await store.release_hold(oid, "a", "two")  # not its claim: nothing given back
     assert await claim("two") == 0
-    await store.release_hold(oid, "a", "one")  # the first failed: the hold is free again
+    await store.release_hold(oid, "a", "one")  # the first failed, its twin is still in flight
+    assert await claim("two") == 0
+    assert await claim("twin2", key="one") == 2  # the twin's key still holds the claim
+    await store.release_hold(oid, "a", "twin")
+    await store.release_hold(oid, "a", "twin")  # given back twice: no other mark goes with it
+    assert await claim("two") == 0
+    await store.release_hold(oid, "a", "twin2")  # the last of them failed: the hold is free
     assert await claim("two") == 1
     assert await claim("three", now=131.5) == 1  # a claim whose process died runs out
     await store.release_hold(oid, "a", "three")

@@ -317,6 +317,39 @@ async def test_an_opening_closed_by_hand_while_open_tells_everyone_waiting(
     assert (await book(client, h, sid, ref, "kept-00001")).status_code == 201
 
 
+@pytest.mark.postgres_only
+async def test_two_administrators_closing_at_once_close_it_once(client, world, maker) -> None:
+    """Two administrators press "close" at the same moment: both are answered with the same
+    closing time and the audit log says it was closed once, by one of them."""
+    from sqlalchemy import select
+
+    from teeka.models import AuditEntry
+
+    for _ in range(3):  # a few rounds, so that the requests surely overlap in one of them
+        oid = await make_opening(client, world)
+        path = f"/api/v1/admin/openings/{oid}/close"
+        answers = await asyncio.gather(*[
+            client.post(path, headers=world.headers(who))
+            for who in ("state", "raipur_admin") * 4])
+        assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+        assert len({r.json()["closed_at"] for r in answers}) == 1
+        async with maker() as s:
+            closed = (await s.execute(select(AuditEntry).where(
+                AuditEntry.action == "surge.opening.closed",
+                AuditEntry.object_id == str(oid)))).scalars().all()
+        assert len(closed) == 1
+
+
+async def test_only_administrators_learn_whether_an_opening_exists(client, world, maker,
+                                                                   settings) -> None:
+    (h, _), = await bulk_citizens(maker, settings, 1)
+    oid = await make_opening(client, world)
+    for path in (f"/api/v1/admin/openings/{oid}/close", "/api/v1/admin/openings/999999/close"):
+        assert (await client.post(path, headers=h)).status_code == 403
+    assert (await client.post("/api/v1/admin/openings/999999/close",
+                              headers=world.headers("balod_admin"))).status_code == 404
+
+
 async def test_booking_before_the_opening_is_refused(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     await make_opening(client, world, seconds_ahead=600)

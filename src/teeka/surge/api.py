@@ -10,6 +10,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -105,6 +106,8 @@ async def close_opening(opening_id: int, request: Request, db: Db, actor: Curren
     is told it closed, and a new opening may be made there. Places the room kept for people
     it admitted are kept no longer: they book like everyone else. Closing it again changes
     nothing."""
+    if not actor.has_role(Role.STATE_ADMIN, Role.DISTRICT_ADMIN):
+        raise errors.Forbidden()  # before the lookup: no one else learns which ids exist
     opening = await db.get(Opening, opening_id)
     if opening is None:
         raise errors.NotFound()
@@ -113,11 +116,17 @@ async def close_opening(opening_id: int, request: Request, db: Db, actor: Curren
             raise errors.Forbidden()
     else:
         access_district(actor, opening.district_id)
-    if opening.closed_at is None:
-        opening.closed_at = clock.now()
+    # Guarded, so that of two administrators closing at once one closes it (and is audited)
+    # and the other's request changes nothing: on PostgreSQL the second waits for the first's
+    # commit, then finds it closed.
+    closing = await db.execute(
+        update(Opening).where(Opening.id == opening.id, Opening.closed_at.is_(None))
+        .values(closed_at=clock.now()).execution_options(synchronize_session=False))
+    if closing.rowcount == 1:  # type: ignore[attr-defined]
         await log_action(db, actor=actor.label, action="surge.opening.closed",
                          object_type="opening", object_id=opening.id,
                          district=opening.district_id)
+    await db.refresh(opening)
     view = OpeningView.of(opening)
 
     async def tell() -> None:

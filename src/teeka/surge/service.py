@@ -125,8 +125,8 @@ class Pass:
 
     opening: OpeningView | None = None
     may_take: dict[str, int] | None = None
-    # the mark of this booking's claim on the hold (store.claim_hold): released when the
-    # booking fails, dropped when it has used the hold
+    # the mark of this booking's claim on the hold (store.claim_hold; a twin's joins the
+    # first's): released when the booking fails, dropped when it has used the hold
     claim: str | None = None
     # the booking's idempotency key, hashed: the hold records which booking used it
     booking: str = ""
@@ -882,8 +882,9 @@ class WaitingRoom:
         The booking claims the hold until it has used it or failed (`Pass.claim`; the caller
         releases a failed booking's claim with `release`): another booking of the same account
         meanwhile is BookingInProgress, since two at once would each take the places the one
-        hold keeps. The same booking sent again (its idempotency `key`) passes without a claim
-        of its own: the key makes it wait for the first and answer with its booking."""
+        hold keeps. The same booking sent again (its idempotency `key`) passes and joins the
+        claim with a mark of its own (the key makes it wait for the first and answer with its
+        booking): if the first fails, the hold stays claimed until the twin is done too."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.
@@ -909,13 +910,12 @@ class WaitingRoom:
             size, expires, state = parse_hold(held)
             ended = state != "live" or _told_end(expires) + LATE_ANSWER_S <= now
             if ended or people > size:
-                if claimed == 1:  # the store saw the end a rounding later: give the claim back
+                if claimed:  # the store saw the end a rounding later: give the claim back
                     await self.store.release_hold(opening.id, str(actor.id), mark)
                 raise errors.HoldRequired() if ended else errors.HoldTooSmall(size=size)
             if claimed == 0:
                 raise errors.BookingInProgress()
-            return Pass(opening, rules.may_take(kept, pools), mark if claimed == 1 else None,
-                        booking, twin=claimed == 2)
+            return Pass(opening, rules.may_take(kept, pools), mark, booking, twin=claimed == 2)
         return FREE_PASS
 
     async def staff_gate(self, session: AsyncSession, session_id: str,

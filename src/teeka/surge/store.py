@@ -144,8 +144,9 @@ class MemoryStore:
         self._pools: dict[int, dict[str, list[int]]] = {}  # pool -> [places, held, used]
         self._hold_pools: dict[int, dict[str, list[str]]] = {}
         self._back: dict[int, dict[str, int]] = {}  # account -> its queue index
-        # account -> (until, mark, key) of the booking that claimed its hold
-        self._claims: dict[int, dict[str, tuple[float, str, str]]] = {}
+        # account -> (until, marks, key) of the booking that claimed its hold (its mark and
+        # the marks of its twins: the same booking sent again while it is in flight)
+        self._claims: dict[int, dict[str, tuple[float, tuple[str, ...], str]]] = {}
         self._used_by: dict[int, dict[str, str]] = {}  # account -> key of the booking that used it
         self._per_second: dict[tuple[str, int], int] = {}  # ("busy" | "done", second) -> count
 
@@ -168,7 +169,8 @@ class MemoryStore:
         """The account's hold, the pools it keeps places in, the room's pools, and whether the
         hold is now claimed for this booking (1: `mark` and `key`, until `until`): only a live
         hold kept past `live_after`, for at least `people`, and not claimed by another booking
-        whose claim lasts past `now` — unless that booking has the same `key` (2)."""
+        whose claim lasts past `now` — unless that booking has the same `key` (2: a twin, whose
+        `mark` joins the claim, which lasts until the last of its marks is released)."""
         held = self._holds.get(opening, {}).get(account)
         claimed = 0
         if held is not None:
@@ -177,18 +179,25 @@ class MemoryStore:
             other = claims.get(account)
             if state == "live" and float(expires) > live_after and people <= size:
                 if other is None or other[0] <= now:
-                    claims[account] = (until, mark, key)
+                    claims[account] = (until, (mark,), key)
                     claimed = 1
                 elif other[2] == key:
+                    claims[account] = (max(other[0], until), (*other[1], mark), key)
                     claimed = 2
         return (held, list(self._hold_pools.get(opening, {}).get(account, [])),
                 await self.pools(opening), claimed)
 
     async def release_hold(self, opening: int, account: str, mark: str) -> None:
-        """A booking that claimed the hold failed: the hold is free for the next one."""
+        """A booking that claimed the hold (or joined the claim as a twin) failed: once no
+        booking of the claim is left in flight, the hold is free for the next one."""
         claims = self._claims.get(opening, {})
-        if account in claims and claims[account][1] == mark:
-            del claims[account]
+        if account in claims and mark in claims[account][1]:
+            until, marks, key = claims[account]
+            left = tuple(m for m in marks if m != mark)
+            if left:
+                claims[account] = (until, left, key)
+            else:
+                del claims[account]
 
     def _queue(self, opening: int) -> list[str]:
         return self._drawn.get(opening, []) + self._late.get(opening, [])
@@ -685,6 +694,9 @@ if h then
       redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
       claimed = 1
     elseif key == ARGV[7] then
+      local marks = string.match(other, '^[^:]+:([^:]*):')
+      local till2 = math.max(tonumber(till), tonumber(ARGV[6]))
+      redis.call('HSET', KEYS[12], ARGV[1], till2 .. ':' .. marks .. ',' .. ARGV[5] .. ':' .. key)
       claimed = 2
     end
   end
@@ -693,10 +705,23 @@ return {h or false, redis.call('HGET', KEYS[10], ARGV[1]) or false,
         redis.call('HGETALL', KEYS[9]), claimed}
 """
 
-# ARGV: account, mark. A failed booking's claim, if still its own, is dropped.
+# ARGV: account, mark. A failed booking's mark leaves the claim; the claim, once no mark is left
+# (its twins failed too, or there were none), is dropped.
 RELEASE_HOLD = """
 local c = redis.call('HGET', KEYS[12], ARGV[1])
-if c and string.match(c, '^[^:]*:([^:]*):') == ARGV[2] then redis.call('HDEL', KEYS[12], ARGV[1]) end
+if not c then return 0 end
+local till, marks, key = string.match(c, '^([^:]*):([^:]*):(.*)$')
+if not marks then return 0 end
+local left, found = {}, false
+for m in string.gmatch(marks, '[^,]+') do
+  if m == ARGV[2] and not found then found = true else table.insert(left, m) end
+end
+if not found then return 0 end
+if #left == 0 then
+  redis.call('HDEL', KEYS[12], ARGV[1])
+else
+  redis.call('HSET', KEYS[12], ARGV[1], till .. ':' .. table.concat(left, ',') .. ':' .. key)
+end
 return 0
 """
 
