@@ -116,3 +116,10 @@ def test_the_checked_tokens_kept_are_bounded(monkeypatch) -> None:
         assert signing.read_token(SECRET, t, kind="queue", now=later) is not None
     assert {k[1] for k in signing._verified} == set(fresh[:5])
     signing._verified.clear()
+
+
+@pytest.mark.parametrize("middle", ["\xe9", "é", "ey\u0915", "\udcff"])
+def test_a_token_with_text_outside_ascii_is_refused_not_an_error(middle: str) -> None:
+    """Tokens come from headers and cookies a client writes: any text is refused quietly."""
+    token = f"{issue().split('.')[0]}.{middle}.x"
+    assert signing.read_token(SECRET, token, kind="queue", now=NOW) is None

@@ -110,6 +110,39 @@ async def test_a_crowd_joining_a_process_new_to_an_opening_waits_for_one_load_or
         assert [r.status_code for r in crowd] == [200] * 5
 
 
+async def test_made_up_opening_ids_cost_no_read_each(settings, world, maker) -> None:
+    """Polls and joins for openings that do not exist are 404, and a crowd of made-up ids does
+    not cost the waiting room a database read each (its two connections are what its steps
+    need): unknown ids are looked up in the list of openings, read again at most once a
+    second. A real opening is still found."""
+    from sqlalchemy import event
+
+    async with app_with(settings) as (app, c):
+        await publish(maker, world, centre_id=world.centre_a, dose1=2)
+        oid = await make_opening(c, world)
+        (h, _), = await bulk_citizens(maker, settings, 1)
+        engine = (app.state.room_engine or app.state.engine).sync_engine
+        reads: list[str] = []
+
+        def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+            if "FROM opening" in statement:
+                reads.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            app.state.waiting_room._openings.clear()  # a process that has seen none yet
+            made_up = [oid + 1000 + i for i in range(40)] + [0, -5]
+            answers = await asyncio.gather(*[
+                c.get(f"/api/v1/openings/{n}/status", headers={**h, "X-Queue-Token": "x"})
+                for n in made_up], *[c.post(f"/api/v1/openings/{n}/join", headers=h)
+                                     for n in made_up])
+            assert {r.status_code for r in answers} == {404}, [r.text for r in answers]
+            assert (await c.post(f"/api/v1/openings/{oid}/join", headers=h)).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert 1 <= len(reads) <= 2, reads
+
+
 def _busy(metrics: str, cause: str) -> float:
     found = re.search(rf'^teeka_busy_total{{cause="{cause}"}} (\S+)$', metrics, re.MULTILINE)
     assert found, f"the refusals for {cause} are counted"

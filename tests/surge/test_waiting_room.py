@@ -160,6 +160,30 @@ async def test_tickets_cannot_be_forged_reused_or_kept_forever(client, world, ma
     assert bad.status_code == 403
 
 
+async def test_token_text_outside_ascii_is_refused_everywhere_not_a_500(client, world, maker,
+                                                                         settings) -> None:
+    """A bearer token, a cookie or a queue ticket with bytes outside ASCII (hostile, or
+    mangled) is refused like any bad token, on pages and the API alike."""
+    await publish(maker, world, centre_id=world.centre_a, dose1=2)
+    oid = await make_opening(client, world)
+    (h, _), = await bulk_citizens(maker, settings, 1)
+    junk = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\xe9.x".encode("latin-1")
+    bearer = {"Authorization": b"Bearer " + junk}
+    ticket = {**h, "X-Queue-Token": junk}
+    cookies = {"Cookie": b"teeka_citizen=" + junk + b"; teeka_queue_%d=" % oid + junk}
+    answers = [
+        await client.get("/", headers=cookies),
+        await client.get(f"/queue/{oid}", headers=cookies),
+        await client.post(f"/api/v1/openings/{oid}/join", headers=bearer),
+        await client.get(f"/api/v1/openings/{oid}/status", headers=bearer),
+        await client.get(f"/api/v1/openings/{oid}/status", headers=ticket),
+        await client.post(f"/api/v1/admin/openings/{oid}/close", headers=bearer),
+    ]
+    assert [r.status_code < 500 for r in answers] == [True] * len(answers), \
+        [(r.status_code, r.text[:80]) for r in answers]
+    assert answers[4].status_code == 403
+
+
 async def test_holds_never_exceed_places_and_expire_back(client, world, maker, settings) -> None:
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
     oid = await make_opening(client, world, hold=120)

@@ -96,7 +96,8 @@ def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | N
         return found
     header, _, rest = token.partition(".")
     payload, _, signature = rest.partition(".")
-    if header != _HEADER or not payload or not signature or len(token) > 4096:
+    if (header != _HEADER or not payload or not signature or len(token) > 4096
+            or not token.isascii()):  # hostile text (a cookie, a header): not ours, never a 500
         return None
     # The signature must be the exact text of the MAC: decoding would ignore characters outside
     # the alphabet, padding and a last character's spare bits, and let one valid token be sent

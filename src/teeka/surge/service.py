@@ -343,7 +343,7 @@ class WaitingRoom:
         # The step under way in this process, per opening (done when it ends, however).
         self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
-        self._loading: dict[int, asyncio.Task[OpeningView]] = {}
+        self._listing: asyncio.Task[list[OpeningView]] | None = None  # the own-connection read
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._reading_openings = False  # a unit of work is reading the list again
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
@@ -366,36 +366,48 @@ class WaitingRoom:
             yield own
 
     async def opening(self, session: AsyncSession | None, opening_id: int) -> OpeningView:
+        """The opening `opening_id` (NotFound when there is none).
+
+        One this process has not seen yet is looked up in the list of every opening
+        (`_current_openings`), which is read again only when it is older than OPENINGS_TTL_S
+        and the id is past the newest it lists (ids only grow): a crowd polling made-up ids
+        costs at most one small read a second per process, not a read each on the room's two
+        connections, which its steps need. Without the caller's session the list is read from
+        the room's own connections, one read at a time in this process: a crowd joining a
+        process new to an opening waits for that one read instead of each asking for one of
+        the room's connections (and meeting the pool's timeout behind the others); trouble
+        getting one is Busy (503 + Retry-After), not a 500. An opening made in another process
+        in the last second may be not found once: the next poll finds it."""
         found = self._openings.get(opening_id)
         if found is not None:
             return found
-        if session is not None:
-            return self._remember(opening_id, await session.get(Opening, opening_id))
-        # From the room's own connections: one load of an opening at a time in this process. A
-        # crowd joining a process that has not seen the opening yet waits for that one load
-        # instead of each asking for one of the room's two connections (and meeting the pool's
-        # timeout behind the others); trouble getting one is Busy (503 + Retry-After), not a 500.
-        loading = self._loading.get(opening_id)
-        if loading is None:
-            loading = self._loading[opening_id] = asyncio.get_running_loop().create_task(
-                self._load_opening(opening_id))
-            loading.add_done_callback(lambda done: self._loaded(opening_id, done))
-        return await asyncio.shield(loading)
+        listed = self._all_openings
+        views = None if listed is None else listed[1]
+        if views is None or (opening_id > max((v.id for v in views), default=0)
+                             and time.monotonic() - listed[0] >= OPENINGS_TTL_S):  # type: ignore[index]
+            views = await (self._current_openings(session) if session is not None
+                           else self._list_from_own_connections())
+        for view in views:
+            if view.id == opening_id:
+                self._openings[opening_id] = view
+                return view
+        raise errors.NotFound()
 
-    async def _load_opening(self, opening_id: int) -> OpeningView:
+    async def _list_from_own_connections(self) -> list[OpeningView]:
+        listing = self._listing
+        if listing is None:
+            listing = self._listing = asyncio.get_running_loop().create_task(self._read_list())
+            listing.add_done_callback(self._listed)
+        return await asyncio.shield(listing)
+
+    async def _read_list(self) -> list[OpeningView]:
         async with busy_on_database_trouble(), self._db(None) as db:
-            return self._remember(opening_id, await db.get(Opening, opening_id))
+            return await self._current_openings(db)
 
-    def _loaded(self, opening_id: int, done: asyncio.Task[OpeningView]) -> None:
-        del self._loading[opening_id]
+    def _listed(self, done: asyncio.Task[list[OpeningView]]) -> None:
+        self._listing = None
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone
-
-    def _remember(self, opening_id: int, row: Opening | None) -> OpeningView:
-        if row is None:
-            raise errors.NotFound()
-        found = self._openings[opening_id] = OpeningView.of(row)
-        return found
 
     async def still_governing(self, session: AsyncSession, district_id: int | None
                               ) -> list[int]:
