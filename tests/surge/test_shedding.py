@@ -113,8 +113,9 @@ async def test_a_crowd_joining_a_process_new_to_an_opening_waits_for_one_load_or
 async def test_made_up_opening_ids_cost_no_read_each(settings, world, maker) -> None:
     """Polls and joins for openings that do not exist are 404, and a crowd of made-up ids does
     not cost the waiting room a database read each (its two connections are what its steps
-    need): unknown ids are looked up in the list of openings, read again at most once a
-    second. A real opening is still found."""
+    need): unknown ids are looked up in the list of openings, one read at a time, each at
+    least LIST_AGAIN_S after the last. A real opening is still found (made in this process,
+    which then forgets it, as another process that never saw it)."""
     from sqlalchemy import event
 
     async with app_with(settings) as (app, c):
@@ -140,7 +141,8 @@ async def test_made_up_opening_ids_cost_no_read_each(settings, world, maker) -> 
             assert (await c.post(f"/api/v1/openings/{oid}/join", headers=h)).status_code == 200
         finally:
             event.remove(engine, "before_cursor_execute", seen)
-        assert 1 <= len(reads) <= 2, reads
+        # the crowd's requests that arrived while a read was under way wait for the next one
+        assert 1 <= len(reads) <= 4, reads
 
 
 def _busy(metrics: str, cause: str) -> float:

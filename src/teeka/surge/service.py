@@ -82,6 +82,7 @@ def _told_end(kept_until: str) -> float:
     """The end of a hold as the person was told it, from the time the store keeps it until."""
     return float(kept_until) - HOLD_GRACE_S
 QUICK_VIEW_S = 1.0  # ... and a poll answered from memory (refreshed in the background)
+LIST_AGAIN_S = 0.05  # the least time between two reads of the openings for ids not seen yet
 OPENINGS_TTL_S = 1.0  # how long a process trusts its list of openings (creation here: at once)
 SESSION_CACHE_MAX = 100_000
 # How often, while admitting, the room counts the places of its scope again (one sum over the
@@ -343,7 +344,9 @@ class WaitingRoom:
         # The step under way in this process, per opening (done when it ends, however).
         self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
-        self._listing: asyncio.Task[list[OpeningView]] | None = None  # the own-connection read
+        # the read of every opening from the room's own connections, and when the last began
+        self._listing: asyncio.Task[tuple[float, list[OpeningView]]] | None = None
+        self._list_read_at = -LIST_AGAIN_S
         self._all_openings: tuple[float, list[OpeningView]] | None = None
         self._reading_openings = False  # a unit of work is reading the list again
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
@@ -368,43 +371,54 @@ class WaitingRoom:
     async def opening(self, session: AsyncSession | None, opening_id: int) -> OpeningView:
         """The opening `opening_id` (NotFound when there is none).
 
-        One this process has not seen yet is looked up in the list of every opening
-        (`_current_openings`), which is read again only when it is older than OPENINGS_TTL_S
-        and the id is past the newest it lists (ids only grow): a crowd polling made-up ids
-        costs at most one small read a second per process, not a read each on the room's two
-        connections, which its steps need. Without the caller's session the list is read from
-        the room's own connections, one read at a time in this process: a crowd joining a
-        process new to an opening waits for that one read instead of each asking for one of
-        the room's connections (and meeting the pool's timeout behind the others); trouble
-        getting one is Busy (503 + Retry-After), not a 500. An opening made in another process
-        in the last second may be not found once: the next poll finds it."""
+        With the caller's session (a page's unit of work), read from it. Without one (the
+        queue's API, which has no unit of work), an opening this process has not seen yet is
+        looked up in the list of every opening, read from the room's own connections: one read
+        at a time in this process, each starting at least LIST_AGAIN_S after the last. The
+        answer is NotFound only when a list read that began after this request did not have
+        it, so an opening just made in another process is never missed; a crowd joining a
+        process new to an opening waits for one read; and a flood of made-up ids costs at
+        most one small read every LIST_AGAIN_S, not a read each on the connections the room's
+        steps need. Trouble getting a connection is Busy (503 + Retry-After), not a 500."""
         found = self._openings.get(opening_id)
         if found is not None:
             return found
-        listed = self._all_openings
-        views = None if listed is None else listed[1]
-        if views is None or (opening_id > max((v.id for v in views), default=0)
-                             and time.monotonic() - listed[0] >= OPENINGS_TTL_S):  # type: ignore[index]
-            views = await (self._current_openings(session) if session is not None
-                           else self._list_from_own_connections())
-        for view in views:
-            if view.id == opening_id:
-                self._openings[opening_id] = view
-                return view
-        raise errors.NotFound()
+        if session is not None:
+            row = await session.get(Opening, opening_id)
+            if row is None:
+                raise errors.NotFound()
+            found = self._openings[opening_id] = OpeningView.of(row)
+            return found
+        asked_at = time.monotonic()
+        while True:
+            listing = self._listing
+            if listing is None:
+                listing = self._listing = asyncio.get_running_loop().create_task(
+                    self._read_list())
+                listing.add_done_callback(self._listed)
+            read_at, views = await asyncio.shield(listing)
+            for view in views:
+                if view.id == opening_id:
+                    found = self._openings.setdefault(opening_id, view)
+                    return found
+            if read_at >= asked_at:
+                raise errors.NotFound()
 
-    async def _list_from_own_connections(self) -> list[OpeningView]:
-        listing = self._listing
-        if listing is None:
-            listing = self._listing = asyncio.get_running_loop().create_task(self._read_list())
-            listing.add_done_callback(self._listed)
-        return await asyncio.shield(listing)
-
-    async def _read_list(self) -> list[OpeningView]:
+    async def _read_list(self) -> tuple[float, list[OpeningView]]:
+        """Every opening, from the room's own connections (when the read began, the views)."""
+        wait = self._list_read_at + LIST_AGAIN_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        before = self._all_openings
         async with busy_on_database_trouble(), self._db(None) as db:
-            return await self._current_openings(db)
+            read_at = self._list_read_at = time.monotonic()
+            rows = (await db.execute(select(Opening))).scalars().all()
+        views = [OpeningView.of(r) for r in rows]
+        if self._all_openings is before:  # not emptied meanwhile (an opening created here)
+            self._all_openings = (read_at, views)
+        return read_at, views
 
-    def _listed(self, done: asyncio.Task[list[OpeningView]]) -> None:
+    def _listed(self, done: asyncio.Task[tuple[float, list[OpeningView]]]) -> None:
         self._listing = None
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone
