@@ -333,6 +333,15 @@ async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
     await store.release_hold(oid, "a", "three")
     assert await claim("inside", now=134.9) == 1  # kept until 160: 134.9 + 25 is inside
     await store.release_hold(oid, "a", "inside")
+    # a booking whose answer was lost with its commit's outcome, sent again after its claim
+    # ran out: the same booking, so it joins the claim (and replays what the first did)
+    # instead of claiming the hold afresh as a new booking would
+    assert (await store.claim_hold(oid, "a", now=102.0, live_after=127.0, people=1,
+                                   mark="lost", until=103.0, key="lost"))[3] == 1
+    assert await claim("retry", now=110.0, key="lost") == 2
+    assert await claim("other", now=110.0) == 0  # the retry's claim lasts (until 140)
+    await store.release_hold(oid, "a", "retry")
+    await store.release_hold(oid, "a", "lost")
     assert await claim("late", now=135.0) == 0  # past the hold's end (and the leeway)
     assert await store.use_hold(oid, "a", [key], booking="two")
     assert await claim("after") == 0  # used
@@ -342,6 +351,10 @@ async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
     assert not await store.use_hold(oid, "a", [key], booking="two")
     assert (await store.pools(oid))[key] == (2, 0, 1)
     assert not await store.use_hold(oid, "a", [key], booking="other")
+    assert (await store.pools(oid))[key] == (2, 0, 2)
+    # ... and that one, reported again (its twin's replay), counts nothing twice either
+    assert not await store.use_hold(oid, "a", [key], booking="other")
+    assert not await store.use_hold(oid, "a", [key], booking="two")
     assert (await store.pools(oid))[key] == (2, 0, 2)
     assert (await store.claim_hold(oid, "b", now=101.0, live_after=126.0, people=1,
                                    mark="b", until=131.0, key="b"))[3] == 0  # no hold at all

@@ -908,9 +908,10 @@ class WaitingRoom:
         The booking claims the hold until it has used it or failed (`Pass.claim`; the caller
         releases a failed booking's claim with `release`): another booking of the same account
         meanwhile is BookingInProgress, since two at once would each take the places the one
-        hold keeps. The same booking sent again (its idempotency `key`) passes and joins the
-        claim with a mark of its own (the key makes it wait for the first and answer with its
-        booking): if the first fails, the hold stays claimed until the twin is done too."""
+        hold keeps. The same booking sent again (its idempotency `key`, even after the claim ran
+        out) passes and joins the claim with a mark of its own (the key makes it wait for the
+        first and answer with its booking): if the first fails, the hold stays claimed until
+        the twin is done too."""
         for opening in await self._governing(session, session_id):
             # The gate only looks (this process's fresh view, or the room's state in Redis);
             # moving the room forward is left to the polls, so a booking never waits for it.

@@ -15,16 +15,18 @@ the step (`sizes`; an account without one stops the step there). Holds are
 "size:expires:state" with state live / used / expired.
 
 A live hold is claimed by the booking that passes the gate with it (`claim_hold`: the claim's
-end, a random mark and the booking's idempotency key (hashed), "until:mark:key"), until that
+end, the booking's random mark and its idempotency key (hashed), "until:marks:key"), until that
 booking has committed and used the hold (`use_hold` drops the claim) or has failed
 (`release_hold`, by its mark). Another booking of the same account meanwhile is not let
 through: two at once would each take the places the one hold keeps, and the second would take
-places kept for others. The same booking sent again meanwhile (the same key: a double submit, a
-retry after a lost answer) is let through without a claim of its own (`claim_hold` answers 2):
-the key's unique row makes it wait for the first and answer with its booking. A claim left by a
-process that died, or by a commit whose outcome is unknown, ends by itself. `use_hold` records
-the key of the booking that used the hold ("usedby"), so that the same booking reported again
-counts nothing twice.
+places kept for others. The same booking sent again (the same key: a double submit, a retry
+after a lost answer, even after the claim ran out) is let through as a twin (`claim_hold`
+answers 2) and adds its own mark to the claim: the key's unique row makes it wait for the first
+and answer with its booking, and the claim lasts until the last of its marks is released, so
+no other booking slips in while a twin is in flight. A claim left by a process that died, or by
+a commit whose outcome is unknown, ends by itself. `use_hold` records the key of every booking
+whose places it counted ("usedby", comma-separated), so that a booking reported again counts
+nothing twice.
 
 `places` is what the room may promise: live holds plus places used with a hold may not exceed
 it. It is counted from the database at the draw and again now and then while admitting (the
@@ -147,7 +149,8 @@ class MemoryStore:
         # account -> (until, marks, key) of the booking that claimed its hold (its mark and
         # the marks of its twins: the same booking sent again while it is in flight)
         self._claims: dict[int, dict[str, tuple[float, tuple[str, ...], str]]] = {}
-        self._used_by: dict[int, dict[str, str]] = {}  # account -> key of the booking that used it
+        # account -> the keys of the bookings whose places were counted as used with its hold
+        self._used_by: dict[int, dict[str, set[str]]] = {}
         self._per_second: dict[tuple[str, int], int] = {}  # ("busy" | "done", second) -> count
 
     @contextlib.asynccontextmanager
@@ -178,12 +181,12 @@ class MemoryStore:
             claims = self._claims.setdefault(opening, {})
             other = claims.get(account)
             if state == "live" and float(expires) > live_after and people <= size:
-                if other is None or other[0] <= now:
-                    claims[account] = (until, (mark,), key)
-                    claimed = 1
-                elif other[2] == key:
+                if other is not None and other[2] == key:  # as the Lua: even run out
                     claims[account] = (max(other[0], until), (*other[1], mark), key)
                     claimed = 2
+                elif other is None or other[0] <= now:
+                    claims[account] = (until, (mark,), key)
+                    claimed = 1
         return (held, list(self._hold_pools.get(opening, {}).get(account, [])),
                 await self.pools(opening), claimed)
 
@@ -334,10 +337,12 @@ class MemoryStore:
         value = holds.get(account)
         pools = self._pools.setdefault(opening, {})
         used_by = self._used_by.setdefault(opening, {})
-        if booking and used_by.get(account) == booking:
-            return False  # this booking used the hold already (reported again: a replay)
+        if booking and booking in used_by.get(account, ()):
+            return False  # this booking counted already (reported again: a replay)
         self._claims.get(opening, {}).pop(account, None)
         if value is not None and parse_hold(value)[2] in ("used", "expired"):
+            if booking:
+                used_by.setdefault(account, set()).add(booking)
             # As the Lua: a booking that passed the gate while the hold was live, committed
             # after another used it or after it expired: its places count as used.
             for key in _booked(booked):
@@ -354,7 +359,7 @@ class MemoryStore:
         self._sums(self._meta[opening], pools)
         holds[account] = f"{size}:0:used"
         if booking:
-            used_by[account] = booking
+            used_by.setdefault(account, set()).add(booking)
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
 
@@ -408,8 +413,8 @@ class MemoryStore:
 # p:<pool> places, h:<pool> held by live holds, u:<pool> used with holds), hold pools (account
 # -> the pools its live hold keeps, comma-separated), back (a sorted set: accounts told `none`
 # who asked again after the room grew, scored by their queue index), claims (account ->
-# "until:mark:key" of the booking that claimed its hold), usedby (account -> the key of the
-# booking that used its hold)
+# "until:marks:key" of the booking that claimed its hold), usedby (account -> the keys of the
+# bookings whose places its hold counted, comma-separated)
 PARTS = ("meta", "members", "pre", "drawn", "late", "holds", "expiry", "admitted", "pools",
          "hpools", "back", "claims", "usedby")
 
@@ -641,14 +646,21 @@ return meta()
 # ARGV: account, the key of the booking (hashed; "" when not known), then the pool of each place
 # booked with the hold
 USE_HOLD = """
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[13], ARGV[1]) == ARGV[2] then
-  return 0  -- this booking used the hold already (reported again: a replay)
+local by = redis.call('HGET', KEYS[13], ARGV[1])
+if ARGV[2] ~= '' and by and string.find(',' .. by .. ',', ',' .. ARGV[2] .. ',', 1, true) then
+  return 0  -- this booking counted already (reported again: a replay)
 end
 local h = redis.call('HGET', KEYS[6], ARGV[1])
 if not h then return 0 end
 local size, state = string.match(h, '^(%d+):[^:]*:(%a+)$')
 local n = #ARGV - 2
+local function counted()
+  if ARGV[2] ~= '' then
+    redis.call('HSET', KEYS[13], ARGV[1], by and (by .. ',' .. ARGV[2]) or ARGV[2])
+  end
+end
 if state == 'used' or state == 'expired' then
+  counted()
   -- a booking that passed the gate while the hold was live, committed after another used it
   -- (its claim ran out) or after it expired: its places are taken all the same, and count as
   -- used until the next count
@@ -660,7 +672,7 @@ if state == 'used' or state == 'expired' then
 end
 if state ~= 'live' then return 0 end
 redis.call('HDEL', KEYS[12], ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[13], ARGV[1], ARGV[2]) end
+counted()
 size = tonumber(size)
 local kept = redis.call('HGET', KEYS[10], ARGV[1])
 if kept then
@@ -688,16 +700,17 @@ if h then
   if state == 'live' and tonumber(expires) > tonumber(ARGV[3])
      and tonumber(ARGV[4]) <= tonumber(size) then
     local other = redis.call('HGET', KEYS[12], ARGV[1])
-    local till, key
-    if other then till, key = string.match(other, '^([^:]+):[^:]*:(.*)$') end
-    if not other or not till or tonumber(till) <= tonumber(ARGV[2]) then
-      redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
-      claimed = 1
-    elseif key == ARGV[7] then
-      local marks = string.match(other, '^[^:]+:([^:]*):')
+    local till, marks, key
+    if other then till, marks, key = string.match(other, '^([^:]+):([^:]*):(.*)$') end
+    if till and key == ARGV[7] then
+      -- the same booking again (even after its claim ran out: its first may have committed
+      -- with its answer lost): it joins the claim, and replays what the first did
       local till2 = math.max(tonumber(till), tonumber(ARGV[6]))
       redis.call('HSET', KEYS[12], ARGV[1], till2 .. ':' .. marks .. ',' .. ARGV[5] .. ':' .. key)
       claimed = 2
+    elseif not till or tonumber(till) <= tonumber(ARGV[2]) then
+      redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
+      claimed = 1
     end
   end
 end
