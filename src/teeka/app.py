@@ -142,7 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Waiting-room status polls that this process can answer from memory (surge.fastpath).
     app.add_middleware(QueueStatusFastPath, extra_headers=security.HEADERS)
     app.add_middleware(LoadShedder, max_in_flight=settings.max_in_flight,
-                       queue_yields_at=settings.queue_yields_at, door=app.state.db_door)
+                       queue_yields_at=settings.queue_yields_at, door=app.state.db_door,
+                       extra_headers=security.HEADERS)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api,
                    surge_api):
         app.include_router(module.router)

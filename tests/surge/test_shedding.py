@@ -269,3 +269,34 @@ async def test_the_queue_yields_to_the_people_it_admitted(settings, world, maker
         again = await poll(wait)
         assert again.status_code == 200 and again.json()["state"] == "waiting"
         assert app.state.waiting_room._pending_busy == 0  # yielding is not a sign of stress
+
+
+def test_a_refusal_speaks_the_language_the_routes_would_and_carries_the_security_headers(
+        ) -> None:
+    """The shedder's 503 chooses the language as the routes do (`?lang=`, the `lang` cookie,
+    Accept-Language; the national API: Hindi only when asked for first) and carries the same
+    security headers as every other answer."""
+    from teeka.i18n import translate
+    from teeka.surge.shedding import MESSAGE, LoadShedder
+    from teeka.web.security import HEADERS
+
+    shedder = LoadShedder(None, max_in_flight=1, extra_headers=HEADERS)  # type: ignore[arg-type]
+
+    def said(path: str, query: bytes = b"", **headers: str) -> str:
+        scope = {"type": "http", "path": path, "query_string": query,
+                 "headers": [(k.replace("_", "-").encode(), v.encode())
+                             for k, v in headers.items()]}
+        sent, body = shedder._refusal(scope)
+        names = {k.decode() for k, _ in sent}
+        assert {k.lower() for k in HEADERS} <= names and "retry-after" in names
+        return body.decode()
+
+    hi, en = translate("hi", MESSAGE), translate("en", MESSAGE)
+    assert en in said("/api/v1/openings/1/status", b"lang=en", accept_language="hi")
+    assert hi in said("/api/v1/openings/1/status", b"x=1&lang=hi", cookie="lang=en")
+    assert en in said("/api/v1/openings/1/status", cookie="a=b; lang=en",
+                      accept_language="hi")
+    assert hi in said("/api/v1/openings/1/status", cookie="lang=xx", accept_language="hi-IN")
+    assert hi in said("/api/v1/openings/1/status")  # the state's language by default
+    assert en in said("/api/v2/appointment/sessions/public/findByPin")  # as the national API
+    assert hi in said("/api/v2/appointment/sessions/public/findByPin", accept_language="hi_IN")

@@ -103,7 +103,8 @@ def test_idle_and_slow_connections_are_closed(server: tuple[str, int, int]) -> N
     large = connect(host, port)  # a large one (the application reads it as it comes)
     large.sendall(b"POST /api/v1/appointments HTTP/1.1\r\nHost: teeka\r\n"
                   b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
-    assert answer(idle).startswith(b"HTTP/1.1 408 ")
+    timed_out = answer(idle)
+    assert timed_out.startswith(b"HTTP/1.1 408 ") and "समय समाप्त".encode() in timed_out
     assert answer(slow).startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - started < 3  # the head's deadline counts from the connection
     assert answer(body).startswith(b"HTTP/1.1 408 ")  # never reached the application
@@ -175,8 +176,9 @@ def test_connections_beyond_the_bound_are_refused_at_once(server: tuple[str, int
         while len(refused) < expected and time.monotonic() < until:
             ready, _, _ = select.select([s for s in held if s not in refused], [], [], 0.1)
             for s in ready:
-                data = s.recv(200)
+                data = s.recv(1024)
                 assert data.startswith(b"HTTP/1.1 503 ") and b"retry-after: 2" in data, data
+                assert "सर्वर व्यस्त है".encode() in data and b"Server busy" in data, data
                 refused.add(s)
         time.sleep(0.2)  # and no more than that
         ready, _, _ = select.select([s for s in held if s not in refused], [], [], 0)

@@ -364,6 +364,26 @@ async def test_two_administrators_closing_at_once_close_it_once(client, world, m
         assert len(closed) == 1
 
 
+async def test_an_opening_far_in_time_or_for_no_district_is_refused_clearly(client,
+                                                                            world) -> None:
+    """Typing mistakes in an opening are refused with a reason (in the asker's language), not a
+    server error: a time or a first day more than a year away (years like 0001 or 9999
+    overflowed), a district that does not exist."""
+    day = (clock.today() + timedelta(days=1)).isoformat()
+    at = (clock.now() + timedelta(minutes=5)).isoformat()
+    cases = [({"opens_at": "0001-01-01T00:00:00+05:30"}, 400, "opens_at"),
+             ({"opens_at": "9999-12-31T23:59:59-05:00"}, 400, "opens_at"),
+             ({"first_day": "2000-01-01"}, 400, "first_day"),
+             ({"first_day": "9999-12-31"}, 400, "first_day"),
+             ({"district_id": 999999}, 404, "")]
+    for change, code, word in cases:
+        r = await client.post("/api/v1/admin/openings", headers={
+            **world.headers("state"), "Accept-Language": "hi"}, json={
+            "district_id": 109, "first_day": day, "opens_at": at, **change})
+        assert r.status_code == code, (change, r.text)
+        assert word in r.json()["message"] and "साल" in r.json()["message"] if word else True
+
+
 async def test_only_administrators_learn_whether_an_opening_exists(client, world, maker,
                                                                    settings) -> None:
     (h, _), = await bulk_citizens(maker, settings, 1)

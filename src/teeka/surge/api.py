@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import structlog
@@ -21,7 +21,7 @@ from teeka.auth.service import bearer_token, citizen_actor
 from teeka.booking.repository import earlier_booking
 from teeka.db import AFTER_COMMIT, AFTER_END, OUTCOME_UNKNOWN
 from teeka.kit import clock
-from teeka.models import Opening
+from teeka.models import District, Opening
 from teeka.models.staff import Role
 from teeka.surge.service import (
     FREE_PASS,
@@ -36,6 +36,9 @@ from teeka.web.deps import CurrentActor, Db
 router = APIRouter(prefix="/api/v1", tags=["waiting room"])
 log = structlog.get_logger()
 SLOW_BOOKING_S = 1.0  # a booking under an opening slower than this counts as backend stress
+# How far from now an opening's time and first day may be: beyond is a typing mistake (and
+# years like 0001 or 9999 would overflow the arithmetic on them).
+OPENING_REACH = timedelta(days=366)
 CLAIMS = "teeka.hold_claims"  # session.info: the marks of claims on holds still to give back
 
 
@@ -84,6 +87,13 @@ async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: C
         access_district(actor, body.district_id)
     if body.opens_at.tzinfo is None:
         raise errors.Invalid(detail="opens_at needs a time zone, e.g. +05:30")
+    now = clock.now()
+    if not now - OPENING_REACH <= body.opens_at <= now + OPENING_REACH:
+        raise errors.Invalid(detail="opens_at must be within a year of now")
+    if not clock.today() - OPENING_REACH <= body.first_day <= clock.today() + OPENING_REACH:
+        raise errors.Invalid(detail="first_day must be within a year of today")
+    if body.district_id is not None and await db.get(District, body.district_id) is None:
+        raise errors.NotFound()
     if governing := await room(request).still_governing(db, body.district_id):
         raise errors.OpeningsOverlap(opening=governing[0])
     opening = Opening(district_id=body.district_id, first_day=body.first_day,

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.auth.service import bearer_token
 from teeka.db import Door
-from teeka.i18n import pick_language, translate
+from teeka.i18n import LANGUAGES, pick_language, translate
 from teeka.surge.fastpath import PATH as QUEUE_PATH
 from teeka.surge.service import room_of
 
@@ -55,8 +55,11 @@ CROWD = re.compile(r"/api/v1/openings/\d+/(status|join)|/api/v2/appointment/sess
 
 class LoadShedder:
     def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 2,
-                 queue_yields_at: int | None = None, door: Door | None = None) -> None:
+                 queue_yields_at: int | None = None, door: Door | None = None,
+                 extra_headers: dict[str, str] | None = None) -> None:
         self.app = app
+        # the security headers every answer carries (teeka.web.security.HEADERS)
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
         self.door = door  # the database's door (teeka.db.Door): full, work is refused here
         self.max_in_flight = max_in_flight
         self.crowd_bound = max(1, max_in_flight // 2)
@@ -159,11 +162,11 @@ class LoadShedder:
         return bool(room.has_news(opening_id, ticket.decode("latin-1")[:2000], bearer[:4096]))
 
     def _refusal(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The 503's headers and body, in the language the request asks for."""
-        language = next((v for k, v in scope.get("headers", []) if k == b"accept-language"), None)
-        lang = pick_language(None, language.decode("latin-1") if language is not None else None)
-        text = translate(lang, MESSAGE)
+        """The 503's headers and body, in the language the request asks for (chosen as the
+        routes choose it: teeka.web.security, and the national API's own rule for /api/v2)."""
         path: str = scope["path"]
+        lang = request_language(scope, national=path.startswith("/api/v2/"))
+        text = translate(lang, MESSAGE)
         if path.startswith("/api/v2/"):
             body = json.dumps({"errorCode": "APPOIN0503", "error": text}, ensure_ascii=False)
             kind = b"application/json"
@@ -176,7 +179,33 @@ class LoadShedder:
             kind = b"text/html; charset=utf-8"
         data = body.encode()
         return [(b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
-                (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store")], data
+                (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store"),
+                *self.extra], data
+
+
+def request_language(scope: Scope, *, national: bool = False) -> str:
+    """The language of a request from its raw scope, as the routes choose it: `?lang=`, then
+    the `lang` cookie, then Accept-Language (teeka.web.security); for the national API
+    (`national`) Hindi only when Accept-Language asks for it first (teeka.web.errors)."""
+    headers = scope.get("headers", [])
+    accept = next((v for k, v in headers if k == b"accept-language"), b"").decode("latin-1")
+    if national:
+        return "hi" if accept.lower().startswith("hi") else "en"
+    query: bytes = scope.get("query_string", b"")
+    if b"lang=" in query:
+        for part in query.split(b"&"):
+            name, _, value = part.partition(b"=")
+            if name == b"lang" and value.decode("latin-1") in LANGUAGES:
+                return value.decode("latin-1")
+    cookie = None
+    for k, v in headers:
+        if k == b"cookie" and b"lang=" in v:
+            for part in v.decode("latin-1").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == "lang":
+                    cookie = value
+                    break
+    return pick_language(cookie, accept or None)
 
 
 async def watch_loop_lag(period: float = LAG_PERIOD_S) -> None:

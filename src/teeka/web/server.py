@@ -50,8 +50,17 @@ from teeka.surge.fastpath import STATE_KEY as FAST_PATH_KEY
 from teeka.surge.fastpath import Answer
 from teeka.surge.shedding import STATE_KEY as SHEDDER_KEY
 
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"retry-after: 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\nServer busy")
+
+def _plain(head: bytes, text: str) -> bytes:
+    """A whole answer with a plain-text body (in Hindi and English: whoever reads it)."""
+    body = text.encode()
+    return (head + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"x-content-type-options: nosniff\r\nconnection: close\r\n\r\n" % len(body) + body)
+
+
+BUSY = _plain(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 2",
+              "Server busy, please try again shortly / सर्वर व्यस्त है, कृपया थोड़ी देर बाद फिर "
+              "कोशिश करें")
 MAX_HEAD_BYTES = 16 * 1024
 # Bodies up to this size are buffered before the request becomes a task (at most uvicorn's high
 # water mark, beyond which it stops reading until the application takes the body).
@@ -61,8 +70,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 TOO_LARGE = (b"HTTP/1.1 413 Content Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
              b"content-length: %d\r\nconnection: close\r\n\r\n%s")
 TOO_LARGE_TEXT = "Request too large / अनुरोध बहुत बड़ा है".encode()
-TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: 15\r\nconnection: close\r\n\r\nRequest timeout")
+TOO_SLOW = _plain(b"HTTP/1.1 408 Request Timeout",
+                  "Request timeout / अनुरोध का समय समाप्त हो गया")
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
