@@ -145,6 +145,39 @@ async def test_made_up_opening_ids_cost_no_read_each(settings, world, maker) -> 
         assert 1 <= len(reads) <= 4, reads
 
 
+async def test_a_poll_arriving_as_a_list_read_ends_does_not_spin(settings, world) -> None:
+    """A request that finds the list read already done, before that read's callback has
+    cleared it (one turn of the loop), starts a new read: awaiting the done read again would
+    loop without ever yielding, and the worker would spin for good (found in review)."""
+    import signal
+
+    from teeka import errors
+
+    async with app_with(settings) as (app, _):
+        room = app.state.waiting_room
+
+        async def old_read() -> tuple[float, list]:
+            return time.monotonic() - 10, []
+
+        done = asyncio.get_running_loop().create_task(old_read())
+        await done
+        room._listing = done  # as in the turn before its callback runs
+
+        def spinning(*_: object) -> None:
+            raise TimeoutError("the lookup spun without yielding")
+
+        before = signal.signal(signal.SIGALRM, spinning)
+        signal.setitimer(signal.ITIMER_REAL, 3)
+        try:
+            try:
+                await room.opening(None, 10**8)
+            except errors.DomainError as exc:
+                assert exc.code == "NotFound"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, before)
+
+
 def _busy(metrics: str, cause: str) -> float:
     found = re.search(rf'^teeka_busy_total{{cause="{cause}"}} (\S+)$', metrics, re.MULTILINE)
     assert found, f"the refusals for {cause} are counted"

@@ -392,7 +392,9 @@ class WaitingRoom:
         asked_at = time.monotonic()
         while True:
             listing = self._listing
-            if listing is None:
+            # a read already done is not awaited again: its callback clearing `_listing` runs
+            # a turn later, and awaiting a done task yields nothing (the loop would spin)
+            if listing is None or listing.done():
                 listing = self._listing = asyncio.get_running_loop().create_task(
                     self._read_list())
                 listing.add_done_callback(self._listed)
@@ -414,12 +416,16 @@ class WaitingRoom:
             read_at = self._list_read_at = time.monotonic()
             rows = (await db.execute(select(Opening))).scalars().all()
         views = [OpeningView.of(r) for r in rows]
+        for view in views:  # a close by hand reaches this process's views too
+            if view.id in self._openings:
+                self._openings[view.id] = view
         if self._all_openings is before:  # not emptied meanwhile (an opening created here)
             self._all_openings = (read_at, views)
         return read_at, views
 
     def _listed(self, done: asyncio.Task[tuple[float, list[OpeningView]]]) -> None:
-        self._listing = None
+        if self._listing is done:  # not a newer read's
+            self._listing = None
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone
 

@@ -21,7 +21,8 @@ booking has committed and used the hold (`use_hold` drops the claim) or has fail
 through: two at once would each take the places the one hold keeps, and the second would take
 places kept for others. The same booking sent again (the same key: a double submit, a retry
 after a lost answer, even after the claim ran out) is let through as a twin (`claim_hold`
-answers 2) and adds its own mark to the claim: the key's unique row makes it wait for the first
+answers 2) and adds its own mark to the claim (to a claim that ran out: its mark alone, the
+marks there being of bookings that died or whose outcome is unknown): the key's unique row makes it wait for the first
 and answer with its booking, and the claim lasts until the last of its marks is released, so
 no other booking slips in while a twin is in flight. A claim left by a process that died, or by
 a commit whose outcome is unknown, ends by itself. `use_hold` records the key of every booking
@@ -182,7 +183,9 @@ class MemoryStore:
             other = claims.get(account)
             if state == "live" and float(expires) > live_after and people <= size:
                 if other is not None and other[2] == key:  # as the Lua: even run out
-                    claims[account] = (max(other[0], until), (*other[1], mark), key)
+                    # run out: its marks are of bookings that died or whose outcome is unknown
+                    marks = (*other[1], mark) if other[0] > now else (mark,)
+                    claims[account] = (max(other[0], until), marks, key)
                     claimed = 2
                 elif other is None or other[0] <= now:
                     claims[account] = (until, (mark,), key)
@@ -705,8 +708,11 @@ if h then
     if till and key == ARGV[7] then
       -- the same booking again (even after its claim ran out: its first may have committed
       -- with its answer lost): it joins the claim, and replays what the first did
+      -- run out: its marks are of bookings that died or whose outcome is unknown
+      if tonumber(till) > tonumber(ARGV[2]) then marks = marks .. ',' .. ARGV[5]
+      else marks = ARGV[5] end
       local till2 = math.max(tonumber(till), tonumber(ARGV[6]))
-      redis.call('HSET', KEYS[12], ARGV[1], till2 .. ':' .. marks .. ',' .. ARGV[5] .. ':' .. key)
+      redis.call('HSET', KEYS[12], ARGV[1], till2 .. ':' .. marks .. ':' .. key)
       claimed = 2
     elseif not till or tonumber(till) <= tonumber(ARGV[2]) then
       redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
