@@ -7,7 +7,7 @@ Services only flush.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -221,6 +221,12 @@ AFTER_END = "teeka.after_end"
 # committed (a commit refused for want of a standby, cut off by a timeout, a lost connection),
 # so what a request took for its work is not given back as if it had not (web.deps.db).
 OUTCOME_UNKNOWN = "teeka.outcome_unknown"
+
+
+async def run_hooks(hooks: Iterable[Callable[[], Awaitable[None]]]) -> None:
+    """Await the hooks (AFTER_COMMIT, AFTER_END) one after the other."""
+    for hook in hooks:
+        await hook()
 
 
 class Door:

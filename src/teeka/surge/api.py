@@ -77,14 +77,20 @@ def _read(status: Status) -> StatusRead:
     return StatusRead(**status.__dict__)
 
 
-@router.post("/admin/openings", response_model=OpeningRead, status_code=201)
-async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: CurrentActor
-                         ) -> OpeningRead:
-    if body.district_id is None:
+def _administers(actor: Actor, district_id: int | None) -> None:
+    """Openings of the whole state (None): state administrators; of a district: its
+    administrators too."""
+    if district_id is None:
         if not actor.has_role(Role.STATE_ADMIN):
             raise errors.Forbidden()
     else:
-        access_district(actor, body.district_id)
+        access_district(actor, district_id)
+
+
+@router.post("/admin/openings", response_model=OpeningRead, status_code=201)
+async def create_opening(body: OpeningCreate, request: Request, db: Db, actor: CurrentActor
+                         ) -> OpeningRead:
+    _administers(actor, body.district_id)
     if body.opens_at.tzinfo is None:
         raise errors.Invalid(detail="opens_at needs a time zone, e.g. +05:30")
     now = clock.now()
@@ -121,11 +127,7 @@ async def close_opening(opening_id: int, request: Request, db: Db, actor: Curren
     opening = await db.get(Opening, opening_id)
     if opening is None:
         raise errors.NotFound()
-    if opening.district_id is None:
-        if not actor.has_role(Role.STATE_ADMIN):
-            raise errors.Forbidden()
-    else:
-        access_district(actor, opening.district_id)
+    _administers(actor, opening.district_id)
     # Guarded, so that of two administrators closing at once one closes it (and is audited)
     # and the other's request changes nothing: on PostgreSQL the second waits for the first's
     # commit, then finds it closed.

@@ -415,13 +415,19 @@ class WaitingRoom:
         async with busy_on_database_trouble(), self._db(None) as db:
             read_at = self._list_read_at = time.monotonic()
             rows = (await db.execute(select(Opening))).scalars().all()
+        return read_at, self._take_list(rows, read_at, before)
+
+    def _take_list(self, rows: Sequence[Opening], read_at: float,
+                   before: tuple[float, list[OpeningView]] | None) -> list[OpeningView]:
+        """The views of every opening just read (at `read_at`), kept as this process's list
+        unless it was emptied since `before` (an opening created here meanwhile)."""
         views = [OpeningView.of(r) for r in rows]
         for view in views:  # a close by hand reaches this process's views too
             if view.id in self._openings:
                 self._openings[view.id] = view
-        if self._all_openings is before:  # not emptied meanwhile (an opening created here)
+        if self._all_openings is before:
             self._all_openings = (read_at, views)
-        return read_at, views
+        return views
 
     def _listed(self, done: asyncio.Task[tuple[float, list[OpeningView]]]) -> None:
         if self._listing is done:  # not a newer read's
@@ -479,13 +485,7 @@ class WaitingRoom:
             rows = (await session.execute(select(Opening))).scalars().all()
         finally:
             self._reading_openings = False
-        found = [OpeningView.of(r) for r in rows]
-        for view in found:  # a close by hand reaches this process's views too
-            if view.id in self._openings:
-                self._openings[view.id] = view
-        if self._all_openings is cached:  # not emptied meanwhile (an opening created here)
-            self._all_openings = (read_at, found)
-        return found
+        return self._take_list(rows, read_at, cached)
 
     async def _session_scope(self, session: AsyncSession, session_id: str
                              ) -> tuple[date, int] | None:

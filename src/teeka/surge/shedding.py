@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.auth.service import bearer_token
@@ -197,15 +198,9 @@ def request_language(scope: Scope, *, national: bool = False) -> str:
             name, _, value = part.partition(b"=")
             if name == b"lang" and value.decode("latin-1") in LANGUAGES:
                 return value.decode("latin-1")
-    cookie = None
-    for k, v in headers:
-        if k == b"cookie" and b"lang=" in v:
-            for part in v.decode("latin-1").split(";"):
-                name, _, value = part.strip().partition("=")
-                if name == "lang":
-                    cookie = value
-                    break
-    return pick_language(cookie, accept or None)
+    cookie = next((v for k, v in headers if k == b"cookie"), b"").decode("latin-1")
+    return pick_language(cookie_parser(cookie).get("lang") if "lang=" in cookie else None,
+                         accept or None)
 
 
 async def watch_loop_lag(period: float = LAG_PERIOD_S) -> None:

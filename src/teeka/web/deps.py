@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -15,7 +15,14 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import actor_from_token, bearer_token
 from teeka.config import Settings
-from teeka.db import AFTER_COMMIT, AFTER_END, WROTE, busy_on_database_trouble, session_scope
+from teeka.db import (
+    AFTER_COMMIT,
+    AFTER_END,
+    WROTE,
+    busy_on_database_trouble,
+    run_hooks,
+    session_scope,
+)
 from teeka.i18n import pick_language
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -23,11 +30,6 @@ _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
 
 
 _DETACHED: set[asyncio.Task[None]] = set()  # after-end hooks of cancelled units of work
-
-
-async def _run_all(hooks: Iterable[Callable[[], Awaitable[None]]]) -> None:
-    for hook in hooks:
-        await hook()
 
 
 async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
@@ -67,19 +69,19 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
                     await conn.execute(_WAL_MARK)
     except Exception:
         if session is not None:
-            await _run_all(session.info.get(AFTER_END, ()))
+            await run_hooks(session.info.get(AFTER_END, ()))
         raise
     except BaseException:  # cancelled: the hooks run on their own, not in this task
         if session is not None and (hooks := list(session.info.get(AFTER_END, ()))):
-            task = asyncio.get_running_loop().create_task(_run_all(hooks))
+            task = asyncio.get_running_loop().create_task(run_hooks(hooks))
             _DETACHED.add(task)
             task.add_done_callback(_DETACHED.discard)
         raise
     finally:
         door.leave()
     assert session is not None
-    await _run_all(session.info.get(AFTER_COMMIT, ()))
-    await _run_all(session.info.get(AFTER_END, ()))
+    await run_hooks(session.info.get(AFTER_COMMIT, ()))
+    await run_hooks(session.info.get(AFTER_END, ()))
     if session.info.get("capacity_changed"):
         request.app.state.capacity_changed()
 

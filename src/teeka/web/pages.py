@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.actor import Actor
-from teeka.db import AFTER_COMMIT, AFTER_END
+from teeka.db import AFTER_COMMIT, AFTER_END, run_hooks
 from teeka.web import session as websession
 from teeka.web.templating import render
 
@@ -40,5 +40,4 @@ async def undo(db: AsyncSession, exc: errors.DomainError) -> None:
     if not exc.keeps_changes:
         await db.rollback()
         db.info.pop(AFTER_COMMIT, None)
-        for hook in db.info.pop(AFTER_END, ()):  # rolled back: what it took goes back now
-            await hook()
+        await run_hooks(db.info.pop(AFTER_END, ()))  # rolled back: what it took goes back now

@@ -67,9 +67,7 @@ MAX_HEAD_BYTES = 16 * 1024
 BUFFERED_BODY_BYTES = min(64 * 1024, HIGH_WATER_LIMIT)
 # Above the largest body any route takes (a CSV upload: 1 MiB and its multipart envelope).
 MAX_BODY_BYTES = 2 * 1024 * 1024
-TOO_LARGE = (b"HTTP/1.1 413 Content Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-             b"content-length: %d\r\nconnection: close\r\n\r\n%s")
-TOO_LARGE_TEXT = "Request too large / अनुरोध बहुत बड़ा है".encode()
+TOO_LARGE = _plain(b"HTTP/1.1 413 Content Too Large", "Request too large / अनुरोध बहुत बड़ा है")
 TOO_SLOW = _plain(b"HTTP/1.1 408 Request Timeout",
                   "Request timeout / अनुरोध का समय समाप्त हो गया")
 
@@ -136,7 +134,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _too_large(self, answer: bool) -> None:
         """Refuse a body beyond MAX_BODY_BYTES: 413 (when nothing was answered yet), closed."""
         if answer:
-            self.transport.write(TOO_LARGE % (len(TOO_LARGE_TEXT), TOO_LARGE_TEXT))
+            self.transport.write(TOO_LARGE)
         self.transport.close()
 
     def on_headers_complete(self) -> None:
