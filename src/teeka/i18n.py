@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from babel.messages.pofile import read_po
+from starlette.requests import cookie_parser
 
 LANGUAGES = ("hi", "en")
 DEFAULT_LANGUAGE = "hi"
@@ -44,3 +46,22 @@ def pick_language(cookie: str | None, accept_language: str | None) -> str:
         if base in LANGUAGES:
             return base
     return DEFAULT_LANGUAGE
+
+
+def request_language(scope: Mapping[str, Any], *, national: bool = False) -> str:
+    """The language of a request from its raw scope, as the routes choose it: `?lang=`, then
+    the `lang` cookie, then Accept-Language (teeka.web.security); for the national API
+    (`national`) Hindi only when Accept-Language asks for it first (teeka.web.errors)."""
+    headers = scope.get("headers", [])
+    accept = next((v for k, v in headers if k == b"accept-language"), b"").decode("latin-1")
+    if national:
+        return "hi" if accept.lower().startswith("hi") else "en"
+    query: bytes = scope.get("query_string", b"")
+    if b"lang=" in query:
+        for part in query.split(b"&"):
+            name, _, value = part.partition(b"=")
+            if name == b"lang" and value.decode("latin-1") in LANGUAGES:
+                return value.decode("latin-1")
+    cookie = next((v for k, v in headers if k == b"cookie"), b"").decode("latin-1")
+    return pick_language(cookie_parser(cookie).get("lang") if "lang=" in cookie else None,
+                         accept or None)

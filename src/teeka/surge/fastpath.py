@@ -19,18 +19,16 @@ import re
 from typing import Any
 
 from prometheus_client import Counter
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka import errors
 from teeka.auth.service import bearer_token
-from teeka.i18n import pick_language
+from teeka.i18n import request_language
 from teeka.surge.service import room_of
 
 PATH = re.compile(r"/api/v1/openings/(\d{1,9})/(status|join)")
 STATE_KEY = "teeka.queue_fast_path"  # in the lifespan state uvicorn shares with its connections
-WANTED = (b"authorization", b"x-queue-token", b"accept-language", b"cookie", b"content-length",
-          b"transfer-encoding")
+WANTED = (b"authorization", b"x-queue-token", b"content-length", b"transfer-encoding")
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 ANSWERED_EARLY = Counter("teeka_queue_polls_answered_early_total",
                          "Waiting-room status polls answered from memory by the server's "
@@ -40,12 +38,11 @@ ANSWERED_EARLY = Counter("teeka_queue_polls_answered_early_total",
 class _Poll:
     """What a status poll or a join carries, when the fast path may answer it."""
 
-    __slots__ = ("bearer", "headers", "kind", "opening", "ticket")
+    __slots__ = ("bearer", "kind", "opening", "scope", "ticket")
 
-    def __init__(self, opening: int, kind: str, bearer: str, ticket: str,
-                 headers: dict[bytes, bytes]) -> None:
+    def __init__(self, opening: int, kind: str, bearer: str, ticket: str, scope: Scope) -> None:
         self.opening, self.kind, self.bearer, self.ticket = opening, kind, bearer, ticket
-        self.headers = headers
+        self.scope = scope
 
 
 def _poll(scope: Scope) -> _Poll | None:
@@ -55,7 +52,10 @@ def _poll(scope: Scope) -> _Poll | None:
     match = PATH.fullmatch(scope["path"])
     if match is None or (match[2] == "status") != (scope["method"] == "GET"):
         return None
-    headers = {k: v for k, v in scope["headers"] if k in WANTED}
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in WANTED:  # the first of repeated headers, as the routes read them
+            headers.setdefault(name, value)
     bearer = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
     if bearer is None:
         return None
@@ -68,7 +68,7 @@ def _poll(scope: Scope) -> _Poll | None:
         ticket = headers.get(b"x-queue-token", b"").decode("latin-1")
         if not ticket or len(ticket) > 2000:
             return None
-    return _Poll(int(match[1]), match[2], bearer, ticket, headers)
+    return _Poll(int(match[1]), match[2], bearer, ticket, scope)
 
 
 class QueueStatusFastPath:
@@ -127,9 +127,7 @@ class QueueStatusFastPath:
     def _render(self, answer: Any, poll: _Poll) -> Answer:
         extra: list[tuple[bytes, bytes]] = []
         if isinstance(answer, errors.DomainError):
-            cookie = poll.headers.get(b"cookie", b"").decode("latin-1")
-            lang = pick_language(cookie_parser(cookie).get("lang"),
-                                 poll.headers.get(b"accept-language", b"").decode("latin-1"))
+            lang = request_language(poll.scope)  # as the full routes choose it
             status = answer.status
             body = {"code": answer.code, "message": answer.text(lang)}
             extra.append((b"retry-after", str(answer.params.get("seconds", 1)).encode()))

@@ -22,12 +22,11 @@ import re
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.auth.service import bearer_token
 from teeka.db import Door
-from teeka.i18n import LANGUAGES, pick_language, translate
+from teeka.i18n import request_language, translate
 from teeka.surge.fastpath import PATH as QUEUE_PATH
 from teeka.surge.service import room_of
 
@@ -182,25 +181,6 @@ class LoadShedder:
         return [(b"content-type", kind), (b"retry-after", str(self.retry_after).encode()),
                 (b"content-length", str(len(data)).encode()), (b"cache-control", b"no-store"),
                 *self.extra], data
-
-
-def request_language(scope: Scope, *, national: bool = False) -> str:
-    """The language of a request from its raw scope, as the routes choose it: `?lang=`, then
-    the `lang` cookie, then Accept-Language (teeka.web.security); for the national API
-    (`national`) Hindi only when Accept-Language asks for it first (teeka.web.errors)."""
-    headers = scope.get("headers", [])
-    accept = next((v for k, v in headers if k == b"accept-language"), b"").decode("latin-1")
-    if national:
-        return "hi" if accept.lower().startswith("hi") else "en"
-    query: bytes = scope.get("query_string", b"")
-    if b"lang=" in query:
-        for part in query.split(b"&"):
-            name, _, value = part.partition(b"=")
-            if name == b"lang" and value.decode("latin-1") in LANGUAGES:
-                return value.decode("latin-1")
-    cookie = next((v for k, v in headers if k == b"cookie"), b"").decode("latin-1")
-    return pick_language(cookie_parser(cookie).get("lang") if "lang=" in cookie else None,
-                         accept or None)
 
 
 async def watch_loop_lag(period: float = LAG_PERIOD_S) -> None:
