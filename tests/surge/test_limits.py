@@ -217,3 +217,38 @@ async def test_hits_on_their_way_to_redis_still_count() -> None:
     finally:
         await counts.redis.delete(f"{PREFIX}:{key}")
         await counts.close()
+
+
+def test_ipv6_clients_are_counted_by_their_64_block() -> None:
+    from teeka.surge.limits import client_key
+
+    assert client_key("2001:db8:1:2:3:4:5:6") == client_key("2001:db8:1:2::a") \
+        == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:10.0.0.1") == "10.0.0.1" == client_key("10.0.0.1")
+    assert client_key("10.0.0.2") != client_key("10.0.0.1")
+    assert client_key("unknown") == "unknown" and client_key("zz:zz") == "zz:zz"
+
+
+async def test_the_public_limit_holds_against_an_ipv6_client_rotating_addresses(
+        settings: Settings, world) -> None:
+    """One subscriber's /64 is one client: a new address for every request (a phone or a server
+    can take 2^64 of them) does not escape the public limit, on the snapshot fast path or on a
+    plain route; another /64 is counted apart."""
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    day = (clock.today() + timedelta(days=1)).strftime("%d-%m-%Y")
+    paths = [f"/api/v2/appointment/sessions/public/calendarByDistrict?district_id=109&date={day}",
+             "/api/v2/admin/location/states"]
+    async with app_with(settings, **STRICT, redis_url="") as (app, _):
+        async def get(path: str, host: str) -> int:
+            transport = httpx.ASGITransport(app=app, client=(host, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://teeka.test") as c:
+                return (await c.get(path)).status_code
+
+        codes = [await get(paths[i % 2], f"2001:db8:77:1::{i + 1:x}") for i in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert await get(paths[0], "2001:db8:77:1:ffff::9") == 429
+        assert await get(paths[1], "2001:db8:77:2::1") == 200

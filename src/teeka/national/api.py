@@ -56,7 +56,7 @@ from teeka.national.schemas import (
     Schedule,
 )
 from teeka.surge import api as surge_api
-from teeka.surge.limits import DECIDED, limiter, otp_limit, public_limit
+from teeka.surge.limits import DECIDED, client_key, limiter, otp_limit, public_limit
 from teeka.surge.snapshot import Entry, SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
@@ -366,7 +366,7 @@ class SnapshotReads:
         app = scope["app"]
         client = scope.get("client")
         try:
-            await app.state.limiter.hit("public", client[0] if client else "unknown")
+            await app.state.limiter.hit("public", client_key(client[0] if client else "unknown"))
         except errors.RateLimited as refused:
             scope[DECIDED] = refused
             return False

@@ -4,7 +4,7 @@ the reader's language.
 
 | name | key | default | why |
 |---|---|---|---|
-| public | client IP | 100 per 5 minutes (fixed window, batched) | the national platform's published limit |
+| public | client IP (IPv6: its /64) | 100 per 5 minutes (fixed window, batched) | the national platform's limit |
 | otp | mobile number | 5 per hour | SMS cost, OTP bombing (a daily cap is also kept in the database) |
 | search | account | 20 per 15 minutes | the national platform logged out after ~20 searches |
 | booking | account | 20 per hour | booking bots |
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -259,7 +261,26 @@ def limiter(request: Request) -> Limiter:
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_key(request.client.host if request.client else "unknown")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_key(host: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+
+
+def client_key(host: str) -> str:
+    """What the per-IP limit counts a client address under: an IPv4 address itself; an IPv6
+    address by its /64, the block one subscriber is given (counted one by one, a single phone
+    or server could rotate through 2^64 addresses and never be limited); an IPv4 address
+    written as IPv6 (::ffff:a.b.c.d) as that IPv4 address."""
+    return _ipv6_key(host) if ":" in host else host
 
 
 DECIDED = "teeka.public_limit"  # scope key: the snapshot fast path already counted this request
