@@ -6,6 +6,7 @@ Services only flush.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -223,10 +224,28 @@ AFTER_END = "teeka.after_end"
 OUTCOME_UNKNOWN = "teeka.outcome_unknown"
 
 
-async def run_hooks(hooks: Iterable[Callable[[], Awaitable[None]]]) -> None:
-    """Await the hooks (AFTER_COMMIT, AFTER_END) one after the other."""
+_RUNNING: set[asyncio.Task[None]] = set()  # hooks whose caller was cancelled, still running
+
+
+async def _one_after_another(hooks: list[Callable[[], Awaitable[None]]]) -> None:
     for hook in hooks:
         await hook()
+
+
+async def run_hooks(*lists: Iterable[Callable[[], Awaitable[None]]]) -> None:
+    """Await the hooks (AFTER_COMMIT, AFTER_END), list after list, one after the other, to the
+    end even when the caller is cancelled meanwhile (a client gone, a shutdown): they record
+    what a committed transaction did (a hold used) or give back what a unit of work took (a
+    booking's claim), and one skipped would leave a used hold live or an account refused for
+    the claim's 30 s. So they run in a task of their own, which a cancellation of the caller
+    does not reach; the caller still waits for them, so the answer follows them."""
+    hooks = [hook for found in lists for hook in found]
+    if not hooks:
+        return
+    task = asyncio.get_running_loop().create_task(_one_after_another(hooks))
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    await asyncio.shield(task)
 
 
 class Door:

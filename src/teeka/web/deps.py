@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -27,9 +26,6 @@ from teeka.i18n import pick_language
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _WAL_MARK = text("SELECT pg_logical_emit_message(true, 'teeka', '')")
-
-
-_DETACHED: set[asyncio.Task[None]] = set()  # after-end hooks of cancelled units of work
 
 
 async def get_settings_dep(request: Request) -> Settings:  # async: no thread hop
@@ -71,17 +67,14 @@ async def db(request: Request) -> AsyncIterator[AsyncSession]:
         if session is not None:
             await run_hooks(session.info.get(AFTER_END, ()))
         raise
-    except BaseException:  # cancelled: the hooks run on their own, not in this task
-        if session is not None and (hooks := list(session.info.get(AFTER_END, ()))):
-            task = asyncio.get_running_loop().create_task(run_hooks(hooks))
-            _DETACHED.add(task)
-            task.add_done_callback(_DETACHED.discard)
+    except BaseException:  # cancelled: the hooks still run to their end (run_hooks)
+        if session is not None:
+            await run_hooks(session.info.get(AFTER_END, ()))
         raise
     finally:
         door.leave()
     assert session is not None
-    await run_hooks(session.info.get(AFTER_COMMIT, ()))
-    await run_hooks(session.info.get(AFTER_END, ()))
+    await run_hooks(session.info.get(AFTER_COMMIT, ()), session.info.get(AFTER_END, ()))
     if session.info.get("capacity_changed"):
         request.app.state.capacity_changed()
 
