@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -96,25 +97,48 @@ def test_a_checked_token_is_remembered_but_still_expires_and_keeps_its_kind() ->
 
 def test_the_checked_tokens_kept_are_bounded(monkeypatch) -> None:
     """Full: newcomers are not kept (the ones kept keep hitting while a larger crowd polls in
-    turn) but are still read; expired ones make room, at most once a minute."""
+    turn) but are still read; at a sweep (at most every SWEEP_EVERY_S) the tokens not read
+    again since the last sweep and the expired ones make room, and the ones in use stay."""
     signing._verified.clear()
     monkeypatch.setattr(signing, "VERIFIED_MAX", 5)
-    monkeypatch.setattr(signing, "_swept", [0.0])
+    monkeypatch.setattr(signing, "_swept", [time.monotonic()])  # swept just now
     tokens = [issue(idx=i) for i in range(12)]
     for t in tokens:
         assert signing.read_token(SECRET, t, kind="queue", now=NOW) is not None
         assert len(signing._verified) <= 5
     assert all((SECRET, t) in signing._verified for t in tokens[:5])
-    assert all(signing.read_token(SECRET, t, kind="queue", now=NOW) for t in tokens)
-    later = NOW + timedelta(hours=2)  # the five kept have expired: they make room
-    fresh = [signing.issue_token(SECRET, subject="43", kind="queue", now=later,
-                                 ttl=timedelta(hours=1), extra={"idx": i}) for i in range(7)]
-    assert signing.read_token(SECRET, fresh[0], kind="queue", now=later) is not None
-    assert (SECRET, fresh[0]) not in signing._verified  # swept less than a minute ago
-    signing._swept[0] -= signing.SWEEP_EVERY_S  # a minute later
+    # Only tokens[0] and [1] are sent again (say, two people's sign-in tokens); 2 to 4 were
+    # tickets replaced by the next answer, or one account minting tickets to fill the cache.
+    signing._swept[0] = time.monotonic()
+    for _ in range(2):
+        for t in tokens[:2]:
+            assert signing.read_token(SECRET, t, kind="queue", now=NOW) is not None
+    fresh = [issue(idx=100 + i) for i in range(7)]
+    assert signing.read_token(SECRET, fresh[0], kind="queue", now=NOW) is not None
+    assert (SECRET, fresh[0]) not in signing._verified  # swept moments ago: not yet
+    signing._swept[0] -= signing.SWEEP_EVERY_S
     for t in fresh:
-        assert signing.read_token(SECRET, t, kind="queue", now=later) is not None
-    assert {k[1] for k in signing._verified} == set(fresh[:5])
+        assert signing.read_token(SECRET, t, kind="queue", now=NOW) is not None
+    assert {k[1] for k in signing._verified} == {*tokens[:2], *fresh[:3]}
+    # Next sweep: of those, the ones not read since are dropped; expired ones too.
+    assert signing.read_token(SECRET, fresh[0], kind="queue", now=NOW) is not None
+    assert signing.read_token(SECRET, tokens[0], kind="queue", now=NOW) is not None
+    later = NOW + timedelta(minutes=30)
+    latest = signing.issue_token(SECRET, subject="43", kind="queue", now=later,
+                                 ttl=timedelta(hours=1), extra={"idx": 7})
+    signing._swept[0] -= signing.SWEEP_EVERY_S
+    assert signing.read_token(SECRET, latest, kind="queue", now=later) is not None
+    assert {k[1] for k in signing._verified} == {tokens[0], fresh[0], latest}
+    expired = NOW + timedelta(hours=2)  # tokens[0], fresh[0] and latest have expired
+    more = [signing.issue_token(SECRET, subject="43", kind="queue", now=expired,
+                                ttl=timedelta(hours=1), extra={"idx": 10 + i}) for i in range(3)]
+    for t in more[:2]:
+        assert signing.read_token(SECRET, t, kind="queue", now=expired) is not None
+    for t in (tokens[0], fresh[0], latest, more[0]):  # read again; more[1] is not
+        signing.read_token(SECRET, t, kind="queue", now=expired)
+    signing._swept[0] -= signing.SWEEP_EVERY_S
+    assert signing.read_token(SECRET, more[2], kind="queue", now=expired) is not None
+    assert {k[1] for k in signing._verified} == {more[0], more[2]}
     signing._verified.clear()
 
 

@@ -60,13 +60,16 @@ def issue_token(secret: str, *, subject: str, kind: str, now: datetime, ttl: tim
 # of a worker's CPU during an opening. Only tokens signed with the secret get in, so what a
 # client sends cannot fill it with junk. Kind and expiry are still checked on every read; a
 # token is its exact text, so a remembered one is the same token. Bounded (~1 KB a token):
-# when full, expired tokens are dropped (at most once a minute) and otherwise newcomers are not
-# kept — a crowd larger than the cache polls in turn, and evicting the oldest for the newest
-# would make every lookup miss, while keeping the first ones keeps those hitting.
+# when full, newcomers are not kept, except that at most every SWEEP_EVERY_S the tokens not
+# read again since the last sweep (a queue ticket is replaced by every answer; a token of
+# someone gone) and the expired ones are dropped to make room. So the tokens in use stay (a
+# crowd larger than the cache polls in turn: evicting the oldest for the newest would make
+# every lookup miss), and one account minting tickets, or a crowd moving on, cannot keep the
+# cache full of tokens nobody sends again.
 VERIFIED_MAX = 65_536
-SWEEP_EVERY_S = 60.0
-_verified: dict[tuple[str, str], dict[str, Any]] = {}
-_swept = [0.0]  # when expired tokens were last dropped (monotonic)
+SWEEP_EVERY_S = 15.0
+_verified: dict[tuple[str, str], list[Any]] = {}  # (secret, token) -> [claims, read again]
+_swept = [0.0]  # when the cache was last swept (monotonic)
 
 
 def _remember(key: tuple[str, str], claims: dict[str, Any], now: datetime) -> None:
@@ -75,11 +78,13 @@ def _remember(key: tuple[str, str], claims: dict[str, Any], now: datetime) -> No
             return
         _swept[0] = time.monotonic()
         moment = now.timestamp()
-        for old in [k for k, c in list(_verified.items()) if not _live(c, moment)]:
-            _verified.pop(old, None)
+        for old in [k for k, (c, again) in _verified.items() if not again or not _live(c, moment)]:
+            del _verified[old]
+        for entry in _verified.values():
+            entry[1] = False
         if len(_verified) >= VERIFIED_MAX:
             return
-    _verified[key] = claims
+    _verified[key] = [claims, False]
 
 
 def _live(claims: dict[str, Any], moment: float) -> bool:
@@ -93,7 +98,9 @@ def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | N
     """The claims of a token carrying the secret's signature, else None (remembered)."""
     found = _verified.get((secret, token))
     if found is not None:
-        return found
+        found[1] = True
+        claims: dict[str, Any] = found[0]
+        return claims
     header, _, rest = token.partition(".")
     payload, _, signature = rest.partition(".")
     if (header != _HEADER or not payload or not signature or len(token) > 4096
