@@ -364,6 +364,23 @@ async def test_a_hold_is_claimed_by_one_booking_at_a_time(kind: str) -> None:
     await store.reset(oid)
 
 
+async def test_a_claim_the_store_cannot_read_is_no_claim() -> None:
+    """A claim in Redis that is not of the form until:marks:key (damaged, or written by other
+    code) is taken as no claim, not an error on every booking of that account."""
+    key = "first/open/1/18-/"
+    oid = 987663
+    store = await drawn_store("redis", oid, "a", counted_at="0")
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes={"a": [[key]]},
+                     places={key: 2})
+    for junk in ("soon:m:k", "x", "1.2.3:m:k"):
+        await store.r.hset(store._k(oid, "claims"), "a", junk)
+        found = await store.claim_hold(oid, "a", now=101.0, live_after=126.0, people=1,
+                                       mark="m", until=131.0, key="k")
+        assert found[3] == 1, junk
+        await store.release_hold(oid, "a", "m")
+    await store.reset(oid)
+
+
 @pytest.mark.postgres_only
 async def test_two_bookings_of_one_account_at_once_use_its_hold_once(client, world, maker,
                                                                      settings) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from teeka.app import create_app
 from teeka.kit import clock, signing
-from teeka.surge.service import HOLD_GRACE_S, LATE_ANSWER_S
+from teeka.surge.service import GIVE_BACK_AFTER_S, HOLD_GRACE_S, LATE_ANSWER_S
 from tests.factories import add_beneficiary, bulk_citizens, publish
 
 SLOT = "09:00AM-11:00AM"
@@ -94,6 +94,30 @@ async def test_prequeue_is_shuffled_then_first_come_first_served(client, world, 
     assert s["state"] == "waiting" and s["ahead"] > 0 and s["estimated_wait_s"] >= s["ahead"]
     # Far back in the queue, polls are spaced out (half the wait, 2 to 60 s).
     assert s["poll_after_s"] == min(60, max(2, (s["estimated_wait_s"] + 1) // 2))
+
+
+async def test_a_poll_answered_from_memory_speaks_as_the_routes_do(client, world, maker,
+                                                                  settings) -> None:
+    """The fast path's 429 chooses its language as every route does: `?lang=` first, then the
+    `lang` cookie, then Accept-Language, and of a repeated header the first copy (the routes
+    read the first; the fast path once read the last)."""
+    await publish(maker, world, centre_id=world.centre_a, dose1=10)
+    oid = await make_opening(client, world)
+    [(h, _)] = await bulk_citizens(maker, settings, 1)
+    token = (await join(client, h, oid))["token"]
+    url = f"/api/v1/openings/{oid}/status"
+
+    async def said(query: str = "", extra: list[tuple[str, str]] | None = None) -> str:
+        r = await client.get(url + query, headers=[*h.items(), ("X-Queue-Token", token),
+                                                   *(extra or [])])
+        assert r.status_code == 429 and r.headers["Retry-After"], r.text
+        return "hi" if any("\u0900" <= ch <= "\u097f" for ch in r.json()["message"]) else "en"
+
+    assert await said("?lang=en", [("Accept-Language", "hi")]) == "en"
+    assert await said("?lang=hi", [("Accept-Language", "en"), ("Cookie", "lang=en")]) == "hi"
+    assert await said("", [("Cookie", "lang=en"), ("Accept-Language", "hi")]) == "en"
+    assert await said("", [("Accept-Language", "en"), ("Accept-Language", "hi")]) == "en"
+    assert await said("", [("Accept-Language", "hi"), ("Accept-Language", "en")]) == "hi"
 
 
 async def test_a_ticket_with_nothing_left_to_wait_for_brings_no_early_news(
@@ -320,8 +344,9 @@ async def test_an_opening_closed_by_hand_before_its_time_never_opens(app, client
 
 async def test_an_opening_closed_by_hand_while_open_tells_everyone_waiting(
         client, world, maker, settings) -> None:
-    """Closed while people wait: they are told at once; the person already admitted books
-    without the queue, like everyone."""
+    """Closed while people wait: they are told at once (by the process that closed it, even
+    asking before their ticket's time); the person already admitted books without the queue,
+    like everyone."""
     sid = await publish(maker, world, centre_id=world.centre_a, dose1=1)
     oid = await make_opening(client, world)
     people = await bulk_citizens(maker, settings, 3)
@@ -333,10 +358,9 @@ async def test_an_opening_closed_by_hand_while_open_tells_everyone_waiting(
     r = await client.post(f"/api/v1/admin/openings/{oid}/close",
                           headers=world.headers("state"))
     assert r.status_code == 200, r.text
-    clock.shift(timedelta(seconds=5))
     told = [(await status(client, h, oid, x["token"]))["state"]
-            for (h, _), x in zip(people, seen, strict=True)]
-    assert [s for i, s in enumerate(told) if i != first] == ["closed", "closed"]
+            for i, ((h, _), x) in enumerate(zip(people, seen, strict=True)) if i != first]
+    assert told == ["closed", "closed"]
     h, ref = people[first]
     assert (await book(client, h, sid, ref, "kept-00001")).status_code == 201
 
@@ -416,6 +440,49 @@ async def two_processes(settings):
     for a in apps:
         await a.state.waiting_room.store.r.flushdb()
         await a.state.engine.dispose()
+
+
+# A script that keeps Redis busy for ARGV[1] microseconds: commands sent meanwhile wait in their
+# sockets' buffers, and are carried out after it, whether or not their sender still waits.
+REDIS_BUSY = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1])
+return 1
+"""
+
+
+async def test_a_claim_whose_answer_was_lost_is_given_back(settings, world, maker) -> None:
+    """Redis slower than the client's timeout: the booking is refused (503), but its claim on
+    the hold is made all the same once Redis gets to it. It is given back, so the person's next
+    try passes the gate instead of being BookingInProgress for the claim's 30 s."""
+    import redis.asyncio as aioredis
+
+    app = create_app(settings.model_copy(update={
+        "redis_url": "redis://127.0.0.1:6379/13?socket_timeout=0.3", "limits_enabled": False}))
+    blocker = aioredis.from_url("redis://127.0.0.1:6379/13")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://t") as c:
+            sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+            oid = await make_opening(c, world)
+            [(h, ref)] = await bulk_citizens(maker, settings, 1)
+            ticket = (await join(c, h, oid))["token"]
+            clock.shift(timedelta(seconds=61))
+            assert (await status(c, h, oid, ticket))["state"] == "admitted"
+            busy = asyncio.create_task(blocker.eval(REDIS_BUSY, 0, 1_000_000))
+            await asyncio.sleep(0.1)
+            lost = await book(c, h, sid, ref, "lost-00001")
+            assert lost.status_code == 503 and lost.headers["Retry-After"], lost.text
+            await busy
+            await asyncio.sleep(GIVE_BACK_AFTER_S + 0.5)
+            r = await book(c, h, sid, ref, "next-00001")
+            assert r.status_code == 201, r.text
+    finally:
+        await app.state.waiting_room.store.r.flushdb()
+        await app.state.waiting_room.store.r.aclose()
+        await blocker.aclose()
+        await app.state.engine.dispose()
 
 
 async def test_two_processes_share_one_queue_through_redis(two_processes, world, maker,

@@ -76,6 +76,9 @@ LATE_ANSWER_S = 5.0
 # can take from the gate to its commit (a pooled connection, statements, a commit waiting for a
 # standby), so that it ends by itself only when the process that made it died.
 CLAIM_S = HOLD_GRACE_S
+# A claim whose answer was lost (the store timed out) is given back this long after, so that a
+# claim still on its way is made first (WaitingRoom._give_back_later).
+GIVE_BACK_AFTER_S = 1.0
 
 
 def _told_end(kept_until: str) -> float:
@@ -351,6 +354,7 @@ class WaitingRoom:
         self._reading_openings = False  # a unit of work is reading the list again
         self._sessions: dict[str, tuple[date, int]] = {}  # session id -> (day, district)
         self._refreshing: dict[int, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()  # claims given back after a failure
 
     def reset(self, store: Store) -> None:
         """A new store and empty caches (tests, between cases)."""
@@ -460,11 +464,16 @@ class WaitingRoom:
         """An opening closed by hand has committed (its row's `closed_at`, the durable
         record): bookings in its scope no longer need its holds (within a second in every
         process: the openings are read again that often), and the room's state says it
-        closed, so everyone still waiting is told at their next poll, in every process."""
+        closed, so everyone still waiting is told at their next poll, in every process — in
+        this one even before their ticket's time, as when the places run out: its view of the
+        room is the closed room's state."""
         self._openings[view.id] = view
         self._all_openings = None
         self._advanced.pop(view.id, None)
         await self.store.close(view.id)
+        meta = await self.store.meta(view.id)
+        if meta.get("closed") == "1":
+            self._advanced[view.id] = (_now(), meta)
 
     def opening_created(self, row: Opening) -> None:
         self._openings[row.id] = OpeningView.of(row)
@@ -934,10 +943,18 @@ class WaitingRoom:
             now, mark = _now(), secrets.token_hex(8)
             booking = (hashlib.sha256(key.encode()).hexdigest()[:16] if key
                        else secrets.token_hex(8))
-            held, kept, pools, claimed = await self.store.claim_hold(
-                opening.id, str(actor.id), now=now,
-                live_after=now - LATE_ANSWER_S + HOLD_GRACE_S, people=people, mark=mark,
-                until=now + CLAIM_S, key=booking)
+            try:
+                held, kept, pools, claimed = await self.store.claim_hold(
+                    opening.id, str(actor.id), now=now,
+                    live_after=now - LATE_ANSWER_S + HOLD_GRACE_S, people=people, mark=mark,
+                    until=now + CLAIM_S, key=booking)
+            except Exception:
+                # The store may have made the claim and only its answer been lost (a timeout):
+                # this booking fails, so its mark goes back (nothing, if it was never made) —
+                # else the person's next try would be BookingInProgress for the claim's 30 s.
+                # Not awaited: with the store in trouble, the answer waits for no second call.
+                self._give_back_later(opening.id, str(actor.id), mark)
+                raise
             if held is None:
                 raise errors.HoldRequired()
             size, expires, state = parse_hold(held)
@@ -1000,6 +1017,20 @@ class WaitingRoom:
             may_take = spare_here if may_take is None else {
                 k: min(n, may_take[k]) for k, n in spare_here.items() if k in may_take}
         return Pass(None, may_take)
+
+    def _give_back_later(self, opening: int, account: str, mark: str) -> None:
+        async def give_back() -> None:
+            # A moment later: a claim still on its way (in a socket's buffer behind a slow
+            # script) is then made before it is given back, not after.
+            await asyncio.sleep(GIVE_BACK_AFTER_S)
+            try:
+                await self.store.release_hold(opening, account, mark)
+            except Exception as exc:  # the store still in trouble: the claim runs out
+                log.warning("claim_not_given_back", opening=opening, error=type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(give_back())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def release(self, opening: OpeningView, actor: Actor, mark: str) -> None:
         """A booking that passed the gate failed (refused, rolled back): its claim on the hold

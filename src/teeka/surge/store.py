@@ -199,7 +199,8 @@ class MemoryStore:
         claims = self._claims.get(opening, {})
         if account in claims and mark in claims[account][1]:
             until, marks, key = claims[account]
-            left = tuple(m for m in marks if m != mark)
+            i = marks.index(mark)  # the first of that mark, as the Redis script does
+            left = marks[:i] + marks[i + 1:]
             if left:
                 claims[account] = (until, left, key)
             else:
@@ -704,17 +705,20 @@ if h then
      and tonumber(ARGV[4]) <= tonumber(size) then
     local other = redis.call('HGET', KEYS[12], ARGV[1])
     local till, marks, key
-    if other then till, marks, key = string.match(other, '^([^:]+):([^:]*):(.*)$') end
+    if other then
+      till, marks, key = string.match(other, '^([^:]+):([^:]*):(.*)$')
+      till = tonumber(till)  -- a claim it cannot read (nil) is no claim: never an error
+    end
     if till and key == ARGV[7] then
       -- the same booking again (even after its claim ran out: its first may have committed
       -- with its answer lost): it joins the claim, and replays what the first did
       -- run out: its marks are of bookings that died or whose outcome is unknown
-      if tonumber(till) > tonumber(ARGV[2]) then marks = marks .. ',' .. ARGV[5]
+      if till > tonumber(ARGV[2]) then marks = marks .. ',' .. ARGV[5]
       else marks = ARGV[5] end
-      local till2 = math.max(tonumber(till), tonumber(ARGV[6]))
+      local till2 = math.max(till, tonumber(ARGV[6]))
       redis.call('HSET', KEYS[12], ARGV[1], till2 .. ':' .. marks .. ':' .. key)
       claimed = 2
-    elseif not till or tonumber(till) <= tonumber(ARGV[2]) then
+    elseif not till or till <= tonumber(ARGV[2]) then
       redis.call('HSET', KEYS[12], ARGV[1], ARGV[6] .. ':' .. ARGV[5] .. ':' .. ARGV[7])
       claimed = 1
     end
