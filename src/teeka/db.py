@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from prometheus_client import Counter
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy import exc as sa_exc
@@ -224,6 +225,7 @@ AFTER_END = "teeka.after_end"
 OUTCOME_UNKNOWN = "teeka.outcome_unknown"
 
 
+_log = structlog.get_logger()
 _RUNNING: set[asyncio.Task[None]] = set()  # hooks whose caller was cancelled, still running
 
 
@@ -244,8 +246,16 @@ async def run_hooks(*lists: Iterable[Callable[[], Awaitable[None]]]) -> None:
         return
     task = asyncio.get_running_loop().create_task(_one_after_another(hooks))
     _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
+    task.add_done_callback(_hooks_done)
     await asyncio.shield(task)
+
+
+def _hooks_done(task: asyncio.Task[None]) -> None:
+    _RUNNING.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # hooks never raise; one that did is logged here too, since a caller cancelled
+        # meanwhile is no longer there to see it
+        _log.error("hook_failed", error=type(exc).__name__)
 
 
 class Door:

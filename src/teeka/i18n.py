@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from babel.messages.pofile import read_po
 from starlette.requests import cookie_parser
@@ -57,11 +58,11 @@ def request_language(scope: Mapping[str, Any], *, national: bool = False) -> str
     if national:
         return "hi" if accept.lower().startswith("hi") else "en"
     query: bytes = scope.get("query_string", b"")
-    if b"lang=" in query:
-        for part in query.split(b"&"):
-            name, _, value = part.partition(b"=")
-            if name == b"lang" and value.decode("latin-1") in LANGUAGES:
-                return value.decode("latin-1")
+    if query:  # as Starlette reads it: decoded, the last `lang` wins
+        chosen = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                  if k == "lang"]
+        if chosen and chosen[-1] in LANGUAGES:
+            return chosen[-1]
     cookie = next((v for k, v in headers if k == b"cookie"), b"").decode("latin-1")
     return pick_language(cookie_parser(cookie).get("lang") if "lang=" in cookie else None,
                          accept or None)

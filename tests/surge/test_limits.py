@@ -228,6 +228,12 @@ def test_ipv6_clients_are_counted_by_their_64_block() -> None:
     assert client_key("::ffff:10.0.0.1") == "10.0.0.1" == client_key("10.0.0.1")
     assert client_key("10.0.0.2") != client_key("10.0.0.1")
     assert client_key("unknown") == "unknown" and client_key("zz:zz") == "zz:zz"
+    # IPv4 clients behind a translator are each their own client, not one /64 for them all
+    assert client_key("64:ff9b::a00:1") == "10.0.0.1" != client_key("64:ff9b::a00:2")
+    assert client_key("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"  # Teredo
+    # no subscriber's block: each address is one client
+    assert client_key("fe80::1%eth0") == "fe80::1%eth0" != client_key("fe80::2%eth0")
+    assert client_key("::1") == "::1"
 
 
 async def test_the_public_limit_holds_against_an_ipv6_client_rotating_addresses(

@@ -330,6 +330,10 @@ def test_a_refusal_speaks_the_language_the_routes_would_and_carries_the_security
     assert en in said("/api/v1/openings/1/status", cookie="a=b; lang=en",
                       accept_language="hi")
     assert hi in said("/api/v1/openings/1/status", cookie="lang=xx", accept_language="hi-IN")
+    # read as Starlette reads a query: decoded, the last `lang` wins, an unknown one ignored
+    assert en in said("/api/v1/openings/1/status", b"lang=hi&lang=en")
+    assert en in said("/api/v1/openings/1/status", b"lang=%65n", accept_language="hi")
+    assert en in said("/api/v1/openings/1/status", b"lang=xx", accept_language="en")
     assert hi in said("/api/v1/openings/1/status")  # the state's language by default
     assert en in said("/api/v2/appointment/sessions/public/findByPin")  # as the national API
     assert hi in said("/api/v2/appointment/sessions/public/findByPin", accept_language="hi_IN")

@@ -67,7 +67,7 @@ def issue_token(secret: str, *, subject: str, kind: str, now: datetime, ttl: tim
 # every lookup miss), and one account minting tickets, or a crowd moving on, cannot keep the
 # cache full of tokens nobody sends again.
 VERIFIED_MAX = 65_536
-SWEEP_EVERY_S = 15.0
+SWEEP_EVERY_S = 60.0  # a waiting person polls at least this often (poll_after_s, 2 to 60 s)
 _verified: dict[tuple[str, str], list[Any]] = {}  # (secret, token) -> [claims, read again]
 _swept = [0.0]  # when the cache was last swept (monotonic)
 

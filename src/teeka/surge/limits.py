@@ -272,14 +272,25 @@ def _ipv6_key(host: str) -> str:
         return host
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
+    if address in _NAT64:  # an IPv4 client through a NAT64 gateway: that IPv4 address
+        return str(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    if address.teredo is not None:  # tunnelled: the client's own (NAT's) IPv4 address
+        return str(address.teredo[1])
+    if address.is_link_local or address.is_loopback or address.is_site_local:
+        return host  # no subscriber's block: each address (with its zone) is one client
     return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def client_key(host: str) -> str:
     """What the per-IP limit counts a client address under: an IPv4 address itself; an IPv6
     address by its /64, the block one subscriber is given (counted one by one, a single phone
     or server could rotate through 2^64 addresses and never be limited); an IPv4 address
-    written as IPv6 (::ffff:a.b.c.d) as that IPv4 address."""
+    written as IPv6 (::ffff:a.b.c.d, NAT64's 64:ff9b::a.b.c.d, a Teredo tunnel's) as that
+    IPv4 address, so that IPv4 clients behind a translator are not all one client; a
+    link-local or loopback address as itself."""
     return _ipv6_key(host) if ":" in host else host
 
 

@@ -321,6 +321,19 @@ class _DrawLookup(NamedTuple):
     meta: dict[str, str]
 
 
+def _answer_may_be_lost(exc: BaseException) -> bool:
+    """Whether a store call that failed may have been carried out all the same, its answer
+    lost: a timeout, a connection cut once the call was sent, the caller cancelled — not a call
+    never sent (no connection free in the pool) or refused by the store (a script error, Redis
+    busy): giving back after those would only add calls to a store already in trouble."""
+    from redis import exceptions as redis_errors
+
+    if isinstance(exc, (asyncio.CancelledError, redis_errors.TimeoutError)):
+        return True
+    return (isinstance(exc, redis_errors.ConnectionError)
+            and "No connection available" not in str(exc))
+
+
 def _news(meta: dict[str, str], index: int) -> bool:
     """Whether a person at `index` should hear now, even asking early: the room has closed, or
     their turn has come (admission is in queue order: everyone before `next` was admitted)."""
@@ -550,7 +563,10 @@ class WaitingRoom:
         started = time.monotonic()
         try:
             found = await self._advance(session, opening)
-            self._advanced[oid] = (began, found)
+            seen = self._advanced.get(oid)
+            if seen is None or not (began <= seen[0] and seen[1].get("closed") == "1"):
+                # (a view of the room closed by hand after this step began is the newer one)
+                self._advanced[oid] = (began, found)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise errors.Busy() from exc  # no database in time for the draw: ask again
         finally:
@@ -948,12 +964,14 @@ class WaitingRoom:
                     opening.id, str(actor.id), now=now,
                     live_after=now - LATE_ANSWER_S + HOLD_GRACE_S, people=people, mark=mark,
                     until=now + CLAIM_S, key=booking)
-            except Exception:
-                # The store may have made the claim and only its answer been lost (a timeout):
-                # this booking fails, so its mark goes back (nothing, if it was never made) —
-                # else the person's next try would be BookingInProgress for the claim's 30 s.
-                # Not awaited: with the store in trouble, the answer waits for no second call.
-                self._give_back_later(opening.id, str(actor.id), mark)
+            except BaseException as exc:
+                if _answer_may_be_lost(exc):
+                    # The store may have made the claim and only its answer been lost: this
+                    # booking fails, so its mark goes back (nothing, if it was never made) —
+                    # else the person's next try would be BookingInProgress for the claim's
+                    # 30 s. Not awaited: with the store in trouble, the answer waits for no
+                    # second call.
+                    self._give_back_later(opening.id, str(actor.id), mark)
                 raise
             if held is None:
                 raise errors.HoldRequired()
