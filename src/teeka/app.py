@@ -23,14 +23,14 @@ from teeka.citizen import api as citizen_api
 from teeka.citizen import helpdesk_pages
 from teeka.citizen import pages as citizen_pages
 from teeka.config import Settings, get_settings
-from teeka.db import Door, make_engine, make_sessionmaker
+from teeka.db import Door, hooks_finished, make_engine, make_sessionmaker
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.surge import api as surge_api
 from teeka.surge import pages as surge_pages
 from teeka.surge.fastpath import QueueStatusFastPath
 from teeka.surge.limits import Limiter
-from teeka.surge.service import WaitingRoom
+from teeka.surge.service import GIVE_BACK_AFTER_S, WaitingRoom
 from teeka.surge.shedding import LoadShedder, watch_loop_lag
 from teeka.surge.snapshot import SnapshotCache
 from teeka.surge.store import MemoryStore, RedisStore
@@ -101,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             task = asyncio.create_task(run_forever(app.state.sessionmaker, settings))
         yield
+        # What requests left running on their own (hooks after a unit of work, a claim given
+        # back a moment after its answer was lost) ends before the connections it needs close.
+        await hooks_finished(wait_s=5)
+        await app.state.waiting_room.finished(wait_s=GIVE_BACK_AFTER_S + 5)
         gc.set_threshold(*thresholds)
         await app.state.snapshots.close()
         await app.state.limiter.close()

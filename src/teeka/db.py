@@ -250,6 +250,12 @@ async def run_hooks(*lists: Iterable[Callable[[], Awaitable[None]]]) -> None:
     await asyncio.shield(task)
 
 
+async def hooks_finished(wait_s: float) -> None:
+    """At shutdown: wait (at most `wait_s` seconds) for hooks still running on their own."""
+    if _RUNNING:
+        await asyncio.wait(list(_RUNNING), timeout=wait_s)
+
+
 def _hooks_done(task: asyncio.Task[None]) -> None:
     _RUNNING.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:

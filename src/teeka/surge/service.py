@@ -1050,6 +1050,11 @@ class WaitingRoom:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def finished(self, wait_s: float) -> None:
+        """At shutdown: wait (at most `wait_s` seconds) for claims still to be given back."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=wait_s)
+
     async def release(self, opening: OpeningView, actor: Actor, mark: str) -> None:
         """A booking that passed the gate failed (refused, rolled back): its claim on the hold
         ends, so the person may try again at once."""
