@@ -380,7 +380,8 @@ def main() -> int:
            "TEEKA_LOG_LEVEL": "WARNING", "TEEKA_DB_POOL_SIZE": "20",
            "TEEKA_DATA_DIR": tempfile.mkdtemp(prefix="teeka-bench-"),
            "TEEKA_LIMIT_PUBLIC": "100000000/minute", "TEEKA_LIMIT_SEARCH": "100000000/minute",
-           "TEEKA_LIMIT_BOOKING": "100000000/minute", "TEEKA_LIMIT_OTP": "100000000/minute"}
+           "TEEKA_LIMIT_BOOKING": "100000000/minute", "TEEKA_LIMIT_OTP": "100000000/minute",
+           "TEEKA_LIMIT_OTP_CLIENT": "100000000/minute"}
     result: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                                  "mode": "quick" if quick else "full", "machine": machine()}
     print(f"bench: preparing ({result['mode']})", flush=True)

@@ -79,6 +79,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
                     db_max_waiting=1000,
                     # limits have their own tests (tests/surge/test_limits.py)
                     limit_public="100000/minute", limit_otp="100000/minute",
+                    limit_otp_client="100000/minute",
                     limit_search="100000/minute", limit_booking="100000/minute")
 
 
@@ -185,6 +186,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "TEEKA_ENVIRONMENT": "development", "TEEKA_DATA_DIR": str(tmp),
            "TEEKA_OTP_RESEND_INTERVAL_SECONDS": "0", "TEEKA_LOG_LEVEL": "WARNING",
            "TEEKA_LIMIT_PUBLIC": "100000/minute", "TEEKA_LIMIT_OTP": "100000/minute",
+           "TEEKA_LIMIT_OTP_CLIENT": "100000/minute",
            "TEEKA_LIMIT_SEARCH": "100000/minute", "TEEKA_LIMIT_BOOKING": "100000/minute"}
     teeka = str(Path(sys.executable).parent / "teeka")
     for cmd in (["db", "upgrade"], ["demo"]):

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     limits_enabled: bool = True
     limit_public: str = "100/5minutes"
     limit_otp: str = "5/hour"
+    # OTP sends from one client address (IPv6: its /64), whatever the numbers: SMS pumping.
+    limit_otp_client: str = "100/hour"
     limit_search: str = "20/15minutes"
     limit_booking: str = "20/hour"
     # Seconds between the batches that add each process's public-limit hits to Redis.

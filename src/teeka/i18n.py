@@ -58,7 +58,9 @@ def request_language(scope: Mapping[str, Any], *, national: bool = False) -> str
     if national:
         return "hi" if accept.lower().startswith("hi") else "en"
     query: bytes = scope.get("query_string", b"")
-    if query:  # as Starlette reads it: decoded, the last `lang` wins
+    # As Starlette reads it: decoded, the last `lang` wins. Parsed only when it may hold one
+    # (a poll's query is a ticket: this runs for every refusal on the fast path).
+    if b"lang" in query or b"%" in query:
         chosen = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
                   if k == "lang"]
         if chosen and chosen[-1] in LANGUAGES:

@@ -57,6 +57,55 @@ async def test_otp_sends_per_number(strict, world) -> None:
     assert (await strict.post("/api/v1/auth/otp", json={"mobile": next_mobile()})).status_code == 200
 
 
+async def test_otp_sends_per_client_address_whatever_the_numbers(settings: Settings,
+                                                                   world) -> None:
+    """SMS pumping: one client sending OTPs to ever new numbers is stopped after
+    `limit_otp_client` sends, on the citizen API, the national API and the sign-in page (in the
+    page's language); another client address is not."""
+    import re
+
+    async with app_with(settings, **STRICT, limit_otp_client="3/hour", redis_url="") as (app, _):
+        async def client_at(host: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(host, 40000))
+            return httpx.AsyncClient(transport=transport, base_url="http://teeka.test")
+
+        one = await client_at("203.0.113.7")
+        other = await client_at("198.51.100.9")
+        async with one, other:
+            for _ in range(3):
+                r = await one.post("/api/v1/auth/otp", json={"mobile": next_mobile()})
+                assert r.status_code == 200
+            r = await one.post("/api/v1/auth/otp", json={"mobile": next_mobile()})
+            assert r.status_code == 429 and r.json()["code"] == "RateLimited"
+            assert 1 <= int(r.headers["Retry-After"]) <= 3601
+            r = await one.post("/api/v2/auth/public/generateOTP", json={"mobile": next_mobile()})
+            assert r.status_code == 429 and "Retry-After" in r.headers
+            form = await one.get("/login", params={"lang": "hi"})
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            r = await one.post("/login", params={"lang": "hi"},
+                               data={"csrf": csrf.group(1), "mobile": next_mobile()})
+            assert r.status_code == 429 and 'id="mobile-error"' in r.text
+            error = r.text.split('id="mobile-error">', 1)[1].split("<", 1)[0]
+            assert any("\u0900" <= ch <= "\u097f" for ch in error), error
+            r = await other.post("/api/v1/auth/otp", json={"mobile": next_mobile()})
+            assert r.status_code == 200
+
+
+async def test_the_public_otp_pair_counts_in_the_public_limit(strict, world) -> None:
+    """`/api/v2/auth/public/*` is part of the public API: its calls count in the per-IP limit
+    with the reads (the partner pair `/api/v2/auth/*` does not)."""
+    body = {"txnId": str(uuid.uuid4()), "otp": "0" * 64}
+    for _ in range(3):
+        r = await strict.post("/api/v2/auth/public/confirmOTP", json=body)
+        assert r.status_code in (400, 401), r.text
+    r = await strict.post("/api/v2/auth/public/confirmOTP", json=body)
+    assert r.status_code == 429 and "Retry-After" in r.headers
+    assert (await strict.get("/api/v2/admin/location/states")).status_code == 429
+    r = await strict.post("/api/v2/auth/confirmOTP", json=body)
+    assert r.status_code in (400, 401), r.text
+
+
 async def test_the_otp_limit_keeps_no_mobile_number(settings: Settings, world) -> None:
     """Counted under a keyed hash: the store's keys (Redis's, shared and inspectable, named the
     same way) hold no mobile number."""

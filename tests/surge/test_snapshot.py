@@ -157,3 +157,48 @@ async def test_answers_are_compressed_once_and_served_to_gzip_clients(client, wo
     assert zipped.headers["content-encoding"] == "gzip"
     assert zipped.json() == plain.json()  # httpx decodes it
     assert len(gzip.compress(plain.content)) >= int(zipped.headers["content-length"]) - 20
+
+
+async def test_a_centre_made_active_while_an_answer_is_built_waits_for_the_next_build(
+        maker, world) -> None:
+    """The build reads in several queries; on PostgreSQL each sees the database as it is when
+    it runs. A centre made active between the first query and the next ones is left out of
+    that answer (it was not in the first), not a failed build."""
+    from sqlalchemy import update
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from teeka.db import session_scope
+    from teeka.kit import clock
+    from teeka.models import Centre
+    from teeka.national.repository import centres_with_sessions
+
+    await publish(maker, world, centre_id=world.centre_a)
+    await publish(maker, world, centre_id=world.centre_b)
+    async with session_scope(maker) as db:
+        await db.execute(update(Centre).where(Centre.id == world.centre_b).values(active=False))
+
+    class Racing(AsyncSession):
+        """A session whose later queries see the centre active and its first did not, as when
+        another connection commits in between (done here in the session itself, so that it
+        reads the same on SQLite's single connection)."""
+        raced = False
+
+        async def execute(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            result = await super().execute(*args, **kwargs)
+            if not Racing.raced:
+                Racing.raced = True
+                await super().execute(update(Centre).where(Centre.id == world.centre_b)
+                                      .values(active=True))
+            return result
+
+    async with Racing(bind=maker.kw["bind"]) as racing:
+        found = await centres_with_sessions(racing, day=clock.today(), days=7,
+                                            district_id=world.raipur)
+        ids = {c.centre.id for c in found}
+        await racing.commit()
+    assert Racing.raced
+    assert world.centre_a in ids
+    async with session_scope(maker) as db:
+        found = await centres_with_sessions(db, day=clock.today(), days=7,
+                                            district_id=world.raipur)
+    assert {world.centre_a, world.centre_b} <= {c.centre.id for c in found}

@@ -115,6 +115,8 @@ async def test_a_poll_answered_from_memory_speaks_as_the_routes_do(client, world
 
     assert await said("?lang=en", [("Accept-Language", "hi")]) == "en"
     assert await said("?lang=hi", [("Accept-Language", "en"), ("Cookie", "lang=en")]) == "hi"
+    assert await said("?l%61ng=hi&x=1", [("Accept-Language", "en")]) == "hi"  # decoded
+    assert await said("?lang=hi&lang=en", [("Accept-Language", "hi")]) == "en"  # the last
     assert await said("", [("Cookie", "lang=en"), ("Accept-Language", "hi")]) == "en"
     assert await said("", [("Accept-Language", "en"), ("Accept-Language", "hi")]) == "en"
     assert await said("", [("Accept-Language", "hi"), ("Accept-Language", "en")]) == "hi"

@@ -426,9 +426,12 @@ async def _confirm(body: ConfirmOtp, db: Db, settings: AppSettings) -> Json:
     return {"token": citizen_token(settings, account.id)}
 
 
-for _prefix in ("/auth/public", "/auth"):
-    router.add_api_route(f"{_prefix}/generateOTP", _generate, methods=["POST"])
-    router.add_api_route(f"{_prefix}/confirmOTP", _confirm, methods=["POST"])
+for _prefix, _limits in (("/auth/public", [PublicLimit]), ("/auth", [])):
+    # The public pair is part of the public API and counts in its per-IP limit like the reads.
+    router.add_api_route(f"{_prefix}/generateOTP", _generate, methods=["POST"],
+                         dependencies=_limits)
+    router.add_api_route(f"{_prefix}/confirmOTP", _confirm, methods=["POST"],
+                         dependencies=_limits)
 
 
 @router.get("/registration/certificate/public/download")

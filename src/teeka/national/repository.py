@@ -66,7 +66,9 @@ async def centres_with_sessions(session: AsyncSession, *, day: date, days: int,
     """The active centres of a scope, with their fees and their sessions of `days` days from
     `day`. Five queries whatever the size of the scope: each later one selects by the scope
     itself (a subquery), never by a list of ids, and fetches plain columns rather than ORM
-    objects (this builds the public snapshots, teeka.surge.snapshot)."""
+    objects (this builds the public snapshots, teeka.surge.snapshot). On PostgreSQL each query
+    sees the database as it is when it runs: a centre made active (or added) after the first
+    one is left out of this answer, not an error; the next build has it."""
     query = in_scope(_centres_query().order_by(Centre.id), district_id=district_id,
                      pincode=pincode, centre_id=centre_id)
     rows = (await session.execute(query)).all()
@@ -102,6 +104,8 @@ async def centres_with_sessions(session: AsyncSession, *, day: date, days: int,
                 .where(SessionSlot.session_id.in_(sessions)).order_by(SessionSlot.ordinal)):
             slots.setdefault(sid, []).append(label)
         for sid, cid, when, min_age, max_age, code in srows:
+            if cid not in centres:
+                continue
             t = totals.get(sid, {})
             centres[cid].sessions.append(SessionInfo(
                 id=sid, date=when, vaccine=code, min_age=min_age, max_age=max_age,
@@ -111,7 +115,8 @@ async def centres_with_sessions(session: AsyncSession, *, day: date, days: int,
             select(CentreFee.centre_id, Vaccine.code, CentreFee.fee)
             .join(Vaccine, Vaccine.id == CentreFee.vaccine_id)
             .where(CentreFee.centre_id.in_(in_centres))):
-        centres[centre_id_].fees[code] = fee
+        if centre_id_ in centres:
+            centres[centre_id_].fees[code] = fee
     return list(centres.values())
 
 

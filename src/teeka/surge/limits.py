@@ -6,6 +6,7 @@ the reader's language.
 |---|---|---|---|
 | public | client IP (IPv6: its /64) | 100 per 5 minutes (fixed window, batched) | the national platform's limit |
 | otp | mobile number | 5 per hour | SMS cost, OTP bombing (a daily cap is also kept in the database) |
+| otp_client | client IP (IPv6: its /64) | 100 per hour | SMS pumping: one client sending OTPs to many numbers |
 | search | account | 20 per 15 minutes | the national platform logged out after ~20 searches |
 | booking | account | 20 per hour | booking bots |
 
@@ -215,6 +216,7 @@ class Limiter:
         self.items: dict[str, RateLimitItem] = {
             "public": parse(settings.limit_public),
             "otp": parse(settings.limit_otp),
+            "otp_client": parse(settings.limit_otp_client),
             "search": parse(settings.limit_search),
             "booking": parse(settings.limit_booking),
         }
@@ -308,11 +310,14 @@ async def public_limit(request: Request) -> None:
 
 
 async def otp_limit(request: Request, mobile: str) -> None:
-    """Per mobile number (normalised; an invalid number is refused by the service itself),
-    counted under a keyed hash of it: the shared store's keys hold no mobile numbers."""
+    """Every OTP send, on every front end: per client address (counted first, whatever the
+    number: one client cannot spray SMS over many numbers), then per mobile number
+    (normalised; an invalid number is refused by the service itself), counted under a keyed
+    hash of it: the shared store's keys hold no mobile numbers."""
     from teeka.kit import signing
     from teeka.kit.phone import normalise_mobile
 
+    await limiter(request).hit("otp_client", client_ip(request))
     number = normalise_mobile(mobile)
     if number is not None:
         secret = request.app.state.settings.resolved_secret()
