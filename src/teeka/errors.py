@@ -109,9 +109,9 @@ HoldRequired = _error("HoldRequired", 409,
                       "These places are given out through the waiting room. Join the queue; "
                       "when your turn comes, places are kept for you.")
 HoldTooSmall = _error("HoldTooSmall", 409,
-                      "When your turn came, places were kept for this many people of your "
-                      "account: {size}. Book for at most that many now; for the others, join the "
-                      "queue again after this booking.")
+                      "Places are still kept for this many people of your account: {size}. "
+                      "Book for at most that many now; anyone else on your account can be "
+                      "booked once this waiting room has closed, if places are left.")
 BookingInProgress = _error("BookingInProgress", 409,
                            "Another booking of yours is being made right now. Wait a few "
                            "seconds and look at your appointments before you try again.", 5)

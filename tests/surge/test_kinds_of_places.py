@@ -552,3 +552,77 @@ def test_what_a_booking_with_a_hold_may_take() -> None:
     assert rules.may_take([bpl], {bpl_r: (2, 0, 0), bpl: (0, 1, 0)}) == {bpl: 2}
     assert rules.spare_places({bpl_r: 2, open_: 2}, {bpl: 1, open_: 2}) == {bpl: 1}
     assert rules.unmarked(bpl_r) == bpl and rules.unmarked(open_) == open_
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_booking_for_some_of_an_account_keeps_the_others_places(kind: str) -> None:
+    """A hold keeps a place for each person of the account; a session is for one age band, so
+    a family of a 30- and a 60-year-old books one at a time. The first booking uses the places
+    it took; the others stay kept and the hold live until it ends (before 28 Nov, eighteenth
+    session, the first booking used the whole hold: the rest of the family could not book
+    until the room closed). A booking that took its place in a pool the hold did not keep
+    takes it off the last one kept; what is left at the hold's end goes back."""
+    oid = 987670
+    store = await drawn_store(kind, oid, "fg", counted_at="0")
+    elsewhere = "first/share:senior/1/45-/"
+    needs = {"f": [[OLD], [YOUNG]], "g": [[OLD], [YOUNG], [YOUNG]]}
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes=needs,
+                     places={YOUNG: 3, OLD: 2, elsewhere: 1})
+    assert await store.hold(oid, "f") == "2:160.000:live"
+    assert await store.hold(oid, "g") == "3:160.000:live"
+    assert await store.claim_hold(oid, "f", now=100.0, live_after=130.0, people=1, mark="m",
+                                  until=130.0, key="k1") == (
+        "2:160.000:live", [OLD, YOUNG], await store.pools(oid), 1)
+    assert await store.use_hold(oid, "f", [OLD], booking="k1")
+    # the young person's place is still kept, the hold still live (and no longer claimed)
+    assert await store.hold(oid, "f") == "1:160.000:live"
+    pools = await store.pools(oid)
+    assert pools[OLD] == (2, 1, 1) and pools[YOUNG] == (3, 3, 0)
+    held, kept, _, claimed = await store.claim_hold(
+        oid, "f", now=101.0, live_after=131.0, people=1, mark="n", until=131.0, key="k2")
+    assert (held, kept, claimed) == ("1:160.000:live", [YOUNG], 1)
+    assert not await store.use_hold(oid, "f", [OLD], booking="k1")  # a replay: nothing more
+    assert await store.use_hold(oid, "f", [YOUNG], booking="k2")
+    assert (await store.hold(oid, "f")).endswith(":used")
+    pools = await store.pools(oid)
+    assert pools[OLD] == (2, 1, 1) and pools[YOUNG] == (3, 2, 1)
+    # g's booking for one person took a place the hold did not keep: the last kept comes off
+    assert await store.use_hold(oid, "g", [elsewhere], booking="k3")
+    assert await store.hold(oid, "g") == "2:160.000:live"
+    pools = await store.pools(oid)
+    assert pools[OLD] == (2, 1, 1) and pools[YOUNG] == (3, 1, 1) and pools[elsewhere] == (1, 0, 1)
+    # the hold ends: the places still kept go back
+    meta = await store.step(oid, now=170.0, rate=10, expires=230.0, sizes={})
+    assert (await store.hold(oid, "g")).endswith(":expired")
+    pools = await store.pools(oid)
+    assert pools[OLD] == (2, 0, 1) and pools[YOUNG] == (3, 0, 1) and pools[elsewhere] == (1, 0, 1)
+    assert meta["reserved"] == "3" and meta["used"] == "3" and meta["closed"] == "0"
+    await store.reset(oid)
+
+
+async def test_a_family_of_two_age_bands_books_both_with_one_turn(client, world, maker,
+                                                                   settings) -> None:
+    """Through the API: one account, a 30- and a 60-year-old, one turn: each books at a
+    session of their own age band; a third booking has no hold left."""
+    first_day = clock.today() + timedelta(days=1)
+    young_sid = await publish(maker, world, centre_id=world.centre_a, min_age=18, max_age=44,
+                              dose1=3)
+    old_sid = await publish(maker, world, centre_id=world.centre_a, min_age=45, dose1=3)
+    [(h, young_ref)] = await bulk_citizens(maker, settings, 1, birth_year=first_day.year - 30)
+    from tests.factories import add_beneficiary
+
+    old_ref = await add_beneficiary(client, h, name="Dada Ji", birth_year=first_day.year - 60)
+    oid = await make_opening(client, world)
+    ticket = (await join(client, h, oid))["token"]
+    clock.shift(timedelta(seconds=61))
+    seen = await status(client, h, oid, ticket)
+    assert seen["state"] == "admitted", seen
+    r = await book(client, h, old_sid, old_ref, "family-00001")
+    assert r.status_code == 201, r.text
+    clock.shift(timedelta(seconds=6))
+    seen = await status(client, h, oid, seen["token"])
+    assert seen["state"] == "admitted", seen  # still their turn: the other place is kept
+    r = await book(client, h, young_sid, young_ref, "family-00002")
+    assert r.status_code == 201, r.text
+    r = await book(client, h, young_sid, young_ref, "family-00003")
+    assert r.status_code == 409 and r.json()["code"] == "HoldRequired", r.text

@@ -355,15 +355,30 @@ class MemoryStore:
             return False
         if value is None or parse_hold(value)[2] != "live":
             return False
-        size = parse_hold(value)[0]
-        for key in self._hold_pools.setdefault(opening, {}).pop(account, []):
-            pools[key][1] -= 1
-        for key in _booked(booked)[:size]:  # where the booking took its places
+        size, expires, _ = parse_hold(value)
+        hold_pools = self._hold_pools.setdefault(opening, {})
+        left = hold_pools.pop(account, [])
+        took = _booked(booked)[:size]  # where the booking took its places
+        for key in took:
+            # each place taken comes off the pool the hold kept it in (the last one kept, when
+            # the booking took it elsewhere): held there no more, used where it was taken
             pools.setdefault(key, [0, 0, 0])[2] += 1
+            if left:
+                gone = left.pop(left.index(key) if key in left else len(left) - 1)
+                pools[gone][1] -= 1
+        rest = left[:max(size - len(took), 0)]
+        for key in left[len(rest):]:
+            pools[key][1] -= 1
         self._sums(self._meta[opening], pools)
-        holds[account] = f"{size}:0:used"
         if booking:
             used_by.setdefault(account, set()).add(booking)
+        if rest:
+            # people of the account not booked yet (another age band, booked one at a time):
+            # their places stay kept, and the hold live, until it ends
+            hold_pools[account] = rest
+            holds[account] = f"{len(rest)}:{expires}:live"
+            return True
+        holds[account] = f"{size}:0:used"
         self._expiry.setdefault(opening, {}).pop(account, None)
         return True
 
@@ -678,15 +693,48 @@ if state ~= 'live' then return 0 end
 redis.call('HDEL', KEYS[12], ARGV[1])
 counted()
 size = tonumber(size)
+local expires = string.match(h, '^%d+:([^:]*):')
+local left = {}
 local kept = redis.call('HGET', KEYS[10], ARGV[1])
 if kept then
-  for k in string.gmatch(kept, '[^,]+') do redis.call('HINCRBY', KEYS[9], 'h:' .. k, -1) end
-  redis.call('HDEL', KEYS[10], ARGV[1])
+  for k in string.gmatch(kept, '[^,]+') do left[#left + 1] = k end
 end
 local used = math.min(n, size)
-for j = 3, used + 2 do redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1) end
-redis.call('HINCRBY', KEYS[1], 'reserved', used - size)
+local reserved = 0
+-- As MemoryStore.use_hold: each place taken comes off the pool the hold kept it in (the last
+-- one kept, when the booking took it elsewhere): held there no more, used where it was taken
+for j = 3, used + 2 do
+  redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1)
+  reserved = reserved + 1
+  if #left > 0 then
+    local at = #left
+    for i, k in ipairs(left) do
+      if k == ARGV[j] then
+        at = i
+        break
+      end
+    end
+    redis.call('HINCRBY', KEYS[9], 'h:' .. left[at], -1)
+    reserved = reserved - 1
+    table.remove(left, at)
+  end
+end
+local rest = math.min(#left, size - used)
+for i = rest + 1, #left do
+  redis.call('HINCRBY', KEYS[9], 'h:' .. left[i], -1)
+  reserved = reserved - 1
+end
+redis.call('HINCRBY', KEYS[1], 'reserved', reserved)
 redis.call('HINCRBY', KEYS[1], 'used', used)
+if rest > 0 then
+  -- people of the account not booked yet: their places stay kept, the hold live until it ends
+  local still = {}
+  for i = 1, rest do still[i] = left[i] end
+  redis.call('HSET', KEYS[10], ARGV[1], table.concat(still, ','))
+  redis.call('HSET', KEYS[6], ARGV[1], rest .. ':' .. expires .. ':live')
+  return 1
+end
+redis.call('HDEL', KEYS[10], ARGV[1])
 redis.call('HSET', KEYS[6], ARGV[1], size .. ':0:used')
 redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
