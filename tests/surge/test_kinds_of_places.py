@@ -626,3 +626,39 @@ async def test_a_family_of_two_age_bands_books_both_with_one_turn(client, world,
     assert r.status_code == 201, r.text
     r = await book(client, h, young_sid, young_ref, "family-00003")
     assert r.status_code == 409 and r.json()["code"] == "HoldRequired", r.text
+
+
+async def test_nobody_holds_a_place_for_a_dose_they_may_not_have_on_any_day_of_the_scope(
+        client, world, maker, settings) -> None:
+    """The second dose of Covaxin is given 28 to 42 days after the first. With sessions only
+    tomorrow: a first dose two days ago is too early, sixty days ago too late — booking would
+    refuse both (DoseTooEarly, DoseWindowPassed), so the room holds no place for them (told
+    `none` at once) and the place stays for someone who can take it."""
+    from sqlalchemy import select
+
+    from teeka.db import session_scope
+    from teeka.models import Beneficiary, DoseRecord, StaffUser, VaccinationSession
+
+    sid = await publish(maker, world, centre_id=world.centre_a, vaccine="COVAXIN", dose1=0,
+                        dose2=5)
+    people = await bulk_citizens(maker, settings, 3)
+    async with session_scope(maker) as db:
+        vs = await db.get(VaccinationSession, sid)
+        vaccinator = (await db.execute(select(StaffUser.id).limit(1))).scalar_one()
+        for (_, ref), days_ago in zip(people, (2, 30, 60), strict=True):
+            person = (await db.execute(select(Beneficiary).where(
+                Beneficiary.reference_id == ref))).scalar_one()
+            db.add(DoseRecord(beneficiary_id=person.id, session_id=sid, centre_id=vs.centre_id,
+                              vaccine_id=vs.vaccine_id, dose_number=1, batch="B-1",
+                              administered_at=clock.now() - timedelta(days=days_ago),
+                              vaccinator_id=vaccinator, created_at=clock.now()))
+    oid = await make_opening(client, world)
+    tokens = [(await join(client, h, oid))["token"] for h, _ in people]
+    clock.shift(timedelta(seconds=61))
+    seen = [(await status(client, h, oid, t))["state"]
+            for (h, _), t in zip(people, tokens, strict=True)]
+    assert seen == ["none", "admitted", "none"], seen
+    h, ref = people[1]
+    r = await client.post("/api/v1/appointments", headers={**h, "Idempotency-Key": "dose2-0001"},
+                          json={"session_id": sid, "slot": SLOT, "beneficiaries": [ref]})
+    assert r.status_code == 201, r.text

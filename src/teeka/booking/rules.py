@@ -87,6 +87,16 @@ def check_dose(*, history: Sequence[GivenDose], asked_dose: int | None, schedule
     return due
 
 
+def window_meets(history: Sequence[GivenDose], due: int, schedule_of: dict[int, Schedule],
+                 first: date, last: date) -> bool:
+    """Whether dose `due` (after `history`, not empty) may be given on some day from `first` to
+    `last` (inclusive), by the schedule of the vaccine the person started with."""
+    previous = max(history, key=lambda d: d.dose_number)
+    started = min(history, key=lambda d: d.dose_number)
+    earliest, latest = dose_window(previous.day, due, schedule_of[started.vaccine_id])
+    return earliest <= last and (latest is None or latest >= first)
+
+
 def dose_window(previous: date, dose_number: int, schedule: Schedule
                 ) -> tuple[date, date | None]:
     """First and last day (inclusive) on which `dose_number` may be given."""

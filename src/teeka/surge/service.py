@@ -245,39 +245,58 @@ async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[st
     return found
 
 
-async def people_needs(session: AsyncSession, first_day: date, column: Any, values: list[Any]
-                       ) -> dict[Any, list[rules.Need]]:
+async def bookable_days(session: AsyncSession, opening: OpeningView) -> tuple[date, date] | None:
+    """The first and last day of the sessions in the opening's scope that are not past (None:
+    there are none)."""
+    query = select(func.min(VaccinationSession.date), func.max(VaccinationSession.date)).where(
+        VaccinationSession.date >= max(opening.first_day, clock.today()))
+    if opening.district_id is not None:
+        query = query.join(Centre, Centre.id == VaccinationSession.centre_id).where(
+            Centre.district_id == opening.district_id)
+    first, last = (await session.execute(query)).one()
+    return None if first is None else (first, last)
+
+
+async def people_needs(session: AsyncSession, first_day: date, column: Any, values: list[Any],
+                       *, days: tuple[date, date] | None = None) -> dict[Any, list[rules.Need]]:
     """The active beneficiaries whose `column` (their account id, or reference id) is in
     `values`, by that value, in id order: what each can book (the dose due and the vaccine it
     must be, their age in the year of `first_day`, their priority group); someone whose
-    schedule is complete is left out. A value with no active beneficiary is missing."""
+    schedule is complete is left out, and so, given the scope's bookable `days` (first, last),
+    is someone whose next dose may be given on none of them (too early after the last dose
+    for every session, or its window already past: booking would refuse them, DoseTooEarly /
+    DoseWindowPassed, and a place held for them would be a place kept from others). A value
+    with no active beneficiary is missing."""
     rows = (await session.execute(
         select(column, Beneficiary.id, Beneficiary.birth_year, Beneficiary.priority_group,
-               DoseRecord.dose_number, DoseRecord.vaccine_id)
+               DoseRecord.dose_number, DoseRecord.vaccine_id, DoseRecord.administered_at)
         .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
         .where(column.in_(values), Beneficiary.status == BeneficiaryStatus.ACTIVE)
         .order_by(column, Beneficiary.id))).all()
-    people: dict[Any, dict[int, tuple[int, str, list[tuple[int, int]]]]] = {}
-    for key, person, born, group, number, vaccine in rows:
+    people: dict[Any, dict[int, tuple[int, str, list[tuple[int, int, date]]]]] = {}
+    for key, person, born, group, number, vaccine, given in rows:
         if key is None:
             continue
         known = people.setdefault(key, {})
         if person not in known:
             known[person] = (born, group, [])
         if number is not None:
-            known[person][2].append((number, vaccine))
+            known[person][2].append((number, vaccine, given.astimezone(clock.LOCAL_TZ).date()))
     schedule_of = await booking_repo.cached_schedules(
-        session, {v for p in people.values() for _b, _g, d in p.values() for _n, v in d})
+        session, {v for p in people.values() for _b, _g, d in p.values() for _n, v, _d in d})
     out: dict[Any, list[rules.Need]] = {}
     for key, persons in people.items():
         needs = out[key] = []
         for born, group, doses in persons.values():
             history = [booking_rules.GivenDose(dose_number=n, vaccine_id=v,
-                                               vaccine_code=schedule_of[v].code, day=first_day)
-                       for n, v in doses]
+                                               vaccine_code=schedule_of[v].code, day=day)
+                       for n, v, day in doses]
             try:
                 due = booking_rules.next_dose(history, schedule_of)
             except errors.ScheduleComplete:
+                continue
+            if days is not None and history and not booking_rules.window_meets(
+                    history, due, schedule_of, *days):
                 continue
             first = min(history, key=lambda d: d.dose_number) if history else None
             kind = booking_rules.dose_kind(due, schedule_of[first.vaccine_id].doses if first else 1)
@@ -672,7 +691,8 @@ class WaitingRoom:
         if not accounts:
             return {}
         found = await people_needs(session, opening.first_day, Beneficiary.account_id,
-                                   [int(a) for a in accounts])
+                                   [int(a) for a in accounts],
+                                   days=await bookable_days(session, opening))
         newcomer = rules.candidates(rules.Need(kind="first", vaccine_id=None, age=None,
                                                group="none"), pools)
         out: dict[str, list[list[str]]] = {}
