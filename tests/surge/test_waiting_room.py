@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -521,6 +522,13 @@ async def test_the_queue_page_works_without_javascript(client, world, maker, set
     clock.shift(timedelta(seconds=61))
     page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "hi"})
     assert "आपकी बारी आ गई है" in page.text and 'http-equiv="refresh"' not in page.text
+    # Reloaded at once (before the ticket's 5 s): still their turn, read from the ticket, not
+    # "your place in the queue"; the time kept counts down in minutes and seconds.
+    clock.shift(timedelta(seconds=1))
+    page = await client.get(f"/queue/{oid}", headers={"Accept-Language": "en"})
+    assert "It is your turn" in page.text and "Book now" in page.text, page.text
+    assert "Your place in the queue" not in page.text
+    assert re.search(r"kept for you for 9 min [0-5]?[0-9] s\.", page.text), page.text
 
 
 async def test_when_places_are_gone_everyone_waiting_is_told_at_once(client, world, maker,
@@ -916,3 +924,21 @@ def test_a_poll_too_early_is_answered_from_memory_without_a_view(settings) -> No
     assert room.quick_status_now(opening.id, bearer, early) is None
     room._advanced[opening.id] = (service._now(), {"opened": "1", "next": "2", "closed": "0"})
     assert room.quick_status_now(opening.id, bearer, early).code == "RateLimited"
+
+
+async def test_an_opening_id_in_other_digits_is_not_read_by_the_fast_path(client, world, maker,
+                                                                           settings) -> None:
+    """The fast path reads ASCII digits only, as the routes do: the opening's id written in
+    Arabic-Indic digits is refused as a bad id (400), not answered as that opening."""
+    from urllib.parse import quote
+
+    await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    oid = await make_opening(client, world)
+    [(h, _)] = await bulk_citizens(maker, settings, 1)
+    token = (await join(client, h, oid))["token"]
+    r = await client.get(f"/api/v1/openings/{oid}/status", headers={**h, "X-Queue-Token": token})
+    assert r.status_code == 429  # the fast path's answer to an early poll
+    other = quote(str(oid).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    r = await client.get(f"/api/v1/openings/{other}/status",
+                         headers={**h, "X-Queue-Token": token})
+    assert r.status_code == 400 and r.json()["fields"] == ["opening_id"], r.text

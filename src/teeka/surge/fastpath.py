@@ -26,7 +26,7 @@ from teeka.auth.service import bearer_token
 from teeka.i18n import request_language
 from teeka.surge.service import room_of
 
-PATH = re.compile(r"/api/v1/openings/(\d{1,9})/(status|join)")
+PATH = re.compile(r"/api/v1/openings/([0-9]{1,9})/(status|join)")
 STATE_KEY = "teeka.queue_fast_path"  # in the lifespan state uvicorn shares with its connections
 WANTED = (b"authorization", b"x-queue-token", b"content-length", b"transfer-encoding")
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeka import errors
 from teeka.surge.api import room
-from teeka.surge.service import read_ticket
+from teeka.surge.service import read_ticket, said
 from teeka.web import session as websession
 from teeka.web.deps import CitizenPage, Db, Form, Lang
 from teeka.web.templating import render
@@ -34,6 +34,12 @@ async def queue_page(opening_id: int, request: Request, db: Db, lang: Lang,
         # A reload before the time the last answer named: the same ticket, refreshed a little
         # later, without asking the room (the page never shows an error for coming too early).
         except errors.RateLimited as early:
+            # A ticket whose answer left nothing to wait for (their turn, booked, closed...):
+            # that answer again, read from the ticket itself.
+            again = said(room(request).secret, token, opening_id, actor)
+            if again is not None:
+                return render(request, "queue.html", lang, opening=opening, status=again,
+                              signed_in=True)
             index, _ = read_ticket(room(request).secret, token, opening_id, actor)
             return render(request, "queue.html", lang, opening=opening, status=None,
                           signed_in=True, early_s=early.params.get("seconds", 2),

@@ -161,12 +161,17 @@ def _now() -> float:
 
 
 def _token(secret: str, opening: int, account: int, index: int, poll_after: int = 0,
-           told: int | None = None, waiting: bool = False) -> str:
+           told: int | None = None, waiting: bool = False, state: str | None = None,
+           hold_end: float | None = None) -> str:
     extra: dict[str, Any] = {"op": opening, "idx": index,
                              # to the millisecond, never later than said
                              "nb": math.floor((_now() + poll_after) * 1000) / 1000}
     if waiting:  # given to someone still waiting: news (their turn, the close) may come early
         extra["w"] = 1
+    elif state is not None:  # what it said, for a page reloaded before its time (read_ticket)
+        extra["st"] = state
+        if hold_end is not None:
+            extra["he"] = int(hold_end)
     if told is not None:  # told `none` when the room had grown this many times
         extra["told"] = told
     return signing.issue_token(secret, subject=str(account), kind="queue", now=clock.now(),
@@ -195,6 +200,27 @@ def read_ticket(secret: str, token: str, opening: int, actor: Actor) -> tuple[in
     refused."""
     index, early, _, _ = _ticket(secret, token, opening, actor)
     return index, early
+
+
+def said(secret: str, token: str, opening: int, actor: Actor) -> Status | None:
+    """What a valid ticket's answer said, when it left nothing to wait for (admitted, used,
+    expired, closed, none), as that answer, with the hold's time counted down to now — for a
+    page reloaded before the ticket's time, which shows it again instead of asking the room.
+    None for a waiting ticket, or an admitted one whose hold has ended since."""
+    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
+    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
+        raise errors.QueueTokenInvalid()
+    state, index = claims.get("st"), int(claims["idx"])
+    if state not in ("admitted", "used", "expired", "closed", "none"):
+        return None
+    left = None
+    if state == "admitted":
+        left = int(claims.get("he", 0) - _now())
+        if left <= 0:
+            return None
+    position = index + 1 if index >= 0 else None
+    early = max(1, int(float(claims.get("nb", 0)) - _now() + 0.999))
+    return Status(state, position, 0 if state != "closed" else None, None, left, token, early)
 
 
 def _still_none(meta: dict[str, str], told: int | None) -> bool:
@@ -751,7 +777,8 @@ class WaitingRoom:
                 hold: int | None, told: int | None = None) -> Status:
         poll = rules.poll_after_s(state, wait)
         token = _token(self.secret, opening.id, account, index, poll, told,
-                       waiting=state == "waiting")
+                       waiting=state == "waiting", state=state,
+                       hold_end=None if hold is None else _now() + hold)
         return Status(state, position, ahead, wait, hold, token, poll)
 
     def _none(self, opening: OpeningView, account: int, index: int, told: int) -> Status:
