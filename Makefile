@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 venv: $(VENV)/.installed
 
 ## Serve the portal on http://127.0.0.1:8000 from an embedded SQLite database with demo data.
+# Development mode: OTPs on the local outbox page, cookies over plain HTTP (never on a server).
+run: export TEEKA_ENVIRONMENT = development
 run: venv
 	$(BIN)/teeka db upgrade
 	$(BIN)/teeka demo

@@ -13,8 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TEEKA_", extra="ignore")
 
-    # "development" shows the local SMS outbox page; "production" never does.
-    environment: str = "development"
+    # "production" (the default) never shows the local SMS outbox page and sends cookies only
+    # over HTTPS; "development" (`make run`, the tests) shows every OTP on /dev/outbox to anyone
+    # who can reach the server, so it is never the default.
+    environment: str = "production"
     database_url: str = "sqlite+aiosqlite:///var/teeka.sqlite3"
     # Secret for tokens and keyed hashes. Empty means: read or create var/secret.key (embedded use).
     secret_key: str = ""

@@ -109,7 +109,7 @@ async def test_resend_interval_and_daily_cap(client, world, maker, settings) -> 
 
 
 @pytest.mark.parametrize("mobile", ["12345", "5999999999", "abcdefghij", "+91 99999 9999x", "",
-                                    "९८७६५४३२१०", "98765४३२१०"])
+                                    "٩٨٧٦٥٤٣٢١٠", "98765٤٣٢١٠", "५९९९९९९९९९"])
 async def test_invalid_mobile_is_a_clear_error(client, world, mobile: str) -> None:
     r = await client.post("/api/v1/auth/otp", json={"mobile": mobile},
                           headers={"Accept-Language": "en"})
@@ -230,3 +230,17 @@ async def test_assisted_registration_needs_no_mobile(client, world, maker, setti
     r = await client.post("/api/v1/helpdesk/beneficiaries", headers=world.headers("vaccinator_a"),
                           json={**body, "id_number": "CG99999999"})
     assert r.status_code == 403
+
+
+async def test_devanagari_digits_are_the_same_number_and_code_on_the_api(client, world, maker,
+                                                                          settings) -> None:
+    """As on the pages: a number and an OTP typed in Devanagari digits are those digits."""
+    mobile = next_mobile()
+    hindi = str.maketrans("0123456789", "०१२३४५६७८९")
+    r = await client.post("/api/v1/auth/otp", json={"mobile": mobile.translate(hindi)})
+    assert r.status_code == 200, r.text
+    code = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))
+    assert code
+    r = await client.post("/api/v1/auth/otp/confirm",
+                          json={"txn_id": r.json()["txn_id"], "otp": code[1].translate(hindi)})
+    assert r.status_code == 200, r.text

@@ -659,3 +659,23 @@ async def test_pages_carry_no_inline_script_or_style_and_label_every_input(
             assert field and field[1] in ids, (url, tag)
         for form in re.findall(r'<form method="post".*?</form>', page, re.S):
             assert 'name="csrf"' in form, (url, form[:200])
+
+
+async def test_a_session_kept_alive_by_its_pages_still_ends_twelve_hours_after_sign_in(
+        client: httpx.AsyncClient, maker: Maker, settings: Settings) -> None:
+    """Every page renews the 15-minute cookie, but not past 12 hours from the sign-in: a cookie
+    copied from a shared phone cannot be kept alive for ever by opening a page now and then."""
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    assert await page_login(client, maker, settings) == "/me"
+    for _ in range(12 * 6 - 1):  # a page every ten minutes for 11 h 50 min
+        clock.shift(timedelta(minutes=10))
+        r = await client.get("/me")
+        assert r.status_code == 200, location(r)
+    clock.shift(timedelta(minutes=10))  # 12 h after the sign-in
+    assert location(await client.get("/me")) == "/login?next=/me"
+    # signing in again starts a new session
+    assert await page_login(client, maker, settings) == "/me"
+    assert (await client.get("/me")).status_code == 200

@@ -82,7 +82,8 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
         .values(attempts=OtpChallenge.attempts + 1))
     if counted.rowcount == 0:  # type: ignore[attr-defined]
         raise errors.OtpTooManyTries()
-    digest = otp_sha256 if otp_sha256 is not None else signing.sha256_hex((otp or "").strip())
+    digest = otp_sha256 if otp_sha256 is not None else signing.sha256_hex(
+        (otp or "").strip().translate(phone.DEVANAGARI_DIGITS))
     if not signing.constant_time_equal(_otp_hash(settings, txn_id, digest), challenge.code_hash):
         raise errors.OtpInvalid()
     used = await session.execute(
@@ -93,9 +94,17 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
     account = (await session.execute(select(Account).where(Account.mobile == challenge.mobile))
                ).scalar_one_or_none()
     if account is None:
-        account = Account(mobile=challenge.mobile, created_at=now)
-        session.add(account)
-        await session.flush()
+        created = Account(mobile=challenge.mobile, created_at=now)
+        try:
+            async with session.begin_nested():
+                session.add(created)
+                await session.flush()
+        except IntegrityError:
+            # The same new number signed in at the same moment with another OTP: that login
+            # made the account (its commit is what this insert waited for); this one uses it.
+            return (await session.execute(
+                select(Account).where(Account.mobile == challenge.mobile))).scalar_one()
+        account = created
         await log_action(session, actor=f"account:{account.id}", action="citizen.account.created",
                          object_type="account", object_id=account.id)
     return account

@@ -7,9 +7,13 @@ import re
 _MOBILE = re.compile(r"^[6-9]\d{9}$", re.ASCII)
 
 
+DEVANAGARI_DIGITS = str.maketrans("०१२३४५६७८९", "0123456789")
+
+
 def normalise_mobile(raw: str) -> str | None:
     """Return the 10-digit number, or None when it is not an Indian mobile number."""
-    digits = re.sub(r"[\s\-()]", "", raw or "")
+    # Devanagari digits typed on a phone are the same number, on every front end
+    digits = re.sub(r"[\s\-()]", "", (raw or "").translate(DEVANAGARI_DIGITS))
     if digits.startswith("+91"):
         digits = digits[3:]
     elif digits.startswith("91") and len(digits) == 12:

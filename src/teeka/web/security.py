@@ -54,9 +54,12 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 seed = state.get("csrf_seed")
                 if seed and not request.cookies.get("teeka_csrf"):
+                    # over HTTPS only outside development, like the session cookies: a seed
+                    # planted over plain HTTP would let a page forge this person's forms
+                    settings = getattr(scope["app"].state, "settings", None)
                     headers.append("set-cookie", _cookie(
                         "teeka_csrf", seed, max_age=7 * 86400, httponly=True, samesite="lax",
-                        path="/"))
+                        path="/", secure=not getattr(settings, "is_development", False)))
                 for k, v in HEADERS.items():
                     headers.setdefault(k, v)
                 if chosen in LANGUAGES:

@@ -5,6 +5,9 @@
 * Staff: password, then TOTP; the cookie `teeka_staff` holds a staff token (60 minutes, renewed
   on every page). Between the two steps `teeka_2fa` holds a 5-minute token naming the user (and,
   at enrolment, the new secret).
+* Renewal never takes a session past 12 hours from its sign-in (SESSION_MAX; the page tokens
+  carry the sign-in time, `si`). Logging out removes the cookie; a copy of it taken before
+  stays valid until its token expires (at most 15 / 60 minutes, or the session's end).
 * CSRF: every form carries `csrf`, an HMAC of the random `teeka_csrf` cookie; every POST from a
   page is checked (double submit, signed). SameSite=Lax cookies add a second line.
 """
@@ -30,6 +33,9 @@ STAFF = "teeka_staff"
 SECOND_FACTOR = "teeka_2fa"
 CSRF = "teeka_csrf"
 STAFF_PAGE_MINUTES = 60
+# However often its pages are opened, a browser session ends this long after its sign-in: a
+# cookie copied from a shared or lost phone cannot be kept alive by renewal for ever.
+SESSION_MAX = timedelta(hours=12)
 
 
 class LoginRequired(errors.DomainError):
@@ -56,17 +62,39 @@ def clear_cookie(response: Response, name: str) -> None:
     response.delete_cookie(name, path="/")
 
 
-def citizen_cookie_token(request: Request, account_id: int) -> str:
+def _session_ttl(minutes: int, signed_in: int, now: float) -> timedelta:
+    """A page token's life: `minutes`, never past the session's end (SESSION_MAX)."""
+    end = signed_in + SESSION_MAX.total_seconds()
+    return timedelta(seconds=max(min(minutes * 60, end - now), 1))
+
+
+def citizen_cookie_token(request: Request, account_id: int, signed_in: int | None = None) -> str:
+    """A citizen page token; `signed_in`: when the session began (None: now, a sign-in)."""
     settings = _settings(request)
+    now = clock.now()
+    began = int(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(settings.resolved_secret(), subject=str(account_id),
-                               kind="citizen", now=clock.now(),
-                               ttl=timedelta(minutes=settings.citizen_token_minutes))
+                               kind="citizen", now=now, extra={"si": began},
+                               ttl=_session_ttl(settings.citizen_token_minutes, began,
+                                                now.timestamp()))
 
 
-def staff_cookie_token(request: Request, staff_id: int) -> str:
+def staff_cookie_token(request: Request, staff_id: int, signed_in: int | None = None) -> str:
+    """A staff page token; `signed_in`: when the session began (None: now, a sign-in)."""
+    now = clock.now()
+    began = int(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
-                               kind="staff", now=clock.now(),
-                               ttl=timedelta(minutes=STAFF_PAGE_MINUTES))
+                               kind="staff", now=now, extra={"si": began},
+                               ttl=_session_ttl(STAFF_PAGE_MINUTES, began, now.timestamp()))
+
+
+def _signed_in(request: Request, name: str, kind: str) -> int | None:
+    """When the session of the page cookie `name` began (None: no such cookie, or a token
+    made before sessions carried it)."""
+    claims = signing.read_token(_settings(request).resolved_secret(),
+                                request.cookies.get(name, ""), kind=kind, now=clock.now())
+    began = claims.get("si") if claims else None
+    return began if isinstance(began, int) else None
 
 
 def second_factor_token(request: Request, staff_id: int, enrol_secret: str | None) -> str:
@@ -96,12 +124,15 @@ async def page_actor(request: Request, session: AsyncSession, *, staff: bool) ->
 
 
 def renew(request: Request, response: Response, actor: Actor) -> None:
-    """Sliding expiry: every page a signed-in person opens extends their session."""
+    """Sliding expiry: every page a signed-in person opens extends their session, up to
+    SESSION_MAX after they signed in (the renewed token keeps the sign-in time)."""
     if actor.is_citizen:
-        set_cookie(request, response, CITIZEN, citizen_cookie_token(request, actor.id),
+        began = _signed_in(request, CITIZEN, "citizen")
+        set_cookie(request, response, CITIZEN, citizen_cookie_token(request, actor.id, began),
                    _settings(request).citizen_token_minutes)
     else:
-        set_cookie(request, response, STAFF, staff_cookie_token(request, actor.id),
+        began = _signed_in(request, STAFF, "staff")
+        set_cookie(request, response, STAFF, staff_cookie_token(request, actor.id, began),
                    STAFF_PAGE_MINUTES)
 
 
