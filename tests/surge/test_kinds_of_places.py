@@ -291,6 +291,29 @@ async def test_the_count_leaves_out_sessions_already_past(world, maker) -> None:
         assert sum((await places_by_pool(db, opening)).values()) == 2
 
 
+async def test_the_count_leaves_out_centres_out_of_service(world, maker) -> None:
+    """Booking refuses a centre taken out of service (`active` false), so the room neither
+    counts its places nor its days, in a district's opening or a statewide one."""
+    from sqlalchemy import update
+
+    from teeka.db import session_scope
+    from teeka.models import Centre
+    from teeka.surge.service import OpeningView, bookable_days, places_by_pool
+
+    first_day = clock.today() + timedelta(days=1)
+    await publish(maker, world, centre_id=world.centre_a, dose1=3, day=first_day)
+    await publish(maker, world, centre_id=world.centre_b, dose1=2,
+                  day=first_day + timedelta(days=1))
+    async with session_scope(maker) as db:
+        await db.execute(update(Centre).where(Centre.id == world.centre_b).values(active=False))
+    for district in (109, None):
+        opening = OpeningView(id=1, district_id=district, first_day=first_day,
+                              opens_at=clock.now(), hold_seconds=600, admit_per_second=10)
+        async with session_scope(maker) as db:
+            assert sum((await places_by_pool(db, opening)).values()) == 3
+            assert await bookable_days(db, opening) == (first_day, first_day)
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_telling_people_nothing_is_left_takes_no_admission_credit(kind: str) -> None:
     """Who can only book places that are gone is told at once (`none`) without waiting for

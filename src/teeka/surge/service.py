@@ -255,10 +255,13 @@ async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[st
                     VaccinationSession.max_age.label("high"), released.label("released"),
                     (CapacityBucket.capacity - CapacityBucket.booked).label("free"))
              .join(VaccinationSession, VaccinationSession.id == CapacityBucket.session_id)
-             .where(VaccinationSession.date >= max(opening.first_day, clock.today())))
+             # a centre taken out of service cannot be booked (booking refuses it): its places
+             # are not the room's to promise
+             .join(Centre, Centre.id == VaccinationSession.centre_id)
+             .where(VaccinationSession.date >= max(opening.first_day, clock.today()),
+                    Centre.active.is_(True)))
     if opening.district_id is not None:
-        inner = inner.join(Centre, Centre.id == VaccinationSession.centre_id).where(
-            Centre.district_id == opening.district_id)
+        inner = inner.where(Centre.district_id == opening.district_id)
     q = inner.subquery()
     rows = await session.execute(
         select(q.c.kind, q.c.share, q.c.vaccine, q.c.low, q.c.high, q.c.released,
@@ -274,11 +277,12 @@ async def places_by_pool(session: AsyncSession, opening: OpeningView) -> dict[st
 async def bookable_days(session: AsyncSession, opening: OpeningView) -> tuple[date, date] | None:
     """The first and last day of the sessions in the opening's scope that are not past (None:
     there are none)."""
-    query = select(func.min(VaccinationSession.date), func.max(VaccinationSession.date)).where(
-        VaccinationSession.date >= max(opening.first_day, clock.today()))
+    query = (select(func.min(VaccinationSession.date), func.max(VaccinationSession.date))
+             .join(Centre, Centre.id == VaccinationSession.centre_id)
+             .where(VaccinationSession.date >= max(opening.first_day, clock.today()),
+                    Centre.active.is_(True)))
     if opening.district_id is not None:
-        query = query.join(Centre, Centre.id == VaccinationSession.centre_id).where(
-            Centre.district_id == opening.district_id)
+        query = query.where(Centre.district_id == opening.district_id)
     first, last = (await session.execute(query)).one()
     return None if first is None else (first, last)
 
