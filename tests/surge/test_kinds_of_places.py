@@ -584,7 +584,8 @@ async def test_a_booking_for_some_of_an_account_keeps_the_others_places(kind: st
     it took; the others stay kept and the hold live until it ends (before 28 Nov, eighteenth
     session, the first booking used the whole hold: the rest of the family could not book
     until the room closed). A booking that took its place in a pool the hold did not keep
-    takes it off the last one kept; what is left at the hold's end goes back."""
+    takes it off the kept place of the same kind, vaccine and age band; what is left at the
+    hold's end goes back."""
     oid = 987670
     store = await drawn_store(kind, oid, "fg", counted_at="0")
     elsewhere = "first/share:senior/1/45-/"
@@ -609,11 +610,12 @@ async def test_a_booking_for_some_of_an_account_keeps_the_others_places(kind: st
     assert (await store.hold(oid, "f")).endswith(":used")
     pools = await store.pools(oid)
     assert pools[OLD] == (2, 1, 1) and pools[YOUNG] == (3, 2, 1)
-    # g's booking for one person took a place the hold did not keep: the last kept comes off
+    # g's booking for one person took a place in a pool the hold did not keep (the senior
+    # share): the kept place of the same kind, vaccine and age band comes off
     assert await store.use_hold(oid, "g", [elsewhere], booking="k3")
     assert await store.hold(oid, "g") == "2:160.000:live"
     pools = await store.pools(oid)
-    assert pools[OLD] == (2, 1, 1) and pools[YOUNG] == (3, 1, 1) and pools[elsewhere] == (1, 0, 1)
+    assert pools[OLD] == (2, 0, 1) and pools[YOUNG] == (3, 2, 1) and pools[elsewhere] == (1, 0, 1)
     # the hold ends: the places still kept go back
     meta = await store.step(oid, now=170.0, rate=10, expires=230.0, sizes={})
     assert (await store.hold(oid, "g")).endswith(":expired")
@@ -685,3 +687,39 @@ async def test_nobody_holds_a_place_for_a_dose_they_may_not_have_on_any_day_of_t
     r = await client.post("/api/v1/appointments", headers={**h, "Idempotency-Key": "dose2-0001"},
                           json={"session_id": sid, "slot": SLOT, "beneficiaries": [ref]})
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_place_booked_in_another_pool_comes_off_that_persons_kept_place(
+        kind: str) -> None:
+    """A family's hold keeps an adult's place and a child's. The adult books the same place
+    after its share was released (its key marked /r), or a place of their own share freed by a
+    cancellation (tried before the open place the room kept): the child's place stays kept,
+    not the adult's. A booking of more places than the hold keeps counts them all as used."""
+    oid = 987671
+    store = await drawn_store(kind, oid, "hjk", counted_at="0")
+    hcw, child, open_adult = "first/hcw/1/18-44/", "first/open/1/12-17/", "first/open/1/18-44/"
+    needs = {"h": [[hcw], [child]], "j": [[open_adult], [child]], "k": [[OLD]]}
+    await store.step(oid, now=100.0, rate=10, expires=160.0, sizes=needs,
+                     places={hcw: 1, child: 2, open_adult: 2, OLD: 1})
+    assert await store.hold(oid, "h") == "2:160.000:live"
+    assert await store.use_hold(oid, "h", [hcw + "r"])  # released while held
+    assert await store.hold(oid, "h") == "1:160.000:live"
+    pools = await store.pools(oid)
+    assert pools[hcw] == (1, 0, 0) and pools[hcw + "r"] == (0, 0, 1) and pools[child] == (2, 2, 0)
+    assert await store.use_hold(oid, "j", [hcw])  # own share, not the open place kept
+    assert await store.hold(oid, "j") == "1:160.000:live"
+    pools = await store.pools(oid)
+    assert pools[open_adult] == (2, 0, 0) and pools[hcw] == (1, 0, 1)
+    assert pools[child] == (2, 2, 0)  # both children's places still kept
+    _, kept, _, _ = await store.claim_hold(oid, "j", now=101.0, live_after=131.0, people=1,
+                                              mark="m", until=131.0, key="j2")
+    assert kept == [child]
+    # k's hold keeps one place; two were booked with it (a race): both count as used
+    assert await store.use_hold(oid, "k", [OLD, OLD])
+    pools = await store.pools(oid)
+    assert pools[OLD] == (1, 0, 2)
+    meta = await store.meta(oid)
+    assert int(meta["used"]) == sum(p[2] for p in pools.values())
+    assert int(meta["reserved"]) == sum(p[1] + p[2] for p in pools.values())
+    await store.reset(oid)

@@ -24,7 +24,7 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -92,6 +92,7 @@ SESSION_CACHE_MAX = 100_000
 # scope's buckets: for a statewide opening, tens of thousands of rows; about once a second in
 # all, whichever process steps).
 RECOUNT_S = 1.0
+DAYS_AGAIN_S = 10.0  # how long the room uses its read of an opening's first and last session day
 SLOW_STEP_S = 1.0  # a step longer than this is logged (the room is moving slowly)
 FULL_ROOM_LOOKUP = 8  # accounts looked up per step while every place is held
 NONE_LOOKAHEAD = 200  # accounts beyond the credit that a step may tell nothing is left for them
@@ -288,15 +289,16 @@ async def bookable_days(session: AsyncSession, opening: OpeningView) -> tuple[da
 
 
 async def people_needs(session: AsyncSession, first_day: date, column: Any, values: list[Any],
-                       *, days: tuple[date, date] | None = None) -> dict[Any, list[rules.Need]]:
+                       *, days: Callable[[], Awaitable[tuple[date, date] | None]] | None = None
+                       ) -> dict[Any, list[rules.Need]]:
     """The active beneficiaries whose `column` (their account id, or reference id) is in
     `values`, by that value, in id order: what each can book (the dose due and the vaccine it
     must be, their age in the year of `first_day`, their priority group); someone whose
-    schedule is complete is left out, and so, given the scope's bookable `days` (first, last),
-    is someone whose next dose may be given on none of them (too early after the last dose
-    for every session, or its window already past: booking would refuse them, DoseTooEarly /
-    DoseWindowPassed, and a place held for them would be a place kept from others). A value
-    with no active beneficiary is missing."""
+    schedule is complete is left out, and so, given the scope's bookable `days` (first, last;
+    asked only when someone has had a dose), is someone whose next dose may be given on none
+    of them (too early after the last dose for every session, or its window already past:
+    booking would refuse them, DoseTooEarly / DoseWindowPassed, and a place held for them
+    would be a place kept from others). A value with no active beneficiary is missing."""
     rows = (await session.execute(
         select(column, Beneficiary.id, Beneficiary.birth_year, Beneficiary.priority_group,
                DoseRecord.dose_number, DoseRecord.vaccine_id, DoseRecord.administered_at)
@@ -315,6 +317,7 @@ async def people_needs(session: AsyncSession, first_day: date, column: Any, valu
     schedule_of = await booking_repo.cached_schedules(
         session, {v for p in people.values() for _b, _g, d in p.values() for _n, v, _d in d})
     out: dict[Any, list[rules.Need]] = {}
+    scope_days: tuple[tuple[date, date] | None] | None = None
     for key, persons in people.items():
         needs = out[key] = []
         for born, group, doses in persons.values():
@@ -325,9 +328,12 @@ async def people_needs(session: AsyncSession, first_day: date, column: Any, valu
                 due = booking_rules.next_dose(history, schedule_of)
             except errors.ScheduleComplete:
                 continue
-            if days is not None and history and not booking_rules.window_meets(
-                    history, due, schedule_of, *days):
-                continue
+            if days is not None and history:
+                if scope_days is None:
+                    scope_days = (await days(),)
+                if scope_days[0] is not None and not booking_rules.window_meets(
+                        history, due, schedule_of, *scope_days[0]):
+                    continue
             first = min(history, key=lambda d: d.dose_number) if history else None
             kind = booking_rules.dose_kind(due, schedule_of[first.vaccine_id].doses if first else 1)
             needs.append(rules.Need(kind=kind.value, vaccine_id=first.vaccine_id if first else None,
@@ -406,6 +412,8 @@ class WaitingRoom:
         # every `advance_every` seconds per process; in between it answers from the last state.
         self.advance_every = advance_every
         self._advanced: dict[int, tuple[float, dict[str, str]]] = {}
+        # the first and last day of each opening's sessions, and when they were read
+        self._days: dict[int, tuple[float, tuple[date, date] | None]] = {}
         # The step under way in this process, per opening (done when it ends, however).
         self._stepping: dict[int, asyncio.Future[None]] = {}
         self._openings: dict[int, OpeningView] = {}
@@ -720,9 +728,16 @@ class WaitingRoom:
         share (the person they will add, most likely due a first dose)."""
         if not accounts:
             return {}
+        async def days() -> tuple[date, date] | None:
+            # read again at most every DAYS_AGAIN_S: new sessions are published rarely, and
+            # booking checks the dose's day itself
+            seen = self._days.get(opening.id)
+            if seen is None or not 0 <= _now() - seen[0] < DAYS_AGAIN_S:
+                seen = self._days[opening.id] = (_now(), await bookable_days(session, opening))
+            return seen[1]
+
         found = await people_needs(session, opening.first_day, Beneficiary.account_id,
-                                   [int(a) for a in accounts],
-                                   days=await bookable_days(session, opening))
+                                   [int(a) for a in accounts], days=days)
         newcomer = rules.candidates(rules.Need(kind="first", vaccine_id=None, age=None,
                                                group="none"), pools)
         out: dict[str, list[list[str]]] = {}

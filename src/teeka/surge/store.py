@@ -66,7 +66,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from teeka.surge.rules import admission_credit, assign, free_places
+from teeka.surge.rules import admission_credit, assign, free_places, unmarked
 
 Shuffle = Callable[[list[str]], list[str]]
 # An account's people, each with the pools they could book (or just how many, in pool "*")
@@ -131,6 +131,25 @@ def _count(places: int | Mapping[str, int] | None) -> dict[str, int] | None:
 
 def _booked(booked: int | Sequence[str]) -> list[str]:
     return [ANY] * booked if isinstance(booked, int) else list(booked)
+
+
+def _kin(key: str) -> str:
+    """A pool key without its share and release mark: the kind, vaccine and age band."""
+    parts = key.split("/")
+    return key if len(parts) < 4 else f"{parts[0]}/{parts[2]}/{parts[3]}"
+
+
+def _kept_for(kept: Sequence[str], key: str) -> int:
+    """Which of a hold's kept places (`kept`, a pool each) a place booked in pool `key` stands
+    for: the same pool; else the same pool before or after its share's release; else one of
+    the same kind, vaccine and age band (the person's own share freed a place, tried before
+    the open one the room kept); else the last. As the Lua's USE_HOLD."""
+    for same in (lambda k: k == key, lambda k: unmarked(k) == unmarked(key),
+                 lambda k: _kin(k) == _kin(key)):
+        for i, k in enumerate(kept):
+            if same(k):
+                return i
+    return len(kept) - 1
 
 
 class MemoryStore:
@@ -358,13 +377,13 @@ class MemoryStore:
         size, expires, _ = parse_hold(value)
         hold_pools = self._hold_pools.setdefault(opening, {})
         left = hold_pools.pop(account, [])
-        took = _booked(booked)[:size]  # where the booking took its places
+        took = _booked(booked)  # where the booking took its places
         for key in took:
-            # each place taken comes off the pool the hold kept it in (the last one kept, when
-            # the booking took it elsewhere): held there no more, used where it was taken
+            # each place taken comes off the place the hold kept for that person (_kept_for):
+            # held there no more, used where it was taken
             pools.setdefault(key, [0, 0, 0])[2] += 1
             if left:
-                gone = left.pop(left.index(key) if key in left else len(left) - 1)
+                gone = left.pop(_kept_for(left, key))
                 pools[gone][1] -= 1
         rest = left[:max(size - len(took), 0)]
         for key in left[len(rest):]:
@@ -699,27 +718,37 @@ local kept = redis.call('HGET', KEYS[10], ARGV[1])
 if kept then
   for k in string.gmatch(kept, '[^,]+') do left[#left + 1] = k end
 end
-local used = math.min(n, size)
+local used = n
 local reserved = 0
--- As MemoryStore.use_hold: each place taken comes off the pool the hold kept it in (the last
--- one kept, when the booking took it elsewhere): held there no more, used where it was taken
+local function unmark(k)
+  if string.sub(k, -2) == '/r' then return string.sub(k, 1, -2) end
+  return k
+end
+local function kin(k)
+  local kind, _, vaccine, band = string.match(k, '^([^/]*)/([^/]*)/([^/]*)/([^/]*)/')
+  if kind == nil then return k end
+  return kind .. '/' .. vaccine .. '/' .. band
+end
+-- As MemoryStore.use_hold (_kept_for): each place taken comes off the place the hold kept for
+-- that person (the same pool; else the same unmarked; else the same kind, vaccine and age band;
+-- else the last): held there no more, used where it was taken
+local function kept_for(k)
+  for i, v in ipairs(left) do if v == k then return i end end
+  for i, v in ipairs(left) do if unmark(v) == unmark(k) then return i end end
+  for i, v in ipairs(left) do if kin(v) == kin(k) then return i end end
+  return #left
+end
 for j = 3, used + 2 do
   redis.call('HINCRBY', KEYS[9], 'u:' .. ARGV[j], 1)
   reserved = reserved + 1
   if #left > 0 then
-    local at = #left
-    for i, k in ipairs(left) do
-      if k == ARGV[j] then
-        at = i
-        break
-      end
-    end
+    local at = kept_for(ARGV[j])
     redis.call('HINCRBY', KEYS[9], 'h:' .. left[at], -1)
     reserved = reserved - 1
     table.remove(left, at)
   end
 end
-local rest = math.min(#left, size - used)
+local rest = math.max(math.min(#left, size - used), 0)
 for i = rest + 1, #left do
   redis.call('HINCRBY', KEYS[9], 'h:' .. left[i], -1)
   reserved = reserved - 1
