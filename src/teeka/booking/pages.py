@@ -17,7 +17,7 @@ from teeka import errors
 from teeka.booking.rules import band_label
 from teeka.config import Settings
 from teeka.i18n import translate
-from teeka.kit import clock, signing
+from teeka.kit import clock, phone, signing
 from teeka.kit.phone import mask_id_number
 from teeka.models import (
     Appointment,
@@ -40,7 +40,7 @@ router = APIRouter(include_in_schema=False)
 
 DAYS = 7  # the availability view: a week from the chosen date
 CENTRES_PER_PAGE = 10  # keeps a page of a large district well under 30 KB on the wire
-DIGITS = str.maketrans("०१२३४५६७८९", "0123456789")  # Devanagari digits typed on a phone
+DIGITS = phone.DEVANAGARI_DIGITS  # Devanagari digits typed on a phone
 
 
 def slip_signature(settings: Settings, kind: str, key: str) -> str:

@@ -120,8 +120,8 @@ async def send_otp(request: Request, db: Db, lang: Lang, settings: AppSettings,
     mobile = form.get("mobile", "")[:20]
     nxt = _safe_next(form.get("next"), "")
     try:
-        await otp_limit(request, mobile.translate(DIGITS))
-        txn = await service.request_otp(db, settings, mobile=mobile.translate(DIGITS), lang=lang)
+        await otp_limit(request, mobile)  # both read Devanagari digits (kit.phone)
+        txn = await service.request_otp(db, settings, mobile=mobile, lang=lang)
     except errors.DomainError as exc:
         await _undo(db, exc)
         return render(request, "citizen/login.html", lang, status_code=exc.status, next=nxt,
@@ -146,7 +146,7 @@ async def confirm(request: Request, db: Db, lang: Lang, settings: AppSettings,
     nxt = _safe_next(form.get("next"), "/me")
     try:
         account = await service.confirm_otp(db, settings, txn_id=txn,
-                                            otp=form.get("otp", "")[:10].translate(DIGITS))
+                                            otp=form.get("otp", "")[:10])
     except errors.DomainError as exc:
         # A wrong try is counted: OtpInvalid keeps its changes, committed with this page.
         await _undo(db, exc)

@@ -179,6 +179,15 @@ def _token(secret: str, opening: int, account: int, index: int, poll_after: int 
                                ttl=timedelta(hours=TOKEN_HOURS), extra=extra)
 
 
+def _claims(secret: str, token: str, opening: int, actor: Actor) -> dict[str, Any]:
+    """The claims of a valid ticket of this account for this opening (QueueTokenInvalid for a
+    forged, expired, or someone else's)."""
+    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
+    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
+        raise errors.QueueTokenInvalid()
+    return claims
+
+
 def _ticket(secret: str, token: str, opening: int, actor: Actor
             ) -> tuple[int, float, int | None, bool]:
     """A ticket's queue index, how many seconds early it is asked about, the `told` mark of a
@@ -186,9 +195,7 @@ def _ticket(secret: str, token: str, opening: int, actor: Actor
     bring news before its time: one given with an answer that leaves nothing to wait for —
     admitted, used, expired, closed — would otherwise pass the 429 and the crowd's bound at
     any rate for its six hours)."""
-    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
-    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
-        raise errors.QueueTokenInvalid()
+    claims = _claims(secret, token, opening, actor)
     told = claims.get("told")
     return (int(claims["idx"]), float(claims.get("nb", 0)) - _now(),
             told if isinstance(told, int) else None, claims.get("w") == 1)
@@ -208,9 +215,7 @@ def said(secret: str, token: str, opening: int, actor: Actor) -> Status | None:
     expired, closed, none), as that answer, with the hold's time counted down to now — for a
     page reloaded before the ticket's time, which shows it again instead of asking the room.
     None for a waiting ticket, or an admitted one whose hold has ended since."""
-    claims = signing.read_token(secret, token or "", kind="queue", now=clock.now())
-    if claims is None or claims.get("op") != opening or claims.get("sub") != str(actor.id):
-        raise errors.QueueTokenInvalid()
+    claims = _claims(secret, token, opening, actor)
     state, index = claims.get("st"), int(claims["idx"])
     if state not in ("admitted", "used", "expired", "closed", "none"):
         return None
