@@ -95,7 +95,9 @@ SessionPast = _error("SessionPast", 422, "This session date has passed.")
 # Capacity
 SlotFull = _error("SlotFull", 409, "No places are left in this slot.")
 CapacityBelowBooked = _error("CapacityBelowBooked", 409,
-                             "Capacity cannot be reduced below the {booked} places already booked.")
+                             "Capacity cannot be reduced below the {booked} places already booked "
+                             "unless the people affected are moved to other places and told "
+                             "(choose to move them).")
 WalkinsExhausted = _error("WalkinsExhausted", 409, "The walk-in allowance for this session is used up.")
 IdempotencyKeyReused = _error("IdempotencyKeyReused", 422,
                               "This request key was already used for a different booking.")

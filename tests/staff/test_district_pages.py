@@ -125,7 +125,8 @@ async def test_capacity_below_booked_is_refused_clearly(app, client, world, make
         r = await c.post(f"/staff/district/slots/{slot_id}/capacity",
                          data={"csrf": csrf_of(page.text), "dose_kind": "first", "capacity": "1"})
         assert r.status_code == 409
-        message = "Capacity cannot be reduced below the 2 places already booked."
+        message = ("Capacity cannot be reduced below the 2 places already booked unless the "
+                   "people affected are moved to other places and told (choose to move them).")
         assert by_id(r.text, "capacity-error") == message
         assert 'role="alert" id="capacity-error"' in r.text
         assert await scalar(maker, select(func.sum(CapacityBucket.capacity))

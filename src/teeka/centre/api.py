@@ -13,11 +13,13 @@ from starlette.exceptions import HTTPException
 from teeka.centre import csv_import, rules, service
 from teeka.centre.schemas import (
     CapacityChange,
+    CapacityChanged,
     CentreCreate,
     CentreRead,
     SessionCreate,
     SessionRead,
 )
+from teeka.surge import api as surge_api
 from teeka.web.deps import CurrentActor, Db, Lang
 
 router = APIRouter(prefix="/api/v1/admin", tags=["district administration"])
@@ -145,8 +147,12 @@ async def upload_sessions(upload: Annotated[str | csv_import.CsvRejected, Depend
     return SessionUploadRead(sessions_created=report.sessions_created, rows=report.rows)
 
 
-@router.put("/slots/{slot_id}/capacity", response_model=CapacityChange)
-async def change_capacity(slot_id: int, body: CapacityChange, db: Db,
-                          actor: CurrentActor) -> CapacityChange:
-    await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=body)
-    return body
+@router.put("/slots/{slot_id}/capacity", response_model=CapacityChanged)
+async def change_capacity(slot_id: int, body: CapacityChange, request: Request, db: Db,
+                          actor: CurrentActor) -> CapacityChanged:
+    """Set a slot's capacity for one dose kind. Below what is booked it is refused
+    (CapacityBelowBooked, 409) unless `move_affected`: then the people booked last are moved
+    to other places nearby and told, or cancelled and told (`moved`, `cancelled`)."""
+    done = await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=body,
+                                              gate=surge_api.move_gate(request, db, actor))
+    return CapacityChanged(**body.model_dump(), moved=done.moved, cancelled=done.cancelled)

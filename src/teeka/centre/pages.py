@@ -30,6 +30,7 @@ from teeka.centre.schemas import CapacityChange, CentreCreate, SessionCreate, Sl
 from teeka.kit import clock
 from teeka.models import District, Share
 from teeka.models.staff import Role
+from teeka.surge import api as surge_api
 from teeka.web import session as websession
 from teeka.web.deps import Db, Form, Lang, StaffPage
 from teeka.web.pages import page, see_other, undo
@@ -195,7 +196,8 @@ def _session_defaults() -> dict[str, str]:
 async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: str,
                        centre_id: int, *, form: dict[str, str] | None = None,
                        error: str | None = None, capacity_error: tuple[int, str, str] | None = None,
-                       notice: str | None = None, status_code: int = 200) -> HTMLResponse:
+                       notice: str | None = None, displaced: tuple[int, int] = (0, 0),
+                       status_code: int = 200) -> HTMLResponse:
     centre = await access_centre_admin(db, actor, centre_id)
     district = await db.get(District, centre.district_id)
     sessions = await repo.sessions_of_centre(db, centre.id, from_day=clock.today())
@@ -205,13 +207,20 @@ async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: s
                           for s in sessions if s.release_at is not None},
                  vaccines=await repo.vaccine_codes(db), form=form or _session_defaults(),
                  slot_rows=SLOT_ROWS, shares=SHARES, error=error, capacity_error=capacity_error,
-                 notice=notice if notice in NOTICES else None)
+                 notice=notice if notice in NOTICES else None, displaced=displaced)
+
+
+def _count(raw: str) -> int:
+    """A count from the address (after a capacity change): digits only, else 0."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
 
 
 @router.get("/staff/district/centres/{centre_id}", response_class=HTMLResponse)
 async def centre_page(request: Request, centre_id: int, db: Db, lang: Lang, actor: StaffPage,
-                      notice: str | None = None) -> Response:
-    return await _centre_page(request, db, actor, lang, centre_id, notice=notice)
+                      notice: str | None = None, moved: str = "", cancelled: str = ""
+                      ) -> Response:
+    return await _centre_page(request, db, actor, lang, centre_id, notice=notice,
+                              displaced=(_count(moved), _count(cancelled)))
 
 
 def _session_create(centre_id: int, form: dict[str, str]) -> SessionCreate:
@@ -268,17 +277,21 @@ async def change_capacity(request: Request, slot_id: int, db: Db, lang: Lang, ac
     kind = form.get("dose_kind", "")[:12]
     try:
         try:
-            change = CapacityChange(dose_kind=kind, capacity=_whole(form, "capacity", -1))
+            change = CapacityChange(dose_kind=kind, capacity=_whole(form, "capacity", -1),
+                                    move_affected=form.get("move_affected") == "1")
         except ValidationError as exc:
             raise _invalid(exc) from None
-        await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=change)
+        done = await service.change_slot_capacity(db, actor=actor, slot_id=slot_id,
+                                                  change=change,
+                                                  gate=surge_api.move_gate(request, db, actor))
     except errors.DomainError as exc:
         await _undo(db, exc)
         return await _centre_page(request, db, actor, lang, centre_id,
                                   capacity_error=(slot_id, kind, exc.text(lang)),
                                   status_code=exc.status)
     return _see_other(request, actor,
-                      f"/staff/district/centres/{centre_id}?notice=capacity#slot-{slot_id}")
+                      f"/staff/district/centres/{centre_id}?notice=capacity"
+                      f"&moved={done.moved}&cancelled={done.cancelled}#slot-{slot_id}")
 
 
 # ---------------------------------------------------------------- sessions from a CSV file

@@ -66,3 +66,13 @@ class SessionRead(BaseModel):
 class CapacityChange(BaseModel):
     dose_kind: str = Field(pattern="^(first|second|precaution)$")
     capacity: int = Field(ge=0, le=100000)
+    # below what is booked: move the people booked last to other places and tell them
+    # (cancel and tell those with no place); without it such a change is refused
+    move_affected: bool = False
+
+
+class CapacityChanged(CapacityChange):
+    """The change made, and what it did to the people booked."""
+
+    moved: int = 0
+    cancelled: int = 0

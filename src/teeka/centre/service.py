@@ -12,7 +12,9 @@ from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.access import access_centre_admin, access_district
 from teeka.auth.actor import Actor
+from teeka.booking import displace
 from teeka.booking import repository as booking_repo
+from teeka.booking.displace import Displaced, MoveGate
 from teeka.booking.rules import apportion, split_capacity
 from teeka.centre import rules
 from teeka.centre.schemas import CapacityChange, CentreCreate, SessionCreate
@@ -113,21 +115,29 @@ async def publish_session(session: AsyncSession, *, actor: Actor, data: SessionC
 
 
 async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: int,
-                               change: CapacityChange) -> int:
+                               change: CapacityChange, gate: MoveGate | None = None
+                               ) -> Displaced:
     """Set a slot's capacity for one dose kind, spread over its shares as they were split.
-    Refused (nothing changes) when any share would fall below what is already booked."""
+
+    When a share would fall below what is already booked in it: refused (nothing changes),
+    unless `change.move_affected` — then the people booked last in it are moved to the best
+    place they can book nearby and told, or cancelled and told when there is none
+    (teeka.booking.displace; `gate`: the booking gate for staff under a waiting room)."""
     slot = await session.get(SessionSlot, slot_id)
     if slot is None:
         raise errors.NotFound()
     vs = await session.get(VaccinationSession, slot.session_id)
     assert vs is not None
     await access_centre_admin(session, actor, vs.centre_id)
-    buckets = (await session.execute(
-        select(CapacityBucket).where(CapacityBucket.slot_id == slot_id,
-                                     CapacityBucket.dose_kind == change.dose_kind)
-        .order_by(CapacityBucket.id))).scalars().all()
-    if not buckets:
+    ids_ = list((await session.execute(
+        select(CapacityBucket.id).where(CapacityBucket.slot_id == slot_id,
+                                        CapacityBucket.dose_kind == change.dose_kind)
+    )).scalars())
+    if not ids_:
         raise errors.Invalid(detail="this slot has no places for that dose")
+    # Locked before the counts are read: a booking, cancellation or move of these places waits
+    # for this change, and the counts below stay true until it commits.
+    buckets = await displace.lock_buckets(session, ids_)
     old_total = sum(b.capacity for b in buckets)
     if len(buckets) == 1:
         targets = {Share(buckets[0].share): change.capacity}
@@ -137,13 +147,24 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
             weights = await _split_of_session(session, vs.id, weights)
         targets = apportion(change.capacity, weights)
     booked = sum(b.booked for b in buckets)
+    leaving = {b.id: b.booked - targets[Share(b.share)] for b in buckets
+               if b.booked > targets[Share(b.share)]}
+    done = Displaced()
+    if leaving:
+        if not change.move_affected:
+            raise errors.CapacityBelowBooked(booked=booked)
+        if vs.date < clock.today():
+            raise errors.SessionPast()
+        done = await displace.make_room(session, actor=actor, slot=slot, vs=vs,
+                                        kind=change.dose_kind, leaving=leaving, gate=gate)
     for bucket in buckets:
         if not await booking_repo.set_capacity(session, bucket.id, targets[Share(bucket.share)]):
             raise errors.CapacityBelowBooked(booked=booked)
     await log_action(session, actor=actor.label, action="centre.slot.capacity_changed",
                      object_type="slot", object_id=slot_id, dose_kind=change.dose_kind,
-                     old=old_total, new=change.capacity)
-    return change.capacity
+                     old=old_total, new=change.capacity, moved=done.moved,
+                     cancelled=done.cancelled)
+    return done
 
 
 async def _split_of_session(session: AsyncSession, session_id: str,

@@ -41,4 +41,11 @@ BOOKED_SMS = ("Teeka: appointment {confirmation} confirmed for {names} at {centr
 CANCELLED_SMS = "Teeka: appointment {confirmation} for {name} on {date} is cancelled."
 RESCHEDULED_SMS = ("Teeka: appointment for {name} moved to {centre} on {date}, {slot}. "
                    "Confirmation {confirmation}.")
+# A district cut the capacity of a slot below what was booked (teeka.booking.displace).
+DISPLACED_MOVED_SMS = ("Teeka: {old_centre} can vaccinate fewer people on {old_date}, so the "
+                       "appointment for {name} is moved to {centre} on {date}, {slot}. "
+                       "Confirmation {confirmation}. You may reschedule or cancel it.")
+DISPLACED_CANCELLED_SMS = ("Teeka: {old_centre} can vaccinate fewer people on {old_date} and no "
+                           "other place was free nearby, so appointment {confirmation} for "
+                           "{name} is cancelled. Please book again. We are sorry.")
 DOSE_SMS = "Teeka: {name} received dose {dose} of {vaccine} on {date}."

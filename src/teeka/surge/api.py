@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
@@ -18,6 +18,7 @@ from teeka.audit.service import log_action
 from teeka.auth.access import access_district
 from teeka.auth.actor import Actor
 from teeka.auth.service import bearer_token, citizen_actor
+from teeka.booking.displace import MoveGate
 from teeka.booking.repository import earlier_booking
 from teeka.db import AFTER_COMMIT, AFTER_END, OUTCOME_UNKNOWN
 from teeka.kit import clock
@@ -218,6 +219,17 @@ async def gate(request: Request, db: AsyncSession, actor: Actor, session_id: str
         if idempotency_key and await earlier_booking(db, actor.label, idempotency_key):
             return FREE_PASS
         raise
+
+
+def move_gate(request: Request, db: AsyncSession, actor: Actor) -> MoveGate:
+    """The booking gate for people a district moves out of a slot whose capacity it cut
+    (teeka.booking.displace.MoveGate): staff moves, like staff bookings, may not take the
+    places a waiting room keeps for the people it admitted."""
+
+    async def may_take(session_id: str, reference_id: str) -> Mapping[str, int] | None:
+        return (await gate(request, db, actor, session_id, people=[reference_id])).may_take
+
+    return may_take
 
 
 def _give_back_unless_used(request: Request, db: AsyncSession, actor: Actor,
