@@ -14,7 +14,14 @@ from sqlalchemy import select
 from teeka.booking.repository import recount_mismatches
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import Appointment, CapacityBucket, Centre, CentreFee, SessionSlot
+from teeka.models import (
+    Appointment,
+    CapacityBucket,
+    Centre,
+    CentreFee,
+    SessionSlot,
+    VaccinationSession,
+)
 from tests.factories import add_beneficiary, latest_sms, login_citizen, next_mobile, publish
 
 SLOT, SLOT2 = "09:00AM-11:00AM", "11:00AM-01:00PM"
@@ -162,3 +169,34 @@ async def test_only_the_district_may_cut(client, world, maker,
                          json={"dose_kind": "first", "capacity": 0, "move_affected": True})
     assert r.status_code == 403, r.text
     assert await counts(maker, slot) == (2, 1)
+
+
+async def test_a_session_that_cannot_go_ahead_is_closed(client, world, maker, settings) -> None:
+    """Everyone booked in any slot of the closed session moves to another session (never to
+    another slot of the one closed) or is cancelled; its places and walk-ins end at what is
+    used; closing it again changes nothing."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=2, slots=(SLOT, SLOT2),
+                        walkins=5)
+    elsewhere = await publish(maker, world, centre_id=world.centre_b, dose1=2)
+    people = [await book_one(client, maker, settings, sid, slot=s) for s in (SLOT, SLOT2, SLOT)]
+    url = f"/api/v1/admin/sessions/{sid}/close"
+    r = await client.post(url, headers=world.headers("balod_admin"))
+    assert r.status_code == 403, r.text
+
+    r = await client.post(url, headers=world.headers("raipur_admin"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"session_id": sid, "moved": 2, "cancelled": 1}
+    states = [await where(maker, p[2]) for p in people]
+    assert sorted(s[0] for s in states) == ["booked", "booked", "cancelled"]
+    assert all(s[1] == elsewhere for s in states if s[0] == "booked")
+    async with session_scope(maker) as db:
+        left = (await db.execute(select(CapacityBucket.capacity, CapacityBucket.booked).where(
+            CapacityBucket.session_id == sid))).all()
+        assert {tuple(row) for row in left} == {(0, 0)}
+        assert (await db.get(VaccinationSession, sid)).walkin_allowance == 0
+        assert await recount_mismatches(db) == []
+    r = await client.post(url, headers=world.headers("raipur_admin"))
+    assert r.json() == {"session_id": sid, "moved": 0, "cancelled": 0}
+    r = await client.post("/api/v1/admin/sessions/no-such-session/close",
+                          headers=world.headers("raipur_admin"))
+    assert r.status_code == 404

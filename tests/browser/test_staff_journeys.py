@@ -126,6 +126,50 @@ def test_district_publishes_citizen_books_vaccinator_records(
     assert number
 
 
+def test_district_closes_a_session_and_the_person_booked_is_moved(
+        staff_page: StaffPageFactory, new_context: NewContext, live_server: str) -> None:
+    """A session that cannot go ahead: the officer ticks the box and closes it; the person
+    booked in it is moved to a place nearby (or cancelled), and their page no longer shows the
+    closed session's slot."""
+    officer = staff_page("raipur", shots="close")
+    with officer.expect_navigation():
+        officer.locator("#centres tr").filter(has_text=PANDRI).locator(
+            'a[id^="centre-link-"]').click()
+    officer.select_option("#vaccine", "COVAXIN")  # tomorrow, the form's default date
+    officer.fill("#min_age", "18")
+    officer.fill("#max_age", "")
+    officer.fill("#slot_0_label", "05:00PM-06:00PM")
+    officer.fill("#slot_0_dose1", "2")
+    for i in (1, 2, 3):
+        officer.fill(f"#slot_{i}_label", "")
+    with officer.expect_navigation():
+        officer.click("#publish-submit")
+    assert "notice=published" in officer.url, officer.locator("#session-error").all_inner_texts()
+    session_id = officer.url.rsplit("#session-", 1)[1]
+    person = Person(name="Ramesh Sahu", birth_year=1988)
+    citizen, _number = _citizen_books(new_context, live_server, session_id, person)
+    citizen.goto("/me")
+    card = citizen.locator(f"#person-{person.reference_id}")
+    expect(card.locator(".appointment-slot")).to_have_text("05:00PM-06:00PM")
+
+    officer.reload()
+    officer.check(f"#close-confirm-{session_id}")
+    screenshot(officer, "district-06-close-session", full_page=False)
+    with officer.expect_navigation():
+        officer.click(f"#close-{session_id}")
+    assert "notice=closed" in officer.url, officer.url
+    expect(officer.locator("#displaced")).to_be_visible()
+    moved, cancelled = (int(n) for n in re.findall(r"\d+", officer.inner_text("#displaced")))
+    assert (moved, cancelled) in ((1, 0), (0, 1))
+    expect(officer.locator(f"#close-{session_id}")).to_have_count(0)
+    screenshot(officer, "district-07-session-closed", full_page=False)
+
+    citizen.reload()
+    expect(card).to_be_visible()
+    assert "05:00PM-06:00PM" not in card.inner_text()
+    expect(card.locator(".appointment")).to_have_count(moved)
+
+
 def test_wrong_secret_code_is_stopped_with_an_alert(
         staff_page: StaffPageFactory, new_context: NewContext, live_server: str) -> None:
     # Someone booked today at Pandri (a 45+ session of the demo week).

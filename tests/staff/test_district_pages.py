@@ -144,6 +144,85 @@ async def test_capacity_below_booked_is_refused_clearly(app, client, world, make
                         .where(CapacityBucket.slot_id == slot_id)) == 8
 
 
+async def test_capacity_cut_moving_the_people_affected(app, client, world, maker,
+                                                       settings) -> None:
+    """The box on the form moves the people booked last and says how many were moved and how
+    many cancelled, in the officer's language; the slot's figures show the new capacity."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=2,
+                        slots=("09:00AM-11:00AM", "11:00AM-01:00PM"))
+    citizen = await login_citizen(client, maker, settings)
+    refs = [await add_beneficiary(client, citizen, name=f"Person {i}") for i in range(2)]
+    r = await client.post("/api/v1/appointments",
+                          headers={**citizen, "Idempotency-Key": "district-move-1"},
+                          json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                "beneficiaries": refs})
+    assert r.status_code == 201, r.text
+    other = await login_citizen(client, maker, settings)
+    ref = await add_beneficiary(client, other, name="Person 3")
+    r = await client.post("/api/v1/appointments",
+                          headers={**other, "Idempotency-Key": "district-move-2"},
+                          json={"session_id": sid, "slot": "11:00AM-01:00PM",
+                                "beneficiaries": [ref]})
+    assert r.status_code == 201, r.text
+    slot_id = await scalar(maker, select(SessionSlot.id).where(
+        SessionSlot.session_id == sid, SessionSlot.label == "09:00AM-11:00AM"))
+    url = f"/staff/district/centres/{world.centre_a}"
+    async with staff_client(app, "raipur_admin") as c:
+        page = await c.get(url)
+        assert f'id="move-{slot_id}-first"' in page.text
+        r = await c.post(f"/staff/district/slots/{slot_id}/capacity",
+                         data={"csrf": csrf_of(page.text), "dose_kind": "first", "capacity": "0",
+                               "move_affected": "1"})
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"].split("#")[0])
+        # one place was free in the other slot: the first of the family moved, the second not
+        assert by_id(page.text, "displaced") == (
+            "Moved to other places and told: 1. Cancelled and told, with no place free nearby: 1.")
+        assert '<span data-booked="0">0</span> / <span data-capacity="0">0</span>' in page.text
+        assert '<span data-booked="2">2</span> / <span data-capacity="2">2</span>' in page.text
+        hindi = await c.get(r.headers["location"].split("#")[0] + "&lang=hi")
+        assert by_id(hindi.text, "displaced") == (
+            "दूसरी जगह भेजे गए और सूचित किए गए: 1। पास में कोई जगह खाली न होने से रद्द करके "
+            "सूचित किए गए: 1।")
+        bad = await c.get(url + "?notice=capacity&moved=x1&cancelled=%D9%A3")
+        assert bad.status_code == 200 and 'id="displaced"' not in bad.text
+
+
+async def test_closing_a_session_from_the_console(app, client, world, maker, settings) -> None:
+    """Without the box ticked nothing happens and the page says why, next to the session; with
+    it the session's places go to 0 and the page says who was moved and who cancelled."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    citizen = await login_citizen(client, maker, settings)
+    ref = await add_beneficiary(client, citizen, name="Person 1")
+    r = await client.post("/api/v1/appointments",
+                          headers={**citizen, "Idempotency-Key": "district-close-1"},
+                          json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                "beneficiaries": [ref]})
+    assert r.status_code == 201, r.text
+    url = f"/staff/district/centres/{world.centre_a}"
+    async with staff_client(app, "raipur_admin") as c:
+        page = await c.get(url)
+        assert f'id="close-{sid}"' in page.text
+        r = await c.post(f"/staff/district/sessions/{sid}/close",
+                         data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 400
+        assert by_id(r.text, "close-error") == (
+            "Some of the details are not valid: tick the box to confirm closing the session")
+        r = await c.post(f"/staff/district/sessions/{sid}/close",
+                         data={"csrf": csrf_of(page.text), "confirm": "1"})
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"].split("#")[0])
+        assert by_id(page.text, "notice").startswith("The session is closed.")
+        assert by_id(page.text, "displaced") == (
+            "Moved to other places and told: 0. Cancelled and told, with no place free nearby: 1.")
+        assert f'id="close-{sid}"' not in page.text
+    async with staff_client(app, "balod_admin") as c:
+        page = await c.get("/staff/district")
+        r = await c.post(f"/staff/district/sessions/{sid}/close",
+                         data={"csrf": csrf_of(page.text), "confirm": "1"})
+        assert r.status_code == 403
+
+
 async def test_new_centre_through_the_form(app, world, maker) -> None:
     async with staff_client(app, "raipur_admin") as c:
         block = await scalar(maker, select(Block.id).where(Block.district_id == 109))

@@ -482,3 +482,24 @@ async def test_a_booking_made_before_the_hold_sent_again_leaves_the_hold_alone(
     assert again.status_code == 201, again.text
     assert again.json()["confirmation_no"] == first.json()["confirmation_no"]
     assert (await status(client, h, oid, t))["state"] == "admitted"
+
+
+async def test_a_district_cut_moves_nobody_into_places_the_room_keeps(app, client, world, maker,
+                                                                       settings) -> None:
+    """Today's session (outside the opening, which starts tomorrow) loses its places; the
+    people booked in it are moved through the staff gate, so the place kept for the admitted
+    person is not given to one of them: four move, one is cancelled and told, and the admitted
+    person books the place kept for them."""
+    sid, _oid, (h, ref), _t = await admitted_alone(client, world, maker, settings)
+    today = await publish(maker, world, centre_id=world.centre_b, day=clock.today(), dose1=5)
+    people = await bulk_citizens(maker, settings, 5)
+    for i, (hp, rp) in enumerate(people):
+        r = await book(client, hp, today, rp, f"today-{i:05d}")
+        assert r.status_code == 201, r.text
+    r = await client.put(f"/api/v1/admin/slots/{await slot_of(maker, today)}/capacity",
+                         headers=world.headers("raipur_admin"),
+                         json={"dose_kind": "first", "capacity": 0, "move_affected": True})
+    assert r.status_code == 200, r.text
+    assert (r.json()["moved"], r.json()["cancelled"]) == (4, 1)
+    r = await book(client, h, sid, ref, "kept-for-me")
+    assert r.status_code == 201, r.text

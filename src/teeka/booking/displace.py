@@ -94,13 +94,15 @@ async def _who_leaves(session: AsyncSession, bucket_id: int, count: int) -> list
 
 
 async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationSession,
-                      centre: Centre, kind: str) -> list[_Candidate]:
+                      centre: Centre, kind: str, whole_session: bool) -> list[_Candidate]:
     """The slots a person of this slot may be moved to, best first: same vaccine and dose
     kind, places free now, at an active centre of the district that costs no more (free, or
     of the same fee type), on the same day or up to MOVE_DAYS later; the same day before a
     later one, this centre before others, a nearer centre before a farther one, a nearer
-    time before a farther one."""
+    time before a farther one. Not this slot, nor (`whole_session`, a session closed) any slot
+    of its session."""
     first = max(vs.date, clock.today())
+    elsewhere = (VaccinationSession.id != vs.id) if whole_session else (SessionSlot.id != slot.id)
     bucket = CapacityBucket
     free = func.sum(bucket.capacity - bucket.booked)
     rows = (await session.execute(
@@ -115,7 +117,7 @@ async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationS
                VaccinationSession.vaccine_id == vs.vaccine_id,
                VaccinationSession.date >= first,
                VaccinationSession.date <= vs.date + timedelta(days=MOVE_DAYS),
-               SessionSlot.id != slot.id, bucket.dose_kind == kind,
+               elsewhere, bucket.dose_kind == kind,
                bucket.booked < bucket.capacity)
         .group_by(VaccinationSession.id, VaccinationSession.date, SessionSlot.label,
                   SessionSlot.ordinal, Centre.id, Centre.lat, Centre.long))).all()
@@ -133,13 +135,14 @@ async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationS
 
 async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
                     vs: VaccinationSession, kind: str, leaving: Mapping[int, int],
-                    gate: MoveGate | None = None) -> Displaced:
+                    gate: MoveGate | None = None, whole_session: bool = False) -> Displaced:
     """Move `leaving[bucket_id]` booked people out of each of the slot's buckets of dose
     `kind` (locked by the caller with lock_buckets), each to the best place they can book
     (eligibility as a booking checks it, through the booking gate under a waiting room), and
     tell them; cancel and tell those no place is found for. Each leaves the bucket (its
     counter goes down by one) in this transaction. Busy (503, try again) when fewer people
-    can be taken out than asked (their rows are being changed right now)."""
+    can be taken out than asked (their rows are being changed right now). `whole_session`:
+    the session is being closed, so nobody is moved within it."""
     centre = await session.get(Centre, vs.centre_id)
     assert centre is not None
     people: list[Appointment] = []
@@ -152,7 +155,7 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
         people.extend(reversed(found))  # who booked first among them chooses first
     if not people:
         return Displaced()
-    candidates = await _candidates(session, slot, vs, centre, kind)
+    candidates = await _candidates(session, slot, vs, centre, kind, whole_session)
     done = Displaced()
     old_date = vs.date.strftime("%d-%m-%Y")
     for appt in people:

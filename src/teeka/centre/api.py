@@ -156,3 +156,19 @@ async def change_capacity(slot_id: int, body: CapacityChange, request: Request, 
     done = await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=body,
                                               gate=surge_api.move_gate(request, db, actor))
     return CapacityChanged(**body.model_dump(), moved=done.moved, cancelled=done.cancelled)
+
+
+class SessionClosed(BaseModel):
+    session_id: str
+    moved: int
+    cancelled: int
+
+
+@router.post("/sessions/{session_id}/close", response_model=SessionClosed)
+async def close_session(session_id: str, request: Request, db: Db,
+                        actor: CurrentActor) -> SessionClosed:
+    """Close a session that cannot go ahead: every place to what is used, the people booked
+    moved to places nearby and told (`moved`), or cancelled and told (`cancelled`)."""
+    done = await service.close_session(db, actor=actor, session_id=session_id[:36],
+                                       gate=surge_api.move_gate(request, db, actor))
+    return SessionClosed(session_id=session_id[:36], moved=done.moved, cancelled=done.cancelled)

@@ -28,7 +28,7 @@ from teeka.centre import repository as repo
 from teeka.centre.api import MULTIPART_SLACK, read_limited_body
 from teeka.centre.schemas import CapacityChange, CentreCreate, SessionCreate, SlotCapacity
 from teeka.kit import clock
-from teeka.models import District, Share
+from teeka.models import District, Share, VaccinationSession
 from teeka.models.staff import Role
 from teeka.surge import api as surge_api
 from teeka.web import session as websession
@@ -40,7 +40,7 @@ router = APIRouter(include_in_schema=False)
 SLOT_ROWS = 4
 DEFAULT_SLOTS = ("09:00AM-11:00AM", "11:00AM-01:00PM", "02:00PM-04:00PM", "")
 SHARES = tuple(s.value for s in Share if s != Share.OPEN)
-NOTICES = ("published", "capacity", "created")
+NOTICES = ("published", "capacity", "created", "closed")
 
 
 # ---------------------------------------------------------------- page plumbing
@@ -197,6 +197,7 @@ async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: s
                        centre_id: int, *, form: dict[str, str] | None = None,
                        error: str | None = None, capacity_error: tuple[int, str, str] | None = None,
                        notice: str | None = None, displaced: tuple[int, int] = (0, 0),
+                       close_error: tuple[str, str] | None = None,
                        status_code: int = 200) -> HTMLResponse:
     centre = await access_centre_admin(db, actor, centre_id)
     district = await db.get(District, centre.district_id)
@@ -207,7 +208,8 @@ async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: s
                           for s in sessions if s.release_at is not None},
                  vaccines=await repo.vaccine_codes(db), form=form or _session_defaults(),
                  slot_rows=SLOT_ROWS, shares=SHARES, error=error, capacity_error=capacity_error,
-                 notice=notice if notice in NOTICES else None, displaced=displaced)
+                 notice=notice if notice in NOTICES else None, displaced=displaced,
+                 close_error=close_error)
 
 
 def _count(raw: str) -> int:
@@ -292,6 +294,28 @@ async def change_capacity(request: Request, slot_id: int, db: Db, lang: Lang, ac
     return _see_other(request, actor,
                       f"/staff/district/centres/{centre_id}?notice=capacity"
                       f"&moved={done.moved}&cancelled={done.cancelled}#slot-{slot_id}")
+
+
+@router.post("/staff/district/sessions/{session_id}/close", response_class=HTMLResponse)
+async def close_session(request: Request, session_id: str, db: Db, lang: Lang,
+                        actor: StaffPage, form: Form) -> Response:
+    vs = await db.get(VaccinationSession, session_id[:36])
+    if vs is None:
+        raise errors.NotFound()
+    await access_centre_admin(db, actor, vs.centre_id)
+    centre_id, vid = vs.centre_id, vs.id  # read before a rollback expires them
+    try:
+        if form.get("confirm") != "1":
+            raise errors.Invalid(detail="tick the box to confirm closing the session")
+        done = await service.close_session(db, actor=actor, session_id=vid,
+                                           gate=surge_api.move_gate(request, db, actor))
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        return await _centre_page(request, db, actor, lang, centre_id,
+                                  close_error=(vid, exc.text(lang)), status_code=exc.status)
+    return _see_other(request, actor,
+                      f"/staff/district/centres/{centre_id}?notice=closed"
+                      f"&moved={done.moved}&cancelled={done.cancelled}#session-{vid}")
 
 
 # ---------------------------------------------------------------- sessions from a CSV file

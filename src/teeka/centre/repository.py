@@ -100,6 +100,15 @@ class SessionLine:
     release_at: datetime | None  # when unused priority shares open to everyone (UTC)
     slots: list[SlotLine] = field(default_factory=list)
 
+    @property
+    def places(self) -> int:
+        """Every place of the session, booked or not (0: closed, or published without any)."""
+        return sum(k.capacity for slot in self.slots for k in slot.kinds)
+
+    @property
+    def booked(self) -> int:
+        return sum(k.booked for slot in self.slots for k in slot.kinds)
+
 
 async def sessions_of_centre(session: AsyncSession, centre_id: int, *, from_day: date,
                              limit: int = 60) -> list[SessionLine]:

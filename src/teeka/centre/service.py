@@ -167,6 +167,43 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
     return done
 
 
+async def close_session(session: AsyncSession, *, actor: Actor, session_id: str,
+                        gate: MoveGate | None = None) -> Displaced:
+    """Close a session that cannot go ahead (no vaccine, no staff, the centre shut): every
+    place and the walk-in allowance to what is used, and every person booked in it moved to
+    the best place they can book elsewhere and told, or cancelled and told
+    (teeka.booking.displace). Closing a closed session again changes nothing."""
+    vs = await session.get(VaccinationSession, session_id)
+    if vs is None:
+        raise errors.NotFound()
+    await access_centre_admin(session, actor, vs.centre_id)
+    if vs.date < clock.today():
+        raise errors.SessionPast()
+    ids_ = list((await session.execute(
+        select(CapacityBucket.id).where(CapacityBucket.session_id == vs.id))).scalars())
+    buckets = await displace.lock_buckets(session, ids_)
+    done = Displaced()
+    groups: dict[tuple[int, str], dict[int, int]] = {}
+    for b in buckets:
+        if b.booked:
+            groups.setdefault((b.slot_id, b.dose_kind), {})[b.id] = b.booked
+    for (slot_id, kind), leaving in sorted(groups.items()):
+        slot = await session.get(SessionSlot, slot_id)
+        assert slot is not None
+        one = await displace.make_room(session, actor=actor, slot=slot, vs=vs, kind=kind,
+                                       leaving=leaving, gate=gate, whole_session=True)
+        done.moved += one.moved
+        done.cancelled += one.cancelled
+    for bucket in buckets:
+        if not await booking_repo.set_capacity(session, bucket.id, 0):
+            raise errors.Busy()  # a place taken meanwhile: cannot be, the places are locked
+    vs.walkin_allowance = vs.walkins_used
+    await log_action(session, actor=actor.label, action="centre.session.closed",
+                     object_type="session", object_id=vs.id, moved=done.moved,
+                     cancelled=done.cancelled)
+    return done
+
+
 async def _split_of_session(session: AsyncSession, session_id: str,
                             shares: dict[Share, float]) -> dict[Share, float]:
     """The weights to split a slot's places over `shares` when all of them were set to 0:
