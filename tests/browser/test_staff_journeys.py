@@ -132,6 +132,7 @@ def test_district_closes_a_session_and_the_person_booked_is_moved(
     booked in it is moved to a place nearby (or cancelled), and their page no longer shows the
     closed session's slot."""
     officer = staff_page("raipur", shots="close")
+    officer.goto("/staff/district")  # signed in already when another journey ran first
     with officer.expect_navigation():
         officer.locator("#centres tr").filter(has_text=PANDRI).locator(
             'a[id^="centre-link-"]').click()
