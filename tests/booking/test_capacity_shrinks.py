@@ -84,7 +84,7 @@ async def test_the_people_booked_last_move_to_another_slot_and_are_told(client, 
     r = await cut(client, world, slot, 1)
     assert r.status_code == 200, r.text
     assert r.json() == {"dose_kind": "first", "capacity": 1, "move_affected": True,
-                        "moved": 2, "cancelled": 0}
+                        "moved": 2, "cancelled": 0, "not_told": []}
     assert await counts(maker, slot) == (1, 1)
     assert await counts(maker, await slot_id(maker, sid, SLOT2)) == (3, 2)
     assert await where(maker, first[2]) == ("booked", sid, SLOT)  # booked first: stays
@@ -185,7 +185,7 @@ async def test_a_session_that_cannot_go_ahead_is_closed(client, world, maker, se
 
     r = await client.post(url, headers=world.headers("raipur_admin"))
     assert r.status_code == 200, r.text
-    assert r.json() == {"session_id": sid, "moved": 2, "cancelled": 1}
+    assert r.json() == {"session_id": sid, "moved": 2, "cancelled": 1, "not_told": []}
     states = [await where(maker, p[2]) for p in people]
     assert sorted(s[0] for s in states) == ["booked", "booked", "cancelled"]
     assert all(s[1] == elsewhere for s in states if s[0] == "booked")
@@ -196,7 +196,7 @@ async def test_a_session_that_cannot_go_ahead_is_closed(client, world, maker, se
         assert (await db.get(VaccinationSession, sid)).walkin_allowance == 0
         assert await recount_mismatches(db) == []
     r = await client.post(url, headers=world.headers("raipur_admin"))
-    assert r.json() == {"session_id": sid, "moved": 0, "cancelled": 0}
+    assert r.json() == {"session_id": sid, "moved": 0, "cancelled": 0, "not_told": []}
     r = await client.post("/api/v1/admin/sessions/no-such-session/close",
                           headers=world.headers("raipur_admin"))
     assert r.status_code == 404

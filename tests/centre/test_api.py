@@ -58,7 +58,7 @@ async def test_capacity_cannot_be_reduced_below_what_is_booked(client, world, ma
     r = await set_capacity(client, world, slot_id, 10)
     assert r.status_code == 200, r.text
     assert r.json() == {"dose_kind": "first", "capacity": 10, "move_affected": False,
-                        "moved": 0, "cancelled": 0}
+                        "moved": 0, "cancelled": 0, "not_told": []}
     assert await capacities(maker, slot_id) == {"open": (10, 2)}
     async with session_scope(maker) as db:
         assert await recount_mismatches(db) == []

@@ -14,7 +14,7 @@ from teeka.db import session_scope
 from teeka.kit import clock
 from teeka.models import Block, CapacityBucket, Centre, SessionSlot, VaccinationSession
 from tests.factories import add_beneficiary, login_citizen, publish
-from tests.staff import by_id, csrf_of, staff_client, submit
+from tests.staff import by_id, csrf_of, hidden, inner, register, staff_client, submit
 
 HEADER = ("centre_id,date,vaccine,min_age,max_age,slot,dose1,dose2,precaution,walkin_allowance,"
           "shares,share_release_time")
@@ -221,6 +221,33 @@ async def test_closing_a_session_from_the_console(app, client, world, maker, set
         r = await c.post(f"/staff/district/sessions/{sid}/close",
                          data={"csrf": csrf_of(page.text), "confirm": "1"})
         assert r.status_code == 403
+
+
+async def test_people_without_a_mobile_number_are_listed_for_the_district(app, world,
+                                                                        maker) -> None:
+    """No SMS reaches a person registered at a help desk: after the session closes, the page
+    lists them (with a link to their help-desk page) instead of only counting them."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    async with staff_client(app, "helpdesk") as desk:
+        r = await register(desk)
+        assert r.status_code == 303, r.text
+        ref = re.search(r"/staff/helpdesk/people/(\d{14})", r.headers["location"])[1]
+        page = await desk.get(f"/staff/helpdesk/people/{ref}/book")
+        r = await desk.post(f"/staff/helpdesk/people/{ref}/book", data={
+            "csrf": csrf_of(page.text), "key": hidden(page.text, "key"),
+            "choice": f"{sid}|09:00AM-11:00AM"})
+        assert r.status_code == 303, r.text
+    async with staff_client(app, "raipur_admin") as c:
+        page = await c.get(f"/staff/district/centres/{world.centre_a}")
+        r = await c.post(f"/staff/district/sessions/{sid}/close",
+                         data={"csrf": csrf_of(page.text), "confirm": "1"})
+        assert r.status_code == 200, r.text
+        assert by_id(r.text, "displaced") == (
+            "Moved to other places and told: 0. Cancelled and told, with no place free nearby: 1.")
+        assert f'<a href="/staff/helpdesk/people/{ref}">{ref}</a>' in inner(r.text, "not-told")
+        again = await c.post(f"/staff/district/sessions/{sid}/close",
+                             data={"csrf": csrf_of(page.text), "confirm": "1"})
+        assert again.status_code == 303  # nothing more to do: nobody left to tell
 
 
 async def test_new_centre_through_the_form(app, world, maker) -> None:

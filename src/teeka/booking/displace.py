@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -56,6 +56,14 @@ class Displaced:
 
     moved: int = 0
     cancelled: int = 0
+    # reference ids of the people moved or cancelled who have no mobile number (registered at
+    # a help desk): no SMS reaches them, so the district tells them another way
+    not_told: list[str] = field(default_factory=list)
+
+    def add(self, other: Displaced) -> None:
+        self.moved += other.moved
+        self.cancelled += other.cancelled
+        self.not_told.extend(other.not_told)
 
 
 @dataclass
@@ -163,6 +171,8 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
         booking = await session.get(Booking, appt.booking_id)
         assert person is not None and booking is not None
         old_bucket = appt.bucket_id
+        if person.account_id is None:
+            done.not_told.append(person.reference_id)
         target = await _move_one(session, appt, person, kind, candidates, gate)
         if target is not None:
             place, new_bucket = target
@@ -170,7 +180,8 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
             done.moved += 1
             await log_action(session, actor=actor.label, action="booking.appointment.displaced",
                              object_type="appointment", object_id=appt.id,
-                             from_bucket=old_bucket, to_bucket=new_bucket)
+                             beneficiary=person.reference_id, from_bucket=old_bucket,
+                             to_bucket=new_bucket)
             await _notify(session, [person], DISPLACED_MOVED_SMS, old_centre=centre.name_en,
                           old_date=old_date, name=person.name, centre=place.centre_name_en,
                           date=place.date.strftime("%d-%m-%Y"), slot=place.slot_label,
@@ -183,8 +194,8 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
         await repo.return_place(session, old_bucket)
         done.cancelled += 1
         await log_action(session, actor=actor.label, action="booking.appointment.displaced",
-                         object_type="appointment", object_id=appt.id, from_bucket=old_bucket,
-                         to_bucket=None)
+                         object_type="appointment", object_id=appt.id,
+                         beneficiary=person.reference_id, from_bucket=old_bucket, to_bucket=None)
         await _notify(session, [person], DISPLACED_CANCELLED_SMS, old_centre=centre.name_en,
                       old_date=old_date, name=person.name, confirmation=booking.confirmation_no)
     return done

@@ -155,13 +155,16 @@ async def change_capacity(slot_id: int, body: CapacityChange, request: Request, 
     to other places nearby and told, or cancelled and told (`moved`, `cancelled`)."""
     done = await service.change_slot_capacity(db, actor=actor, slot_id=slot_id, change=body,
                                               gate=surge_api.move_gate(request, db, actor))
-    return CapacityChanged(**body.model_dump(), moved=done.moved, cancelled=done.cancelled)
+    return CapacityChanged(**body.model_dump(), moved=done.moved, cancelled=done.cancelled,
+                           not_told=done.not_told)
 
 
 class SessionClosed(BaseModel):
     session_id: str
     moved: int
     cancelled: int
+    # reference ids of those with no mobile number (registered at a help desk): tell them
+    not_told: list[str]
 
 
 @router.post("/sessions/{session_id}/close", response_model=SessionClosed)
@@ -171,4 +174,5 @@ async def close_session(session_id: str, request: Request, db: Db,
     moved to places nearby and told (`moved`), or cancelled and told (`cancelled`)."""
     done = await service.close_session(db, actor=actor, session_id=session_id[:36],
                                        gate=surge_api.move_gate(request, db, actor))
-    return SessionClosed(session_id=session_id[:36], moved=done.moved, cancelled=done.cancelled)
+    return SessionClosed(session_id=session_id[:36], moved=done.moved, cancelled=done.cancelled,
+                         not_told=done.not_told)

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from teeka import errors
 from teeka.auth.access import access_centre_admin, access_district
 from teeka.auth.actor import Actor
+from teeka.booking.displace import Displaced
 from teeka.centre import csv_import, service
 from teeka.centre import repository as repo
 from teeka.centre.api import MULTIPART_SLACK, read_limited_body
@@ -198,6 +199,7 @@ async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: s
                        error: str | None = None, capacity_error: tuple[int, str, str] | None = None,
                        notice: str | None = None, displaced: tuple[int, int] = (0, 0),
                        close_error: tuple[str, str] | None = None,
+                       not_told: list[str] | None = None,
                        status_code: int = 200) -> HTMLResponse:
     centre = await access_centre_admin(db, actor, centre_id)
     district = await db.get(District, centre.district_id)
@@ -209,7 +211,18 @@ async def _centre_page(request: Request, db: AsyncSession, actor: Actor, lang: s
                  vaccines=await repo.vaccine_codes(db), form=form or _session_defaults(),
                  slot_rows=SLOT_ROWS, shares=SHARES, error=error, capacity_error=capacity_error,
                  notice=notice if notice in NOTICES else None, displaced=displaced,
-                 close_error=close_error)
+                 close_error=close_error, not_told=not_told or [])
+
+
+async def _told_here(request: Request, db: AsyncSession, actor: Actor, lang: str,
+                     centre_id: int, notice: str, done: Displaced) -> HTMLResponse:
+    """The page after a capacity cut or a closed session that moved or cancelled people with
+    no mobile number: answered at once (not redirected), with every one of them listed, for
+    the district to tell through the help desk (the page reads the change in the request's
+    own transaction). Sending the form again changes nothing more: the places are already
+    where it put them."""
+    return await _centre_page(request, db, actor, lang, centre_id, notice=notice,
+                              displaced=(done.moved, done.cancelled), not_told=done.not_told)
 
 
 def _count(raw: str) -> int:
@@ -291,6 +304,8 @@ async def change_capacity(request: Request, slot_id: int, db: Db, lang: Lang, ac
         return await _centre_page(request, db, actor, lang, centre_id,
                                   capacity_error=(slot_id, kind, exc.text(lang)),
                                   status_code=exc.status)
+    if done.not_told:
+        return await _told_here(request, db, actor, lang, centre_id, "capacity", done)
     return _see_other(request, actor,
                       f"/staff/district/centres/{centre_id}?notice=capacity"
                       f"&moved={done.moved}&cancelled={done.cancelled}#slot-{slot_id}")
@@ -313,6 +328,8 @@ async def close_session(request: Request, session_id: str, db: Db, lang: Lang,
         await _undo(db, exc)
         return await _centre_page(request, db, actor, lang, centre_id,
                                   close_error=(vid, exc.text(lang)), status_code=exc.status)
+    if done.not_told:
+        return await _told_here(request, db, actor, lang, centre_id, "closed", done)
     return _see_other(request, actor,
                       f"/staff/district/centres/{centre_id}?notice=closed"
                       f"&moved={done.moved}&cancelled={done.cancelled}#session-{vid}")

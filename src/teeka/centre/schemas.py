@@ -76,3 +76,5 @@ class CapacityChanged(CapacityChange):
 
     moved: int = 0
     cancelled: int = 0
+    # reference ids of those moved or cancelled who have no mobile number: tell them yourself
+    not_told: list[str] = Field(default_factory=list)

@@ -163,7 +163,7 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
     await log_action(session, actor=actor.label, action="centre.slot.capacity_changed",
                      object_type="slot", object_id=slot_id, dose_kind=change.dose_kind,
                      old=old_total, new=change.capacity, moved=done.moved,
-                     cancelled=done.cancelled)
+                     cancelled=done.cancelled, not_told=len(done.not_told))
     return done
 
 
@@ -192,15 +192,14 @@ async def close_session(session: AsyncSession, *, actor: Actor, session_id: str,
         assert slot is not None
         one = await displace.make_room(session, actor=actor, slot=slot, vs=vs, kind=kind,
                                        leaving=leaving, gate=gate, whole_session=True)
-        done.moved += one.moved
-        done.cancelled += one.cancelled
+        done.add(one)
     for bucket in buckets:
         if not await booking_repo.set_capacity(session, bucket.id, 0):
             raise errors.Busy()  # a place taken meanwhile: cannot be, the places are locked
     vs.walkin_allowance = vs.walkins_used
     await log_action(session, actor=actor.label, action="centre.session.closed",
                      object_type="session", object_id=vs.id, moved=done.moved,
-                     cancelled=done.cancelled)
+                     cancelled=done.cancelled, not_told=len(done.not_told))
     return done
 
 
