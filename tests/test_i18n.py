@@ -122,7 +122,7 @@ def test_translate_fills_placeholders() -> None:
             == "Please wait 30 seconds before asking for another OTP.")
     hindi = translate("hi", errors.OtpResendTooSoon.message, seconds=30)
     assert "30" in hindi and "OTP" in hindi and DEVANAGARI.search(hindi)
-    assert "9876" in translate("hi", notification.OTP_SMS, otp="9876")
+    assert "9876" in translate("hi", notification.OTP_SMS, otp="9876", minutes=3)
     assert errors.SlotFull().text("hi") == HI["No places are left in this slot."]
     assert errors.SlotFull().text("en") == "No places are left in this slot."
     assert "5" in errors.TooManyBeneficiaries(limit=5).text("hi")

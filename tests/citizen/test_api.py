@@ -88,6 +88,22 @@ async def test_expired_otp(client, world, maker, settings) -> None:
     assert r.status_code == 401 and r.json()["code"] == "OtpExpired"
 
 
+async def test_the_otp_lasts_as_long_as_its_sms_and_the_page_say(client, world, maker,
+                                                                settings) -> None:
+    settings.otp_ttl_seconds = 300
+    try:
+        mobile = next_mobile()
+        txn, code = await send_otp(client, maker, settings, mobile)
+        assert "यह 5 मिनट तक मान्य है" in await latest_sms(client, maker, settings, mobile)
+        page = await client.get("/login?lang=en")
+        assert "It is valid for 5 minutes." in page.text
+        clock.shift(timedelta(minutes=4, seconds=50))
+        r = await client.post("/api/v1/auth/otp/confirm", json={"txn_id": txn, "otp": code})
+        assert r.status_code == 200, r.text
+    finally:
+        settings.otp_ttl_seconds = 180
+
+
 async def test_resend_interval_and_daily_cap(client, world, maker, settings) -> None:
     mobile = next_mobile()
     settings.otp_resend_interval_seconds = 30

@@ -106,12 +106,13 @@ def _notice(lang: str, done: str) -> str | None:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, db: Db, lang: Lang, next: str = "") -> Response:
+async def login_form(request: Request, db: Db, lang: Lang, settings: AppSettings,
+                     next: str = "") -> Response:
     actor = await websession.page_actor(request, db, staff=False)
     if actor is not None:
         return _see_other(request, _safe_next(next, "/me"), actor)
     return render(request, "citizen/login.html", lang, next=_safe_next(next, ""), error=None,
-                  mobile="")
+                  mobile="", minutes=service.otp_minutes(settings))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -125,7 +126,7 @@ async def send_otp(request: Request, db: Db, lang: Lang, settings: AppSettings,
     except errors.DomainError as exc:
         await _undo(db, exc)
         return render(request, "citizen/login.html", lang, status_code=exc.status, next=nxt,
-                      error=exc.text(lang), mobile=mobile)
+                      error=exc.text(lang), mobile=mobile, minutes=service.otp_minutes(settings))
     return RedirectResponse("/login/otp?" + urlencode({"txn": txn, "next": nxt}),
                             status_code=303)
 

@@ -27,6 +27,12 @@ from teeka.models import (
 from teeka.notification.service import OTP_SMS, queue_sms
 
 
+def otp_minutes(settings: Settings) -> int:
+    """How long an OTP is valid, in whole minutes as the SMS and the sign-in page say it
+    (never more than it is: 90 s is "1 minute")."""
+    return max(1, settings.otp_ttl_seconds // 60)
+
+
 def _otp_hash(settings: Settings, txn_id: str, digest_hex: str) -> str:
     return signing.keyed_hash(settings.resolved_secret(), "otp", f"{txn_id}:{digest_hex.lower()}")
 
@@ -54,7 +60,8 @@ async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str,
                              code_hash=_otp_hash(settings, txn_id, signing.sha256_hex(code)),
                              created_at=now,
                              expires_at=now + timedelta(seconds=settings.otp_ttl_seconds)))
-    await queue_sms(session, to=number, lang=lang, template=OTP_SMS, sensitive=True, otp=code)
+    await queue_sms(session, to=number, lang=lang, template=OTP_SMS, sensitive=True, otp=code,
+                    minutes=otp_minutes(settings))
     return txn_id
 
 

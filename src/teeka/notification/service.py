@@ -35,7 +35,8 @@ def sms(*, to: str, lang: str, template: str, sensitive: bool = False, **params:
             "next_attempt_at": now, "created_at": now}
 
 
-OTP_SMS = "Your Teeka OTP is {otp}. It is valid for 3 minutes. Do not share it with anyone."
+OTP_SMS = ("Your Teeka OTP is {otp}. It is valid for {minutes} minutes. Do not share it with "
+           "anyone.")
 BOOKED_SMS = ("Teeka: appointment {confirmation} confirmed for {names} at {centre} on {date}, "
               "{slot}. Show your secret code at the centre.")
 CANCELLED_SMS = "Teeka: appointment {confirmation} for {name} on {date} is cancelled."
