@@ -200,3 +200,50 @@ async def test_a_session_that_cannot_go_ahead_is_closed(client, world, maker, se
     r = await client.post("/api/v1/admin/sessions/no-such-session/close",
                           headers=world.headers("raipur_admin"))
     assert r.status_code == 404
+
+
+async def test_a_dose_given_keeps_its_place_and_a_move_today_never_goes_earlier(
+        client, world, maker, settings) -> None:
+    """A session today: the person vaccinated keeps their place (a cut below them is refused,
+    closing the session leaves it used), the others move to a later slot of this centre today
+    and never to an earlier one, nor to another centre today (its times are not this
+    centre's): else to a later day. A closed session's SMS says the session cannot be held."""
+    today, tomorrow = clock.today(), clock.today() + timedelta(days=1)
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=3,
+                        slots=(SLOT, SLOT2), walkins=2)
+    await publish(maker, world, centre_id=world.centre_b, day=today, dose1=5)
+    later = await publish(maker, world, centre_id=world.centre_b, day=tomorrow, dose1=5)
+    vaccinated, second, third = [await book_one(client, maker, settings, sid) for _ in range(3)]
+    headers = await login_citizen(client, maker, settings, vaccinated[0])
+    r = await client.get("/api/v1/beneficiaries", headers=headers)
+    code = next(b["secret_code"] for b in r.json() if b["reference_id"] == vaccinated[1])
+    r = await client.post("/api/v1/centre/doses", headers=world.headers("vaccinator_a"),
+                          json={"appointment_id": vaccinated[2], "secret_code": code,
+                                "batch": "4121Z025"})
+    assert r.status_code in (200, 201), r.text
+    first_slot, second_slot = await slot_id(maker, sid), await slot_id(maker, sid, SLOT2)
+
+    r = await cut(client, world, first_slot, 0)  # below the dose given: refused
+    assert r.status_code == 409 and r.json()["code"] == "CapacityBelowBooked", r.text
+    assert await counts(maker, first_slot) == (3, 3)
+
+    r = await cut(client, world, first_slot, 1)
+    assert r.status_code == 200, r.text
+    assert (r.json()["moved"], r.json()["cancelled"]) == (2, 0)
+    for person in (second, third):  # the later slot here, today
+        assert await where(maker, person[2]) == ("booked", sid, SLOT2)
+
+    r = await client.post(f"/api/v1/admin/sessions/{sid}/close",
+                          headers=world.headers("raipur_admin"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["moved"], r.json()["cancelled"]) == (2, 0)
+    for person in (second, third):  # not the earlier slot, not centre B today: tomorrow
+        assert await where(maker, person[2]) == ("booked", later, SLOT)
+        text = await latest_sms(client, maker, settings, person[0])
+        assert "सत्र नहीं हो सकेगा" in text and "Centre B" in text, text
+    assert await where(maker, vaccinated[2]) == ("completed", sid, SLOT)
+    assert await counts(maker, first_slot) == (1, 1)  # what is used: the dose given
+    assert await counts(maker, second_slot) == (0, 0)
+    async with session_scope(maker) as db:
+        assert (await db.get(VaccinationSession, sid)).walkin_allowance == 0
+        assert await recount_mismatches(db) == []

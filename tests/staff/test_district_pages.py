@@ -227,7 +227,7 @@ async def test_people_without_a_mobile_number_are_listed_for_the_district(app, w
                                                                         maker) -> None:
     """No SMS reaches a person registered at a help desk: after the session closes, the page
     lists them (with a link to their help-desk page) instead of only counting them."""
-    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3)
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=3, walkins=4)
     async with staff_client(app, "helpdesk") as desk:
         r = await register(desk)
         assert r.status_code == 303, r.text
@@ -245,6 +245,10 @@ async def test_people_without_a_mobile_number_are_listed_for_the_district(app, w
         assert by_id(r.text, "displaced") == (
             "Moved to other places and told: 0. Cancelled and told, with no place free nearby: 1.")
         assert f'<a href="/staff/helpdesk/people/{ref}">{ref}</a>' in inner(r.text, "not-told")
+        # the places as they are now, not as they were read before the session closed
+        assert '<span data-booked="0">0</span> / <span data-capacity="0">0</span>' in r.text
+        assert f'id="close-{sid}"' not in r.text
+        assert "Walk-ins: 0 / 0" in r.text
         again = await c.post(f"/staff/district/sessions/{sid}/close",
                              data={"csrf": csrf_of(page.text), "confirm": "1"})
         assert again.status_code == 303  # nothing more to do: nobody left to tell

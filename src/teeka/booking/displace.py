@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -36,7 +36,12 @@ from teeka.models import (
     VaccinationSession,
 )
 from teeka.models.centre import FeeType
-from teeka.notification.service import DISPLACED_CANCELLED_SMS, DISPLACED_MOVED_SMS
+from teeka.notification.service import (
+    CLOSED_CANCELLED_SMS,
+    CLOSED_MOVED_SMS,
+    DISPLACED_CANCELLED_SMS,
+    DISPLACED_MOVED_SMS,
+)
 
 # A move goes to the same day or at most this many days later (never earlier: the person
 # planned for their day), in the centre's district.
@@ -86,6 +91,18 @@ async def lock_buckets(session: AsyncSession, bucket_ids: Sequence[int]
         .execution_options(populate_existing=True))).scalars())
 
 
+async def doses_given(session: AsyncSession, bucket_ids: Sequence[int]) -> dict[int, int]:
+    """Per bucket, the places whose dose is given (COMPLETED appointments keep their place):
+    they stay used whatever the capacity becomes, and nobody moves out of them."""
+    if not bucket_ids:
+        return {}
+    return {bid: int(n) for bid, n in (await session.execute(
+        select(Appointment.bucket_id, func.count())
+        .where(Appointment.bucket_id.in_(bucket_ids),
+               Appointment.status == AppointmentStatus.COMPLETED)
+        .group_by(Appointment.bucket_id))).all()}
+
+
 async def _who_leaves(session: AsyncSession, bucket_id: int, count: int) -> list[Appointment]:
     """The `count` appointments that leave a bucket: those booked last (a family booked
     together stays together, but at the edge), locked. Rows another transaction is changing
@@ -105,12 +122,17 @@ async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationS
                       centre: Centre, kind: str, whole_session: bool) -> list[_Candidate]:
     """The slots a person of this slot may be moved to, best first: same vaccine and dose
     kind, places free now, at an active centre of the district that costs no more (free, or
-    of the same fee type), on the same day or up to MOVE_DAYS later; the same day before a
-    later one, this centre before others, a nearer centre before a farther one, a nearer
-    time before a farther one. Not this slot, nor (`whole_session`, a session closed) any slot
-    of its session."""
-    first = max(vs.date, clock.today())
+    of the same fee type), on the same day or up to MOVE_DAYS later (today: only a later
+    slot of this centre); the same day before a later one, this centre before others, a
+    nearer centre before a farther one, a nearer time before a farther one. Not this slot, nor
+    (`whole_session`, a session closed) any slot of its session."""
+    today = clock.today()
+    first = max(vs.date, today)
     elsewhere = (VaccinationSession.id != vs.id) if whole_session else (SessionSlot.id != slot.id)
+    # Today, an earlier slot may be over and another centre's times are not comparable: a
+    # move today only goes to a later slot of this centre, else to a later day.
+    not_over = or_(VaccinationSession.date > today,
+                   and_(Centre.id == centre.id, SessionSlot.ordinal > slot.ordinal))
     bucket = CapacityBucket
     free = func.sum(bucket.capacity - bucket.booked)
     rows = (await session.execute(
@@ -125,7 +147,7 @@ async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationS
                VaccinationSession.vaccine_id == vs.vaccine_id,
                VaccinationSession.date >= first,
                VaccinationSession.date <= vs.date + timedelta(days=MOVE_DAYS),
-               elsewhere, bucket.dose_kind == kind,
+               elsewhere, not_over, bucket.dose_kind == kind,
                bucket.booked < bucket.capacity)
         .group_by(VaccinationSession.id, VaccinationSession.date, SessionSlot.label,
                   SessionSlot.ordinal, Centre.id, Centre.lat, Centre.long))).all()
@@ -166,6 +188,8 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
     candidates = await _candidates(session, slot, vs, centre, kind, whole_session)
     done = Displaced()
     old_date = vs.date.strftime("%d-%m-%Y")
+    moved_sms, cancelled_sms = ((CLOSED_MOVED_SMS, CLOSED_CANCELLED_SMS) if whole_session
+                                else (DISPLACED_MOVED_SMS, DISPLACED_CANCELLED_SMS))
     for appt in people:
         person = await session.get(Beneficiary, appt.beneficiary_id)
         booking = await session.get(Booking, appt.booking_id)
@@ -182,7 +206,7 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
                              object_type="appointment", object_id=appt.id,
                              beneficiary=person.reference_id, from_bucket=old_bucket,
                              to_bucket=new_bucket)
-            await _notify(session, [person], DISPLACED_MOVED_SMS, old_centre=centre.name_en,
+            await _notify(session, [person], moved_sms, old_centre=centre.name_en,
                           old_date=old_date, name=person.name, centre=place.centre_name_en,
                           date=place.date.strftime("%d-%m-%Y"), slot=place.slot_label,
                           confirmation=booking.confirmation_no)
@@ -196,7 +220,7 @@ async def make_room(session: AsyncSession, *, actor: Actor, slot: SessionSlot,
         await log_action(session, actor=actor.label, action="booking.appointment.displaced",
                          object_type="appointment", object_id=appt.id,
                          beneficiary=person.reference_id, from_bucket=old_bucket, to_bucket=None)
-        await _notify(session, [person], DISPLACED_CANCELLED_SMS, old_centre=centre.name_en,
+        await _notify(session, [person], cancelled_sms, old_centre=centre.name_en,
                       old_date=old_date, name=person.name, confirmation=booking.confirmation_no)
     return done
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from teeka import errors
 from teeka.centre import csv_import, rules, service
 from teeka.centre.schemas import (
     CapacityChange,
@@ -172,7 +173,9 @@ async def close_session(session_id: str, request: Request, db: Db,
                         actor: CurrentActor) -> SessionClosed:
     """Close a session that cannot go ahead: every place to what is used, the people booked
     moved to places nearby and told (`moved`), or cancelled and told (`cancelled`)."""
-    done = await service.close_session(db, actor=actor, session_id=session_id[:36],
+    if len(session_id) > 36:  # no session has such an id
+        raise errors.NotFound()
+    done = await service.close_session(db, actor=actor, session_id=session_id,
                                        gate=surge_api.move_gate(request, db, actor))
-    return SessionClosed(session_id=session_id[:36], moved=done.moved, cancelled=done.cancelled,
+    return SessionClosed(session_id=session_id, moved=done.moved, cancelled=done.cancelled,
                          not_told=done.not_told)

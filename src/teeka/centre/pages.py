@@ -314,7 +314,7 @@ async def change_capacity(request: Request, slot_id: int, db: Db, lang: Lang, ac
 @router.post("/staff/district/sessions/{session_id}/close", response_class=HTMLResponse)
 async def close_session(request: Request, session_id: str, db: Db, lang: Lang,
                         actor: StaffPage, form: Form) -> Response:
-    vs = await db.get(VaccinationSession, session_id[:36])
+    vs = await db.get(VaccinationSession, session_id) if len(session_id) <= 36 else None
     if vs is None:
         raise errors.NotFound()
     await access_centre_admin(db, actor, vs.centre_id)

@@ -118,7 +118,7 @@ async def sessions_of_centre(session: AsyncSession, centre_id: int, *, from_day:
         .join(Vaccine, Vaccine.id == VaccinationSession.vaccine_id)
         .where(VaccinationSession.centre_id == centre_id, VaccinationSession.date >= from_day)
         .order_by(VaccinationSession.date, Vaccine.code, VaccinationSession.min_age)
-        .limit(limit))).all()
+        .limit(limit).execution_options(populate_existing=True))).all()
     out = {vs.id: SessionLine(id=vs.id, date=vs.date, vaccine=code, min_age=vs.min_age,
                               max_age=vs.max_age, walkin_allowance=vs.walkin_allowance,
                               walkins_used=vs.walkins_used, release_at=None)
@@ -134,7 +134,10 @@ async def sessions_of_centre(session: AsyncSession, centre_id: int, *, from_day:
     buckets: dict[tuple[int, str], list[CapacityBucket]] = {}
     for bucket in (await session.execute(
             select(CapacityBucket).where(CapacityBucket.session_id.in_(list(out)))
-            .order_by(CapacityBucket.id))).scalars():
+            .order_by(CapacityBucket.id)
+            # read afresh: a change earlier in this transaction (a capacity cut moving people,
+            # in SQL) is shown as it is, not as the rows were first loaded
+            .execution_options(populate_existing=True))).scalars():
         buckets.setdefault((bucket.slot_id, bucket.dose_kind), []).append(bucket)
         if bucket.release_at is not None:
             out[bucket.session_id].release_at = bucket.release_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -153,6 +153,10 @@ async def change_slot_capacity(session: AsyncSession, *, actor: Actor, slot_id: 
     if leaving:
         if not change.move_affected:
             raise errors.CapacityBelowBooked(booked=booked)
+        # A place whose dose is given stays used: only people still to come can move.
+        given = await displace.doses_given(session, list(leaving))
+        if any(given.get(b.id, 0) > targets[Share(b.share)] for b in buckets):
+            raise errors.CapacityBelowBooked(booked=booked)
         if vs.date < clock.today():
             raise errors.SessionPast()
         done = await displace.make_room(session, actor=actor, slot=slot, vs=vs,
@@ -182,11 +186,13 @@ async def close_session(session: AsyncSession, *, actor: Actor, session_id: str,
     ids_ = list((await session.execute(
         select(CapacityBucket.id).where(CapacityBucket.session_id == vs.id))).scalars())
     buckets = await displace.lock_buckets(session, ids_)
+    # A place whose dose is given stays used; everyone still to come leaves.
+    given = await displace.doses_given(session, [b.id for b in buckets if b.booked])
     done = Displaced()
     groups: dict[tuple[int, str], dict[int, int]] = {}
     for b in buckets:
-        if b.booked:
-            groups.setdefault((b.slot_id, b.dose_kind), {})[b.id] = b.booked
+        if b.booked > given.get(b.id, 0):
+            groups.setdefault((b.slot_id, b.dose_kind), {})[b.id] = b.booked - given.get(b.id, 0)
     for (slot_id, kind), leaving in sorted(groups.items()):
         slot = await session.get(SessionSlot, slot_id)
         assert slot is not None
@@ -194,9 +200,13 @@ async def close_session(session: AsyncSession, *, actor: Actor, session_id: str,
                                        leaving=leaving, gate=gate, whole_session=True)
         done.add(one)
     for bucket in buckets:
-        if not await booking_repo.set_capacity(session, bucket.id, 0):
-            raise errors.Busy()  # a place taken meanwhile: cannot be, the places are locked
-    vs.walkin_allowance = vs.walkins_used
+        if not await booking_repo.set_capacity(session, bucket.id, given.get(bucket.id, 0)):
+            raise errors.Busy()  # cannot be: the places are locked and everyone left
+    # In SQL, not from the row read above: a walk-in recorded meanwhile counts.
+    await session.execute(
+        update(VaccinationSession).where(VaccinationSession.id == vs.id)
+        .values(walkin_allowance=VaccinationSession.walkins_used)
+        .execution_options(synchronize_session=False))
     await log_action(session, actor=actor.label, action="centre.session.closed",
                      object_type="session", object_id=vs.id, moved=done.moved,
                      cancelled=done.cancelled, not_told=len(done.not_told))

@@ -49,4 +49,10 @@ DISPLACED_MOVED_SMS = ("Teeka: {old_centre} can vaccinate fewer people on {old_d
 DISPLACED_CANCELLED_SMS = ("Teeka: {old_centre} can vaccinate fewer people on {old_date} and no "
                            "other place was free nearby, so appointment {confirmation} for "
                            "{name} is cancelled. Please book again. We are sorry.")
+CLOSED_MOVED_SMS = ("Teeka: {old_centre} cannot hold its session on {old_date}, so the "
+                    "appointment for {name} is moved to {centre} on {date}, {slot}. "
+                    "Confirmation {confirmation}. You may reschedule or cancel it.")
+CLOSED_CANCELLED_SMS = ("Teeka: {old_centre} cannot hold its session on {old_date} and no other "
+                        "place was free nearby, so appointment {confirmation} for {name} is "
+                        "cancelled. Please book again. We are sorry.")
 DOSE_SMS = "Teeka: {name} received dose {dose} of {vaccine} on {date}."
