@@ -142,3 +142,8 @@ SecretCodeLocked = _error("SecretCodeLocked", 429,
 AppointmentNotBooked = _error("AppointmentNotBooked", 409, "This appointment is not booked.")
 WrongCentre = _error("WrongCentre", 403, "This appointment is at another centre.")
 NotToday = _error("NotToday", 422, "This appointment is not for today.")
+SheetDayOutOfRange = _error("SheetDayOutOfRange", 422,
+                            "A day sheet is for tomorrow, today or one of the last {days} days.")
+AppointmentChanged = _error("AppointmentChanged", 409,
+                            "This appointment was moved or cancelled after the day sheet was "
+                            "downloaded. The dose given is kept in the list to resolve.")

@@ -5,6 +5,8 @@ desk with a printed slip."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import date, timedelta
 
@@ -242,3 +244,49 @@ def test_help_desk_registers_books_and_prints_a_slip(staff_page: StaffPageFactor
     desk.emulate_media(media="print")
     desk.pdf(path=str(pdf), format="A5", print_background=True)
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
+
+
+def test_vaccinator_works_offline_from_the_day_sheet_and_uploads_it(
+        staff_page: StaffPageFactory, new_context: NewContext, live_server: str,
+        tmp_path) -> None:
+    """The sheet is saved while the network works; the dose is written on it; the filled
+    sheet uploaded later records the dose once (and again: nothing more)."""
+    home = new_context().new_page()
+    home.goto("/?district_id=109")
+    link = home.locator("section.centre").filter(has_text=PANDRI).locator(
+        'tr:has-text("45+") a[href^="/book/"]').first
+    session_id = (link.get_attribute("href") or "").rsplit("/", 1)[1]
+    person = Person(name="Kamla Sahu", birth_year=1958, gender="female")
+    _citizen_books(new_context, live_server, session_id, person)
+
+    vaccinator = staff_page("vaccinator")
+    vaccinator.goto("/staff/centre")
+    with vaccinator.expect_navigation():
+        vaccinator.click("#nav-day-sheet")
+    expect(vaccinator.locator(f'#sheet tr:has-text("{person.reference_id}")')).to_have_count(1)
+    screenshot(vaccinator, "vaccinator-05-day-sheet")
+    assert_accessible(vaccinator, "staff-day-sheet")
+    with vaccinator.expect_download() as got:
+        vaccinator.click("#sheet-csv")
+    sheet = got.value.path().read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(sheet)))
+    for row in rows:
+        if row["reference_id"] == person.reference_id:
+            row.update(secret_code=person.secret_code, batch="CVS-1001", given_at="09:30")
+    filled = tmp_path / "filled.csv"
+    with filled.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    for already in (0, 1):
+        with vaccinator.expect_navigation():
+            vaccinator.click("#nav-sync")
+        vaccinator.set_input_files("#file", str(filled))
+        with vaccinator.expect_navigation():
+            vaccinator.click("#sync-submit")
+        expect(vaccinator.locator("#notice")).to_contain_text(re.compile(
+            rf"Recorded: {1 - already}\. Already recorded: {already}\.|"
+            rf"दर्ज हुईं: {1 - already}। पहले से दर्ज: {already}।"))
+    screenshot(vaccinator, "vaccinator-06-synced")
+    assert_accessible(vaccinator, "staff-sync")

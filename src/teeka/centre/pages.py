@@ -352,7 +352,7 @@ async def upload_form(request: Request, lang: Lang, actor: StaffPage,
     return _upload_page(request, actor, lang, created=created, rejected=None)
 
 
-async def _uploaded_csv(request: Request) -> str | csv_import.CsvRejected:
+async def uploaded_csv(request: Request) -> str | csv_import.CsvRejected:
     """The uploaded file as text, read before the unit of work begins (a slow upload must not
     hold a database connection), after the form's CSRF token was checked. A refusal of the file
     is returned, to be answered after authentication."""
@@ -384,7 +384,7 @@ async def _uploaded_csv(request: Request) -> str | csv_import.CsvRejected:
 
 @router.post("/staff/district/upload", response_class=HTMLResponse)
 async def upload_sessions(
-        request: Request, upload: Annotated[str | csv_import.CsvRejected, Depends(_uploaded_csv)],
+        request: Request, upload: Annotated[str | csv_import.CsvRejected, Depends(uploaded_csv)],
         db: Db, lang: Lang, actor: StaffPage) -> Response:
     """The file is read (and its form's CSRF token checked) before the unit of work begins."""
     csv_import.may_import(actor)

@@ -15,13 +15,13 @@ from teeka.models.schedule import (
     VaccinationSession,
 )
 from teeka.models.staff import Role, StaffUser
-from teeka.models.vaccination import DoseRecord
+from teeka.models.vaccination import DoseRecord, OfflineDose
 from teeka.models.vaccine import Vaccine, VaccineInterval
 
 __all__ = [
     "Account", "Appointment", "AppointmentStatus", "AuditEntry", "Beneficiary",
-    "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee",
-    "DevSms", "District", "DoseKind", "DoseRecord", "FeeType", "Opening", "OtpChallenge", "OutboxMessage",
-    "OutboxStatus", "Role", "SessionSlot", "Share", "StaffUser", "State", "VaccinationSession",
-    "Vaccine", "VaccineInterval",
+    "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee", "DevSms",
+    "District", "DoseKind", "DoseRecord", "FeeType", "OfflineDose", "Opening", "OtpChallenge",
+    "OutboxMessage", "OutboxStatus", "Role", "SessionSlot", "Share", "StaffUser", "State",
+    "VaccinationSession", "Vaccine", "VaccineInterval",
 ]

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teeka.db import Base, UTCDateTime
@@ -26,3 +26,27 @@ class DoseRecord(Base):
     vaccinator_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
     walk_in: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OfflineDose(Base):
+    """A dose given while the centre worked offline from its day sheet, as last uploaded: the
+    centre's own record of it, kept whatever the outcome, so that a dose the server could not
+    record (a code mistyped, the appointment changed meanwhile) is never lost; the dose itself
+    is a DoseRecord once recorded. One row per appointment; a later upload updates it."""
+
+    __tablename__ = "offline_dose"
+    __table_args__ = (UniqueConstraint("appointment_id", name="one_per_appointment"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    centre_id: Mapped[int] = mapped_column(ForeignKey("centre.id"), index=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointment.id"))
+    day: Mapped[date] = mapped_column(Date)
+    batch: Mapped[str] = mapped_column(String(40))
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # "recorded" (dose_record_id set) or "refused" (reason: the refusal's code)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    dose_record_id: Mapped[int | None] = mapped_column(ForeignKey("dose_record.id"),
+                                                       nullable=True)
+    uploaded_by: Mapped[str] = mapped_column(String(80))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uploads: Mapped[int] = mapped_column(Integer, default=1)

@@ -11,8 +11,10 @@ secret code, or a person not eligible, is answered with an unmistakable full-wid
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,10 +22,13 @@ from teeka import errors
 from teeka.auth.access import access_centre_work
 from teeka.auth.actor import Actor
 from teeka.centre import repository as centre_repo
+from teeka.centre.csv_import import CsvRejected
+from teeka.centre.pages import uploaded_csv
+from teeka.i18n import translate
 from teeka.kit import clock
 from teeka.models import Centre
+from teeka.vaccination import offline, rules, service
 from teeka.vaccination import repository as repo
-from teeka.vaccination import service
 from teeka.vaccination.schemas import CentreAppointmentRead
 from teeka.web.deps import Db, Form, Lang, StaffPage
 from teeka.web.pages import page, see_other, undo
@@ -190,3 +195,90 @@ async def dose_page(request: Request, record_id: int, db: Db, lang: Lang, actor:
     access_centre_work(actor, record.centre_id)
     return _page(request, actor, "staff/dose_done.html", lang, r=record, repeat=bool(repeat),
                  at=record.administered_at.astimezone(clock.LOCAL_TZ).strftime("%d-%m-%Y %H:%M"))
+
+
+# ---------------------------------------------------------------- offline: the day sheet
+
+def _sheet_day(raw: str) -> date:
+    """The day of a sheet from the address (YYYY-MM-DD); today when not given."""
+    if not raw:
+        return clock.today()
+    try:
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise errors.Invalid(detail="the date must be like 2026-11-29 or 29-11-2026")
+
+
+def _sheet_days() -> list[date]:
+    today = clock.today()
+    return [today + timedelta(days=1 - i) for i in range(rules.SYNC_DAYS + 2)]
+
+
+@router.get("/staff/centre/day-sheet", response_class=HTMLResponse)
+async def day_sheet(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                    date: str = "") -> Response:
+    """The day's appointments to print or save before the network goes: the vaccinator fills
+    in the code, batch and time by hand and uploads them later (/staff/centre/sync)."""
+    centre = await _centre(db, actor)
+    try:
+        day = _sheet_day(date)
+        rows = await offline.day_sheet(db, actor=actor, day=day)
+    except errors.DomainError as exc:
+        return _page(request, actor, "staff/day_sheet.html", lang, status_code=exc.status,
+                     centre=centre, day=None, rows=[], days=_sheet_days(),
+                     error=exc.text(lang))
+    return _page(request, actor, "staff/day_sheet.html", lang, centre=centre, day=day,
+                 rows=rows, days=_sheet_days(), error=None,
+                 generated=clock.now().astimezone(clock.LOCAL_TZ).strftime("%d-%m-%Y %H:%M"))
+
+
+@router.get("/staff/centre/day-sheet.csv")
+async def day_sheet_csv(db: Db, actor: StaffPage, date: str = "") -> Response:
+    """The day sheet as a CSV file for a spreadsheet (UTF-8 with a BOM, so that names in Hindi
+    open as they are); never kept by a cache."""
+    day = _sheet_day(date)
+    rows = await offline.day_sheet(db, actor=actor, day=day)
+    name = f"day-sheet-{offline.own_centre(actor)}-{day.isoformat()}.csv"
+    return Response("\ufeff" + offline.sheet_csv(rows), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})
+
+
+async def _sync_page(request: Request, db: AsyncSession, actor: Actor, lang: str, *,
+                     status_code: int = 200, **context: object) -> HTMLResponse:
+    centre = await _centre(db, actor)
+    context.setdefault("report", None)
+    context.setdefault("problems", [])
+    context.setdefault("error", None)
+    return _page(request, actor, "staff/sync.html", lang, status_code=status_code,
+                 centre=centre, to_resolve=await offline.to_resolve(db, actor=actor),
+                 **context)
+
+
+@router.get("/staff/centre/sync", response_class=HTMLResponse)
+async def sync_form(request: Request, db: Db, lang: Lang, actor: StaffPage) -> Response:
+    return await _sync_page(request, db, actor, lang)
+
+
+@router.post("/staff/centre/sync", response_class=HTMLResponse)
+async def sync_upload(request: Request,
+                      upload: Annotated[str | CsvRejected, Depends(uploaded_csv)],
+                      db: Db, lang: Lang, actor: StaffPage) -> Response:
+    """A filled day sheet: every dose on it recorded once, or refused and kept to resolve; the
+    answer lists each line's outcome. Sending the same file again records nothing twice."""
+    offline.own_centre(actor)
+    if isinstance(upload, CsvRejected):
+        details = "; ".join(e.detail for errs in upload.report.errors.values() for e in errs)
+        return await _sync_page(request, db, actor, lang, status_code=upload.status,
+                                error=f"{upload.text(lang)} {details}")
+    try:
+        sheet = offline.read_sheet(upload)
+    except errors.DomainError as exc:
+        return await _sync_page(request, db, actor, lang, status_code=exc.status,
+                                error=exc.text(lang))
+    report = await offline.sync(db, actor=actor, rows=sheet.rows, lines=sheet.lines, lang=lang)
+    problems = [(line, translate(lang, msgid, **params)) for line, msgid, params in
+                sheet.problems]
+    return await _sync_page(request, db, actor, lang, report=report, problems=problems)

@@ -22,6 +22,7 @@ from teeka.models import (
     BeneficiaryStatus,
     Booking,
     DoseRecord,
+    OfflineDose,
     SessionSlot,
     VaccinationSession,
     Vaccine,
@@ -46,8 +47,13 @@ def _read(appt: Appointment, person: Beneficiary, vs: VaccinationSession, slot: 
         slot=slot.label, vaccine=vaccine.code, dose=appt.dose_number, status=appt.status)
 
 
+# Appointments a day sheet lists at most (a centre's day is far fewer).
+SHEET_ROWS = 5000
+
+
 async def appointments_today(session: AsyncSession, *, centre_id: int, day: date,
-                             confirmation_no: str | None = None) -> list[CentreAppointmentRead]:
+                             confirmation_no: str | None = None, limit: int = 2000
+                             ) -> list[CentreAppointmentRead]:
     """The day's appointments at a centre (booked or completed), in slot order; only those of one
     booking when its confirmation number (printed on the slip) is given."""
     query = (_appointments()
@@ -59,7 +65,7 @@ async def appointments_today(session: AsyncSession, *, centre_id: int, day: date
     if confirmation_no is not None:
         query = (query.join(Booking, Booking.id == Appointment.booking_id)
                  .where(Booking.confirmation_no == confirmation_no))
-    rows = await session.execute(query.limit(2000))
+    rows = await session.execute(query.limit(limit))
     return [_read(appt, person, vs, slot, vaccine) for appt, person, vs, slot, vaccine in rows]
 
 
@@ -126,3 +132,33 @@ async def sessions_today(session: AsyncSession, *, centre_id: int, day: date
     return [SessionToday(id=vs.id, vaccine=code, min_age=vs.min_age, max_age=vs.max_age,
                          walkin_allowance=vs.walkin_allowance, walkins_used=vs.walkins_used)
             for vs, code in rows]
+
+
+@dataclass(frozen=True)
+class OfflineView:
+    """A dose given offline that is not recorded yet, as the centre's list shows it."""
+
+    appointment_id: str
+    reference_id: str
+    name: str
+    day: date
+    given_at: datetime
+    batch: str
+    reason: str | None
+    uploaded_at: datetime
+
+
+async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int = 500
+                             ) -> list[OfflineView]:
+    """The centre's doses given offline whose last upload was refused and whose appointment is
+    still not completed (recorded since, online or by a later upload: resolved)."""
+    rows = await session.execute(
+        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name)
+        .join(Appointment, Appointment.id == OfflineDose.appointment_id)
+        .join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
+        .where(OfflineDose.centre_id == centre_id, OfflineDose.outcome == "refused",
+               Appointment.status != AppointmentStatus.COMPLETED)
+        .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
+    return [OfflineView(appointment_id=o.appointment_id, reference_id=ref, name=name, day=o.day,
+                        given_at=o.given_at, batch=o.batch, reason=o.reason,
+                        uploaded_at=o.uploaded_at) for o, ref, name in rows]

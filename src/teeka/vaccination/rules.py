@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hmac
 import re
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from teeka import errors
+from teeka.kit import clock
 
 # ASCII only: str.isalnum() and \w would let other scripts' letters and digits through.
 _BATCH = re.compile(r"[A-Za-z0-9-]{1,40}")
@@ -43,3 +44,27 @@ def check_today(session_day: date, today: date) -> None:
     """A dose is recorded only on the day of its session."""
     if session_day != today:
         raise errors.NotToday()
+
+
+# A dose given offline from a day sheet is recorded when the centre is back online: up to this
+# many days after its session's day. Older ones are the district's to record.
+SYNC_DAYS = 7
+# A device's clock may run a little ahead of the server's.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_sheet_day(session_day: date, today: date) -> None:
+    """Doses from a day sheet are recorded for today's sessions or those of the last
+    SYNC_DAYS days."""
+    if not today - timedelta(days=SYNC_DAYS) <= session_day <= today:
+        raise errors.SheetDayOutOfRange(days=SYNC_DAYS)
+
+
+def check_given_offline(session_day: date, given_at: datetime, *, now: datetime) -> None:
+    """A dose given offline: on its session's day (local time), not later than now."""
+    check_sheet_day(session_day, now.astimezone(clock.LOCAL_TZ).date())
+    if given_at.tzinfo is None:
+        raise errors.Invalid(detail="the time of the dose needs a time zone")
+    if given_at.astimezone(clock.LOCAL_TZ).date() != session_day or given_at > now + CLOCK_SKEW:
+        raise errors.Invalid(detail="the time of the dose must be on the session's day and "
+                                    "not later than now")

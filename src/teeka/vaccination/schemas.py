@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class DoseCreate(BaseModel):
@@ -53,3 +53,43 @@ class DoseRecordRead(BaseModel):
     walk_in: bool
     # True when this request repeated one already recorded: nothing new was written.
     already_recorded: bool = False
+
+
+class DaySheet(BaseModel):
+    """A centre's day, to vaccinate from when the network is gone (teeka.vaccination.offline):
+    every appointment, never a secret code, photo-ID numbers masked."""
+
+    centre_id: int
+    date: date
+    generated_at: datetime
+    appointments: list[CentreAppointmentRead]
+
+
+class OfflineDoseIn(BaseModel):
+    """One dose given offline: the appointment and the session it was in on the sheet, the
+    code the person showed, the vial's batch and when (with its time zone)."""
+
+    appointment_id: str = Field(max_length=36)
+    session_id: str = Field(max_length=36)
+    secret_code: str = Field(max_length=8)
+    batch: str = Field(min_length=1, max_length=40)
+    given_at: AwareDatetime  # with its offset: a device's local time is not guessed
+
+
+class DaySheetSync(BaseModel):
+    doses: list[OfflineDoseIn] = Field(max_length=5000)
+
+
+class OfflineDoseOut(BaseModel):
+    appointment_id: str
+    outcome: str  # recorded, already_recorded or refused
+    code: str | None = None
+    message: str | None = None
+    dose_record_id: int | None = None
+
+
+class DaySheetSynced(BaseModel):
+    recorded: int
+    already_recorded: int
+    refused: int
+    doses: list[OfflineDoseOut]

@@ -10,7 +10,7 @@ appointment keeps its place in its capacity bucket (it was used, not given back)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import NoReturn
 
 from sqlalchemy import func, select, update
@@ -164,11 +164,16 @@ async def _notify(session: AsyncSession, person: Beneficiary, *, dose: int, vacc
 # ---------------------------------------------------------------- a booked appointment
 
 async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: str,
-                      secret_code: str, batch: str) -> DoseOutcome:
+                      secret_code: str, batch: str,
+                      given_at: datetime | None = None) -> DoseOutcome:
     """Record the dose of a booked appointment at the vaccinator's centre today, exactly once.
 
     The appointment becomes COMPLETED and keeps its place in its bucket. Submitting the same
     appointment again returns the record made the first time, with `already_recorded`.
+
+    `given_at`: a dose given offline, from the day sheet (teeka.vaccination.offline), recorded
+    now: its session may be up to rules.SYNC_DAYS old, and the dose was given at that time of
+    the session's day (not later than now).
     """
     _own_centre(actor)
     clean_batch = rules.clean_batch(batch)
@@ -181,7 +186,10 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
     person = await session.get(Beneficiary, appt.beneficiary_id)
     assert vs is not None and person is not None
     access_centre_work(actor, vs.centre_id)
-    rules.check_today(vs.date, clock.today())
+    if given_at is None:
+        rules.check_today(vs.date, clock.today())
+    else:
+        rules.check_given_offline(vs.date, given_at, now=clock.now())
     await _check_secret_code(session, actor, person, secret_code, appointment_id=appt.id)
     vaccine = await _vaccine_code(session, vs.vaccine_id)
 
@@ -208,8 +216,8 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
     now = clock.now()
     record = DoseRecord(beneficiary_id=person.id, appointment_id=appt.id, session_id=vs.id,
                         centre_id=vs.centre_id, vaccine_id=vs.vaccine_id, dose_number=dose,
-                        batch=clean_batch, administered_at=now, vaccinator_id=actor.id,
-                        walk_in=False, created_at=now)
+                        batch=clean_batch, administered_at=given_at or now,
+                        vaccinator_id=actor.id, walk_in=False, created_at=now)
     try:
         # A concurrent twin waits here on the unique index until the first commits, then fails.
         async with session.begin_nested():
@@ -231,8 +239,8 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
     await log_action(session, actor=actor.label, action="vaccination.dose.recorded",
                      object_type="dose_record", object_id=record.id, appointment_id=appt.id,
                      beneficiary=person.reference_id, dose=dose, vaccine=vaccine,
-                     batch=clean_batch, centre=vs.centre_id)
-    await _notify(session, person, dose=dose, vaccine=vaccine, day=clock.today())
+                     batch=clean_batch, centre=vs.centre_id, offline=given_at is not None)
+    await _notify(session, person, dose=dose, vaccine=vaccine, day=vs.date)
     return DoseOutcome(record=record, person=person, vaccine_code=vaccine)
 
 

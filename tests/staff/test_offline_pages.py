@@ -1,0 +1,100 @@
+"""Working offline from the vaccinator's pages: the day sheet to print or save as CSV, and the
+filled sheet uploaded when the network is back, each dose recorded once; what could not be
+recorded is listed to resolve. Hindi and English."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import func, select
+
+from teeka.db import session_scope
+from teeka.kit import clock
+from teeka.models import DoseRecord
+from tests.factories import publish
+from tests.staff import by_id, csrf_of, staff_client
+from tests.vaccination.test_offline import booked
+
+
+async def doses(maker) -> int:
+    async with session_scope(maker) as db:
+        return int((await db.execute(select(func.count()).select_from(DoseRecord))).scalar_one())
+
+
+async def send(c, body: str):
+    page = await c.get("/staff/centre/sync")
+    assert page.status_code == 200, page.text
+    return await c.post("/staff/centre/sync", data={"csrf": csrf_of(page.text)},
+                        files={"file": ("sheet.csv", body.encode(), "text/csv")})
+
+
+async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, world, maker,
+                                                                settings) -> None:
+    today = clock.today()
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    first, second, absent = await booked(client, maker, world, settings, sid, 3)
+    async with staff_client(app, "vaccinator_a") as c:
+        page = await c.get(f"/staff/centre/day-sheet?date={today.isoformat()}")
+        assert page.status_code == 200, page.text
+        assert by_id(page.text, "sheet-date") == today.strftime("%d-%m-%Y")
+        for p in (first, second, absent):
+            assert f'data-appointment="{p["appointment_id"]}"' in page.text
+        # no cell holds a secret code (the 4 digits may occur inside an id or a token)
+        assert all(f">{p['code']}<" not in page.text for p in (first, second, absent))
+
+        r = await c.get(f"/staff/centre/day-sheet.csv?date={today.isoformat()}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert r.headers["cache-control"] == "no-store"
+        assert "attachment" in r.headers["content-disposition"]
+        text = r.content.decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == 3 and all(row["secret_code"] == "" for row in rows)
+
+        # filled in offline, through a spreadsheet: the date came back as DD-MM-YYYY, a code
+        # lost its leading zero, the time is H:MM; the second person's code was copied wrong
+        for row in rows:
+            row["date"] = today.strftime("%d-%m-%Y")
+            if row["appointment_id"] == first["appointment_id"]:
+                row.update(secret_code=first["code"].lstrip("0") or "0", batch="4121z025",
+                           given_at="9:05")
+            elif row["appointment_id"] == second["appointment_id"]:
+                wrong = f"{(int(second['code']) + 1) % 10_000:04d}"
+                row.update(secret_code=wrong, batch="4121Z025", given_at="09:10")
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        filled = out.getvalue()
+
+        r = await send(c, filled)
+        assert r.status_code == 200, r.text
+        assert by_id(r.text, "notice") == "Recorded: 1. Already recorded: 0. Not recorded: 1."
+        assert first["ref"] in r.text and "The secret code does not match." in r.text
+        assert second["ref"] in by_id(r.text, "to-resolve")
+        assert await doses(maker) == 1
+
+        r = await send(c, filled)  # the answer was lost: the same file again
+        assert by_id(r.text, "notice") == "Recorded: 0. Already recorded: 1. Not recorded: 1."
+        assert await doses(maker) == 1
+
+        r = await send(c, "name,batch\nX,1\n")
+        assert r.status_code == 400 and "appointment_id" in by_id(r.text, "form-error")
+        r = await send(c, filled.replace("9:05", "25:99"))
+        assert "like 10:30" in r.text
+        hindi = await c.get(f"/staff/centre/day-sheet?date={today.isoformat()}&lang=hi")
+        assert "दिन की सूची" in hindi.text
+        page = await c.get("/staff/centre/sync")
+        assert "ऑफ़लाइन" in page.text and second["ref"] in by_id(page.text, "to-resolve")
+
+
+async def test_only_a_vaccinator_has_a_day_sheet(app, world, maker) -> None:
+    async with staff_client(app, "raipur_admin") as c:
+        assert (await c.get("/staff/centre/day-sheet")).status_code == 403
+        assert (await c.get("/staff/centre/day-sheet.csv")).status_code == 403
+        assert (await c.get("/staff/centre/sync")).status_code == 403
+    async with staff_client(app, "vaccinator_a") as c:
+        r = await c.get("/staff/centre/day-sheet?date=2020-01-01")
+        assert r.status_code == 422 and by_id(r.text, "form-error")
+        r = await c.get("/staff/centre/day-sheet?date=<script>")
+        assert r.status_code == 400 and "<script>" not in r.text
