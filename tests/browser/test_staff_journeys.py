@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 from playwright.sync_api import Page, expect
 
+from teeka.kit import clock
 from tests.browser.conftest import (
     ARTIFACTS,
     NewContext,
@@ -24,6 +25,7 @@ from tests.browser.conftest import (
     screenshot,
 )
 from tests.browser.steps import Person, add_person, book_on_page, dmy
+from tests.vaccination.test_offline import earlier_today
 
 PANDRI = re.compile("District Hospital Pandri|जिला अस्पताल पंडरी")  # the vaccinator's centre (demo)
 
@@ -272,7 +274,8 @@ def test_vaccinator_works_offline_from_the_day_sheet_and_uploads_it(
     rows = list(csv.DictReader(io.StringIO(sheet)))
     for row in rows:
         if row["reference_id"] == person.reference_id:
-            row.update(secret_code=person.secret_code, batch="CVS-1001", given_at="09:30")
+            row.update(secret_code=person.secret_code, batch="CVS-1001",
+                       given_at=earlier_today().astimezone(clock.LOCAL_TZ).strftime("%H:%M"))
     filled = tmp_path / "filled.csv"
     with filled.open("w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

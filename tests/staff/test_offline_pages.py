@@ -14,7 +14,7 @@ from teeka.kit import clock
 from teeka.models import DoseRecord
 from tests.factories import publish
 from tests.staff import by_id, csrf_of, staff_client
-from tests.vaccination.test_offline import booked
+from tests.vaccination.test_offline import booked, earlier_today
 
 
 async def doses(maker) -> int:
@@ -53,14 +53,16 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
 
         # filled in offline, through a spreadsheet: the date came back as DD-MM-YYYY, a code
         # lost its leading zero, the time is H:MM; the second person's code was copied wrong
+        t = earlier_today().astimezone(clock.LOCAL_TZ)
+        hm = f"{t.hour}:{t.minute:02d}"  # H:MM, as a spreadsheet may write it
         for row in rows:
             row["date"] = today.strftime("%d-%m-%Y")
             if row["appointment_id"] == first["appointment_id"]:
                 row.update(secret_code=first["code"].lstrip("0") or "0", batch="4121z025",
-                           given_at="9:05")
+                           given_at=hm)
             elif row["appointment_id"] == second["appointment_id"]:
                 wrong = f"{(int(second['code']) + 1) % 10_000:04d}"
-                row.update(secret_code=wrong, batch="4121Z025", given_at="09:10")
+                row.update(secret_code=wrong, batch="4121Z025", given_at=hm)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -80,7 +82,7 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
 
         r = await send(c, "name,batch\nX,1\n")
         assert r.status_code == 400 and "appointment_id" in by_id(r.text, "form-error")
-        r = await send(c, filled.replace("9:05", "25:99"))
+        r = await send(c, filled.replace(f",{hm}", ",25:99"))
         assert "like 10:30" in r.text
         hindi = await c.get(f"/staff/centre/day-sheet?date={today.isoformat()}&lang=hi")
         assert "दिन की सूची" in hindi.text

@@ -46,6 +46,9 @@ MAX_ROWS = 5000
 SHEET_COLUMNS = ("appointment_id", "session_id", "date", "slot", "reference_id", "name",
                  "birth_year", "gender", "id_number", "vaccine", "dose", "status")
 FILLED_COLUMNS = ("secret_code", "batch", "given_at")
+# Each row's appointment is locked before anything is read or kept for it. Off only in the
+# canary test (tests/concurrency/test_offline_sync.py).
+LOCK_FIRST = True
 # A spreadsheet opening the CSV runs a cell that starts like a formula: such cells are quoted.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -201,14 +204,18 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
     if len(rows) > MAX_ROWS:
         raise errors.Invalid(detail="too many rows: at most {max_rows}", max_rows=MAX_ROWS)
     report = SyncReport()
+    outcomes: dict[int, RowOutcome] = {}
     seen: set[str] = set()
-    for i, row in enumerate(rows):
-        line = lines[i] if lines else None
+    # In appointment order, whatever the file's: two uploads of overlapping sheets lock the
+    # same rows in the same order (one waits for the other; neither deadlocks).
+    for i in sorted(range(len(rows)), key=lambda i: (rows[i].appointment_id, i)):
+        row, line = rows[i], (lines[i] if lines else None)
         if row.appointment_id in seen:
-            report.rows.append(RowOutcome(row.appointment_id, "already_recorded", line=line))
+            outcomes[i] = RowOutcome(row.appointment_id, "already_recorded", line=line)
             continue
         seen.add(row.appointment_id)
-        report.rows.append(await _one(session, actor, centre_id, row, lang, line))
+        outcomes[i] = await _one(session, actor, centre_id, row, lang, line)
+    report.rows = [outcomes[i] for i in range(len(rows))]  # in the file's order
     await log_action(session, actor=actor.label, action="vaccination.day_sheet.synced",
                      object_type="centre", object_id=centre_id, rows=len(rows),
                      recorded=report.count("recorded"),
@@ -219,7 +226,10 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
 
 async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRow, lang: str,
                line: int | None) -> RowOutcome:
-    appt = await session.get(Appointment, row.appointment_id) if len(
+    # Locked first, as record_dose, a cancel and a move lock it: everything about this
+    # appointment here (its record, the centre's row of it) waits for another upload of it.
+    appt = await session.get(Appointment, row.appointment_id,
+                             with_for_update=LOCK_FIRST) if len(
         row.appointment_id) <= 36 else None
     if appt is None:
         exc: errors.DomainError = errors.NotFound()
