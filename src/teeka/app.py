@@ -36,6 +36,8 @@ from teeka.surge.snapshot import SnapshotCache
 from teeka.surge.store import MemoryStore, RedisStore
 from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
+from teeka.watch import api as watch_api
+from teeka.watch import pages as watch_pages
 from teeka.web import errors as web_errors
 from teeka.web import security
 
@@ -149,10 +151,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        queue_yields_at=settings.queue_yields_at, door=app.state.db_door,
                        extra_headers=security.HEADERS)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api,
-                   surge_api):
+                   surge_api, watch_api):
         app.include_router(module.router)
+    app.include_router(watch_api.watch_router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
-                  vaccination_pages, surge_pages):
+                  vaccination_pages, surge_pages, watch_pages):
         app.include_router(pages.router)
     if settings.is_development:
         app.include_router(notification_pages.router)

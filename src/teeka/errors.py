@@ -147,3 +147,8 @@ SheetDayOutOfRange = _error("SheetDayOutOfRange", 422,
 AppointmentChanged = _error("AppointmentChanged", 409,
                             "This appointment was moved or cancelled after the day sheet was "
                             "downloaded. The dose given is kept in the list to resolve.")
+
+
+# Problems (teeka.watch)
+ProblemMoveRefused = _error("ProblemMoveRefused", 409,
+                            "This problem cannot move to that status from where it is now.")

@@ -293,3 +293,42 @@ def test_vaccinator_works_offline_from_the_day_sheet_and_uploads_it(
             rf"दर्ज हुईं: {1 - already}। पहले से दर्ज: {already}।"))
     screenshot(vaccinator, "vaccinator-06-synced")
     assert_accessible(vaccinator, "staff-sync")
+
+
+def test_a_centre_raises_a_problem_and_the_operator_resolves_it(
+        staff_page: StaffPageFactory) -> None:
+    """The vaccinator tells the state the network is down; the operator sees it on the watch
+    page, takes it and resolves it; the vaccinator sees it resolved."""
+    vaccinator = staff_page("vaccinator")
+    vaccinator.goto("/staff/centre")
+    with vaccinator.expect_navigation():
+        vaccinator.click("#nav-problems")
+    with vaccinator.expect_navigation():
+        vaccinator.click("#raise")
+    vaccinator.check("#severity-urgent")
+    vaccinator.fill("#title", "Network down since morning")
+    vaccinator.fill("#details", "Working from the day sheet.\nAbout 80 people waiting.")
+    with vaccinator.expect_navigation():
+        vaccinator.click("#problem-submit")
+    expect(vaccinator.locator("#notice")).to_be_visible()
+    problem_url = vaccinator.url.split("?")[0]
+    assert_accessible(vaccinator, "staff-problem")
+
+    operator = staff_page("admin")
+    operator.goto("/staff/watch")
+    expect(operator.locator('[data-trouble="urgent_problem"]')).to_be_visible()
+    screenshot(operator, "operator-01-watch")
+    assert_accessible(operator, "staff-watch")
+    operator.goto(problem_url)
+    with operator.expect_navigation():
+        operator.click("#move-acknowledged")
+    expect(operator.locator("#status")).to_have_attribute("data-status", "acknowledged")
+    operator.fill("#text", "BSNL line restored at 11:40.")
+    with operator.expect_navigation():
+        operator.click("#move-resolved")
+    expect(operator.locator("#status")).to_have_attribute("data-status", "resolved")
+    screenshot(operator, "operator-02-resolved")
+
+    vaccinator.goto(problem_url)
+    expect(vaccinator.locator("#status")).to_have_attribute("data-status", "resolved")
+    expect(vaccinator.locator("#notes")).to_contain_text("BSNL line restored at 11:40.")

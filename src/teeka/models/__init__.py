@@ -17,11 +17,13 @@ from teeka.models.schedule import (
 from teeka.models.staff import Role, StaffUser
 from teeka.models.vaccination import DoseRecord, OfflineDose
 from teeka.models.vaccine import Vaccine, VaccineInterval
+from teeka.models.watch import Problem, ProblemNote, ProblemStatus, Severity
 
 __all__ = [
     "Account", "Appointment", "AppointmentStatus", "AuditEntry", "Beneficiary",
     "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee", "DevSms",
     "District", "DoseKind", "DoseRecord", "FeeType", "OfflineDose", "Opening", "OtpChallenge",
-    "OutboxMessage", "OutboxStatus", "Role", "SessionSlot", "Share", "StaffUser", "State",
-    "VaccinationSession", "Vaccine", "VaccineInterval",
+    "OutboxMessage", "OutboxStatus", "Problem", "ProblemNote", "ProblemStatus", "Role",
+    "SessionSlot", "Severity", "Share", "StaffUser", "State", "VaccinationSession", "Vaccine",
+    "VaccineInterval",
 ]

@@ -1,0 +1,202 @@
+"""Problems a district or a centre raises for the state's operators, tracked to resolution:
+raised (open), taken by an operator (acknowledged), resolved with a note saying what was done;
+reopened by anyone who sees it when it is not. Every move is a note in the problem's history
+and an audit entry. Who may see and move what: teeka.watch.rules. The API and the pages call
+these functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, case, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from teeka import errors
+from teeka.audit.service import log_action
+from teeka.auth.actor import Actor
+from teeka.kit import clock
+from teeka.models import Centre, District, Problem, ProblemNote, ProblemStatus, StaffUser
+from teeka.models.staff import Role
+from teeka.watch import rules
+
+LIST_LIMIT = 300
+ID_MAX = 2**31 - 1  # an INTEGER column: a larger id is no row (and no database error)
+
+
+def _id(value: int | None) -> int | None:
+    return None if value is None else value if 0 < value <= ID_MAX else -1
+_SEVERITY_ORDER = {"urgent": 0, "high": 1, "normal": 2}
+_MOVED = {ProblemStatus.ACKNOWLEDGED: "acknowledged", ProblemStatus.RESOLVED: "resolved",
+          ProblemStatus.OPEN: "reopened"}
+
+
+@dataclass(frozen=True)
+class ProblemView:
+    id: int
+    district_id: int
+    district_en: str
+    district_hi: str
+    centre_id: int | None
+    centre_en: str | None
+    centre_hi: str | None
+    title: str
+    details: str
+    severity: str
+    status: str
+    raised_by: str
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    updated_at: datetime
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class NoteView:
+    author: str
+    at: datetime
+    text: str
+    status_to: str | None
+
+
+def _view(p: Problem, district: District, centre: Centre | None, raiser: str,
+          now: datetime) -> ProblemView:
+    return ProblemView(
+        id=p.id, district_id=p.district_id, district_en=district.name_en,
+        district_hi=district.name_hi, centre_id=p.centre_id,
+        centre_en=centre.name_en if centre else None, centre_hi=centre.name_hi if centre else None,
+        title=p.title, details=p.details, severity=p.severity, status=p.status,
+        raised_by=raiser, raised_at=p.raised_at, acknowledged_at=p.acknowledged_at,
+        resolved_at=p.resolved_at, updated_at=p.updated_at,
+        overdue=rules.overdue(p.severity, p.status, p.raised_at, now))
+
+
+def _query() -> Select[Problem, District, Centre, str]:
+    raiser = aliased(StaffUser)
+    return (select(Problem, District, Centre, raiser.name)
+            .join(District, District.id == Problem.district_id)
+            .outerjoin(Centre, Centre.id == Problem.centre_id)
+            .join(raiser, raiser.id == Problem.raised_by))
+
+
+async def raise_problem(session: AsyncSession, *, actor: Actor, district_id: int | None,
+                        centre_id: int | None, title: str, details: str,
+                        severity: str) -> ProblemView:
+    """A new open problem. A vaccinator raises it for their centre; district staff for their
+    district (and one of its centres, if it is about one); an operator for any district."""
+    if not rules.may_raise(actor):
+        raise errors.Forbidden()
+    level = rules.severity(severity)
+    clean_title, clean_details = rules.title(title), rules.details(details)
+    centre_id, district_id = _id(centre_id), _id(district_id)
+    if actor.has_role(Role.VACCINATOR):
+        centre_id = actor.centre_id
+    centre = await session.get(Centre, centre_id) if centre_id is not None else None
+    if centre_id is not None and centre is None:
+        raise errors.Invalid(detail="no such centre")
+    if centre is not None:
+        district_id = centre.district_id
+    elif actor.has_role(Role.DISTRICT_ADMIN, Role.HELPDESK):
+        district_id = actor.district_id
+    if district_id is None or await session.get(District, district_id) is None:
+        raise errors.Invalid(detail="choose the district the problem is in")
+    if not rules.sees(actor, district_id, centre_id):
+        raise errors.Forbidden()
+    now = clock.now()
+    problem = Problem(district_id=district_id, centre_id=centre_id, title=clean_title,
+                      details=clean_details, severity=level.value,
+                      status=ProblemStatus.OPEN.value, raised_by=actor.id, raised_at=now,
+                      updated_at=now)
+    session.add(problem)
+    await session.flush()
+    await log_action(session, actor=actor.label, action="watch.problem.raised",
+                     object_type="problem", object_id=problem.id, district=district_id,
+                     centre=centre_id, severity=level.value)
+    view, _notes = await get_problem(session, actor=actor, problem_id=problem.id)
+    return view
+
+
+async def list_problems(session: AsyncSession, *, actor: Actor, show: str = "open",
+                        district_id: int | None = None) -> list[ProblemView]:
+    """The problems the actor sees: `show` "open" (not resolved: open or acknowledged),
+    "resolved" or "all"; the most urgent and the oldest first."""
+    if not rules.may_raise(actor):
+        raise errors.Forbidden()
+    query = _query()
+    if show == "open":
+        query = query.where(Problem.status != ProblemStatus.RESOLVED.value)
+    elif show == "resolved":
+        query = query.where(Problem.status == ProblemStatus.RESOLVED.value)
+    elif show != "all":
+        raise errors.Invalid(detail="show must be open, resolved or all")
+    if not rules.is_operator(actor):
+        if actor.has_role(Role.VACCINATOR):
+            query = query.where(Problem.centre_id == actor.centre_id)
+        else:
+            query = query.where(Problem.district_id == actor.district_id)
+    if district_id is not None:
+        query = query.where(Problem.district_id == _id(district_id))
+    severity_rank = case(_SEVERITY_ORDER, value=Problem.severity, else_=3)
+    resolved_last = case((Problem.status == ProblemStatus.RESOLVED.value, 1), else_=0)
+    rows = await session.execute(query.order_by(resolved_last, severity_rank, Problem.raised_at,
+                                                Problem.id).limit(LIST_LIMIT))
+    now = clock.now()
+    return [_view(p, d, c, name, now) for p, d, c, name in rows]
+
+
+async def get_problem(session: AsyncSession, *, actor: Actor, problem_id: int
+                      ) -> tuple[ProblemView, list[NoteView]]:
+    """One problem and its history. Not found for anyone who may not see it (its existence is
+    not disclosed)."""
+    row = (await session.execute(_query().where(Problem.id == _id(problem_id)))).first()
+    if row is None or not rules.sees(actor, row[0].district_id, row[0].centre_id):
+        raise errors.NotFound()
+    notes = await session.execute(
+        select(ProblemNote, StaffUser.name).join(StaffUser, StaffUser.id == ProblemNote.author_id)
+        .where(ProblemNote.problem_id == problem_id).order_by(ProblemNote.at, ProblemNote.id))
+    p, district, centre, raiser = row
+    return (_view(p, district, centre, raiser, clock.now()),
+            [NoteView(author=name, at=n.at, text=n.text, status_to=n.status_to)
+             for n, name in notes])
+
+
+async def add_note(session: AsyncSession, *, actor: Actor, problem_id: int, text: str,
+                   status: str | None = None) -> ProblemView:
+    """A note on the problem, moving it to `status` when given: an operator takes
+    (acknowledged) or resolves it; anyone who sees it reopens a resolved one. Resolving and
+    reopening need a note saying what was done or why."""
+    problem = (await session.execute(select(Problem).where(Problem.id == _id(problem_id))
+                                     .with_for_update())).scalar_one_or_none()
+    if problem is None or not rules.sees(actor, problem.district_id, problem.centre_id):
+        raise errors.NotFound()
+    to = None
+    if status:
+        try:
+            to = ProblemStatus(status)
+        except ValueError:
+            raise errors.Invalid(detail="status must be acknowledged, resolved or open") from None
+        rules.check_move(actor, problem.status, to)
+    clean = rules.note(text, required=to in (None, ProblemStatus.RESOLVED, ProblemStatus.OPEN))
+    now = clock.now()
+    if to is not None:
+        old = problem.status
+        problem.status = to.value
+        if to == ProblemStatus.ACKNOWLEDGED:
+            problem.acknowledged_at = now
+        elif to == ProblemStatus.RESOLVED:
+            problem.resolved_at = now
+            problem.acknowledged_at = problem.acknowledged_at or now
+        else:  # reopened
+            problem.resolved_at = None
+    problem.updated_at = now
+    session.add(ProblemNote(problem_id=problem.id, author_id=actor.id, at=now,
+                            text=clean or "", status_to=to.value if to else None))
+    await session.flush()
+    await log_action(session, actor=actor.label,
+                     action="watch.problem." + (_MOVED[to] if to else "noted"),
+                     object_type="problem", object_id=problem.id,
+                     **({"from": old} if to is not None else {}))
+    view, _notes = await get_problem(session, actor=actor, problem_id=problem.id)
+    return view
