@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['centre_id'], ['centre.id'], name=op.f('fk_offline_dose_centre_id_centre')),
     sa.ForeignKeyConstraint(['dose_record_id'], ['dose_record.id'], name=op.f('fk_offline_dose_dose_record_id_dose_record')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_offline_dose')),
-    sa.UniqueConstraint('appointment_id', name='one_per_appointment')
+    sa.UniqueConstraint('centre_id', 'appointment_id', name='one_per_appointment')
     )
     op.create_index(op.f('ix_offline_dose_centre_id'), 'offline_dose', ['centre_id'], unique=False)
 

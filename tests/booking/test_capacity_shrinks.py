@@ -205,7 +205,7 @@ async def test_a_session_that_cannot_go_ahead_is_closed(client, world, maker, se
 async def test_a_dose_given_keeps_its_place_and_a_move_today_never_goes_earlier(
         client, world, maker, settings) -> None:
     """A session today: the person vaccinated keeps their place (a cut below them is refused,
-    closing the session leaves it used), the others move to a later slot of this centre today
+    closing the session leaves it used), the others move to a later slot of this session today
     and never to an earlier one, nor to another centre today (its times are not this
     centre's): else to a later day. A closed session's SMS says the session cannot be held."""
     today, tomorrow = clock.today(), clock.today() + timedelta(days=1)

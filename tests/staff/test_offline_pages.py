@@ -51,12 +51,13 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
         rows = list(csv.DictReader(io.StringIO(text)))
         assert len(rows) == 3 and all(row["secret_code"] == "" for row in rows)
 
-        # filled in offline, through a spreadsheet: the date came back as DD-MM-YYYY, a code
-        # lost its leading zero, the time is H:MM; the second person's code was copied wrong
+        # filled in offline, through a spreadsheet: the date came back as MM/DD/YYYY (the
+        # day is the session's anyway), a code lost its leading zero, the time is 12-hour with
+        # AM/PM; the second person's code was copied wrong
         t = earlier_today().astimezone(clock.LOCAL_TZ)
-        hm = f"{t.hour}:{t.minute:02d}"  # H:MM, as a spreadsheet may write it
+        hm = t.strftime("%I:%M %p").lstrip("0")  # as a spreadsheet may write it
         for row in rows:
-            row["date"] = today.strftime("%d-%m-%Y")
+            row["date"] = today.strftime("%m/%d/%Y")
             if row["appointment_id"] == first["appointment_id"]:
                 row.update(secret_code=first["code"].lstrip("0") or "0", batch="4121z025",
                            given_at=hm)
@@ -74,6 +75,7 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
         assert by_id(r.text, "notice") == "Recorded: 1. Already recorded: 0. Not recorded: 1."
         assert first["ref"] in r.text and "The secret code does not match." in r.text
         assert second["ref"] in by_id(r.text, "to-resolve")
+        assert "The secret code does not match." in by_id(r.text, "to-resolve")  # not a code
         assert await doses(maker) == 1
 
         r = await send(c, filled)  # the answer was lost: the same file again
@@ -88,6 +90,7 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
         assert "दिन की सूची" in hindi.text
         page = await c.get("/staff/centre/sync")
         assert "ऑफ़लाइन" in page.text and second["ref"] in by_id(page.text, "to-resolve")
+        assert "गुप्त कोड" in by_id(page.text, "to-resolve")  # the reason, in Hindi
 
 
 async def test_only_a_vaccinator_has_a_day_sheet(app, world, maker) -> None:

@@ -184,3 +184,54 @@ async def test_what_a_sheet_may_not_do(client, world, maker, settings) -> None:
                           json={"doses": [dose(p, sid, clock.local_datetime(today, 9, 0))]})
     assert r.json()["doses"][0]["code"] == "SheetDayOutOfRange", r.text
     assert await count(maker, select(func.count()).select_from(DoseRecord)) == 0
+
+
+async def test_a_sheet_reveals_nothing_of_another_centre_and_counts_nothing_twice(
+        client, world, maker, settings) -> None:
+    """Another centre's appointment on this centre's sheet: refused, nobody named, and kept
+    apart from the other centre's own record of it. A dose resent after it was recorded (even
+    with a code copied wrong) stays recorded; a corrected second line for a refused one is
+    tried; a moment out of range or an id with a NUL is one refused line, not a failed upload."""
+    today = clock.today()
+    here = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    there = await publish(maker, world, centre_id=world.centre_c, day=today, dose1=5)
+    a1, a2, a3 = await booked(client, maker, world, settings, here, 3)
+    at = earlier_today()
+    url = "/api/v1/centre/day-sheet"
+    staff_a, staff_c = world.headers("vaccinator_a"), world.headers("vaccinator_c")
+
+    # centre C puts centre A's appointment on its own session
+    r = await client.post(url, headers=staff_c, json={"doses": [dose(a1, there, at)]})
+    assert r.status_code == 200, r.text
+    [row] = r.json()["doses"]
+    assert row["code"] == "AppointmentChanged" and a1["ref"] not in r.text
+    async with session_scope(maker) as db:
+        assert [v.name for v in await repo.offline_to_resolve(db, world.centre_c)] == [""]
+
+    wrong = f"{(int(a1['code']) + 1) % 10_000:04d}"
+    r = await client.post(url, headers=staff_a, json={"doses": [
+        dose(a1, here, at, code=wrong), dose(a1, here, at),  # corrected on a second line
+        dose(a2, here, at), {**dose(a3, here, at), "given_at": "0001-01-01T00:10:00+05:30"},
+        {**dose(a3, here, at), "appointment_id": "x\u0000y"}]})
+    assert r.status_code == 200, r.text
+    outcomes = [(d["outcome"], d["code"]) for d in r.json()["doses"]]
+    assert outcomes == [("refused", "SecretCodeWrong"), ("recorded", None), ("recorded", None),
+                        ("refused", "Invalid"), ("refused", "NotFound")], outcomes
+    async with session_scope(maker) as db:
+        listed = await repo.offline_to_resolve(db, world.centre_a)
+        assert listed == []  # the wrong code's line was answered by its corrected copy
+        assert [v.appointment_id for v in await repo.offline_to_resolve(
+            db, world.centre_c)] == [a1["appointment_id"]]  # two centres, two records
+
+    # the same dose sent again with the code copied wrong: it stays recorded, no wrong try
+    tries = select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "vaccination.secret_code.rejected")
+    before = await count(maker, tries)
+    r = await client.post(url, headers=staff_a, json={"doses": [dose(a2, here, at, code=wrong)]})
+    assert r.json()["doses"][0]["outcome"] == "already_recorded", r.text
+    assert await count(maker, tries) == before
+    async with session_scope(maker) as db:
+        kept = (await db.execute(select(OfflineDose.outcome).where(
+            OfflineDose.appointment_id == a2["appointment_id"]))).scalar_one()
+        assert kept == "recorded"
+    assert await count(maker, select(func.count()).select_from(DoseRecord)) == 2

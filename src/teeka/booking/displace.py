@@ -123,16 +123,17 @@ async def _candidates(session: AsyncSession, slot: SessionSlot, vs: VaccinationS
     """The slots a person of this slot may be moved to, best first: same vaccine and dose
     kind, places free now, at an active centre of the district that costs no more (free, or
     of the same fee type), on the same day or up to MOVE_DAYS later (today: only a later
-    slot of this centre); the same day before a later one, this centre before others, a
+    slot of this session); the same day before a later one, this centre before others, a
     nearer centre before a farther one, a nearer time before a farther one. Not this slot, nor
     (`whole_session`, a session closed) any slot of its session."""
     today = clock.today()
     first = max(vs.date, today)
     elsewhere = (VaccinationSession.id != vs.id) if whole_session else (SessionSlot.id != slot.id)
-    # Today, an earlier slot may be over and another centre's times are not comparable: a
-    # move today only goes to a later slot of this centre, else to a later day.
+    # Today, an earlier slot may be over, and only the slots of one session are in known
+    # order (`ordinal`): a move today only goes to a later slot of this session (none when
+    # the whole session is closed), else to a later day.
     not_over = or_(VaccinationSession.date > today,
-                   and_(Centre.id == centre.id, SessionSlot.ordinal > slot.ordinal))
+                   and_(VaccinationSession.id == vs.id, SessionSlot.ordinal > slot.ordinal))
     bucket = CapacityBucket
     free = func.sum(bucket.capacity - bucket.booked)
     rows = (await session.execute(

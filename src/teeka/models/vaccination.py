@@ -32,10 +32,11 @@ class OfflineDose(Base):
     """A dose given while the centre worked offline from its day sheet, as last uploaded: the
     centre's own record of it, kept whatever the outcome, so that a dose the server could not
     record (a code mistyped, the appointment changed meanwhile) is never lost; the dose itself
-    is a DoseRecord once recorded. One row per appointment; a later upload updates it."""
+    is a DoseRecord once recorded. One row per centre and appointment (an appointment moved
+    between centres may be on both their sheets); a later upload updates it."""
 
     __tablename__ = "offline_dose"
-    __table_args__ = (UniqueConstraint("appointment_id", name="one_per_appointment"),)
+    __table_args__ = (UniqueConstraint("centre_id", "appointment_id", name="one_per_appointment"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     centre_id: Mapped[int] = mapped_column(ForeignKey("centre.id"), index=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointment.id"))

@@ -20,7 +20,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,7 @@ from teeka.models import (
     Appointment,
     AppointmentStatus,
     Beneficiary,
+    DoseRecord,
     OfflineDose,
     VaccinationSession,
 )
@@ -62,7 +63,8 @@ class SheetRow:
     session_id: str
     secret_code: str
     batch: str
-    given_at: datetime
+    given_at: datetime | None = None  # the moment (the API)
+    given_time: time | None = None  # or the time of the session's day (an uploaded sheet)
 
 
 @dataclass
@@ -131,23 +133,26 @@ class ReadSheet:
     problems: list[tuple[int, str, dict[str, object]]] = field(default_factory=list)
 
 
-_NEEDED = ("appointment_id", "session_id", "date", "secret_code", "batch", "given_at")
-_HHMM = re.compile(r"([01]?[0-9]|2[0-3])[:.]([0-5][0-9])")
-_YMD = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
-_DMY = re.compile(r"([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4})")
+# The columns read back (the others are there for the people filling the sheet in).
+_NEEDED = ("appointment_id", "session_id", "secret_code", "batch", "given_at")
+# 10:30, 10.30, 10:30:00, 10:30 AM, 1:05pm: what spreadsheets write back
+_TIME = re.compile(r"([0-9]{1,2})[:.]([0-5][0-9])(?:[:.][0-5][0-9])?\s*([AaPp][Mm])?")
+# ids are uuids: anything else is no row (and never reaches the database)
+_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
 
 
 def read_sheet(text: str) -> ReadSheet:
     """The doses on a filled day sheet (CSV, as sheet_csv wrote it, perhaps through a
-    spreadsheet: a date written back as DD-MM-YYYY, a code that lost its leading zeros, a time
-    as H:MM are understood). Rows with nothing filled in are people not vaccinated."""
+    spreadsheet: a code that lost its leading zeros, a time as H:MM, HH:MM:SS or with AM/PM are
+    understood; the day is the session's, whatever the date column became). Rows with nothing
+    filled in are people not vaccinated."""
     out = ReadSheet()
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [c.strip().lstrip("\ufeff").lower() for c in next(reader, [])]
         if any(c not in header for c in _NEEDED):
             raise errors.Invalid(detail="the first row must name the day sheet's columns: "
-                                        "appointment_id, session_id, date, secret_code, batch, "
+                                        "appointment_id, session_id, secret_code, batch, "
                                         "given_at")
         at = {name: header.index(name) for name in _NEEDED}
         for cells in reader:
@@ -170,10 +175,7 @@ def read_sheet(text: str) -> ReadSheet:
 
 
 def _sheet_row(value: dict[str, str]) -> SheetRow:
-    day = _day(value["date"])
-    time = _HHMM.fullmatch(value["given_at"])
-    if time is None:
-        raise errors.Invalid(detail="the time given must be like 10:30 (24 hours)")
+    given = _given_time(value["given_at"])
     if not value["batch"]:
         raise errors.Invalid(detail="the batch number is missing")
     code = value["secret_code"]
@@ -181,40 +183,40 @@ def _sheet_row(value: dict[str, str]) -> SheetRow:
         code = code.zfill(4)
     return SheetRow(appointment_id=value["appointment_id"][:40],
                     session_id=value["session_id"][:40], secret_code=code[:8],
-                    batch=value["batch"][:60],
-                    given_at=clock.local_datetime(day, int(time[1]), int(time[2])))
+                    batch=value["batch"][:60], given_time=given)
 
 
-def _day(text: str) -> date:
-    try:
-        if m := _YMD.fullmatch(text):
-            return date(int(m[1]), int(m[2]), int(m[3]))
-        if m := _DMY.fullmatch(text):
-            return date(int(m[3]), int(m[2]), int(m[1]))
-    except ValueError:
-        pass
-    raise errors.Invalid(detail="the date must be like 2026-11-29 or 29-11-2026")
+def _given_time(text: str) -> time:
+    m = _TIME.fullmatch(text.strip())
+    hour = int(m[1]) if m else 99
+    if m and m[3]:  # 12-hour clock
+        hour = -1 if not 1 <= hour <= 12 else hour % 12 + (12 if m[3].lower() == "pm" else 0)
+    if m is None or not 0 <= hour <= 23:
+        raise errors.Invalid(detail="the time given must be like 10:30 (24 hours)")
+    return time(hour, int(m[2]))
 
 
 async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lang: str,
                lines: list[int] | None = None) -> SyncReport:
     """Record the doses given offline: each row in its own savepoint, its outcome kept
-    (OfflineDose) and returned. Rows for the same appointment twice: the first counts."""
+    (OfflineDose) and returned. Lines for the same appointment twice: the first that is
+    recorded counts, the others are `already_recorded`."""
     centre_id = own_centre(actor)
     if len(rows) > MAX_ROWS:
         raise errors.Invalid(detail="too many rows: at most {max_rows}", max_rows=MAX_ROWS)
     report = SyncReport()
     outcomes: dict[int, RowOutcome] = {}
-    seen: set[str] = set()
+    settled: set[str] = set()
     # In appointment order, whatever the file's: two uploads of overlapping sheets lock the
     # same rows in the same order (one waits for the other; neither deadlocks).
     for i in sorted(range(len(rows)), key=lambda i: (rows[i].appointment_id, i)):
         row, line = rows[i], (lines[i] if lines else None)
-        if row.appointment_id in seen:
+        if row.appointment_id in settled:  # a second line for a dose recorded above
             outcomes[i] = RowOutcome(row.appointment_id, "already_recorded", line=line)
             continue
-        seen.add(row.appointment_id)
         outcomes[i] = await _one(session, actor, centre_id, row, lang, line)
+        if outcomes[i].outcome != "refused":
+            settled.add(row.appointment_id)  # a refused line's next copy (corrected) is tried
     report.rows = [outcomes[i] for i in range(len(rows))]  # in the file's order
     await log_action(session, actor=actor.label, action="vaccination.day_sheet.synced",
                      object_type="centre", object_id=centre_id, rows=len(rows),
@@ -224,70 +226,111 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
     return report
 
 
+def _refused(row: SheetRow, exc: errors.DomainError, lang: str, line: int | None,
+             who: tuple[str, str] | None = None) -> RowOutcome:
+    return RowOutcome(row.appointment_id, "refused", exc.code, exc.text(lang), line=line,
+                      reference_id=who[0] if who else None, name=who[1] if who else None)
+
+
 async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRow, lang: str,
                line: int | None) -> RowOutcome:
+    if not (_ID.fullmatch(row.appointment_id) and _ID.fullmatch(row.session_id)):
+        return _refused(row, errors.NotFound(), lang, line)
     # Locked first, as record_dose, a cancel and a move lock it: everything about this
     # appointment here (its record, the centre's row of it) waits for another upload of it.
-    appt = await session.get(Appointment, row.appointment_id,
-                             with_for_update=LOCK_FIRST) if len(
-        row.appointment_id) <= 36 else None
+    appt = await session.get(Appointment, row.appointment_id, with_for_update=LOCK_FIRST)
     if appt is None:
-        exc: errors.DomainError = errors.NotFound()
-        return RowOutcome(row.appointment_id, "refused", exc.code, exc.text(lang), line=line)
+        return _refused(row, errors.NotFound(), lang, line)
+    sheet = await session.get(VaccinationSession, row.session_id)
+    if sheet is None or sheet.centre_id != centre_id:  # not a line of this centre's sheet
+        return _refused(row, errors.WrongCentre(), lang, line)
     # plain values: the row's savepoint may expire the objects it touched
     appt_id, person_id, now_in, status = (appt.id, appt.beneficiary_id, appt.session_id,
                                           appt.status)
-    person = await session.get(Beneficiary, person_id)
-    assert person is not None
-    ref, name = person.reference_id, person.name
-    vs = await session.get(VaccinationSession, row.session_id[:36])
-    if vs is None or vs.centre_id != centre_id:  # not a row of this centre's sheet
-        exc = errors.WrongCentre()
-        return RowOutcome(row.appointment_id, "refused", exc.code, exc.text(lang), line=line)
-    day = vs.date
+    day = sheet.date
     try:
-        if now_in != row.session_id or status == AppointmentStatus.CANCELLED:
-            raise errors.AppointmentChanged()
+        given_at = row.given_at if row.given_at is not None else clock.local_datetime(
+            day, (row.given_time or time(0)).hour, (row.given_time or time(0)).minute)
+        given_at.astimezone(UTC)  # a year 1 or 9999 moment cannot be compared: refuse it
+    except (OverflowError, ValueError):
+        return _refused(row, errors.Invalid(detail="the time of the dose must be on the "
+                                                   "session's day and not later than now"),
+                        lang, line)
+    # Who it is, only when the appointment is (still) at this centre: an id of another
+    # centre's appointment does not tell this centre whose it is.
+    now_at = sheet if now_in == sheet.id else await session.get(VaccinationSession, now_in)
+    who = None
+    if now_at is not None and now_at.centre_id == centre_id:
+        person = await session.get(Beneficiary, person_id)
+        assert person is not None
+        who = (person.reference_id, person.name)
+    kept = _Kept(centre_id, row, day, given_at)
+    earlier = (await session.execute(select(DoseRecord.id, DoseRecord.session_id).where(
+        DoseRecord.appointment_id == appt_id))).first()
+    if earlier is not None and earlier.session_id == sheet.id:
+        # recorded already (online, or by an earlier upload): nothing to check again
+        await _keep(session, actor, kept, "recorded", None, earlier.id)
+        return RowOutcome(row.appointment_id, "already_recorded", dose_record_id=earlier.id,
+                          line=line, reference_id=who[0] if who else None,
+                          name=who[1] if who else None)
+    try:
+        if now_in != sheet.id or status != AppointmentStatus.BOOKED:
+            raise errors.AppointmentChanged()  # moved, cancelled, or vaccinated elsewhere
         async with session.begin_nested():
             done = await service.record_dose(session, actor=actor, appointment_id=appt_id,
                                              secret_code=row.secret_code, batch=row.batch,
-                                             given_at=row.given_at)
+                                             given_at=given_at)
     except errors.DomainError as exc:
-        if isinstance(exc, errors.SecretCodeWrong):
-            await _count_wrong_code(session, actor, appt_id, ref, centre_id)
-        await _keep(session, actor, centre_id, day, row, "refused", exc.code, None)
-        return RowOutcome(row.appointment_id, "refused", exc.code, exc.text(lang), line=line,
-                          reference_id=ref, name=name)
-    await _keep(session, actor, centre_id, day, row, "recorded", None, done.record.id)
+        if isinstance(exc, errors.SecretCodeWrong) and who is not None:
+            await _count_wrong_code(session, actor, appt_id, who[0], centre_id)
+        await _keep(session, actor, kept, "refused", exc.code, None)
+        return _refused(row, exc, lang, line, who)
+    await _keep(session, actor, kept, "recorded", None, done.record.id)
     return RowOutcome(row.appointment_id,
                       "already_recorded" if done.already_recorded else "recorded",
-                      dose_record_id=done.record.id, line=line, reference_id=ref, name=name)
+                      dose_record_id=done.record.id, line=line,
+                      reference_id=who[0] if who else None, name=who[1] if who else None)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    centre_id: int
+    row: SheetRow
+    day: date
+    given_at: datetime
 
 
 async def _count_wrong_code(session: AsyncSession, actor: Actor, appointment_id: str,
                             reference_id: str, centre_id: int) -> None:
     """The wrong try's audit entry went with the row's savepoint: written again, so that
-    wrong codes on sheets count towards the person's daily limit as typed ones do."""
+    wrong codes on sheets count towards the person's daily limit as typed ones do. The
+    person's row is locked again (the savepoint's rollback let it go), as the check locks it."""
+    await session.execute(select(Beneficiary.id).where(Beneficiary.reference_id == reference_id)
+                          .with_for_update(key_share=True))
     await log_action(session, actor=actor.label, action="vaccination.secret_code.rejected",
                      object_type="beneficiary", object_id=reference_id, centre=centre_id,
                      appointment_id=appointment_id, offline=True)
 
 
-async def _keep(session: AsyncSession, actor: Actor, centre_id: int, day: date, row: SheetRow,
-                outcome: str, reason: str | None, record_id: int | None) -> None:
-    """The centre's record of this dose given offline, as last uploaded."""
+async def _keep(session: AsyncSession, actor: Actor, kept: _Kept, outcome: str,
+                reason: str | None, record_id: int | None) -> None:
+    """This centre's record of this dose given offline, as last uploaded; one that was
+    recorded stays recorded."""
     now = clock.now()
-    kept = (await session.execute(select(OfflineDose).where(
-        OfflineDose.appointment_id == row.appointment_id))).scalar_one_or_none()
-    if kept is None:
-        session.add(OfflineDose(centre_id=centre_id, appointment_id=row.appointment_id, day=day,
-                                batch=row.batch[:40], given_at=row.given_at, outcome=outcome,
-                                reason=reason, dose_record_id=record_id,
+    row = (await session.execute(select(OfflineDose).where(
+        OfflineDose.centre_id == kept.centre_id,
+        OfflineDose.appointment_id == kept.row.appointment_id))).scalar_one_or_none()
+    if row is None:
+        session.add(OfflineDose(centre_id=kept.centre_id, appointment_id=kept.row.appointment_id,
+                                day=kept.day, batch=kept.row.batch[:40], given_at=kept.given_at,
+                                outcome=outcome, reason=reason, dose_record_id=record_id,
                                 uploaded_by=actor.label, uploaded_at=now, uploads=1))
+    elif row.outcome == "recorded" and outcome != "recorded":
+        row.uploads += 1  # sent again after it was recorded: it stays recorded
     else:
-        kept.batch, kept.given_at, kept.outcome = row.batch[:40], row.given_at, outcome
-        kept.reason, kept.dose_record_id = reason, record_id
-        kept.uploaded_by, kept.uploaded_at, kept.uploads = actor.label, now, kept.uploads + 1
+        row.batch, row.given_at, row.outcome = kept.row.batch[:40], kept.given_at, outcome
+        row.reason, row.dose_record_id = reason, record_id
+        row.uploaded_by, row.uploaded_at, row.uploads = actor.label, now, row.uploads + 1
     await session.flush()
 
 
@@ -295,3 +338,11 @@ async def to_resolve(session: AsyncSession, *, actor: Actor) -> list[repo.Offlin
     """Doses given offline at the vaccinator's centre that are not recorded yet: the last
     upload was refused and the appointment is still not completed."""
     return await repo.offline_to_resolve(session, own_centre(actor))
+
+
+def reason_text(code: str | None, lang: str) -> str:
+    """A kept refusal's reason (its code) in the reader's language."""
+    found = getattr(errors, code or "", None)
+    if isinstance(found, type) and issubclass(found, errors.DomainError):
+        return found(days=rules.SYNC_DAYS, detail="…").text(lang)
+    return code or ""

@@ -252,9 +252,10 @@ async def _sync_page(request: Request, db: AsyncSession, actor: Actor, lang: str
     context.setdefault("report", None)
     context.setdefault("problems", [])
     context.setdefault("error", None)
+    context.setdefault("error_details", None)
     return _page(request, actor, "staff/sync.html", lang, status_code=status_code,
                  centre=centre, to_resolve=await offline.to_resolve(db, actor=actor),
-                 **context)
+                 reason=lambda code: offline.reason_text(code, lang), **context)
 
 
 @router.get("/staff/centre/sync", response_class=HTMLResponse)
@@ -272,7 +273,7 @@ async def sync_upload(request: Request,
     if isinstance(upload, CsvRejected):
         details = "; ".join(e.detail for errs in upload.report.errors.values() for e in errs)
         return await _sync_page(request, db, actor, lang, status_code=upload.status,
-                                error=f"{upload.text(lang)} {details}")
+                                error=upload.text(lang), error_details=details)
     try:
         sheet = offline.read_sheet(upload)
     except errors.DomainError as exc:

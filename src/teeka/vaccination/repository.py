@@ -150,15 +150,24 @@ class OfflineView:
 
 async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int = 500
                              ) -> list[OfflineView]:
-    """The centre's doses given offline whose last upload was refused and whose appointment is
-    still not completed (recorded since, online or by a later upload: resolved)."""
+    """The centre's doses given offline whose last upload was refused and that no dose record
+    of this centre answers yet (recorded since, online or by a later upload: resolved; a dose
+    recorded for the appointment at another centre does not resolve it: the person may have
+    had two). Who it is is shown only while the appointment is at this centre."""
+    recorded_here = (select(DoseRecord.id).where(DoseRecord.appointment_id ==
+                                                 OfflineDose.appointment_id,
+                                                 DoseRecord.centre_id == centre_id).exists())
     rows = await session.execute(
-        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name)
+        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name,
+               VaccinationSession.centre_id)
         .join(Appointment, Appointment.id == OfflineDose.appointment_id)
         .join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
+        .join(VaccinationSession, VaccinationSession.id == Appointment.session_id)
         .where(OfflineDose.centre_id == centre_id, OfflineDose.outcome == "refused",
-               Appointment.status != AppointmentStatus.COMPLETED)
+               ~recorded_here)
         .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
-    return [OfflineView(appointment_id=o.appointment_id, reference_id=ref, name=name, day=o.day,
+    return [OfflineView(appointment_id=o.appointment_id,
+                        reference_id=ref if now_at == centre_id else "",
+                        name=name if now_at == centre_id else "", day=o.day,
                         given_at=o.given_at, batch=o.batch, reason=o.reason,
-                        uploaded_at=o.uploaded_at) for o, ref, name in rows]
+                        uploaded_at=o.uploaded_at) for o, ref, name, now_at in rows]

@@ -18,10 +18,9 @@ from teeka.auth.actor import Actor
 from teeka.centre import repository as centre_repo
 from teeka.kit import clock
 from teeka.models import (
-    Appointment,
-    AppointmentStatus,
     Centre,
     District,
+    DoseRecord,
     OfflineDose,
     OutboxMessage,
     OutboxStatus,
@@ -100,11 +99,12 @@ async def read(session: AsyncSession, *, actor: Actor) -> Signals:
         select(func.count()).select_from(OutboxMessage)
         .where(OutboxMessage.status == OutboxStatus.FAILED,
                OutboxMessage.created_at >= now - FAILED_WINDOW))).scalar_one())
+    recorded_there = (select(DoseRecord.id).where(
+        DoseRecord.appointment_id == OfflineDose.appointment_id,
+        DoseRecord.centre_id == OfflineDose.centre_id).exists())
     out.offline_to_resolve = int((await session.execute(
         select(func.count()).select_from(OfflineDose)
-        .join(Appointment, Appointment.id == OfflineDose.appointment_id)
-        .where(OfflineDose.outcome == "refused",
-               Appointment.status != AppointmentStatus.COMPLETED))).scalar_one())
+        .where(OfflineDose.outcome == "refused", ~recorded_there))).scalar_one())
     await _silent(session, out, now)
     return out
 
