@@ -1,4 +1,4 @@
-"""problems raised by districts and centres, tracked to resolution
+"""problems raised by districts and centres, tracked to resolution; dose records by appointment
 
 Revision ID: 0006
 Revises: 0005
@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=15), nullable=False),
     sa.Column('raised_by', sa.Integer(), nullable=False),
     sa.Column('raised_at', sa.DateTime(), nullable=False),
+    sa.Column('opened_at', sa.DateTime(), nullable=False),
     sa.Column('acknowledged_at', sa.DateTime(), nullable=True),
     sa.Column('resolved_at', sa.DateTime(), nullable=True),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
@@ -49,9 +50,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_problem_note'))
     )
     op.create_index(op.f('ix_problem_note_problem_id'), 'problem_note', ['problem_id'], unique=False)
+    # the watch reads a dose record by its appointment (an offline dose answered or not)
+    op.create_index(op.f('ix_dose_record_appointment_id'), 'dose_record', ['appointment_id'],
+                    unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_dose_record_appointment_id'), table_name='dose_record')
     op.drop_index(op.f('ix_problem_note_problem_id'), table_name='problem_note')
     op.drop_table('problem_note')
     op.drop_index(op.f('ix_problem_status'), table_name='problem')

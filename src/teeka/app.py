@@ -19,6 +19,8 @@ from teeka.booking import api as booking_api
 from teeka.booking import pages as booking_pages
 from teeka.centre import api as centre_api
 from teeka.centre import pages as centre_pages
+from teeka.certificate import api as certificate_api
+from teeka.certificate import pages as certificate_pages
 from teeka.citizen import api as citizen_api
 from teeka.citizen import helpdesk_pages
 from teeka.citizen import pages as citizen_pages
@@ -151,11 +153,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        queue_yields_at=settings.queue_yields_at, door=app.state.db_door,
                        extra_headers=security.HEADERS)
     for module in (auth_api, citizen_api, booking_api, centre_api, vaccination_api, national_api,
-                   surge_api, watch_api):
+                   surge_api, watch_api, certificate_api):
         app.include_router(module.router)
     app.include_router(watch_api.watch_router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
-                  vaccination_pages, surge_pages, watch_pages):
+                  vaccination_pages, surge_pages, watch_pages, certificate_pages):
         app.include_router(pages.router)
     if settings.is_development:
         app.include_router(notification_pages.router)

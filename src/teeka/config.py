@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     limit_sync_interval: float = Field(default=0.2, gt=0)
     log_level: str = "INFO"
 
+    # Vaccination certificates (teeka.certificate): the ES256 signing key, a P-256 private key
+    # in PEM (the text, or a path to it). Empty: derived from the secret key (development and
+    # a single embedded installation; production sets its own and publishes its public key).
+    certificate_key: str = ""
+    certificate_issuer: str = "Health Department, Chhattisgarh"
+    certificate_valid_days: int = Field(default=365, ge=1)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

@@ -152,3 +152,6 @@ AppointmentChanged = _error("AppointmentChanged", 409,
 # Problems (teeka.watch)
 ProblemMoveRefused = _error("ProblemMoveRefused", 409,
                             "This problem cannot move to that status from where it is now.")
+ProblemChanged = _error("ProblemChanged", 409,
+                        "This problem changed since you opened it. Read the latest note and "
+                        "try again.")

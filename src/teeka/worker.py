@@ -52,6 +52,7 @@ async def deliver_due(maker: async_sessionmaker[AsyncSession], settings: Setting
                 msg.last_error = str(exc)[:300]
                 if msg.attempts >= settings.outbox_max_attempts:
                     msg.status = OutboxStatus.FAILED
+                    msg.next_attempt_at = now  # when it was given up on (teeka.watch.signals)
                 else:
                     msg.next_attempt_at = now + backoff(settings, msg.attempts)
                 log.warning("sms.failed", id=msg.id, to=mask_mobile(msg.recipient),

@@ -129,6 +129,23 @@ def test_district_publishes_citizen_books_vaccinator_records(
     screenshot(citizen, "district-05-citizen-vaccinated")
     assert number
 
+    # Their certificate, with its QR code; anyone checks its text on /verify.
+    citizen.goto("/me")
+    with citizen.expect_navigation():
+        citizen.click(f"#certificate-{person.reference_id}")
+    expect(citizen.locator("#cert-qr")).to_be_visible()
+    screenshot(citizen, "district-06-certificate")
+    assert_accessible(citizen, "citizen-certificate")
+    hc1 = citizen.locator("#cert-hc1").text_content() or ""
+    assert hc1.startswith("HC1:"), hc1[:20]
+    checker = new_context().new_page()
+    checker.goto("/verify")
+    checker.fill("#hc1", hc1)
+    with checker.expect_navigation():
+        checker.click("#verify-submit")
+    expect(checker.locator("#verify-result")).to_have_attribute("data-valid", "yes")
+    assert_accessible(checker, "verify")
+
 
 def test_district_closes_a_session_and_the_person_booked_is_moved(
         staff_page: StaffPageFactory, new_context: NewContext, live_server: str) -> None:

@@ -26,7 +26,8 @@ async def booked(client: httpx.AsyncClient, maker, world, settings, sid: str, n:
     """`n` citizens, one person each, booked into session `sid`: appointment, code, ref."""
     out = []
     for _ in range(n):
-        citizen = await login_citizen(client, maker, settings, next_mobile())
+        mobile = next_mobile()
+        citizen = await login_citizen(client, maker, settings, mobile)
         ref = await add_beneficiary(client, citizen)
         r = await client.post("/api/v1/appointments",
                               headers={**citizen, "Idempotency-Key": f"offline-{ref}"},
@@ -35,7 +36,7 @@ async def booked(client: httpx.AsyncClient, maker, world, settings, sid: str, n:
         people = (await client.get("/api/v1/beneficiaries", headers=citizen)).json()
         code = next(b["secret_code"] for b in people if b["reference_id"] == ref)
         out.append({"appointment_id": r.json()["appointment_ids"][0], "code": code, "ref": ref,
-                    "citizen": citizen})
+                    "citizen": citizen, "mobile": mobile})
     return out
 
 

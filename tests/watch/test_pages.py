@@ -9,7 +9,8 @@ from sqlalchemy import select
 from teeka.db import session_scope
 from teeka.kit import clock
 from teeka.models import Appointment, AppointmentStatus, OutboxMessage, OutboxStatus
-from tests.factories import add_beneficiary, login_citizen, next_mobile, publish
+from teeka.watch import signals
+from tests.factories import bulk_citizens, publish
 from tests.staff import by_id, csrf_of, staff_client, submit
 
 
@@ -58,14 +59,14 @@ async def test_the_operators_see_silent_centres_late_sms_and_overdue_problems(
     # recorded nothing
     today = clock.today()
     clock.shift(clock.local_datetime(today, 12, 0) - clock.now())
-    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
-    citizen = await login_citizen(client, maker, settings, next_mobile())
-    ref = await add_beneficiary(client, citizen)
-    r = await client.post("/api/v1/appointments",
-                          headers={**citizen, "Idempotency-Key": "watch-key-1"},
-                          json={"session_id": sid, "slot": "09:00AM-11:00AM",
-                                "beneficiaries": [ref]})
-    assert r.status_code == 201, r.text
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=10)
+    for i, (headers, ref) in enumerate(await bulk_citizens(maker, settings,
+                                                           signals.SILENT_ALARM)):
+        r = await client.post("/api/v1/appointments",
+                              headers={**headers, "Idempotency-Key": f"watch-key-{i:04d}"},
+                              json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                    "beneficiaries": [ref]})
+        assert r.status_code == 201, r.text
     async with session_scope(maker) as db:  # its SMS is not sent (no worker here)
         assert OutboxStatus.PENDING in (await db.execute(
             select(OutboxMessage.status))).scalars().all()
@@ -92,6 +93,6 @@ async def test_the_operators_see_silent_centres_late_sms_and_overdue_problems(
     assert r.status_code == 200, r.text
     assert r.json()["trouble"][:4] == ["urgent_problem", "problem_overdue", "silent_centres",
                                        "sms_late"]
-    assert r.json()["silent_centres"][0]["missed"] == 1
+    assert r.json()["silent_centres"][0]["missed"] == signals.SILENT_ALARM
     r = await client.get("/api/v1/watch", headers=world.headers("raipur_admin"))
     assert r.status_code == 403

@@ -141,3 +141,45 @@ async def test_a_citizen_cannot_reach_problems(client, world, maker, settings) -
     async with session_scope(maker) as db:
         assert (await db.execute(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.object_type == "problem"))).scalar_one() == 0
+
+
+async def test_reopened_it_waits_for_an_operator_again_and_a_stale_page_cannot_move_it(
+        client, world) -> None:
+    pid = (await client.post(URL, headers=world.headers("raipur_admin"),
+                             json=problem(severity="urgent"))).json()["id"]
+    op = world.headers("state")
+    r = await client.post(f"{URL}/{pid}/notes", headers=op, json={"status": "acknowledged"})
+    seen = r.json()["updated_at"]
+    r = await client.post(f"{URL}/{pid}/notes", headers=op,
+                          json={"text": "fixed", "status": "resolved", "seen": seen})
+    assert r.status_code == 200, r.text
+    stale = r.json()["updated_at"]
+    clock.shift(timedelta(hours=5))
+    r = await client.post(f"{URL}/{pid}/notes", headers=world.headers("raipur_admin"),
+                          json={"text": "Still broken.", "status": "open"})
+    reopened = r.json()
+    assert reopened["acknowledged_at"] is None and not reopened["overdue"], reopened
+    # an operator acting on the page they read before it was reopened is told to look again
+    r = await client.post(f"{URL}/{pid}/notes", headers=op,
+                          json={"text": "fixed", "status": "resolved", "seen": stale})
+    assert r.status_code == 409 and r.json()["code"] == "ProblemChanged", r.text
+    clock.shift(timedelta(minutes=31))  # waiting counts from the reopening
+    r = await client.get(f"{URL}/{pid}", headers=op)
+    assert r.json()["overdue"] and r.json()["status"] == "open"
+
+
+def test_text_keeps_hindi_joiners_and_turns_odd_spaces_into_spaces() -> None:
+    from teeka.watch import rules
+    assert rules.title("शौच\u200cालय\u00a0बंद") == "शौच\u200cालय बंद"
+    assert rules.details("a\u2028b\x07c") == "a\nbc"
+
+
+def test_an_alarm_needs_more_than_one_wrong_number_or_one_no_show() -> None:
+    from teeka.watch.signals import FAIL_MIN, SILENT_ALARM, Signals
+    now = clock.now()
+    assert Signals(at=now, sms_failed=1, sms_failed_hour=1, sms_sent_hour=50,
+                   silent_count=3, silent_alarm=0).trouble == []
+    assert Signals(at=now, sms_failed_hour=FAIL_MIN, sms_sent_hour=100 * FAIL_MIN).trouble == []
+    assert Signals(at=now, sms_failed_hour=FAIL_MIN, sms_sent_hour=10).trouble == [
+        "sms_failing"]
+    assert SILENT_ALARM > 1 and Signals(at=now, silent_alarm=1).trouble == ["silent_centres"]

@@ -16,7 +16,7 @@ class DoseRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiary.id"), index=True)
     appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointment.id"),
-                                                       nullable=True)
+                                                       nullable=True, index=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("vaccination_session.id"), index=True)
     centre_id: Mapped[int] = mapped_column(ForeignKey("centre.id"), index=True)
     vaccine_id: Mapped[int] = mapped_column(ForeignKey("vaccine.id"))

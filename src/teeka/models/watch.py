@@ -34,6 +34,8 @@ class Problem(Base):
     status: Mapped[str] = mapped_column(String(15), index=True)
     raised_by: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # when it was raised or last reopened: an open problem's waiting time counts from here
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

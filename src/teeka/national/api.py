@@ -23,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka import errors
-from teeka.auth.access import access_beneficiary
 from teeka.auth.service import citizen_token
 from teeka.booking import service as booking
 from teeka.booking.pages import slip_items
 from teeka.booking.pdf import slip_pdf
+from teeka.certificate import service as certificate_service
+from teeka.certificate.api import pdf_response
 from teeka.citizen import service as citizen
 from teeka.db import busy_on_database_trouble, session_scope
 from teeka.kit import clock
@@ -435,9 +436,13 @@ for _prefix, _limits in (("/auth/public", [PublicLimit]), ("/auth", [])):
 
 
 @router.get("/registration/certificate/public/download")
-async def certificate(db: Db, actor: CurrentActor, beneficiary_reference_id: str = "") -> Json:
-    await access_beneficiary(db, actor, beneficiary_reference_id)
-    raise errors.CertificateNotIssued()
+async def certificate(db: Db, actor: CurrentActor, settings: AppSettings,
+                      beneficiary_reference_id: str = "") -> Response:
+    """The certificate PDF (`Content-Type: application/pdf`), with its signed QR code
+    (teeka.certificate)."""
+    found = await certificate_service.certificate(db, settings, actor=actor,
+                                                  reference_id=beneficiary_reference_id)
+    return pdf_response(found, settings.certificate_issuer)
 
 
 # ------------------------------------------------------------------ partner: beneficiaries

@@ -55,7 +55,7 @@ async def add_note(problem_id: int, body: NoteCreate, db: Db,
     """A note, and a move: an operator takes (`acknowledged`) or resolves (`resolved`, with a
     note) a problem; anyone who sees a resolved one reopens it (`open`, with a note)."""
     await service.add_note(db, actor=actor, problem_id=problem_id, text=body.text,
-                           status=body.status)
+                           status=body.status, seen=body.seen)
     view, notes = await service.get_problem(db, actor=actor, problem_id=problem_id)
     return read(view, notes)
 

@@ -5,6 +5,7 @@ make. Thin adapters over teeka.watch.service; every text in Hindi and English; n
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -43,7 +44,8 @@ async def problems(request: Request, db: Db, lang: Lang, actor: StaffPage,
     items = await service.list_problems(db, actor=actor, show=show)
     return page(request, actor, "staff/problems.html", lang, items=items, show=show,
                 local=local, operator=rules.is_operator(actor),
-                overdue=sum(1 for p in items if p.overdue))
+                overdue=sum(1 for p in items if p.overdue),
+                truncated=len(items) >= service.LIST_LIMIT)
 
 
 async def _choices(db: AsyncSession, actor: Actor) -> dict[str, Any]:
@@ -128,7 +130,12 @@ async def add_note(request: Request, problem_id: int, db: Db, lang: Lang, actor:
                    form: Form) -> Response:
     text, to = form.get("text", "")[:8000], form.get("status", "")[:15] or None
     try:
-        await service.add_note(db, actor=actor, problem_id=problem_id, text=text, status=to)
+        seen = datetime.fromisoformat(form.get("seen", "")[:40])
+    except ValueError:
+        seen = None
+    try:
+        await service.add_note(db, actor=actor, problem_id=problem_id, text=text, status=to,
+                               seen=seen)
     except errors.DomainError as exc:
         if exc.status in (403, 404):
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
 from teeka import errors
@@ -56,9 +57,19 @@ def check_move(actor: Actor, now_status: str, to: str) -> None:
 
 
 def _clean(raw: str) -> str:
-    """Text as typed, trimmed, without control characters but line breaks and tabs."""
-    return "".join(ch for ch in (raw or "").replace("\r\n", "\n")
-                   if ch in "\n\t" or ch.isprintable()).strip()
+    """Text as typed, trimmed: line and paragraph separators become line breaks, other
+    spaces a space; control characters (but line breaks and tabs), surrogates and private-use
+    characters are dropped. Joiners (ZWJ, ZWNJ), which Hindi spelling needs, are kept."""
+    out = []
+    for ch in (raw or "").replace("\r\n", "\n"):
+        kind = unicodedata.category(ch)
+        if ch in "\n\t" or kind in ("Zl", "Zp"):
+            out.append("\n" if ch != "\t" else ch)
+        elif kind == "Zs":
+            out.append(" ")
+        elif kind not in ("Cc", "Cs", "Co", "Cn"):
+            out.append(ch)
+    return "".join(out).strip()
 
 
 def title(raw: str) -> str:
@@ -98,7 +109,8 @@ def severity(raw: str) -> Severity:
         raise errors.Invalid(detail="severity must be urgent, high or normal") from None
 
 
-def overdue(severity_: str, status: str, raised_at: datetime, now: datetime) -> bool:
-    """An open problem nobody has taken within its severity's response time."""
+def overdue(severity_: str, status: str, opened_at: datetime, now: datetime) -> bool:
+    """An open problem nobody has taken within its severity's response time, counted from
+    when it was raised or last reopened."""
     return (status == ProblemStatus.OPEN
-            and now - raised_at > RESPONSE.get(Severity(severity_), RESPONSE[Severity.NORMAL]))
+            and now - opened_at > RESPONSE.get(Severity(severity_), RESPONSE[Severity.NORMAL]))

@@ -16,6 +16,9 @@ class ProblemCreate(BaseModel):
 class NoteCreate(BaseModel):
     text: str = Field(default="", max_length=8000)
     status: str | None = Field(default=None, max_length=15)  # acknowledged, resolved, open
+    # the problem's updated_at as last read: a move is refused (409 ProblemChanged) when the
+    # problem changed since
+    seen: datetime | None = None
 
 
 class NoteRead(BaseModel):

@@ -70,7 +70,7 @@ def _view(p: Problem, district: District, centre: Centre | None, raiser: str,
         title=p.title, details=p.details, severity=p.severity, status=p.status,
         raised_by=raiser, raised_at=p.raised_at, acknowledged_at=p.acknowledged_at,
         resolved_at=p.resolved_at, updated_at=p.updated_at,
-        overdue=rules.overdue(p.severity, p.status, p.raised_at, now))
+        overdue=rules.overdue(p.severity, p.status, p.opened_at, now))
 
 
 def _query() -> Select[Problem, District, Centre, str]:
@@ -95,6 +95,8 @@ async def raise_problem(session: AsyncSession, *, actor: Actor, district_id: int
         centre_id = actor.centre_id
     centre = await session.get(Centre, centre_id) if centre_id is not None else None
     if centre_id is not None and centre is None:
+        if not rules.is_operator(actor):
+            raise errors.Forbidden()  # as for another district's centre: nothing disclosed
         raise errors.Invalid(detail="no such centre")
     if centre is not None:
         district_id = centre.district_id
@@ -108,7 +110,7 @@ async def raise_problem(session: AsyncSession, *, actor: Actor, district_id: int
     problem = Problem(district_id=district_id, centre_id=centre_id, title=clean_title,
                       details=clean_details, severity=level.value,
                       status=ProblemStatus.OPEN.value, raised_by=actor.id, raised_at=now,
-                      updated_at=now)
+                      opened_at=now, updated_at=now)
     session.add(problem)
     await session.flush()
     await log_action(session, actor=actor.label, action="watch.problem.raised",
@@ -138,10 +140,15 @@ async def list_problems(session: AsyncSession, *, actor: Actor, show: str = "ope
             query = query.where(Problem.district_id == actor.district_id)
     if district_id is not None:
         query = query.where(Problem.district_id == _id(district_id))
+    # What is not resolved: the most urgent, then the longest waiting, first. What is
+    # resolved: the latest resolved first (the list stops at LIST_LIMIT; the page says so).
     severity_rank = case(_SEVERITY_ORDER, value=Problem.severity, else_=3)
-    resolved_last = case((Problem.status == ProblemStatus.RESOLVED.value, 1), else_=0)
-    rows = await session.execute(query.order_by(resolved_last, severity_rank, Problem.raised_at,
-                                                Problem.id).limit(LIST_LIMIT))
+    resolved = Problem.status == ProblemStatus.RESOLVED.value
+    resolved_last = case((resolved, 1), else_=0)
+    rows = await session.execute(query.order_by(
+        resolved_last, case((resolved, 0), else_=severity_rank),
+        case((resolved, None), else_=Problem.opened_at), Problem.resolved_at.desc(),
+        Problem.id.desc()).limit(LIST_LIMIT))
     now = clock.now()
     return [_view(p, d, c, name, now) for p, d, c, name in rows]
 
@@ -163,14 +170,18 @@ async def get_problem(session: AsyncSession, *, actor: Actor, problem_id: int
 
 
 async def add_note(session: AsyncSession, *, actor: Actor, problem_id: int, text: str,
-                   status: str | None = None) -> ProblemView:
+                   status: str | None = None, seen: datetime | None = None) -> ProblemView:
     """A note on the problem, moving it to `status` when given: an operator takes
     (acknowledged) or resolves it; anyone who sees it reopens a resolved one. Resolving and
-    reopening need a note saying what was done or why."""
+    reopening need a note saying what was done or why. `seen`: the problem's updated_at as
+    the page showed it; a move made from a page older than the problem is refused
+    (ProblemChanged), so nobody resolves what was reopened since they looked."""
     problem = (await session.execute(select(Problem).where(Problem.id == _id(problem_id))
                                      .with_for_update())).scalar_one_or_none()
     if problem is None or not rules.sees(actor, problem.district_id, problem.centre_id):
         raise errors.NotFound()
+    if status and seen is not None and seen != problem.updated_at:
+        raise errors.ProblemChanged()
     to = None
     if status:
         try:
@@ -188,8 +199,9 @@ async def add_note(session: AsyncSession, *, actor: Actor, problem_id: int, text
         elif to == ProblemStatus.RESOLVED:
             problem.resolved_at = now
             problem.acknowledged_at = problem.acknowledged_at or now
-        else:  # reopened
-            problem.resolved_at = None
+        else:  # reopened: waiting for an operator again, from now
+            problem.resolved_at = problem.acknowledged_at = None
+            problem.opened_at = now
     problem.updated_at = now
     session.add(ProblemNote(problem_id=problem.id, author_id=actor.id, at=now,
                             text=clean or "", status_to=to.value if to else None))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -18,6 +18,8 @@ from teeka.auth.actor import Actor
 from teeka.centre import repository as centre_repo
 from teeka.kit import clock
 from teeka.models import (
+    Appointment,
+    AppointmentStatus,
     Centre,
     District,
     DoseRecord,
@@ -26,12 +28,21 @@ from teeka.models import (
     OutboxStatus,
     Problem,
     ProblemStatus,
+    SessionSlot,
     VaccinationSession,
 )
+from teeka.vaccination.rules import SYNC_DAYS
 from teeka.watch import rules
 
 SMS_LATE = timedelta(minutes=5)  # an SMS waiting longer than this: delivery is stuck
-FAILED_WINDOW = timedelta(hours=24)  # SMS given up on within this window are counted
+FAILED_WINDOW = timedelta(hours=24)  # SMS given up on within this window are shown
+# SMS are failing when, in the last hour, at least this many were given up on and they are at
+# least this share of those finished (one wrong number among a state's SMS is not an alarm)
+FAIL_HOUR = timedelta(hours=1)
+FAIL_MIN, FAIL_SHARE = 10, 0.02
+# A centre is listed as silent with one person missed; it is an alarm from this many (a
+# single no-show is not)
+SILENT_ALARM = 5
 SILENT_SHOWN = 100  # silent centres listed (the count covers them all)
 
 
@@ -53,10 +64,13 @@ class Signals:
     problems_overdue: int = 0
     sms_pending: int = 0
     sms_oldest_pending_s: int | None = None
-    sms_failed: int = 0  # in the last FAILED_WINDOW
+    sms_failed: int = 0  # given up on in the last FAILED_WINDOW
+    sms_failed_hour: int = 0  # given up on in the last hour
+    sms_sent_hour: int = 0  # delivered in the last hour
     silent_centres: list[SilentCentre] = field(default_factory=list)
     silent_count: int = 0
-    offline_to_resolve: int = 0
+    silent_alarm: int = 0  # silent centres with at least SILENT_ALARM people missed
+    offline_to_resolve: int = 0  # uploaded within the sync days, not recorded
 
     @property
     def trouble(self) -> list[str]:
@@ -66,12 +80,13 @@ class Signals:
             out.append("urgent_problem")
         if self.problems_overdue:
             out.append("problem_overdue")
-        if self.silent_count:
+        if self.silent_alarm:
             out.append("silent_centres")
         if self.sms_oldest_pending_s is not None and self.sms_oldest_pending_s > \
                 SMS_LATE.total_seconds():
             out.append("sms_late")
-        if self.sms_failed:
+        failed, finished = self.sms_failed_hour, self.sms_failed_hour + self.sms_sent_hour
+        if failed >= FAIL_MIN and failed >= FAIL_SHARE * finished:
             out.append("sms_failing")
         if self.offline_to_resolve:
             out.append("offline_to_resolve")
@@ -95,16 +110,27 @@ async def read(session: AsyncSession, *, actor: Actor) -> Signals:
     out.sms_pending = int(pending)
     if oldest is not None:
         out.sms_oldest_pending_s = max(0, int((now - _aware(oldest)).total_seconds()))
+    # A message given up on keeps the time of its last try in next_attempt_at (the worker),
+    # which the outbox's (status, next_attempt_at) index reads as a range.
+    def finished(status: str, since: timedelta) -> Select[int]:
+        return (select(func.count()).select_from(OutboxMessage)
+                .where(OutboxMessage.status == status,
+                       OutboxMessage.next_attempt_at >= now - since))
+
     out.sms_failed = int((await session.execute(
-        select(func.count()).select_from(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.FAILED,
-               OutboxMessage.created_at >= now - FAILED_WINDOW))).scalar_one())
+        finished(OutboxStatus.FAILED, FAILED_WINDOW))).scalar_one())
+    out.sms_failed_hour = int((await session.execute(
+        finished(OutboxStatus.FAILED, FAIL_HOUR))).scalar_one())
+    out.sms_sent_hour = int((await session.execute(
+        finished(OutboxStatus.SENT, FAIL_HOUR))).scalar_one())
     recorded_there = (select(DoseRecord.id).where(
         DoseRecord.appointment_id == OfflineDose.appointment_id,
         DoseRecord.centre_id == OfflineDose.centre_id).exists())
     out.offline_to_resolve = int((await session.execute(
         select(func.count()).select_from(OfflineDose)
-        .where(OfflineDose.outcome == "refused", ~recorded_there))).scalar_one())
+        .where(OfflineDose.outcome == "refused", ~recorded_there,
+               OfflineDose.uploaded_at >= now - timedelta(days=SYNC_DAYS + 1))
+    )).scalar_one())
     await _silent(session, out, now)
     return out
 
@@ -116,22 +142,41 @@ def _aware(at: datetime) -> datetime:
 
 async def _silent(session: AsyncSession, out: Signals, now: datetime) -> None:
     """Centres with people booked today in slots already over and not one dose recorded
-    today (neither booked nor walk-in)."""
+    today (neither booked nor walk-in): one grouped read of the day's appointments."""
     day = clock.today()
-    centre_ids = list((await session.execute(
-        select(VaccinationSession.centre_id).where(VaccinationSession.date == day).distinct()
-    )).scalars())
-    counts = await centre_repo.today_at_centres(session, centre_ids, day=day, now=now)
-    silent = {cid: c for cid, c in counts.items()
-              if c.no_shows and not c.vaccinated and not c.walkins}
+    booked: dict[int, int] = {}
+    missed: dict[int, int] = {}
+    done: set[int] = set()
+    for centre_id, label, status, n in await session.execute(
+            select(VaccinationSession.centre_id, SessionSlot.label, Appointment.status,
+                   func.count())
+            .join(VaccinationSession, VaccinationSession.id == Appointment.session_id)
+            .join(SessionSlot, SessionSlot.id == Appointment.slot_id)
+            .where(VaccinationSession.date == day,
+                   Appointment.status.in_([AppointmentStatus.BOOKED,
+                                           AppointmentStatus.COMPLETED]))
+            .group_by(VaccinationSession.centre_id, SessionSlot.label, Appointment.status)):
+        booked[centre_id] = booked.get(centre_id, 0) + n
+        if status == AppointmentStatus.COMPLETED:
+            done.add(centre_id)
+        elif centre_repo.slot_has_ended(day, label, now):
+            missed[centre_id] = missed.get(centre_id, 0) + n
+    candidates = [cid for cid in missed if cid not in done]
+    if candidates:  # a walk-in recorded today also shows the centre is working
+        done.update((await session.execute(
+            select(DoseRecord.centre_id).where(
+                DoseRecord.centre_id.in_(candidates),
+                DoseRecord.administered_at >= clock.local_datetime(day, 0))
+            .distinct())).scalars())
+    silent = {cid: n for cid, n in missed.items() if cid not in done}
     out.silent_count = len(silent)
+    out.silent_alarm = sum(1 for n in silent.values() if n >= SILENT_ALARM)
     if not silent:
         return
-    worst = sorted(silent, key=lambda cid: (-silent[cid].no_shows, cid))[:SILENT_SHOWN]
+    worst = sorted(silent, key=lambda cid: (-silent[cid], cid))[:SILENT_SHOWN]
     rows = await session.execute(
         select(Centre.id, Centre.name_en, Centre.name_hi, District.name_en, District.name_hi)
         .join(District, District.id == Centre.district_id).where(Centre.id.in_(worst)))
     names = {r[0]: r[1:] for r in rows}
-    out.silent_centres = [SilentCentre(cid, *names[cid], booked=silent[cid].booked,
-                                       missed=silent[cid].no_shows)
+    out.silent_centres = [SilentCentre(cid, *names[cid], booked=booked[cid], missed=silent[cid])
                           for cid in worst if cid in names]

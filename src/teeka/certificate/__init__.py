@@ -1,0 +1,1 @@
+"""Records for the ecosystem: verifiable certificates (HCERT) and FHIR (docs/certificates.md)."""
