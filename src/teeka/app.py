@@ -8,6 +8,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -80,6 +81,12 @@ GC_YOUNG_THRESHOLD = 50_000
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging_setup.configure(settings.log_level)
+    if not settings.is_development and not settings.certificate_key:
+        # Certificates are then signed with a key derived from the secret key: a new secret
+        # (or one host with its own var/secret.key) makes every certificate printed before
+        # fail to check. docs/certificates.md, "The key".
+        structlog.get_logger("teeka.certificate").warning(
+            "certificate.key.derived", hint="set TEEKA_CERTIFICATE_KEY and publish its key")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

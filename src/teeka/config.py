@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # in PEM (the text, or a path to it). Empty: derived from the secret key (development and
     # a single embedded installation; production sets its own and publishes its public key).
     certificate_key: str = ""
+    # Public keys (PEM, one or more) the state signed certificates with before: a certificate
+    # printed then still checks after the key is changed.
+    certificate_previous_keys: str = ""
     certificate_issuer: str = "Health Department, Chhattisgarh"
     certificate_valid_days: int = Field(default=365, ge=1)
 

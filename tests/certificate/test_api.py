@@ -57,6 +57,7 @@ async def test_the_certificate_is_signed_and_anyone_can_check_it(client, maker, 
 
     r = await client.post("/api/v1/certificates/verify", json={"hc1": cert["hc1"]})
     assert r.json()["valid"] is True and r.json()["certificate"]["v"][0]["ci"] == v["ci"]
+    assert p["ref"] not in v["ci"]  # the certificate id does not give the reference id away
     forged = cert["hc1"][:-6] + ("A" if cert["hc1"][-6] != "A" else "B") + cert["hc1"][-5:]
     r = await client.post("/api/v1/certificates/verify", json={"hc1": forged})
     assert r.json()["valid"] is False and r.json()["reason"], r.text
@@ -157,3 +158,19 @@ async def test_the_help_desk_prints_the_certificate_of_a_person_without_a_phone(
     r = await client.get(f"/api/v1/beneficiaries/{p['ref']}/certificate",
                          headers=world.headers("helpdesk"))
     assert r.status_code == 404
+
+
+def test_a_certificate_signed_with_the_previous_key_still_checks(settings) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from teeka.certificate import service
+
+    old_key = ec.generate_private_key(ec.SECP256R1())
+    now = clock.now()
+    text = hcert.sign({"ver": "1.3.0"}, key=old_key, issuer="IN", issued_at=now,
+                      expires_at=now + timedelta(days=1))
+    assert service.check(settings, text).reason == "unknown_key"
+    pem = old_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    moved = settings.model_copy(update={"certificate_previous_keys": pem.decode()})
+    assert service.check(moved, text).valid is True

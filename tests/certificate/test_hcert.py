@@ -79,3 +79,27 @@ def test_tampered_foreign_and_garbage_are_refused_with_a_reason() -> None:
         with pytest.raises(hcert.NotACertificate) as raised:
             hcert.verify(bad, keys)
         assert raised.value.reason == reason, (bad[:40], raised.value.reason)
+
+
+def test_only_the_specified_shape_is_read() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    keys = {hcert.key_id(key.public_key()): key.public_key()}
+    text = _sign(key)
+    raw = zlib.decompress(hcert.b45decode(text[4:]))
+    protected, _unprotected, payload, signature = cbor2.loads(raw).value
+    as_map = cbor2.dumps(cbor2.CBORTag(18, {protected: 1, b"x": 2, payload: 3, signature: 4}))
+    cut = zlib.compress(raw)[:-3]
+    for bad, reason in (("HC1:" + hcert.b45encode(zlib.compress(as_map)), "not_cose"),
+                        ("HC1:" + hcert.b45encode(zlib.compress(raw) + b"more"), "not_zlib"),
+                        ("HC1:" + hcert.b45encode(cut), "not_zlib")):
+        with pytest.raises(hcert.NotACertificate) as raised:
+            hcert.verify(bad, keys)
+        assert raised.value.reason == reason
+
+
+def test_names_in_the_form_verifiers_read() -> None:
+    from teeka.certificate.service import _icao, _names
+    assert _icao("José Müller-Lüdenscheidt") == "JOSE<MULLER<LUDENSCHEIDT"
+    assert _icao("रमेश") == "X"
+    long = _names("A" * 100 + " " + "B" * 100)
+    assert all(len(v) <= 80 for v in long.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -66,8 +67,11 @@ async def certificate(reference_id: str, db: Db, actor: CurrentActor,
     return read(await service.certificate(db, settings, actor=actor, reference_id=reference_id))
 
 
-def pdf_response(c: service.Certificate, issuer: str) -> Response:
-    return Response(pdf.certificate_pdf(c, issuer=issuer), media_type="application/pdf",
+async def pdf_response(c: service.Certificate, issuer: str) -> Response:
+    """The PDF, drawn in a worker thread (tens of milliseconds of CPU): the event loop keeps
+    answering everyone else meanwhile."""
+    body = await anyio.to_thread.run_sync(lambda: pdf.certificate_pdf(c, issuer=issuer))
+    return Response(body, media_type="application/pdf",
                     headers={"Content-Disposition":
                              f'attachment; filename="certificate-{c.reference_id}.pdf"',
                              "Cache-Control": "no-store"})
@@ -77,7 +81,7 @@ def pdf_response(c: service.Certificate, issuer: str) -> Response:
 async def certificate_pdf(reference_id: str, db: Db, actor: CurrentActor,
                           settings: AppSettings) -> Response:
     c = await service.certificate(db, settings, actor=actor, reference_id=reference_id)
-    return pdf_response(c, settings.certificate_issuer)
+    return await pdf_response(c, settings.certificate_issuer)
 
 
 @router.get("/beneficiaries/{reference_id}/fhir")

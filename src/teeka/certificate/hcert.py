@@ -149,8 +149,8 @@ def verify(text: str, keys: dict[bytes, ec.EllipticCurvePublicKey]) -> Verified:
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, MAX_PAYLOAD)
-        if inflater.unconsumed_tail:
-            raise NotACertificate("not_zlib")
+        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+            raise NotACertificate("not_zlib")  # too large, cut short, or followed by more
     except zlib.error:
         raise NotACertificate("not_zlib") from None
     try:
@@ -159,6 +159,8 @@ def verify(text: str, keys: dict[bytes, ec.EllipticCurvePublicKey]) -> Verified:
             if cose.tag != COSE_SIGN1_TAG:
                 raise NotACertificate("not_cose")
             cose = cose.value
+        if not isinstance(cose, (list, tuple)) or len(cose) != 4:
+            raise NotACertificate("not_cose")
         protected, _unprotected, payload, signature = cose
         header = cbor2.loads(protected)
         claims = cbor2.loads(payload)

@@ -40,7 +40,7 @@ async def certificate(request: Request, reference_id: str, db: Db, lang: Lang,
 async def certificate_pdf(reference_id: str, db: Db, actor: CitizenPage,
                           settings: AppSettings) -> Response:
     c = await service.certificate(db, settings, actor=actor, reference_id=reference_id)
-    return pdf_response(c, settings.certificate_issuer)
+    return await pdf_response(c, settings.certificate_issuer)
 
 
 @router.get("/verify", response_class=HTMLResponse)
@@ -57,4 +57,4 @@ async def helpdesk_certificate_pdf(reference_id: str, db: Db, actor: StaffPage,
                                    settings: AppSettings) -> Response:
     """For a person registered at the help desk (no phone): their certificate, to print."""
     c = await service.certificate(db, settings, actor=actor, reference_id=reference_id)
-    return pdf_response(c, settings.certificate_issuer)
+    return await pdf_response(c, settings.certificate_issuer)

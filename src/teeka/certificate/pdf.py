@@ -11,6 +11,9 @@ from fpdf import FPDF
 from teeka.certificate.service import Certificate
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+# A name in Devanagari: its glyphs, where the machine has them (Debian: fonts-noto-core).
+# fpdf2 does not shape the script without uharfbuzz: conjuncts print as their parts.
+_DEVANAGARI = Path("/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf")
 
 
 def certificate_pdf(c: Certificate, *, issuer: str) -> bytes:
@@ -20,6 +23,9 @@ def certificate_pdf(c: Certificate, *, issuer: str) -> bytes:
     if _FONT.exists():
         pdf.add_font("DejaVu", fname=str(_FONT))
         family = "DejaVu"
+        if _DEVANAGARI.exists():
+            pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
+            pdf.set_fallback_fonts(["NotoDevanagari"])
     else:  # core font: Latin-1 only
         family = "Helvetica"
 
@@ -41,7 +47,7 @@ def certificate_pdf(c: Certificate, *, issuer: str) -> bytes:
              f"batch {d.batch}, {d.centre_en}")
     line(f"Certificate ID: {c.certificate_id}", 9)
     line(f"Issued {c.issued_at.strftime('%d-%m-%Y')}, valid until "
-         f"{c.expires_at.strftime('%d-%m-%Y')}", 9)
+         f"{c.expires_at.strftime('%d-%m-%Y')} (India time)", 9)
     png = io.BytesIO()
     segno.make(c.hc1, error="q", micro=False).save(png, kind="png", scale=4, border=4)
     png.seek(0)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -30,6 +33,7 @@ from teeka.kit import clock, phone
 from teeka.models import Beneficiary, Centre, DoseRecord, Vaccine
 
 COUNTRY = "IN"
+_FHIR_NS = uuid.UUID("5b0c6c1e-7f0e-4c55-9a8e-7e6f1b7d2a10")  # Teeka's FHIR resource ids
 COVID_19 = "840539006"  # SNOMED CT: the disease targeted
 VACCINE_TYPE = "J07BX03"  # ATC: covid-19 vaccines
 # Product and marketing-authorisation holder, in the EU DCC value sets' codes where there is one.
@@ -57,10 +61,24 @@ def signing_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
     return _key(settings.certificate_key, settings.resolved_secret())
 
 
+@lru_cache(maxsize=4)
+def _previous(pems: str) -> tuple[ec.EllipticCurvePublicKey, ...]:
+    out = []
+    for block in pems.split("-----END PUBLIC KEY-----"):
+        if "-----BEGIN PUBLIC KEY-----" in block:
+            key = serialization.load_pem_public_key(
+                (block.strip() + "\n-----END PUBLIC KEY-----\n").encode())
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                out.append(key)
+    return tuple(out)
+
+
 def public_keys(settings: Settings) -> dict[bytes, ec.EllipticCurvePublicKey]:
-    """The keys a certificate of this installation may be signed with, by key id."""
-    public = signing_key(settings).public_key()
-    return {hcert.key_id(public): public}
+    """The keys a certificate of this installation may be signed with, by key id: the
+    signing key's, and those it signed with before (`certificate_previous_keys`), so that a
+    certificate printed before the key changed still checks."""
+    keys = [signing_key(settings).public_key(), *_previous(settings.certificate_previous_keys)]
+    return {hcert.key_id(k): k for k in keys}
 
 
 @dataclass(frozen=True)
@@ -115,21 +133,34 @@ async def _person_and_doses(session: AsyncSession, actor: Actor, reference_id: s
     return person, doses
 
 
+NAME_MAX = 80  # EU DCC 1.3.0: fn, gn, fnt, gnt
+
+
 def _icao(text: str) -> str:
-    """The ICAO 9303 machine-readable form HCERT wants beside a name: A-Z, '<' between
-    words. Letters of other scripts have no ICAO transliteration here and are left out."""
-    words = ["".join(ch for ch in w.upper() if "A" <= ch <= "Z") for w in text.split()]
-    return "<".join(w for w in words if w) or "X"
+    """The ICAO 9303 machine-readable form HCERT wants beside a name: A-Z with '<' between
+    words and for hyphens, accents taken off (é → E). Letters of other scripts have no
+    transliteration here and are left out ("X" when nothing is left)."""
+    plain = unicodedata.normalize("NFKD", text).upper().replace("-", " ")
+    words = ["".join(ch for ch in w if "A" <= ch <= "Z") for w in plain.split()]
+    return ("<".join(w for w in words if w) or "X")[:NAME_MAX]
 
 
 def _names(name: str) -> dict[str, str]:
     parts = name.split()
     family = parts[-1] if parts else name
     given = " ".join(parts[:-1])
-    out = {"fn": family, "fnt": _icao(family)}
+    out = {"fn": family[:NAME_MAX], "fnt": _icao(family)}
     if given:
-        out |= {"gn": given, "gnt": _icao(given)}
+        out |= {"gn": given[:NAME_MAX], "gnt": _icao(given)}
     return out
+
+
+def _uvci(settings: Settings, reference_id: str, dose: int) -> str:
+    """The certificate's id: opaque (a keyed hash of the person and the dose), so that it does
+    not hand the reference id to everyone who scans it; the same for the same dose."""
+    digest = hmac.new(settings.resolved_secret().encode(), f"uvci\0{reference_id}\0{dose}"
+                      .encode(), hashlib.sha256).digest()
+    return f"URN:UVCI:01:{COUNTRY}:TK" + base64.b32encode(digest[:10]).decode()
 
 
 async def certificate(session: AsyncSession, settings: Settings, *, actor: Actor,
@@ -140,12 +171,12 @@ async def certificate(session: AsyncSession, settings: Settings, *, actor: Actor
         raise errors.CertificateNotIssued()
     last = doses[-1]
     product, holder = PRODUCTS.get(last.vaccine, (last.vaccine_name, last.manufacturer))
-    certificate_id = f"URN:UVCI:01:{COUNTRY}:TK{person.reference_id}D{last.dose}"
+    certificate_id = _uvci(settings, person.reference_id, last.dose)
     payload = {"ver": "1.3.0", "nam": _names(person.name), "dob": str(person.birth_year),
                "v": [{"tg": COVID_19, "vp": VACCINE_TYPE, "mp": product, "ma": holder,
                       "dn": last.dose, "sd": last.series, "dt": last.day.isoformat(),
                       "co": COUNTRY, "is": settings.certificate_issuer, "ci": certificate_id}]}
-    issued = clock.now().replace(microsecond=0)
+    issued = clock.now().replace(microsecond=0).astimezone(clock.LOCAL_TZ)
     expires = issued + timedelta(days=settings.certificate_valid_days)
     text = hcert.sign(payload, key=signing_key(settings), issuer=COUNTRY, issued_at=issued,
                       expires_at=expires)
@@ -173,8 +204,8 @@ def check(settings: Settings, text: str) -> Checked:
         found = hcert.verify((text or "")[:8000], public_keys(settings))
     except hcert.NotACertificate as exc:
         return Checked(valid=False, reason=exc.reason)
-    issued = datetime.fromtimestamp(found.issued_at, clock.now().tzinfo)
-    expires = datetime.fromtimestamp(found.expires_at, clock.now().tzinfo)
+    issued = datetime.fromtimestamp(found.issued_at, clock.LOCAL_TZ)
+    expires = datetime.fromtimestamp(found.expires_at, clock.LOCAL_TZ)
     expired = clock.now() > expires
     return Checked(valid=not expired, reason="expired" if expired else None,
                    kid=base64.b64encode(found.kid).decode(), issued_at=issued,
@@ -187,15 +218,17 @@ async def fhir_bundle(session: AsyncSession, *, actor: Actor, reference_id: str
     one Immunization per dose. The photo-ID number is never in it."""
     person, doses = await _person_and_doses(session, actor, reference_id)
     patient_id = person.reference_id
+    patient_url = f"urn:uuid:{uuid.uuid5(_FHIR_NS, 'Patient/' + patient_id)}"
     gender = {"male": "male", "female": "female"}.get(person.gender, "other")
-    entries: list[dict[str, Any]] = [{"fullUrl": f"urn:teeka:patient:{patient_id}", "resource": {
+    entries: list[dict[str, Any]] = [{"fullUrl": patient_url, "resource": {
         "resourceType": "Patient", "id": patient_id,
         "identifier": [{"system": "urn:teeka:beneficiary-reference-id", "value": patient_id}],
         "name": [{"text": person.name}], "gender": gender,
         "birthDate": str(person.birth_year)}}]
     for d in doses:
         product, holder = PRODUCTS.get(d.vaccine, (d.vaccine_name, d.manufacturer))
-        entries.append({"fullUrl": f"urn:teeka:immunization:{patient_id}-{d.dose}", "resource": {
+        url = f"urn:uuid:{uuid.uuid5(_FHIR_NS, f'Immunization/{patient_id}-{d.dose}')}"
+        entries.append({"fullUrl": url, "resource": {
             "resourceType": "Immunization", "id": f"{patient_id}-{d.dose}",
             "status": "completed",
             "vaccineCode": {"coding": [
@@ -203,11 +236,13 @@ async def fhir_bundle(session: AsyncSession, *, actor: Actor, reference_id: str
                  "display": "covid-19 vaccines"},
                 {"system": "urn:teeka:vaccine", "code": d.vaccine, "display": product}],
                 "text": d.vaccine_name},
-            "patient": {"reference": f"urn:teeka:patient:{patient_id}"},
+            "patient": {"reference": patient_url},
             "occurrenceDateTime": d.administered_at.isoformat(),
             "primarySource": True,
             "lotNumber": d.batch,
-            "manufacturer": {"display": holder},
+            "manufacturer": {"display": d.manufacturer,
+                             "identifier": {"system": "urn:teeka:ema-organisation",
+                                            "value": holder}},
             "location": {"display": d.centre_en},
             "protocolApplied": [{
                 "targetDisease": [{"coding": [{"system": "http://snomed.info/sct",

@@ -442,7 +442,7 @@ async def certificate(db: Db, actor: CurrentActor, settings: AppSettings,
     (teeka.certificate)."""
     found = await certificate_service.certificate(db, settings, actor=actor,
                                                   reference_id=beneficiary_reference_id)
-    return pdf_response(found, settings.certificate_issuer)
+    return await pdf_response(found, settings.certificate_issuer)
 
 
 # ------------------------------------------------------------------ partner: beneficiaries
