@@ -20,7 +20,9 @@ def upgrade() -> None:
     op.create_table('offline_dose',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('centre_id', sa.Integer(), nullable=False),
-    sa.Column('appointment_id', sa.String(length=36), nullable=False),
+    sa.Column('appointment_id', sa.String(length=36), nullable=True),
+    sa.Column('reference_id', sa.String(length=14), nullable=False),
+    sa.Column('session_id', sa.String(length=36), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('batch', sa.String(length=40), nullable=False),
     sa.Column('given_at', sa.DateTime(), nullable=False),
@@ -37,8 +39,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('centre_id', 'appointment_id', name='one_per_appointment')
     )
     op.create_index(op.f('ix_offline_dose_centre_id'), 'offline_dose', ['centre_id'], unique=False)
+    op.create_index(op.f('ix_offline_dose_reference_id'), 'offline_dose', ['reference_id'],
+                    unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_offline_dose_reference_id'), table_name='offline_dose')
     op.drop_index(op.f('ix_offline_dose_centre_id'), table_name='offline_dose')
     op.drop_table('offline_dose')

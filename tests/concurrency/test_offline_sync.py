@@ -1,8 +1,9 @@
 """PostgreSQL only: the same filled day sheet uploaded twice at the same moment (a double
 click, a retry while the first upload still runs), while the vaccinator also types two of its
-doses online: every dose is recorded exactly once, each upload answers every row, nothing is a
-5xx, and the centre's record of each dose given offline is one row per appointment — the
-refused ones (appointments cancelled after the sheet was downloaded) too."""
+doses online: every dose is recorded exactly once, walk-ins never beyond the session's
+allowance, each upload answers every row, nothing is a 5xx, and the centre's record of each
+dose given offline is one row per appointment or walk-in — the refused ones (appointments
+cancelled after the sheet was downloaded, a walk-in over the allowance) too."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ SLOT = "09:00AM-11:00AM"
 
 async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.Response]:
     today = clock.today()
-    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=40)
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=40, walkins=3)
     people = await bulk_citizens(maker, settings, 24)
+    walkers = await bulk_citizens(maker, settings, 4)  # no appointment: walk-ins
     booked = []
     for i, (headers, ref) in enumerate(people):
         r = await client.post("/api/v1/appointments",
@@ -46,7 +48,9 @@ async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.
     at = earlier_today()
     sheet = {"doses": [{"appointment_id": appt, "session_id": sid, "secret_code": codes[ref],
                         "batch": "4121Z025", "given_at": at.isoformat()}
-                       for _h, ref, appt in booked]}
+                       for _h, ref, appt in booked]
+             + [{"reference_id": ref, "session_id": sid, "secret_code": codes[ref],
+                 "batch": "4121Z025", "given_at": at.isoformat()} for _h, ref in walkers]}
     staff = world.headers("vaccinator_a")
 
     async def typed(ref: str, appt: str) -> httpx.Response:
@@ -67,16 +71,16 @@ async def test_a_sheet_sent_twice_at_once_records_each_dose_once(client: httpx.A
     answers = await race(client, world, maker, settings)
     assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
     uploads = [a.json() for a in answers[:2]]
-    for u in uploads:
-        assert len(u["doses"]) == 24 and u["refused"] == 4
-        assert u["recorded"] + u["already_recorded"] == 20
+    for u in uploads:  # 20 appointments and 3 walk-ins recorded; 4 cancelled, 1 walk-in over
+        assert len(u["doses"]) == 28 and u["refused"] == 5
+        assert u["recorded"] + u["already_recorded"] == 23
     online = sum(1 for a in answers[2:] if a.status_code == 201)
-    assert uploads[0]["recorded"] + uploads[1]["recorded"] + online == 20
+    assert uploads[0]["recorded"] + uploads[1]["recorded"] + online == 23
     async with session_scope(maker) as db:
-        assert (await db.execute(select(func.count()).select_from(DoseRecord))).scalar_one() == 20
+        assert (await db.execute(select(func.count()).select_from(DoseRecord))).scalar_one() == 23
         kept = (await db.execute(select(OfflineDose.outcome, func.count())
                                  .group_by(OfflineDose.outcome))).all()
-        assert dict(kept) == {"recorded": 20, "refused": 4}
+        assert dict(kept) == {"recorded": 23, "refused": 5}  # one row each, never two
 
 
 async def test_canary_without_the_lock_two_uploads_collide(

@@ -32,7 +32,7 @@ async def send(c, body: str):
 async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, world, maker,
                                                                 settings) -> None:
     today = clock.today()
-    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5, walkins=2)
     first, second, absent = await booked(client, maker, world, settings, sid, 3)
     async with staff_client(app, "vaccinator_a") as c:
         page = await c.get(f"/staff/centre/day-sheet?date={today.isoformat()}")
@@ -49,7 +49,11 @@ async def test_the_sheet_is_printed_filled_in_and_uploaded_once(app, client, wor
         assert "attachment" in r.headers["content-disposition"]
         text = r.content.decode("utf-8-sig")
         rows = list(csv.DictReader(io.StringIO(text)))
-        assert len(rows) == 3 and all(row["secret_code"] == "" for row in rows)
+        assert len(rows) == 5 and all(row["secret_code"] == "" for row in rows)
+        # two blank walk-in lines, as the session has two walk-in places
+        assert [row["status"] for row in rows[3:]] == ["walk-in", "walk-in"]
+        assert all(row["session_id"] == sid and not row["appointment_id"] for row in rows[3:])
+        assert f'id="walkins-{sid}"' in page.text
 
         # filled in offline, through a spreadsheet: the date came back as MM/DD/YYYY (the
         # day is the session's anyway), a code lost its leading zero, the time is 12-hour with

@@ -236,3 +236,36 @@ async def test_a_sheet_reveals_nothing_of_another_centre_and_counts_nothing_twic
             OfflineDose.appointment_id == a2["appointment_id"]))).scalar_one()
         assert kept == "recorded"
     assert await count(maker, select(func.count()).select_from(DoseRecord)) == 2
+
+
+async def test_walkins_given_offline_count_once_against_the_allowance(
+        client, world, maker, settings) -> None:
+    """A session with two walk-in places: three registered people without appointments were
+    vaccinated offline. Two are recorded (once, however often the sheet is sent); the third
+    finds the allowance used up: refused, kept and listed to resolve, never lost. The CSV
+    offers blank walk-in lines for the session."""
+    today = clock.today()
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5, walkins=2)
+    people = []
+    for _ in range(3):
+        citizen = await login_citizen(client, maker, settings, next_mobile())
+        ref = await add_beneficiary(client, citizen)
+        listed = (await client.get("/api/v1/beneficiaries", headers=citizen)).json()
+        people.append((ref, next(b["secret_code"] for b in listed if b["reference_id"] == ref)))
+    at = earlier_today()
+    sheet = {"doses": [{"reference_id": ref, "session_id": sid, "secret_code": code,
+                        "batch": "4121Z025", "given_at": at.isoformat()} for ref, code in people]}
+    url, staff = "/api/v1/centre/day-sheet", world.headers("vaccinator_a")
+    r = await client.post(url, headers=staff, json=sheet)
+    assert r.status_code == 200, r.text
+    codes = sorted((d["outcome"], d["code"] or "") for d in r.json()["doses"])
+    assert codes == [("recorded", ""), ("recorded", ""), ("refused", "WalkinsExhausted")], codes
+    r = await client.post(url, headers=staff, json=sheet)
+    assert sorted(d["outcome"] for d in r.json()["doses"]) == [
+        "already_recorded", "already_recorded", "refused"]
+    assert await count(maker, select(func.count()).select_from(DoseRecord)) == 2
+    async with session_scope(maker) as db:
+        listed = await repo.offline_to_resolve(db, world.centre_a)
+        assert len(listed) == 1 and listed[0].reason == "WalkinsExhausted"
+        assert listed[0].reference_id in {ref for ref, _code in people}
+        assert await recount_mismatches(db) == []

@@ -33,13 +33,18 @@ class OfflineDose(Base):
     centre's own record of it, kept whatever the outcome, so that a dose the server could not
     record (a code mistyped, the appointment changed meanwhile) is never lost; the dose itself
     is a DoseRecord once recorded. One row per centre and appointment (an appointment moved
-    between centres may be on both their sheets); a later upload updates it."""
+    between centres may be on both their sheets), or per centre, session and person for a
+    walk-in; a later upload updates it."""
 
     __tablename__ = "offline_dose"
     __table_args__ = (UniqueConstraint("centre_id", "appointment_id", name="one_per_appointment"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     centre_id: Mapped[int] = mapped_column(ForeignKey("centre.id"), index=True)
-    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointment.id"))
+    # the appointment vaccinated; None for a walk-in (a person without one, by reference id)
+    appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointment.id"),
+                                                       nullable=True)
+    reference_id: Mapped[str] = mapped_column(String(14), index=True)
+    session_id: Mapped[str] = mapped_column(String(36))  # the sheet's session
     day: Mapped[date] = mapped_column(Date)
     batch: Mapped[str] = mapped_column(String(40))
     given_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -77,7 +77,8 @@ async def sync_day_sheet(body: DaySheetSync, db: Db, actor: CurrentActor,
     its code and message; a refused dose is kept for the centre to resolve."""
     report = await offline.sync(db, actor=actor, lang=lang, rows=[
         offline.SheetRow(appointment_id=d.appointment_id, session_id=d.session_id,
-                         secret_code=d.secret_code, batch=d.batch, given_at=d.given_at)
+                         secret_code=d.secret_code, batch=d.batch, given_at=d.given_at,
+                         reference_id="" if d.appointment_id else d.reference_id)
         for d in body.doses])
     return DaySheetSynced(
         recorded=report.count("recorded"), already_recorded=report.count("already_recorded"),

@@ -59,12 +59,21 @@ class SheetRow:
     """One dose given offline, as the sheet was filled in: its appointment (and the session it
     was in when the sheet was downloaded), the code the person showed, the batch and the time."""
 
-    appointment_id: str
+    appointment_id: str  # empty for a walk-in: then `reference_id` says who
     session_id: str
     secret_code: str
     batch: str
     given_at: datetime | None = None  # the moment (the API)
     given_time: time | None = None  # or the time of the session's day (an uploaded sheet)
+    reference_id: str = ""
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        """Rows are taken in this order (appointments, then walk-ins by person and session):
+        the same in every upload, so that two uploads lock the same rows in the same order."""
+        if self.appointment_id:
+            return (0, self.appointment_id, "")
+        return (1, self.reference_id, self.session_id)
 
 
 @dataclass
@@ -104,9 +113,11 @@ async def day_sheet(session: AsyncSession, *, actor: Actor, day: date
                                          limit=repo.SHEET_ROWS)
 
 
-def sheet_csv(rows: list[CentreAppointmentRead]) -> str:
+def sheet_csv(rows: list[CentreAppointmentRead], sessions: list[repo.SessionToday],
+              day: date) -> str:
     """The day sheet as CSV (UTF-8, for a spreadsheet): the columns to fill in are empty; the
-    photo-ID number is masked, the secret code is not there."""
+    photo-ID number is masked, the secret code is not there. Then blank walk-in lines for each
+    session with walk-in places left (reference_id to fill in too)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(SHEET_COLUMNS + FILLED_COLUMNS)
@@ -115,7 +126,18 @@ def sheet_csv(rows: list[CentreAppointmentRead]) -> str:
             a.appointment_id, a.session_id, a.date.isoformat(), a.slot, a.reference_id, a.name,
             a.birth_year, a.gender, a.id_number_masked, a.vaccine, a.dose, a.status)]
             + ["", "", ""])
+    for vs in sessions:
+        for _ in range(min(WALKIN_LINES, vs.walkins_left)):
+            writer.writerow(["", vs.id, day.isoformat(), "", "", "", "", "", "", vs.vaccine,
+                             "", "walk-in", "", "", ""])
     return out.getvalue()
+
+
+async def walkin_sessions(session: AsyncSession, *, actor: Actor, day: date
+                          ) -> list[repo.SessionToday]:
+    """The centre's sessions of the day that take walk-ins, for the sheet's blank lines."""
+    return [vs for vs in await repo.sessions_today(session, centre_id=own_centre(actor),
+                                                   day=day) if vs.walkins_left > 0]
 
 
 def _cell(value: object) -> str:
@@ -134,11 +156,14 @@ class ReadSheet:
 
 
 # The columns read back (the others are there for the people filling the sheet in).
-_NEEDED = ("appointment_id", "session_id", "secret_code", "batch", "given_at")
+_NEEDED = ("appointment_id", "session_id", "reference_id", "secret_code", "batch", "given_at")
+# Blank walk-in lines a sheet offers per session (at most what its allowance has left)
+WALKIN_LINES = 30
 # 10:30, 10.30, 10:30:00, 10:30 AM, 1:05pm: what spreadsheets write back
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-5][0-9])(?:[:.][0-5][0-9])?\s*([AaPp][Mm])?")
 # ids are uuids: anything else is no row (and never reaches the database)
 _ID = re.compile(r"[0-9A-Za-z-]{1,36}")
+_REF = re.compile(r"[0-9]{14}")
 
 
 def read_sheet(text: str) -> ReadSheet:
@@ -152,8 +177,8 @@ def read_sheet(text: str) -> ReadSheet:
         header = [c.strip().lstrip("\ufeff").lower() for c in next(reader, [])]
         if any(c not in header for c in _NEEDED):
             raise errors.Invalid(detail="the first row must name the day sheet's columns: "
-                                        "appointment_id, session_id, secret_code, batch, "
-                                        "given_at")
+                                        "appointment_id, session_id, reference_id, "
+                                        "secret_code, batch, given_at")
         at = {name: header.index(name) for name in _NEEDED}
         for cells in reader:
             line = reader.line_num
@@ -181,9 +206,10 @@ def _sheet_row(value: dict[str, str]) -> SheetRow:
     code = value["secret_code"]
     if code.isascii() and code.isdigit() and len(code) < 4:  # a spreadsheet dropped zeros
         code = code.zfill(4)
-    return SheetRow(appointment_id=value["appointment_id"][:40],
-                    session_id=value["session_id"][:40], secret_code=code[:8],
-                    batch=value["batch"][:60], given_time=given)
+    appointment = value["appointment_id"][:40]
+    return SheetRow(appointment_id=appointment, session_id=value["session_id"][:40],
+                    secret_code=code[:8], batch=value["batch"][:60], given_time=given,
+                    reference_id="" if appointment else value["reference_id"].strip()[:20])
 
 
 def _given_time(text: str) -> time:
@@ -206,17 +232,18 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
         raise errors.Invalid(detail="too many rows: at most {max_rows}", max_rows=MAX_ROWS)
     report = SyncReport()
     outcomes: dict[int, RowOutcome] = {}
-    settled: set[str] = set()
+    settled: set[tuple[int, str, str]] = set()
     # In appointment order, whatever the file's: two uploads of overlapping sheets lock the
     # same rows in the same order (one waits for the other; neither deadlocks).
-    for i in sorted(range(len(rows)), key=lambda i: (rows[i].appointment_id, i)):
+    for i in sorted(range(len(rows)), key=lambda i: (rows[i].key, i)):
         row, line = rows[i], (lines[i] if lines else None)
-        if row.appointment_id in settled:  # a second line for a dose recorded above
+        if row.key in settled:  # a second line for a dose recorded above
             outcomes[i] = RowOutcome(row.appointment_id, "already_recorded", line=line)
             continue
-        outcomes[i] = await _one(session, actor, centre_id, row, lang, line)
+        one = _one if row.appointment_id else _walkin
+        outcomes[i] = await one(session, actor, centre_id, row, lang, line)
         if outcomes[i].outcome != "refused":
-            settled.add(row.appointment_id)  # a refused line's next copy (corrected) is tried
+            settled.add(row.key)  # a refused line's next copy (corrected) is tried
     report.rows = [outcomes[i] for i in range(len(rows))]  # in the file's order
     await log_action(session, actor=actor.label, action="vaccination.day_sheet.synced",
                      object_type="centre", object_id=centre_id, rows=len(rows),
@@ -259,12 +286,12 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
     # Who it is, only when the appointment is (still) at this centre: an id of another
     # centre's appointment does not tell this centre whose it is.
     now_at = sheet if now_in == sheet.id else await session.get(VaccinationSession, now_in)
+    person = await session.get(Beneficiary, person_id)
+    assert person is not None
     who = None
     if now_at is not None and now_at.centre_id == centre_id:
-        person = await session.get(Beneficiary, person_id)
-        assert person is not None
         who = (person.reference_id, person.name)
-    kept = _Kept(centre_id, row, day, given_at)
+    kept = _Kept(centre_id, row, day, given_at, person.reference_id, sheet.id)
     earlier = (await session.execute(select(DoseRecord.id, DoseRecord.session_id).where(
         DoseRecord.appointment_id == appt_id))).first()
     if earlier is not None and earlier.session_id == sheet.id:
@@ -292,15 +319,64 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
                       reference_id=who[0] if who else None, name=who[1] if who else None)
 
 
+def _moment(row: SheetRow, day: date) -> datetime:
+    given_at = row.given_at if row.given_at is not None else clock.local_datetime(
+        day, (row.given_time or time(0)).hour, (row.given_time or time(0)).minute)
+    given_at.astimezone(UTC)  # a year 1 or 9999 moment cannot be compared: refuse it
+    return given_at
+
+
+async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRow,
+                  lang: str, line: int | None) -> RowOutcome:
+    """A person without an appointment, vaccinated offline: by reference id, in a session of
+    the sheet, from its walk-in allowance (record_walkin)."""
+    if not (_REF.fullmatch(row.reference_id) and _ID.fullmatch(row.session_id)):
+        return _refused(row, errors.NotFound(), lang, line)
+    # Locked first (the person's row): another upload of this walk-in waits for this one.
+    query = select(Beneficiary).where(Beneficiary.reference_id == row.reference_id)
+    if LOCK_FIRST:
+        query = query.with_for_update(key_share=True)
+    person = (await session.execute(query)).scalar_one_or_none()
+    sheet = await session.get(VaccinationSession, row.session_id)
+    if person is None:
+        return _refused(row, errors.NotFound(), lang, line)
+    if sheet is None or sheet.centre_id != centre_id:
+        return _refused(row, errors.WrongCentre(), lang, line)
+    ref, name, day, sheet_id = person.reference_id, person.name, sheet.date, sheet.id
+    try:
+        given_at = _moment(row, day)
+    except (OverflowError, ValueError):
+        return _refused(row, errors.Invalid(detail="the time of the dose must be on the "
+                                                   "session's day and not later than now"),
+                        lang, line)
+    kept = _Kept(centre_id, row, day, given_at, ref, sheet_id)
+    try:
+        async with session.begin_nested():
+            done = await service.record_walkin(session, actor=actor, session_id=sheet_id,
+                                               reference_id=ref, secret_code=row.secret_code,
+                                               batch=row.batch, given_at=given_at)
+    except errors.DomainError as exc:
+        if isinstance(exc, errors.SecretCodeWrong):
+            await _count_wrong_code(session, actor, None, ref, centre_id)
+        await _keep(session, actor, kept, "refused", exc.code, None)
+        return _refused(row, exc, lang, line, (ref, name))
+    await _keep(session, actor, kept, "recorded", None, done.record.id)
+    return RowOutcome(row.appointment_id,
+                      "already_recorded" if done.already_recorded else "recorded",
+                      dose_record_id=done.record.id, line=line, reference_id=ref, name=name)
+
+
 @dataclass(frozen=True)
 class _Kept:
     centre_id: int
     row: SheetRow
     day: date
     given_at: datetime
+    reference_id: str
+    session_id: str
 
 
-async def _count_wrong_code(session: AsyncSession, actor: Actor, appointment_id: str,
+async def _count_wrong_code(session: AsyncSession, actor: Actor, appointment_id: str | None,
                             reference_id: str, centre_id: int) -> None:
     """The wrong try's audit entry went with the row's savepoint: written again, so that
     wrong codes on sheets count towards the person's daily limit as typed ones do. The
@@ -317,11 +393,16 @@ async def _keep(session: AsyncSession, actor: Actor, kept: _Kept, outcome: str,
     """This centre's record of this dose given offline, as last uploaded; one that was
     recorded stays recorded."""
     now = clock.now()
+    same = (OfflineDose.appointment_id == kept.row.appointment_id if kept.row.appointment_id
+            else (OfflineDose.appointment_id.is_(None)
+                  & (OfflineDose.reference_id == kept.reference_id)
+                  & (OfflineDose.session_id == kept.session_id)))
     row = (await session.execute(select(OfflineDose).where(
-        OfflineDose.centre_id == kept.centre_id,
-        OfflineDose.appointment_id == kept.row.appointment_id))).scalar_one_or_none()
+        OfflineDose.centre_id == kept.centre_id, same))).scalars().first()
     if row is None:
-        session.add(OfflineDose(centre_id=kept.centre_id, appointment_id=kept.row.appointment_id,
+        session.add(OfflineDose(centre_id=kept.centre_id,
+                                appointment_id=kept.row.appointment_id or None,
+                                reference_id=kept.reference_id, session_id=kept.session_id,
                                 day=kept.day, batch=kept.row.batch[:40], given_at=kept.given_at,
                                 outcome=outcome, reason=reason, dose_record_id=record_id,
                                 uploaded_by=actor.label, uploaded_at=now, uploads=1))

@@ -231,6 +231,8 @@ async def day_sheet(request: Request, db: Db, lang: Lang, actor: StaffPage,
                      error=exc.text(lang))
     return _page(request, actor, "staff/day_sheet.html", lang, centre=centre, day=day,
                  rows=rows, days=_sheet_days(), error=None,
+                 walkins=await offline.walkin_sessions(db, actor=actor, day=day),
+                 walkin_lines=offline.WALKIN_LINES,
                  generated=clock.now().astimezone(clock.LOCAL_TZ).strftime("%d-%m-%Y %H:%M"))
 
 
@@ -240,8 +242,10 @@ async def day_sheet_csv(db: Db, actor: StaffPage, date: str = "") -> Response:
     open as they are); never kept by a cache."""
     day = _sheet_day(date)
     rows = await offline.day_sheet(db, actor=actor, day=day)
+    walkins = await offline.walkin_sessions(db, actor=actor, day=day)
     name = f"day-sheet-{offline.own_centre(actor)}-{day.isoformat()}.csv"
-    return Response("\ufeff" + offline.sheet_csv(rows), media_type="text/csv; charset=utf-8",
+    return Response("\ufeff" + offline.sheet_csv(rows, walkins, day),
+                    media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "no-store"})
 

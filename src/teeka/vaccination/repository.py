@@ -13,6 +13,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from teeka.kit import phone
 from teeka.models import (
@@ -150,24 +151,30 @@ class OfflineView:
 
 async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int = 500
                              ) -> list[OfflineView]:
-    """The centre's doses given offline whose last upload was refused and that no dose record
-    of this centre answers yet (recorded since, online or by a later upload: resolved; a dose
-    recorded for the appointment at another centre does not resolve it: the person may have
-    had two). Who it is is shown only while the appointment is at this centre."""
-    recorded_here = (select(DoseRecord.id).where(DoseRecord.appointment_id ==
-                                                 OfflineDose.appointment_id,
-                                                 DoseRecord.centre_id == centre_id).exists())
+    """The centre's doses given offline whose last upload was refused and that no dose of
+    this person recorded at this centre for that day answers yet (recorded since, online or by
+    a later upload: resolved; a dose recorded at another centre does not resolve it: the
+    person may have had two). Who it is is shown for a walk-in, and for an appointment while
+    it is at this centre."""
+    answered = (select(DoseRecord.id)
+                .join(VaccinationSession, VaccinationSession.id == DoseRecord.session_id)
+                .where(DoseRecord.beneficiary_id == Beneficiary.id,
+                       DoseRecord.centre_id == OfflineDose.centre_id,
+                       VaccinationSession.date == OfflineDose.day).exists())
+    now_at = aliased(VaccinationSession)
     rows = await session.execute(
-        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name,
-               VaccinationSession.centre_id)
-        .join(Appointment, Appointment.id == OfflineDose.appointment_id)
-        .join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
-        .join(VaccinationSession, VaccinationSession.id == Appointment.session_id)
+        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name, now_at.centre_id)
+        .join(Beneficiary, Beneficiary.reference_id == OfflineDose.reference_id)
+        .outerjoin(Appointment, Appointment.id == OfflineDose.appointment_id)
+        .outerjoin(now_at, now_at.id == Appointment.session_id)
         .where(OfflineDose.centre_id == centre_id, OfflineDose.outcome == "refused",
-               ~recorded_here)
+               ~answered)
         .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
-    return [OfflineView(appointment_id=o.appointment_id,
-                        reference_id=ref if now_at == centre_id else "",
-                        name=name if now_at == centre_id else "", day=o.day,
-                        given_at=o.given_at, batch=o.batch, reason=o.reason,
-                        uploaded_at=o.uploaded_at) for o, ref, name, now_at in rows]
+    out = []
+    for o, ref, name, at in rows:
+        shown = o.appointment_id is None or at == centre_id
+        out.append(OfflineView(appointment_id=o.appointment_id or "",
+                               reference_id=ref if shown else "", name=name if shown else "",
+                               day=o.day, given_at=o.given_at, batch=o.batch, reason=o.reason,
+                               uploaded_at=o.uploaded_at))
+    return out

@@ -66,10 +66,12 @@ class DaySheet(BaseModel):
 
 
 class OfflineDoseIn(BaseModel):
-    """One dose given offline: the appointment and the session it was in on the sheet, the
-    code the person showed, the vial's batch and when (with its time zone)."""
+    """One dose given offline: the appointment and the session it was in on the sheet (or, for
+    a walk-in, no appointment and the person's reference id), the code the person showed, the
+    vial's batch and when (with its time zone)."""
 
-    appointment_id: str = Field(max_length=36)
+    appointment_id: str = Field(default="", max_length=36)
+    reference_id: str = Field(default="", max_length=14)  # a walk-in
     session_id: str = Field(max_length=36)
     secret_code: str = Field(max_length=8)
     batch: str = Field(min_length=1, max_length=40)

@@ -247,17 +247,22 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
 # ---------------------------------------------------------------- a walk-in
 
 async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
-                        reference_id: str, secret_code: str, batch: str) -> DoseOutcome:
+                        reference_id: str, secret_code: str, batch: str,
+                        given_at: datetime | None = None) -> DoseOutcome:
     """Vaccinate a registered person without an appointment in a session of the vaccinator's
     centre today. The place comes from the session's walk-in allowance (a guarded UPDATE),
-    never from the booked places."""
+    never from the booked places. `given_at`: a walk-in vaccinated offline from the day sheet
+    (teeka.vaccination.offline), as for record_dose."""
     _own_centre(actor)
     clean_batch = rules.clean_batch(batch)
     vs = await session.get(VaccinationSession, session_id)
     if vs is None:
         raise errors.NotFound()
     access_centre_work(actor, vs.centre_id)
-    rules.check_today(vs.date, clock.today())
+    if given_at is None:
+        rules.check_today(vs.date, clock.today())
+    else:
+        rules.check_given_offline(vs.date, given_at, now=clock.now())
     person = (await session.execute(select(Beneficiary).where(
         Beneficiary.reference_id == reference_id,
         Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one_or_none()
@@ -288,8 +293,8 @@ async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
     now = clock.now()
     record = DoseRecord(beneficiary_id=person.id, appointment_id=None, session_id=vs.id,
                         centre_id=vs.centre_id, vaccine_id=vs.vaccine_id, dose_number=dose,
-                        batch=clean_batch, administered_at=now, vaccinator_id=actor.id,
-                        walk_in=True, created_at=now)
+                        batch=clean_batch, administered_at=given_at or now,
+                        vaccinator_id=actor.id, walk_in=True, created_at=now)
     try:
         # The walk-in place and the dose row stand or fall together: a lost race gives the
         # place back with the savepoint.
@@ -315,8 +320,8 @@ async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
     await log_action(session, actor=actor.label, action="vaccination.walkin.recorded",
                      object_type="dose_record", object_id=record.id, session_id=vs.id,
                      beneficiary=person.reference_id, dose=dose, vaccine=vaccine,
-                     batch=clean_batch, centre=vs.centre_id)
-    await _notify(session, person, dose=dose, vaccine=vaccine, day=clock.today())
+                     batch=clean_batch, centre=vs.centre_id, offline=given_at is not None)
+    await _notify(session, person, dose=dose, vaccine=vaccine, day=vs.date)
     return DoseOutcome(record=record, person=person, vaccine_code=vaccine)
 
 

@@ -20,6 +20,7 @@ from teeka.kit import clock
 from teeka.models import (
     Appointment,
     AppointmentStatus,
+    Beneficiary,
     Centre,
     District,
     DoseRecord,
@@ -123,12 +124,15 @@ async def read(session: AsyncSession, *, actor: Actor) -> Signals:
         finished(OutboxStatus.FAILED, FAIL_HOUR))).scalar_one())
     out.sms_sent_hour = int((await session.execute(
         finished(OutboxStatus.SENT, FAIL_HOUR))).scalar_one())
-    recorded_there = (select(DoseRecord.id).where(
-        DoseRecord.appointment_id == OfflineDose.appointment_id,
-        DoseRecord.centre_id == OfflineDose.centre_id).exists())
+    answered = (select(DoseRecord.id)
+                .join(Beneficiary, Beneficiary.id == DoseRecord.beneficiary_id)
+                .join(VaccinationSession, VaccinationSession.id == DoseRecord.session_id)
+                .where(Beneficiary.reference_id == OfflineDose.reference_id,
+                       DoseRecord.centre_id == OfflineDose.centre_id,
+                       VaccinationSession.date == OfflineDose.day).exists())
     out.offline_to_resolve = int((await session.execute(
         select(func.count()).select_from(OfflineDose)
-        .where(OfflineDose.outcome == "refused", ~recorded_there,
+        .where(OfflineDose.outcome == "refused", ~answered,
                OfflineDose.uploaded_at >= now - timedelta(days=SYNC_DAYS + 1))
     )).scalar_one())
     await _silent(session, out, now)
