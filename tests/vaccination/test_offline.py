@@ -269,3 +269,39 @@ async def test_walkins_given_offline_count_once_against_the_allowance(
         assert len(listed) == 1 and listed[0].reason == "WalkinsExhausted"
         assert listed[0].reference_id in {ref for ref, _code in people}
         assert await recount_mismatches(db) == []
+
+
+async def test_a_walkin_line_names_nobody_until_their_code_is_right(
+        client, world, maker, settings) -> None:
+    """A reference id typed on a walk-in line does not tell the centre whose it is unless the
+    person's secret code is right; a line naming nobody known is still kept; a recorded
+    walk-in sent again with its code copied wrong stays recorded and costs no wrong try."""
+    today = clock.today()
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5, walkins=3)
+    citizen = await login_citizen(client, maker, settings, next_mobile())
+    ref = await add_beneficiary(client, citizen, name="Stranger Person")
+    listed = (await client.get("/api/v1/beneficiaries", headers=citizen)).json()
+    code = next(b["secret_code"] for b in listed if b["reference_id"] == ref)
+    wrong = f"{(int(code) + 1) % 10_000:04d}"
+    at = earlier_today().isoformat()
+    url, staff = "/api/v1/centre/day-sheet", world.headers("vaccinator_a")
+
+    def line(**fields) -> dict:
+        return {"reference_id": ref, "session_id": sid, "secret_code": code, "batch": "B1",
+                "given_at": at} | fields
+
+    r = await client.post(url, headers=staff, json={"doses": [
+        line(batch="!!"), line(reference_id="", secret_code="1234")]})
+    assert r.status_code == 200, r.text
+    assert "Stranger" not in r.text and ref not in r.text
+    async with session_scope(maker) as db:
+        assert all(not v.name for v in await repo.offline_to_resolve(db, world.centre_a))
+
+    r = await client.post(url, headers=staff, json={"doses": [line()]})
+    assert r.json()["doses"][0]["outcome"] == "recorded", r.text
+    tries = select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "vaccination.secret_code.rejected")
+    before = await count(maker, tries)
+    r = await client.post(url, headers=staff, json={"doses": [line(secret_code=wrong)]})
+    assert r.json()["doses"][0]["outcome"] == "already_recorded", r.text
+    assert await count(maker, tries) == before

@@ -235,8 +235,12 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
     settled: set[tuple[int, str, str]] = set()
     # In appointment order, whatever the file's: two uploads of overlapping sheets lock the
     # same rows in the same order (one waits for the other; neither deadlocks).
+    walkers_locked = False
     for i in sorted(range(len(rows)), key=lambda i: (rows[i].key, i)):
         row, line = rows[i], (lines[i] if lines else None)
+        if not row.appointment_id and not walkers_locked:
+            await _lock_walkers(session, rows)
+            walkers_locked = True
         if row.key in settled:  # a second line for a dose recorded above
             outcomes[i] = RowOutcome(row.appointment_id, "already_recorded", line=line)
             continue
@@ -326,30 +330,47 @@ def _moment(row: SheetRow, day: date) -> datetime:
     return given_at
 
 
+# Refusals of a walk-in line made before its secret code was found right: the person is not
+# named to the centre for them (a reference id alone must not tell whose it is).
+UNIDENTIFIED = frozenset({"NotFound", "Invalid", "SecretCodeWrong", "SecretCodeLocked",
+                          "SheetDayOutOfRange", "WrongCentre"})
+
+
 async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRow,
                   lang: str, line: int | None) -> RowOutcome:
     """A person without an appointment, vaccinated offline: by reference id, in a session of
-    the sheet, from its walk-in allowance (record_walkin)."""
-    if not (_REF.fullmatch(row.reference_id) and _ID.fullmatch(row.session_id)):
+    the sheet, from its walk-in allowance (record_walkin). The person is named in the answer
+    only once their secret code was found right."""
+    if not _ID.fullmatch(row.session_id):
         return _refused(row, errors.NotFound(), lang, line)
-    # Locked first (the person's row): another upload of this walk-in waits for this one.
-    query = select(Beneficiary).where(Beneficiary.reference_id == row.reference_id)
-    if LOCK_FIRST:
-        query = query.with_for_update(key_share=True)
-    person = (await session.execute(query)).scalar_one_or_none()
     sheet = await session.get(VaccinationSession, row.session_id)
-    if person is None:
-        return _refused(row, errors.NotFound(), lang, line)
     if sheet is None or sheet.centre_id != centre_id:
         return _refused(row, errors.WrongCentre(), lang, line)
-    ref, name, day, sheet_id = person.reference_id, person.name, sheet.date, sheet.id
+    day, sheet_id = sheet.date, sheet.id
     try:
         given_at = _moment(row, day)
     except (OverflowError, ValueError):
         return _refused(row, errors.Invalid(detail="the time of the dose must be on the "
                                                    "session's day and not later than now"),
                         lang, line)
+    # Locked (sync locked every walk-in person of the upload at once, before the first one)
+    person = (await session.execute(select(Beneficiary).where(
+        Beneficiary.reference_id == row.reference_id))).scalar_one_or_none() \
+        if _REF.fullmatch(row.reference_id) else None
+    if person is None:  # kept as typed: a line that names nobody is still a dose given
+        await _keep(session, actor, _Kept(centre_id, row, day, given_at,
+                                          row.reference_id[:14], sheet_id),
+                    "refused", errors.NotFound.code, None)
+        return _refused(row, errors.NotFound(), lang, line)
+    ref, name, person_id = person.reference_id, person.name, person.id
     kept = _Kept(centre_id, row, day, given_at, ref, sheet_id)
+    earlier = (await session.execute(select(DoseRecord.id).where(
+        DoseRecord.beneficiary_id == person_id, DoseRecord.session_id == sheet_id,
+        DoseRecord.walk_in.is_(True)))).scalars().first()
+    if earlier is not None:  # recorded already: nothing to check again, no wrong try to count
+        await _keep(session, actor, kept, "recorded", None, earlier)
+        return RowOutcome(row.appointment_id, "already_recorded", dose_record_id=earlier,
+                          line=line, reference_id=ref, name=name)
     try:
         async with session.begin_nested():
             done = await service.record_walkin(session, actor=actor, session_id=sheet_id,
@@ -359,11 +380,26 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
         if isinstance(exc, errors.SecretCodeWrong):
             await _count_wrong_code(session, actor, None, ref, centre_id)
         await _keep(session, actor, kept, "refused", exc.code, None)
-        return _refused(row, exc, lang, line, (ref, name))
+        return _refused(row, exc, lang, line,
+                        None if exc.code in UNIDENTIFIED else (ref, name))
     await _keep(session, actor, kept, "recorded", None, done.record.id)
     return RowOutcome(row.appointment_id,
                       "already_recorded" if done.already_recorded else "recorded",
                       dose_record_id=done.record.id, line=line, reference_id=ref, name=name)
+
+
+async def _lock_walkers(session: AsyncSession, rows: list[SheetRow]) -> None:
+    """Every walk-in person of the upload, locked in one statement in id order before the
+    first walk-in takes a place: an upload never holds a session's walk-in count while it
+    waits for a person (which an online walk-in for that person, holding the person and
+    waiting for the session, would make a deadlock), and two uploads take the same people in
+    the same order."""
+    refs = sorted({r.reference_id for r in rows
+                   if not r.appointment_id and _REF.fullmatch(r.reference_id)})
+    if refs and LOCK_FIRST:
+        await session.execute(select(Beneficiary.id)
+                              .where(Beneficiary.reference_id.in_(refs))
+                              .order_by(Beneficiary.id).with_for_update(key_share=True))
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,11 @@ async def sessions_today(session: AsyncSession, *, centre_id: int, day: date
             for vs, code in rows]
 
 
+# as teeka.vaccination.offline.UNIDENTIFIED (the repository does not import the service)
+_UNIDENTIFIED = frozenset({"NotFound", "Invalid", "SecretCodeWrong", "SecretCodeLocked",
+                           "SheetDayOutOfRange", "WrongCentre"})
+
+
 @dataclass(frozen=True)
 class OfflineView:
     """A dose given offline that is not recorded yet, as the centre's list shows it."""
@@ -156,15 +161,18 @@ async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int =
     a later upload: resolved; a dose recorded at another centre does not resolve it: the
     person may have had two). Who it is is shown for a walk-in, and for an appointment while
     it is at this centre."""
+    # A dose recorded after the last upload of the line answers it; one recorded before (the
+    # person vaccinated that morning already) does not: that line is a second dose to look at.
     answered = (select(DoseRecord.id)
                 .join(VaccinationSession, VaccinationSession.id == DoseRecord.session_id)
                 .where(DoseRecord.beneficiary_id == Beneficiary.id,
                        DoseRecord.centre_id == OfflineDose.centre_id,
-                       VaccinationSession.date == OfflineDose.day).exists())
+                       VaccinationSession.date == OfflineDose.day,
+                       DoseRecord.created_at >= OfflineDose.uploaded_at).exists())
     now_at = aliased(VaccinationSession)
     rows = await session.execute(
         select(OfflineDose, Beneficiary.reference_id, Beneficiary.name, now_at.centre_id)
-        .join(Beneficiary, Beneficiary.reference_id == OfflineDose.reference_id)
+        .outerjoin(Beneficiary, Beneficiary.reference_id == OfflineDose.reference_id)
         .outerjoin(Appointment, Appointment.id == OfflineDose.appointment_id)
         .outerjoin(now_at, now_at.id == Appointment.session_id)
         .where(OfflineDose.centre_id == centre_id, OfflineDose.outcome == "refused",
@@ -172,9 +180,12 @@ async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int =
         .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
     out = []
     for o, ref, name, at in rows:
-        shown = o.appointment_id is None or at == centre_id
+        # a walk-in is named once its code was found right; an appointment while it is here
+        shown = (at == centre_id if o.appointment_id is not None
+                 else ref is not None and o.reason not in _UNIDENTIFIED)
         out.append(OfflineView(appointment_id=o.appointment_id or "",
-                               reference_id=ref if shown else "", name=name if shown else "",
+                               reference_id=ref if shown and ref else "",
+                               name=name if shown and name else "",
                                day=o.day, given_at=o.given_at, batch=o.batch, reason=o.reason,
                                uploaded_at=o.uploaded_at))
     return out

@@ -129,7 +129,8 @@ async def read(session: AsyncSession, *, actor: Actor) -> Signals:
                 .join(VaccinationSession, VaccinationSession.id == DoseRecord.session_id)
                 .where(Beneficiary.reference_id == OfflineDose.reference_id,
                        DoseRecord.centre_id == OfflineDose.centre_id,
-                       VaccinationSession.date == OfflineDose.day).exists())
+                       VaccinationSession.date == OfflineDose.day,
+                       DoseRecord.created_at >= OfflineDose.uploaded_at).exists())
     out.offline_to_resolve = int((await session.execute(
         select(func.count()).select_from(OfflineDose)
         .where(OfflineDose.outcome == "refused", ~answered,
