@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka.centre import rules
@@ -182,21 +182,25 @@ def slot_has_ended(day: date, label: str, now: datetime) -> bool:
     return now >= clock.local_datetime(day, end.hour, end.minute)
 
 
-async def today_at_centres(session: AsyncSession, centre_ids: Sequence[int], *, day: date,
-                           now: datetime) -> dict[int, TodayCounts]:
-    """Counts of `day` for each centre (every centre asked for has an entry)."""
-    out = {cid: TodayCounts() for cid in centre_ids}
-    if not out:
+async def today_at_centres(session: AsyncSession, centre_ids: Sequence[int] | None, *,
+                           day: date, now: datetime) -> dict[int, TodayCounts]:
+    """Counts of `day` for each centre (every centre asked for has an entry); `None`: every
+    centre with appointments or walk-ins that day, in one grouped read (no list of ids: the
+    operators' view of the whole state, teeka.watch.signals)."""
+    out = {cid: TodayCounts() for cid in centre_ids or ()}
+    if centre_ids is not None and not out:
         return out
+    where_centre = (VaccinationSession.centre_id.in_(list(out)) if centre_ids is not None
+                    else true())
     appointments = await session.execute(
         select(VaccinationSession.centre_id, SessionSlot.label, Appointment.status, func.count())
         .join(VaccinationSession, VaccinationSession.id == Appointment.session_id)
         .join(SessionSlot, SessionSlot.id == Appointment.slot_id)
-        .where(VaccinationSession.centre_id.in_(list(out)), VaccinationSession.date == day,
+        .where(where_centre, VaccinationSession.date == day,
                Appointment.status.in_([AppointmentStatus.BOOKED, AppointmentStatus.COMPLETED]))
         .group_by(VaccinationSession.centre_id, SessionSlot.label, Appointment.status))
     for centre_id, label, status, n in appointments:
-        counts = out[centre_id]
+        counts = out.setdefault(centre_id, TodayCounts())
         counts.booked += n
         if status == AppointmentStatus.COMPLETED:
             counts.vaccinated += n
@@ -207,10 +211,10 @@ async def today_at_centres(session: AsyncSession, centre_ids: Sequence[int], *, 
     walkins = await session.execute(
         select(DoseRecord.centre_id, func.count())
         .join(VaccinationSession, VaccinationSession.id == DoseRecord.session_id)
-        .where(DoseRecord.centre_id.in_(list(out)), DoseRecord.walk_in.is_(True),
-               VaccinationSession.date == day)
+        .where(DoseRecord.centre_id.in_(list(out)) if centre_ids is not None else true(),
+               DoseRecord.walk_in.is_(True), VaccinationSession.date == day)
         .group_by(DoseRecord.centre_id))
     for centre_id, n in walkins:
-        out[centre_id].walkins += n
+        out.setdefault(centre_id, TodayCounts()).walkins += n
     return out
 

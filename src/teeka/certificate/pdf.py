@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import segno
-from fpdf import FPDF
 
 from teeka.certificate.service import Certificate
-
-_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-# A name in Devanagari: its glyphs, where the machine has them (Debian: fonts-noto-core).
-# fpdf2 does not shape the script without uharfbuzz: conjuncts print as their parts.
-_DEVANAGARI = Path("/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf")
+from teeka.kit.pdf import document
 
 
 def certificate_pdf(c: Certificate, *, issuer: str) -> bytes:
-    pdf = FPDF(format="A4")
-    pdf.set_title(f"Vaccination certificate {c.certificate_id}")
-    pdf.set_creator("Teeka")
-    if _FONT.exists():
-        pdf.add_font("DejaVu", fname=str(_FONT))
-        family = "DejaVu"
-        if _DEVANAGARI.exists():
-            pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
-            pdf.set_fallback_fonts(["NotoDevanagari"])
-    else:  # core font: Latin-1 only
-        family = "Helvetica"
-
-    def line(text: str, size: int = 11) -> None:
-        if family == "Helvetica":
-            text = text.encode("latin-1", "replace").decode("latin-1")
-        pdf.set_font(family, size=size)
-        pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
-
-    pdf.add_page()
+    pdf, line = document(f"Vaccination certificate {c.certificate_id}", devanagari=True)
     line("Certificate of vaccination against COVID-19", 15)
     line(issuer, 10)
     pdf.ln(3)

@@ -280,13 +280,9 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
                                           appt.status)
     day = sheet.date
     try:
-        given_at = row.given_at if row.given_at is not None else clock.local_datetime(
-            day, (row.given_time or time(0)).hour, (row.given_time or time(0)).minute)
-        given_at.astimezone(UTC)  # a year 1 or 9999 moment cannot be compared: refuse it
-    except (OverflowError, ValueError):
-        return _refused(row, errors.Invalid(detail="the time of the dose must be on the "
-                                                   "session's day and not later than now"),
-                        lang, line)
+        given_at = _moment(row, day)
+    except errors.Invalid as exc:
+        return _refused(row, exc, lang, line)
     # Who it is, only when the appointment is (still) at this centre: an id of another
     # centre's appointment does not tell this centre whose it is.
     now_at = sheet if now_in == sheet.id else await session.get(VaccinationSession, now_in)
@@ -324,16 +320,16 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
 
 
 def _moment(row: SheetRow, day: date) -> datetime:
-    given_at = row.given_at if row.given_at is not None else clock.local_datetime(
-        day, (row.given_time or time(0)).hour, (row.given_time or time(0)).minute)
-    given_at.astimezone(UTC)  # a year 1 or 9999 moment cannot be compared: refuse it
+    """When the line's dose was given: its moment (the API), or its time on the session's day
+    (a sheet). A moment that cannot be compared (year 1, 9999) is Invalid."""
+    try:
+        given_at = row.given_at if row.given_at is not None else clock.local_datetime(
+            day, (row.given_time or time(0)).hour, (row.given_time or time(0)).minute)
+        given_at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise errors.Invalid(detail="the time of the dose must be on the session's day and "
+                                    "not later than now") from None
     return given_at
-
-
-# Refusals of a walk-in line made before its secret code was found right: the person is not
-# named to the centre for them (a reference id alone must not tell whose it is).
-UNIDENTIFIED = frozenset({"NotFound", "Invalid", "SecretCodeWrong", "SecretCodeLocked",
-                          "SheetDayOutOfRange", "WrongCentre"})
 
 
 async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRow,
@@ -349,10 +345,8 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
     day, sheet_id = sheet.date, sheet.id
     try:
         given_at = _moment(row, day)
-    except (OverflowError, ValueError):
-        return _refused(row, errors.Invalid(detail="the time of the dose must be on the "
-                                                   "session's day and not later than now"),
-                        lang, line)
+    except errors.Invalid as exc:
+        return _refused(row, exc, lang, line)
     # Locked (sync locked every walk-in person of the upload at once, before the first one)
     person = (await session.execute(select(Beneficiary).where(
         Beneficiary.reference_id == row.reference_id))).scalar_one_or_none() \
@@ -381,7 +375,7 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
             await _count_wrong_code(session, actor, None, ref, centre_id)
         await _keep(session, actor, kept, "refused", exc.code, None)
         return _refused(row, exc, lang, line,
-                        None if exc.code in UNIDENTIFIED else (ref, name))
+                        None if exc.code in repo.UNIDENTIFIED else (ref, name))
     await _keep(session, actor, kept, "recorded", None, done.record.id)
     return RowOutcome(row.appointment_id,
                       "already_recorded" if done.already_recorded else "recorded",

@@ -135,9 +135,11 @@ async def sessions_today(session: AsyncSession, *, centre_id: int, day: date
             for vs, code in rows]
 
 
-# as teeka.vaccination.offline.UNIDENTIFIED (the repository does not import the service)
-_UNIDENTIFIED = frozenset({"NotFound", "Invalid", "SecretCodeWrong", "SecretCodeLocked",
-                           "SheetDayOutOfRange", "WrongCentre"})
+# Refusals of a walk-in line made before its secret code was found right: the person is not
+# named to the centre for them (a reference id alone must not tell whose it is). Used by
+# teeka.vaccination.offline (the answer) and offline_to_resolve (the list).
+UNIDENTIFIED = frozenset({"NotFound", "Invalid", "SecretCodeWrong", "SecretCodeLocked",
+                          "SheetDayOutOfRange", "WrongCentre"})
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int =
     for o, ref, name, at in rows:
         # a walk-in is named once its code was found right; an appointment while it is here
         shown = (at == centre_id if o.appointment_id is not None
-                 else ref is not None and o.reason not in _UNIDENTIFIED)
+                 else ref is not None and o.reason not in UNIDENTIFIED)
         out.append(OfflineView(appointment_id=o.appointment_id or "",
                                reference_id=ref if shown and ref else "",
                                name=name if shown and name else "",

@@ -18,8 +18,6 @@ from teeka.auth.actor import Actor
 from teeka.centre import repository as centre_repo
 from teeka.kit import clock
 from teeka.models import (
-    Appointment,
-    AppointmentStatus,
     Beneficiary,
     Centre,
     District,
@@ -29,7 +27,6 @@ from teeka.models import (
     OutboxStatus,
     Problem,
     ProblemStatus,
-    SessionSlot,
     VaccinationSession,
 )
 from teeka.vaccination.rules import SYNC_DAYS
@@ -147,33 +144,11 @@ def _aware(at: datetime) -> datetime:
 
 async def _silent(session: AsyncSession, out: Signals, now: datetime) -> None:
     """Centres with people booked today in slots already over and not one dose recorded
-    today (neither booked nor walk-in): one grouped read of the day's appointments."""
-    day = clock.today()
-    booked: dict[int, int] = {}
-    missed: dict[int, int] = {}
-    done: set[int] = set()
-    for centre_id, label, status, n in await session.execute(
-            select(VaccinationSession.centre_id, SessionSlot.label, Appointment.status,
-                   func.count())
-            .join(VaccinationSession, VaccinationSession.id == Appointment.session_id)
-            .join(SessionSlot, SessionSlot.id == Appointment.slot_id)
-            .where(VaccinationSession.date == day,
-                   Appointment.status.in_([AppointmentStatus.BOOKED,
-                                           AppointmentStatus.COMPLETED]))
-            .group_by(VaccinationSession.centre_id, SessionSlot.label, Appointment.status)):
-        booked[centre_id] = booked.get(centre_id, 0) + n
-        if status == AppointmentStatus.COMPLETED:
-            done.add(centre_id)
-        elif centre_repo.slot_has_ended(day, label, now):
-            missed[centre_id] = missed.get(centre_id, 0) + n
-    candidates = [cid for cid in missed if cid not in done]
-    if candidates:  # a walk-in recorded today also shows the centre is working
-        done.update((await session.execute(
-            select(DoseRecord.centre_id).where(
-                DoseRecord.centre_id.in_(candidates),
-                DoseRecord.administered_at >= clock.local_datetime(day, 0))
-            .distinct())).scalars())
-    silent = {cid: n for cid, n in missed.items() if cid not in done}
+    today (neither booked nor walk-in): the day's counts of every centre, in one grouped read
+    (teeka.centre.repository.today_at_centres)."""
+    counts = await centre_repo.today_at_centres(session, None, day=clock.today(), now=now)
+    silent = {cid: c.no_shows for cid, c in counts.items()
+              if c.no_shows and not c.vaccinated and not c.walkins}
     out.silent_count = len(silent)
     out.silent_alarm = sum(1 for n in silent.values() if n >= SILENT_ALARM)
     if not silent:
@@ -183,5 +158,6 @@ async def _silent(session: AsyncSession, out: Signals, now: datetime) -> None:
         select(Centre.id, Centre.name_en, Centre.name_hi, District.name_en, District.name_hi)
         .join(District, District.id == Centre.district_id).where(Centre.id.in_(worst)))
     names = {r[0]: r[1:] for r in rows}
-    out.silent_centres = [SilentCentre(cid, *names[cid], booked=booked[cid], missed=silent[cid])
+    out.silent_centres = [SilentCentre(cid, *names[cid], booked=counts[cid].booked,
+                                       missed=silent[cid])
                           for cid in worst if cid in names]

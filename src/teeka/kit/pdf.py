@@ -1,0 +1,38 @@
+"""A one-column A4 document (fpdf2) for slips and certificates: DejaVu Sans where the machine
+has it (Latin-1 Helvetica otherwise), and a `line` to write a paragraph at a size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fpdf import FPDF
+
+_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+# Devanagari glyphs, where the machine has them (Debian: fonts-noto-core). fpdf2 does not shape
+# the script without uharfbuzz: conjuncts print as their parts.
+_DEVANAGARI = Path("/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf")
+
+
+def document(title: str, *, devanagari: bool = False) -> tuple[FPDF, Callable[..., None]]:
+    """A new document with one page and the function that writes a line (`text`, `size`)."""
+    pdf = FPDF(format="A4")
+    pdf.set_title(title)
+    pdf.set_creator("Teeka")
+    if _FONT.exists():
+        pdf.add_font("DejaVu", fname=str(_FONT))
+        family = "DejaVu"
+        if devanagari and _DEVANAGARI.exists():
+            pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
+            pdf.set_fallback_fonts(["NotoDevanagari"])
+    else:  # core font: Latin-1 only
+        family = "Helvetica"
+
+    def line(text: str, size: int = 11) -> None:
+        if family == "Helvetica":
+            text = text.encode("latin-1", "replace").decode("latin-1")
+        pdf.set_font(family, size=size)
+        pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
+
+    pdf.add_page()
+    return pdf, line
