@@ -172,3 +172,26 @@ async def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(client
     assert translate("hi", WRONG_WAY) in r.text and WRONG_WAY in r.text
     r = await client.put("/api/v1/auth/otp", headers={"Accept-Language": "en"})
     assert r.status_code == 405 and r.json() == {"code": "MethodNotAllowed", "message": WRONG_WAY}
+
+
+async def test_logging_out_ends_a_copied_staff_cookie(client, world, app) -> None:
+    """A staff cookie copied before the logout (a shared computer at the centre) is refused at
+    once; a later sign-in works."""
+    import httpx
+
+    secret, r = await sign_in(client, "vaccinator_a")
+    assert r.headers["location"] == "/staff/centre"
+    copied = client.cookies.get("teeka_staff")
+    page = await client.get("/staff/centre")
+    assert page.status_code == 200
+    r = await client.post("/staff/logout", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303 and r.headers["location"] == "/staff/login"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://teeka.test",
+                                 cookies={"teeka_staff": copied}) as other:
+        r = await other.get("/staff/centre")
+        assert r.status_code == 303 and r.headers["location"].startswith("/staff/login")
+    clock.shift(timedelta(seconds=30))  # a TOTP code is accepted once: the next step's
+    _, r = await sign_in(client, "vaccinator_a", secret)
+    assert r.headers["location"] == "/staff/centre"
+    assert (await client.get("/staff/centre")).status_code == 200

@@ -679,3 +679,35 @@ async def test_a_session_kept_alive_by_its_pages_still_ends_twelve_hours_after_s
     # signing in again starts a new session
     assert await page_login(client, maker, settings) == "/me"
     assert (await client.get("/me")).status_code == 200
+
+
+async def test_logging_out_ends_a_copied_cookie_and_every_earlier_session(
+        app: object, client: httpx.AsyncClient, other_client: httpx.AsyncClient, maker: Maker,
+        settings: Settings) -> None:
+    """A cookie copied before the logout (a shared or lost phone) is refused at once, and so is
+    the same account's session on another device; a sign-in after the logout works."""
+    from teeka.models import Account, AuditEntry
+
+    mobile = next_mobile()
+    assert await page_login(client, maker, settings, mobile) == "/me"
+    assert await page_login(other_client, maker, settings, mobile) == "/me"  # a second phone
+    copied = client.cookies.get("teeka_citizen")
+    assert copied
+    me = await client.get("/me")
+    r = await submit(client, me, "/logout", {})
+    assert location(r) == "/"
+    assert location(await client.get("/me")) == "/login?next=/me"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                 base_url="http://teeka.test",
+                                 cookies={"teeka_citizen": copied}) as thief:
+        assert location(await thief.get("/me")) == "/login?next=/me"
+    assert location(await other_client.get("/me")) == "/login?next=/me"
+    async with session_scope(maker) as s:
+        account = (await s.execute(select(Account).where(Account.mobile == mobile))).scalar_one()
+        assert account.signed_out_at is not None
+        assert await s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "auth.signed_out",
+            AuditEntry.object_id == str(account.id))) == 1
+    # signing in again starts a session the old logout does not touch
+    assert await page_login(client, maker, settings, mobile) == "/me"
+    assert (await client.get("/me")).status_code == 200

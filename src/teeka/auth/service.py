@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
@@ -14,7 +14,7 @@ from teeka.audit.service import log_action
 from teeka.auth.actor import Actor
 from teeka.config import Settings
 from teeka.kit import clock, signing
-from teeka.models import StaffUser
+from teeka.models import Account, StaffUser
 from teeka.models.staff import Role
 
 _hasher = PasswordHasher()
@@ -57,6 +57,37 @@ async def actor_from_token(session: AsyncSession, settings: Settings, token: str
         if staff is not None and staff.active:
             return Actor.for_staff(staff)
     raise errors.Unauthenticated()
+
+
+def session_ended(signed_in: float | None, signed_out_at: datetime | None) -> bool:
+    """Whether a browser session that began at `signed_in` (epoch seconds; None: unknown) has
+    been ended by a logout at `signed_out_at` (None: never logged out). A logout ends every
+    session begun before it, or at the same moment."""
+    if signed_out_at is None:
+        return False
+    return signed_in is None or signed_in <= signed_out_at.timestamp()
+
+
+async def signed_out_at(session: AsyncSession, actor: Actor) -> datetime | None:
+    """When `actor` last logged out (a primary-key read; a staff user is usually in the unit
+    of work's identity map already)."""
+    if actor.is_citizen:
+        return (await session.execute(select(Account.signed_out_at).where(
+            Account.id == actor.id))).scalar_one_or_none()
+    staff = await session.get(StaffUser, actor.id)
+    return staff.signed_out_at if staff is not None else None
+
+
+async def sign_out(session: AsyncSession, actor: Actor) -> None:
+    """Log out: every browser session of this account or staff user begun until now ends, on
+    every device (the cookie is removed by the page; a copy of it is refused from now on)."""
+    model: type[Account] | type[StaffUser] = Account if actor.is_citizen else StaffUser
+    await session.execute(update(model).where(model.id == actor.id)
+                          .values(signed_out_at=clock.now())
+                          .execution_options(synchronize_session=False))
+    await log_action(session, actor=actor.label, action="auth.signed_out",
+                     object_type="account" if actor.is_citizen else "staff_user",
+                     object_id=actor.id)
 
 
 def hash_password(password: str) -> str:
@@ -109,7 +140,7 @@ async def verify_second_factor(session: AsyncSession, staff: StaffUser, code: st
     accepted once: the accepted step only moves forward, by a guarded update. Every outcome is
     audited; after SECOND_FACTOR_TRIES failures within SECOND_FACTOR_WINDOW (counted from the
     audit) every code is refused with SecondFactorLocked, unchecked."""
-    from sqlalchemy import func, update
+    from sqlalchemy import func
 
     from teeka.auth import totp
     from teeka.models import AuditEntry

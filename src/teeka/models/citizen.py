@@ -17,6 +17,9 @@ class Account(Base):
     mobile: Mapped[str] = mapped_column(String(10), unique=True)
     language: Mapped[str] = mapped_column(String(2), default="hi")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the account last logged out: every browser session begun before it is over, on
+    # every device (a cookie copied from a shared or lost phone dies with the logout).
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OtpChallenge(Base):

@@ -31,3 +31,5 @@ class StaffUser(Base):
     # The last 30-second step accepted: a code is never accepted twice.
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the user last signed out: every browser session begun before it is over.
+    signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

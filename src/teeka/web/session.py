@@ -6,14 +6,18 @@
   on every page). Between the two steps `teeka_2fa` holds a 5-minute token naming the user (and,
   at enrolment, the new secret).
 * Renewal never takes a session past 12 hours from its sign-in (SESSION_MAX; the page tokens
-  carry the sign-in time, `si`). Logging out removes the cookie; a copy of it taken before
-  stays valid until its token expires (at most 15 / 60 minutes, or the session's end).
+  carry the sign-in time, `si`, to the millisecond). Logging out removes the cookie and ends
+  every session of that account or staff user begun before it, on every device
+  (`signed_out_at`; teeka.auth.service.sign_out): a copy of the cookie is refused at once.
+  Each page therefore reads one row by its key (the staff user's is read anyway). Bearer
+  tokens of the APIs are not sessions: they live their 15 / 60 minutes.
 * CSRF: every form carries `csrf`, an HMAC of the random `teeka_csrf` cookie; every POST from a
   page is checked (double submit, signed). SameSite=Lax cookies add a second line.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -24,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.actor import Actor
-from teeka.auth.service import actor_from_token
+from teeka.auth.service import actor_from_token, session_ended, signed_out_at
 from teeka.config import Settings
 from teeka.kit import clock, signing
 
@@ -62,39 +66,47 @@ def clear_cookie(response: Response, name: str) -> None:
     response.delete_cookie(name, path="/")
 
 
-def _session_ttl(minutes: int, signed_in: int, now: float) -> timedelta:
+def _session_ttl(minutes: int, signed_in: float, now: float) -> timedelta:
     """A page token's life: `minutes`, never past the session's end (SESSION_MAX)."""
     end = signed_in + SESSION_MAX.total_seconds()
     return timedelta(seconds=max(min(minutes * 60, end - now), 1))
 
 
-def citizen_cookie_token(request: Request, account_id: int, signed_in: int | None = None) -> str:
+def _sign_in_moment(now: float) -> float:
+    """A sign-in's time as a page token carries it: epoch seconds, cut to the millisecond
+    (never later than the sign-in, so that a logout after it always ends it)."""
+    return math.floor(now * 1000) / 1000
+
+
+def citizen_cookie_token(request: Request, account_id: int, signed_in: float | None = None
+                         ) -> str:
     """A citizen page token; `signed_in`: when the session began (None: now, a sign-in)."""
     settings = _settings(request)
     now = clock.now()
-    began = int(now.timestamp()) if signed_in is None else signed_in
+    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(settings.resolved_secret(), subject=str(account_id),
                                kind="citizen", now=now, extra={"si": began},
                                ttl=_session_ttl(settings.citizen_token_minutes, began,
                                                 now.timestamp()))
 
 
-def staff_cookie_token(request: Request, staff_id: int, signed_in: int | None = None) -> str:
+def staff_cookie_token(request: Request, staff_id: int, signed_in: float | None = None) -> str:
     """A staff page token; `signed_in`: when the session began (None: now, a sign-in)."""
     now = clock.now()
-    began = int(now.timestamp()) if signed_in is None else signed_in
+    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
                                kind="staff", now=now, extra={"si": began},
                                ttl=_session_ttl(STAFF_PAGE_MINUTES, began, now.timestamp()))
 
 
-def _signed_in(request: Request, name: str, kind: str) -> int | None:
+def _signed_in(request: Request, name: str, kind: str) -> float | None:
     """When the session of the page cookie `name` began (None: no such cookie, or a token
     made before sessions carried it)."""
     claims = signing.read_token(_settings(request).resolved_secret(),
                                 request.cookies.get(name, ""), kind=kind, now=clock.now())
     began = claims.get("si") if claims else None
-    return began if isinstance(began, int) else None
+    return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
+        else None
 
 
 def second_factor_token(request: Request, staff_id: int, enrol_secret: str | None) -> str:
@@ -119,6 +131,10 @@ async def page_actor(request: Request, session: AsyncSession, *, staff: bool) ->
     except errors.Unauthenticated:
         return None
     if actor.is_citizen == staff:
+        return None
+    if session_ended(_signed_in(request, STAFF if staff else CITIZEN,
+                                "staff" if staff else "citizen"),
+                     await signed_out_at(session, actor)):
         return None
     return actor
 
