@@ -141,6 +141,8 @@ SecretCodeLocked = _error("SecretCodeLocked", 429,
                           "for their slip or registration details.", 3600)
 AppointmentNotBooked = _error("AppointmentNotBooked", 409, "This appointment is not booked.")
 WrongCentre = _error("WrongCentre", 403, "This appointment is at another centre.")
+OutsideDistrict = _error("OutsideDistrict", 403,
+                         "You can book only at centres of your own district.")
 NotToday = _error("NotToday", 422, "This appointment is not for today.")
 SheetDayOutOfRange = _error("SheetDayOutOfRange", 422,
                             "A day sheet is for tomorrow, today or one of the last {days} days.")

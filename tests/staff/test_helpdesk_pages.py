@@ -127,3 +127,29 @@ async def test_a_vaccinator_is_not_a_help_desk(app, world) -> None:
 async def test_signed_out_staff_are_sent_to_sign_in(client, world) -> None:
     r = await client.get("/staff/helpdesk")
     assert r.status_code == 303 and r.headers["location"] == "/staff/login?next=/staff/helpdesk"
+
+
+async def test_a_help_desk_books_only_in_its_own_district(app, world, maker) -> None:
+    """The booking page offers the help desk's district; a form changed by hand to a session of
+    another district is refused by the service (403, in the reader's language), nothing taken.
+    The state may book anywhere."""
+    balod = await publish(maker, world, centre_id=world.centre_c, dose1=5)
+    await publish(maker, world, centre_id=world.centre_a, dose1=5)  # the help desk's district
+    async with staff_client(app, "helpdesk", lang="hi") as c:
+        r = await register(c)
+        person_url = r.headers["location"].split("?")[0]
+        page = await c.get(f"{person_url}/book")
+        form = {"csrf": csrf_of(page.text), "key": hidden(page.text, "key"),
+                "choice": f"{balod}|09:00AM-11:00AM"}
+        r = await c.post(f"{person_url}/book", data=form)
+        assert r.status_code == 403
+        assert "आप केवल अपने ज़िले के केंद्रों पर ही बुकिंग कर सकते हैं।" in by_id(
+            r.text, "form-error")
+        assert await count(maker, Appointment) == 0 and await count(maker, Booking) == 0
+    async with staff_client(app, "state") as c:
+        page = await c.get(f"{person_url}/book?district_id=110")
+        r = await c.post(f"{person_url}/book", data={
+            "csrf": csrf_of(page.text), "key": hidden(page.text, "key"),
+            "choice": f"{balod}|09:00AM-11:00AM"})
+        assert r.status_code == 303, r.text
+        assert await count(maker, Appointment) == 1

@@ -35,6 +35,15 @@ def access_centre_work(actor: Actor, centre_id: int) -> None:
     raise errors.WrongCentre() if actor.has_role(Role.VACCINATOR) else errors.Forbidden()
 
 
+def access_booking_district(actor: Actor, district_id: int) -> None:
+    """Booking or moving someone into a centre of `district_id`: citizens and the state
+    anywhere; staff of a district (its help desk, its administrators) only in their own
+    district, the one their pages offer."""
+    if actor.kind == "staff" and actor.district_id is not None \
+            and not actor.has_role(Role.STATE_ADMIN) and actor.district_id != district_id:
+        raise errors.OutsideDistrict()
+
+
 def may_assist(actor: Actor) -> bool:
     return actor.has_role(Role.HELPDESK, Role.STATE_ADMIN, Role.DISTRICT_ADMIN)
 

@@ -197,6 +197,7 @@ class PlaceView:
     slot_id: int
     slot_label: str
     centre_name_en: str
+    district_id: int
     buckets: dict[str, list[BucketView]]
 
 
@@ -222,6 +223,7 @@ _PLACE = (select(VaccinationSession.date.label("p_date"),
                  VaccinationSession.min_age.label("p_min_age"),
                  VaccinationSession.max_age.label("p_max_age"), SessionSlot.id.label("p_slot"),
                  Centre.name_en.label("p_centre"), Centre.active.label("p_active"),
+                 Centre.district_id.label("p_district"),
                  _bucket.c.id.label("b_id"), _bucket.c.dose_kind.label("b_kind"),
                  _bucket.c.share.label("b_share"), _bucket.c.capacity.label("b_capacity"),
                  _bucket.c.booked.label("b_booked"), _bucket.c.release_at.label("b_release"))
@@ -337,7 +339,8 @@ def _place_from(rows: Sequence[Any], session_id: str, slot_label: str
     first = rows[0]
     place = PlaceView(session_id=session_id, date=first.p_date, vaccine_id=first.p_vaccine,
                       min_age=first.p_min_age, max_age=first.p_max_age, slot_id=first.p_slot,
-                      slot_label=slot_label, centre_name_en=first.p_centre, buckets=by_kind)
+                      slot_label=slot_label, centre_name_en=first.p_centre,
+                      district_id=first.p_district, buckets=by_kind)
     return place, found
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.audit.service import entry, log_action
-from teeka.auth.access import access_beneficiary, reaches_beneficiary
+from teeka.auth.access import access_beneficiary, access_booking_district, reaches_beneficiary
 from teeka.auth.actor import Actor
 from teeka.booking import repository as repo
 from teeka.booking import rules
@@ -235,6 +235,7 @@ async def book_appointment(session: AsyncSession, *, actor: Actor, session_id: s
         return claimed
     booking_id, confirmation_no, place, found = claimed
     session.info[WROTE] = True  # the booking row: this commit waits for the standby anyway
+    access_booking_district(actor, place.district_id)
     people = []
     for ref in refs:
         person = found.get(ref)
@@ -365,6 +366,7 @@ async def _move(session: AsyncSession, actor: Actor, appt: Appointment, person: 
         raise errors.NotReschedulable()
     if place.slot_id == row.slot_id:
         return appt
+    access_booking_district(actor, place.district_id)
     me = found.get(person.reference_id)
     if me is None:  # deactivated since access_appointment read it
         raise errors.NotFound()
