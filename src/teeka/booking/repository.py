@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from teeka import errors
 from teeka.booking.rules import BucketView, GivenDose, Schedule
 from teeka.booking.schemas import AppointmentRead, SessionAvailability
 from teeka.kit.clock import LOCAL_TZ
@@ -233,25 +234,42 @@ _PLACE = (select(VaccinationSession.date.label("p_date"),
           .where(VaccinationSession.id == bindparam("session_id"),
                  SessionSlot.label == bindparam("label"))
           .subquery("place"))
-_PEOPLE = (select(Beneficiary.id.label("q_id"), Beneficiary.reference_id.label("q_ref"),
-                  Beneficiary.account_id.label("q_account"), Beneficiary.name.label("q_name"),
-                  Beneficiary.birth_year.label("q_birth_year"),
-                  Beneficiary.priority_group.label("q_group"), Account.mobile.label("q_mobile"),
-                  Account.language.label("q_language"), DoseRecord.dose_number.label("d_number"),
-                  DoseRecord.vaccine_id.label("d_vaccine"),
-                  DoseRecord.administered_at.label("d_at"), _appointment.c.id.label("q_active"))
-           .outerjoin(Account, Account.id == Beneficiary.account_id)
-           .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
-           .outerjoin(_appointment, and_(
-               _appointment.c.beneficiary_id == Beneficiary.id,
-               _appointment.c.status == AppointmentStatus.BOOKED.value))
-           .where(Beneficiary.reference_id.in_(bindparam("refs", expanding=True)),
-                  Beneficiary.status == BeneficiaryStatus.ACTIVE.value)
-           .subquery("people"))
-# The place's rows (one per bucket) times the people's rows (one per dose given): a handful.
-_PLACE_AND_PEOPLE = (select(_PLACE, _PEOPLE)
-                     .select_from(_PLACE.outerjoin(_PEOPLE, true()))
-                     .order_by(_PLACE.c.b_id))
+
+
+def _people(*, lock: bool) -> Any:
+    """The people of a booking with their account, doses and active appointment. `lock`: their
+    rows locked (FOR NO KEY UPDATE OF beneficiary, as a walk-in locks its person first), so a
+    walk-in of one of them waits until this booking ends and then sees its appointment."""
+    query = (select(Beneficiary.id.label("q_id"), Beneficiary.reference_id.label("q_ref"),
+                    Beneficiary.account_id.label("q_account"), Beneficiary.name.label("q_name"),
+                    Beneficiary.birth_year.label("q_birth_year"),
+                    Beneficiary.priority_group.label("q_group"), Account.mobile.label("q_mobile"),
+                    Account.language.label("q_language"), DoseRecord.dose_number.label("d_number"),
+                    DoseRecord.vaccine_id.label("d_vaccine"),
+                    DoseRecord.administered_at.label("d_at"), _appointment.c.id.label("q_active"))
+             .outerjoin(Account, Account.id == Beneficiary.account_id)
+             .outerjoin(DoseRecord, DoseRecord.beneficiary_id == Beneficiary.id)
+             .outerjoin(_appointment, and_(
+                 _appointment.c.beneficiary_id == Beneficiary.id,
+                 _appointment.c.status == AppointmentStatus.BOOKED.value))
+             .where(Beneficiary.reference_id.in_(bindparam("refs", expanding=True)),
+                    Beneficiary.status == BeneficiaryStatus.ACTIVE.value))
+    if lock:
+        query = query.with_for_update(key_share=True, of=Beneficiary)
+    return query.subquery("people")
+
+
+def _place_and_people(people: Any) -> Select[Any]:
+    """The place's rows (one per bucket) times the people's rows (one per dose given): a
+    handful."""
+    return (select(_PLACE, people).select_from(_PLACE.outerjoin(people, true()))
+            .order_by(_PLACE.c.b_id))
+
+
+# SQLite (whose transactions run one at a time) and a move (which locks its appointment
+# first, then reads: locking the person here would order the two locks the other way round
+# from record_dose) read without locks.
+_PLACE_AND_PEOPLE = _place_and_people(_people(lock=False))
 
 
 async def place_and_people(session: AsyncSession, session_id: str, slot_label: str,
@@ -265,7 +283,7 @@ async def place_and_people(session: AsyncSession, session_id: str, slot_label: s
     return _place_from(rows, session_id, slot_label)
 
 
-def _claim_and_read_statement() -> Select[Any]:
+def _claim_and_read_statement(*, lock: bool = True) -> Select[Any]:
     from sqlalchemy.dialects import postgresql
 
     claim = (postgresql.insert(_booking)
@@ -274,7 +292,7 @@ def _claim_and_read_statement() -> Select[Any]:
              .on_conflict_do_nothing(index_elements=[_booking.c.actor,
                                                      _booking.c.idempotency_key])
              .returning(_booking.c.id).cte("claim"))
-    read = _PLACE_AND_PEOPLE.order_by(None).subquery("found")
+    read = _place_and_people(_people(lock=lock)).order_by(None).subquery("found")
     one = select(literal_column("1").label("one")).subquery("one")
     return (select(select(claim.c.id).scalar_subquery().label("claimed"), read)
             .select_from(one.outerjoin(read, true())).order_by(read.c.b_id))
@@ -282,7 +300,10 @@ def _claim_and_read_statement() -> Select[Any]:
 
 # PostgreSQL: the key claimed and the place and people read in one statement (the INSERT a
 # data-modifying WITH clause). The read does not depend on the claim: when the key was taken
-# its rows are simply not used (the earlier booking is replayed).
+# its rows are simply not used (the earlier booking is replayed). The people's rows are locked
+# until the booking ends (a walk-in of one of them waits, then sees the appointment); a walk-in
+# that held the lock first is seen by the dose guard of _BOOK_PLACE_PG (this read, having
+# waited, still shows the doses of before).
 _CLAIM_AND_READ_PG = _claim_and_read_statement()
 
 
@@ -371,15 +392,20 @@ def _columns(table: Table, prefix: str, skip: Iterable[str] = ()
     return ", ".join(names), values, params
 
 
-def _book_place_statement() -> Any:
+def _book_place_statement(*, dose_guard: bool = True) -> Any:
     a_names, a_values, a_params = _columns(_appointment, "a_", skip=("bucket_id",))
     e_names, e_values, e_params = _columns(_audit, "e_", skip=("object_id",))
     m_names, m_values, m_params = _columns(_outbox, "m_")
     # Only names from the tables' metadata are put into the text; every value is a parameter.
     # The SMS is written when its first value (the kind) is given.
+    # The dose guard: not when the dose was recorded (a walk-in) after the person was read.
+    given = ("EXISTS (SELECT 1 FROM dose_record WHERE beneficiary_id = "
+             "CAST(:a_beneficiary_id AS INTEGER) AND dose_number = "
+             "CAST(:a_dose_number AS INTEGER))") if dose_guard else "false"
     sql = f"""WITH took AS (
     UPDATE capacity_bucket SET booked = booked + 1
-    WHERE id = CAST(:bucket_id AS INTEGER) AND booked < capacity RETURNING id),
+    WHERE id = CAST(:bucket_id AS INTEGER) AND booked < capacity AND NOT {given}
+    RETURNING id),
 made AS (
     INSERT INTO appointment ({a_names}, bucket_id)
     SELECT {", ".join(a_values)}, took.id FROM took RETURNING id),
@@ -389,7 +415,7 @@ audited AS (
 told AS (
     INSERT INTO outbox_message ({m_names})
     SELECT {", ".join(m_values)} FROM made WHERE {m_values[0]} IS NOT NULL)
-SELECT count(*) FROM took"""  # noqa: S608
+SELECT (SELECT count(*) FROM took) AS took, {given} AS given"""  # noqa: S608
     return text(sql).bindparams(*a_params, *e_params, *m_params,
                                 bindparam("bucket_id", type_=_bucket.c.id.type))
 
@@ -404,7 +430,8 @@ async def book_place(session: AsyncSession, appointment: dict[str, Any], audit: 
     appointment, its audit entry (`audit`, whose object is the appointment; on PostgreSQL taken
     from the row inserted) and `message` (an outbox row; None: none). True when the place was
     taken. An IntegrityError is the appointment's (the person's active appointment made
-    meanwhile)."""
+    meanwhile). Busy when the dose was recorded after the booking read the
+    person (a walk-in that locked them first): the retry reads them again and is told why."""
     if not GUARD_ENABLED or session.get_bind().dialect.name != "postgresql":
         if not await take_place(session, appointment["bucket_id"]):
             return False
@@ -417,8 +444,10 @@ async def book_place(session: AsyncSession, appointment: dict[str, Any], audit: 
     params.update({f"e_{k}": v for k, v in audit.items() if k != "object_id"})
     params.update({f"m_{k}": None for k in _MESSAGE_COLUMNS})
     params.update({f"m_{k}": v for k, v in (message or {}).items()})
-    taken = (await _run(session, _BOOK_PLACE_PG, params)).scalar_one()
-    return bool(taken)
+    row = (await _run(session, _BOOK_PLACE_PG, params)).one()
+    if row.given:
+        raise errors.Busy()
+    return bool(row.took)
 
 
 async def insert_rows(session: AsyncSession, batches: Sequence[tuple[Table, list[dict[str, Any]]]]

@@ -104,9 +104,12 @@ async def find_appointments_today(session: AsyncSession, *, actor: Actor,
 async def _check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
                              given: str, **where: str) -> None:
     """Refuse a wrong code, leaving an audit entry (which never holds the code tried). The
-    person's row is locked first (FOR NO KEY UPDATE: bookings for them still go on), so that
-    tries made at once are counted one after another: without it, ten wrong codes sent
-    together all read the count before any was written, and all were compared."""
+    person's row is locked first (FOR NO KEY UPDATE), so that tries made at once are counted
+    one after another: without it, ten wrong codes sent together all read the count before any
+    was written, and all were compared. A booking for the person takes the same lock on
+    PostgreSQL (teeka.booking.repository._CLAIM_AND_READ_PG): a walk-in and a booking for them
+    run one after the other, so a walk-in never leaves an appointment booked for the dose it
+    gave (docs/booking-and-capacity.md)."""
     await session.execute(select(Beneficiary.id).where(Beneficiary.id == person.id)
                           .with_for_update(key_share=True))
     tried = (await session.execute(
