@@ -68,7 +68,12 @@ class Settings(BaseSettings):
     # Rate limits ("N/period", the `limits` library's notation).
     limits_enabled: bool = True
     limit_public: str = "100/5minutes"
+    # OTP sends to one number (counted only when an OTP is sent), from browsers that have not
+    # signed in to it before; from one that has (its `teeka_device` cookie), the device's own
+    # limits instead, so that someone else's requests cannot lock a person out of their account.
     limit_otp: str = "5/hour"
+    limit_otp_device: str = "5/hour"
+    limit_otp_device_daily: str = "10/day"
     # OTP sends from one client address (IPv6: its /64), whatever the numbers: SMS pumping.
     limit_otp_client: str = "100/hour"
     limit_search: str = "20/15minutes"

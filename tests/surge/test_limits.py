@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -54,7 +55,81 @@ async def test_otp_sends_per_number(strict, world) -> None:
         assert (await strict.post("/api/v1/auth/otp", json={"mobile": mobile})).status_code == 200
     r = await strict.post("/api/v2/auth/public/generateOTP", json={"mobile": mobile})
     assert r.status_code == 429 and "Retry-After" in r.headers
+    assert r.json()["errorCode"] == "APPOIN0429"  # the national shape has a code for it
     assert (await strict.post("/api/v1/auth/otp", json={"mobile": next_mobile()})).status_code == 200
+
+
+async def test_a_refused_otp_request_uses_up_none_of_the_number_s_sends(settings: Settings,
+                                                                       world) -> None:
+    """The number's limit counts OTPs sent, not requests: requests refused as too soon after
+    the last OTP do not bring its owner nearer to being locked out."""
+    from datetime import timedelta
+
+    from teeka.kit import clock
+
+    async with app_with(settings, **STRICT, otp_resend_interval_seconds=30, redis_url="") as (
+            _, c):
+        mobile = next_mobile()
+        assert (await c.post("/api/v1/auth/otp", json={"mobile": mobile})).status_code == 200
+        for _ in range(3):
+            r = await c.post("/api/v1/auth/otp", json={"mobile": mobile})
+            assert r.status_code == 429 and r.json()["code"] == "OtpResendTooSoon"
+        clock.shift(timedelta(seconds=31))
+        assert (await c.post("/api/v1/auth/otp", json={"mobile": mobile})).status_code == 200
+        clock.shift(timedelta(seconds=31))
+        r = await c.post("/api/v1/auth/otp", json={"mobile": mobile})
+        assert r.status_code == 429 and r.json()["code"] == "RateLimited"  # the third OTP
+
+
+async def test_others_cannot_lock_a_person_out_of_their_account(settings: Settings, world,
+                                                                maker) -> None:
+    """Someone who knows a person's number uses up its OTP sends (hourly and daily): a browser
+    that never signed in to the number is refused, but the person's own browser, which signed
+    in to it before (its `teeka_device` cookie), still gets an OTP and signs in, within limits
+    of its own. The cookie is good only for its number."""
+    from tests.citizen.test_pages import page_login
+
+    async with app_with(settings, **STRICT, otp_daily_limit=2, limit_otp_device="2/hour",
+                        redis_url="") as (app, _):
+        def browser(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 4000)),
+                                     base_url="http://teeka.test")
+
+        mobile = next_mobile()
+        async with browser("203.0.113.7") as own, browser("198.51.100.9") as stranger, \
+                browser("203.0.113.7") as borrowed:
+            assert await page_login(own, maker, settings, mobile) == "/me"  # OTP 1 of 2
+            assert own.cookies.get("teeka_device")
+            own.cookies.delete("teeka_citizen")  # the session ended; the device is remembered
+            r = await stranger.post("/api/v1/auth/otp", json={"mobile": mobile})
+            assert r.status_code == 200  # OTP 2 of 2: the number's hour and day are used up
+            r = await stranger.post("/api/v1/auth/otp", json={"mobile": mobile})
+            assert r.status_code == 429
+            form = await borrowed.get("/login")
+            r = await borrowed.post("/login", data={
+                "csrf": re.search(r'name="csrf" value="([^"]+)"', form.text)[1],  # type: ignore[index]
+                "mobile": mobile})
+            assert r.status_code == 429 and 'id="mobile-error"' in r.text
+            # the owner's browser: its own limit (2/hour), not the number's
+            assert await page_login(own, maker, settings, mobile) == "/me"
+            own.cookies.delete("teeka_citizen")
+            assert await page_login(own, maker, settings, mobile) == "/me"
+            own.cookies.delete("teeka_citizen")
+            form = await own.get("/login")
+            r = await own.post("/login", data={
+                "csrf": re.search(r'name="csrf" value="([^"]+)"', form.text)[1],  # type: ignore[index]
+                "mobile": mobile})
+            assert r.status_code == 429  # the device's third in the hour
+            # the cookie does not lift another number's limits
+            other = next_mobile()
+            for _ in range(2):
+                assert (await stranger.post("/api/v1/auth/otp",
+                                            json={"mobile": other})).status_code == 200
+            form = await own.get("/login")
+            r = await own.post("/login", data={
+                "csrf": re.search(r'name="csrf" value="([^"]+)"', form.text)[1],  # type: ignore[index]
+                "mobile": other})
+            assert r.status_code == 429
 
 
 async def test_otp_sends_per_client_address_whatever_the_numbers(settings: Settings,

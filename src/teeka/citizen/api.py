@@ -19,7 +19,7 @@ from teeka.citizen.schemas import (
 )
 from teeka.kit.phone import mask_id_number
 from teeka.models import Appointment, AppointmentStatus, Beneficiary, DoseRecord
-from teeka.surge.limits import otp_limit
+from teeka.surge.limits import otp_client_limit, otp_send_limit
 from teeka.web.deps import AppSettings, CurrentActor, Db, Lang
 
 router = APIRouter(prefix="/api/v1", tags=["citizen"])
@@ -28,8 +28,9 @@ router = APIRouter(prefix="/api/v1", tags=["citizen"])
 @router.post("/auth/otp", response_model=OtpSent)
 async def request_otp(request: Request, body: OtpRequest, db: Db, settings: AppSettings,
                       lang: Lang) -> OtpSent:
-    await otp_limit(request, body.mobile)
-    txn = await service.request_otp(db, settings, mobile=body.mobile, lang=lang)
+    await otp_client_limit(request)
+    txn = await service.request_otp(db, settings, mobile=body.mobile, lang=lang,
+                                    before_send=otp_send_limit(request))
     return OtpSent(txn_id=txn)
 
 

@@ -42,12 +42,12 @@ from teeka.citizen import service
 from teeka.config import Settings
 from teeka.i18n import translate
 from teeka.kit import clock, ids
-from teeka.kit.phone import mask_id_number
+from teeka.kit.phone import mask_id_number, normalise_mobile
 from teeka.models import Appointment, Beneficiary, Booking, Centre
 from teeka.models import VaccinationSession as VSession
 from teeka.national.repository import centres_with_sessions
 from teeka.surge import api as surge_api
-from teeka.surge.limits import limiter, otp_limit
+from teeka.surge.limits import limiter, otp_client_limit, otp_send_limit
 from teeka.web import session as websession
 from teeka.web.deps import AppSettings, CitizenPage, Db, Form, Lang
 from teeka.web.pages import page, see_other, undo
@@ -122,8 +122,11 @@ async def send_otp(request: Request, db: Db, lang: Lang, settings: AppSettings,
     mobile = form.get("mobile", "")[:20]
     nxt = _safe_next(form.get("next"), "")
     try:
-        await otp_limit(request, mobile)  # both read Devanagari digits (kit.phone)
-        txn = await service.request_otp(db, settings, mobile=mobile, lang=lang)
+        await otp_client_limit(request)
+        device = websession.trusted_device(request, normalise_mobile(mobile))
+        txn = await service.request_otp(db, settings, mobile=mobile, lang=lang,
+                                        before_send=otp_send_limit(request, device),
+                                        trusted_device=device is not None)
     except errors.DomainError as exc:
         await _undo(db, exc)
         return render(request, "citizen/login.html", lang, status_code=exc.status, next=nxt,
@@ -159,6 +162,7 @@ async def confirm(request: Request, db: Db, lang: Lang, settings: AppSettings,
     websession.set_cookie(request, response, websession.CITIZEN,
                           websession.citizen_cookie_token(request, account.id),
                           settings.citizen_token_minutes)
+    websession.remember_device(request, response, account.mobile)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -37,9 +38,16 @@ def _otp_hash(settings: Settings, txn_id: str, digest_hex: str) -> str:
     return signing.keyed_hash(settings.resolved_secret(), "otp", f"{txn_id}:{digest_hex.lower()}")
 
 
-async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str, lang: str
-                      ) -> str:
-    """Send a fresh OTP by SMS; return its transaction id."""
+async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str, lang: str,
+                      before_send: Callable[[str], Awaitable[None]] | None = None,
+                      trusted_device: bool = False) -> str:
+    """Send a fresh OTP by SMS; return its transaction id.
+
+    `before_send(number)` is awaited only when an OTP will be sent, after this function's own
+    refusals (the number's rate limit: teeka.surge.limits.otp_send_limit), so a refused request
+    uses up nothing. `trusted_device`: asked from a browser that signed in to this number before;
+    the number's daily cap, which anyone's requests fill, does not apply (the device's own limits
+    do, in `before_send`)."""
     number = phone.normalise_mobile(mobile)
     if number is None:
         raise errors.InvalidMobile()
@@ -48,12 +56,14 @@ async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str,
         select(func.count(), func.max(OtpChallenge.created_at))
         .where(OtpChallenge.mobile == number, OtpChallenge.created_at > now - timedelta(days=1))
     )).one()
-    if recent[0] >= settings.otp_daily_limit:
+    if recent[0] >= settings.otp_daily_limit and not trusted_device:
         raise errors.OtpDailyLimit()
     if recent[1] is not None:
         wait = settings.otp_resend_interval_seconds - (now - recent[1]).total_seconds()
         if wait > 0:
             raise errors.OtpResendTooSoon(seconds=int(wait) + 1)
+    if before_send is not None:
+        await before_send(number)
     code = ids.otp()
     txn_id = ids.new_uuid()
     session.add(OtpChallenge(id=txn_id, mobile=number,

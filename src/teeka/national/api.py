@@ -57,7 +57,14 @@ from teeka.national.schemas import (
     Schedule,
 )
 from teeka.surge import api as surge_api
-from teeka.surge.limits import DECIDED, client_key, limiter, otp_limit, public_limit
+from teeka.surge.limits import (
+    DECIDED,
+    client_key,
+    limiter,
+    otp_client_limit,
+    otp_send_limit,
+    public_limit,
+)
 from teeka.surge.snapshot import Entry, SnapshotCache
 from teeka.web.deps import AppSettings, CurrentActor, Db
 
@@ -414,9 +421,10 @@ async def find_by_lat_long(db: Db, request: Request, lat: str | None = None,
 
 
 async def _generate(body: GenerateOtp, db: Db, settings: AppSettings, request: Request) -> Json:
-    await otp_limit(request, body.mobile)
+    await otp_client_limit(request)
     txn = await citizen.request_otp(db, settings, mobile=body.mobile,
-                                    lang="hi" if _hindi(request) else "en")
+                                    lang="hi" if _hindi(request) else "en",
+                                    before_send=otp_send_limit(request))
     return {"txnId": txn}
 
 

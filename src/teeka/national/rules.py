@@ -117,7 +117,7 @@ ERROR_CODES = {
     "DoseWindowPassed": "APPOIN0015", "ScheduleComplete": "APPOIN0016",
     "AlreadyBooked": "APPOIN0017", "SessionPast": "APPOIN0018", "SlotFull": "APPOIN0040",
     "IdempotencyKeyReused": "APPOIN0041", "NotReschedulable": "APPOIN0042",
-    "CertificateNotIssued": "CERT0001",
+    "CertificateNotIssued": "CERT0001", "RateLimited": "APPOIN0429",
 }
 
 

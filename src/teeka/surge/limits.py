@@ -24,6 +24,7 @@ import contextlib
 import functools
 import ipaddress
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -217,6 +218,8 @@ class Limiter:
             "public": parse(settings.limit_public),
             "otp": parse(settings.limit_otp),
             "otp_client": parse(settings.limit_otp_client),
+            "otp_device": parse(settings.limit_otp_device),
+            "otp_device_daily": parse(settings.limit_otp_device_daily),
             "search": parse(settings.limit_search),
             "booking": parse(settings.limit_booking),
         }
@@ -309,16 +312,29 @@ async def public_limit(request: Request) -> None:
     await limiter(request).hit("public", client_ip(request))
 
 
-async def otp_limit(request: Request, mobile: str) -> None:
-    """Every OTP send, on every front end: per client address (counted first, whatever the
-    number: one client cannot spray SMS over many numbers), then per mobile number
-    (normalised; an invalid number is refused by the service itself), counted under a keyed
-    hash of it: the shared store's keys hold no mobile numbers."""
-    from teeka.kit import signing
-    from teeka.kit.phone import normalise_mobile
-
+async def otp_client_limit(request: Request) -> None:
+    """Every OTP request, on every front end, first: per client address, whatever the number
+    (one client cannot spray SMS over many numbers)."""
     await limiter(request).hit("otp_client", client_ip(request))
-    number = normalise_mobile(mobile)
-    if number is not None:
+
+
+def otp_send_limit(request: Request, device: str | None = None
+                   ) -> Callable[[str], Awaitable[None]]:
+    """The limit of the number an OTP is about to be sent to (teeka.citizen.service.request_otp
+    calls it with the normalised number only when it will send one: a request it refuses, too
+    soon after the last one, uses up nothing). Counted under a keyed hash of the number, so the
+    shared store's keys hold no mobile numbers. From a browser that signed in to this number
+    before (`device`, its `teeka_device` cookie: teeka.web.session.trusted_device) the device's
+    own limits count instead: others' requests for the number cannot lock its owner out."""
+
+    async def check(number: str) -> None:
+        from teeka.kit import signing
+
+        if device is not None:
+            await limiter(request).hit("otp_device", device)
+            await limiter(request).hit("otp_device_daily", device)
+            return
         secret = request.app.state.settings.resolved_secret()
         await limiter(request).hit("otp", signing.keyed_hash(secret, "otp-limit", number)[:32])
+
+    return check

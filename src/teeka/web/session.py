@@ -109,6 +109,47 @@ def _signed_in(request: Request, name: str, kind: str) -> float | None:
         else None
 
 
+# ---------------------------------------------------------------- a citizen's own browser
+
+DEVICE = "teeka_device"
+DEVICE_DAYS = 180
+
+
+def _number_key(request: Request, mobile: str) -> str:
+    return signing.keyed_hash(_settings(request).resolved_secret(), "otp-device", mobile)[:32]
+
+
+def trusted_device(request: Request, mobile: str | None) -> str | None:
+    """The id of this browser when it signed in to `mobile` (normalised) before: its
+    `teeka_device` cookie (signed, 180 days, sent only to the sign-in pages) names that
+    number (as a keyed hash, never the number). Such a browser's OTP requests are limited on
+    their own (teeka.surge.limits.otp_send_limit), not with everyone's for the number."""
+    if mobile is None:
+        return None
+    claims = signing.read_token(_settings(request).resolved_secret(),
+                                request.cookies.get(DEVICE, ""), kind="device", now=clock.now())
+    if claims is None or claims.get("sub") != _number_key(request, mobile):
+        return None
+    device = claims.get("dev")
+    return device if isinstance(device, str) else None
+
+
+def remember_device(request: Request, response: Response, mobile: str) -> None:
+    """After a sign-in by OTP: this browser is one of `mobile`'s own from now on. It keeps the
+    id it had (signing in again must not give it fresh limits)."""
+    secret = _settings(request).resolved_secret()
+    earlier = signing.read_token(secret, request.cookies.get(DEVICE, ""), kind="device",
+                                 now=clock.now())
+    device = earlier.get("dev") if earlier else None
+    token = signing.issue_token(secret, subject=_number_key(request, mobile), kind="device",
+                                now=clock.now(), ttl=timedelta(days=DEVICE_DAYS),
+                                extra={"dev": device if isinstance(device, str)
+                                       else secrets.token_hex(12)})
+    response.set_cookie(DEVICE, token, max_age=DEVICE_DAYS * 86400, httponly=True,
+                        samesite="lax", secure=not _settings(request).is_development,
+                        path="/login")
+
+
 def second_factor_token(request: Request, staff_id: int, enrol_secret: str | None) -> str:
     extra = {"enrol": enrol_secret} if enrol_secret else None
     return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
