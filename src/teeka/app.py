@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    surge_api, watch_api, certificate_api):
         app.include_router(module.router)
     app.include_router(watch_api.watch_router)
+    app.include_router(vaccination_api.admin_router)
     for pages in (booking_pages, citizen_pages, auth_pages, helpdesk_pages, centre_pages,
                   vaccination_pages, surge_pages, watch_pages, certificate_pages):
         app.include_router(pages.router)

@@ -149,6 +149,15 @@ SheetDayOutOfRange = _error("SheetDayOutOfRange", 422,
 AppointmentChanged = _error("AppointmentChanged", 409,
                             "This appointment was moved or cancelled after the day sheet was "
                             "downloaded. The dose given is kept in the list to resolve.")
+OfflineResolved = _error("OfflineResolved", 409,
+                         "This dose given offline has been resolved already.")
+OfflineNotRecordable = _error(
+    "OfflineNotRecordable", 409,
+    "The district can record a dose given offline only when it was refused because the "
+    "appointment changed, the person had another appointment, or the walk-in places ran out. "
+    "Ask the centre to upload a corrected line, or dismiss it with a note.")
+NoteNeeded = _error("NoteNeeded", 422,
+                    "Write a note (at least 5 characters) saying what was checked or done.")
 
 
 # Problems (teeka.watch)

@@ -48,7 +48,8 @@ class OfflineDose(Base):
     day: Mapped[date] = mapped_column(Date)
     batch: Mapped[str] = mapped_column(String(40))
     given_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # "recorded" (dose_record_id set) or "refused" (reason: the refusal's code)
+    # "recorded" (dose_record_id set), "refused" (reason: the refusal's code) or "dismissed"
+    # (by the district, with a note)
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
     dose_record_id: Mapped[int | None] = mapped_column(ForeignKey("dose_record.id"),
@@ -56,3 +57,8 @@ class OfflineDose(Base):
     uploaded_by: Mapped[str] = mapped_column(String(80))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     uploads: Mapped[int] = mapped_column(Integer, default=1)
+    # Resolved by the district (teeka.vaccination.resolve): "recorded" by them, or "dismissed"
+    # (outcome), who, when and their note.
+    resolved_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution_note: Mapped[str | None] = mapped_column(String(300), nullable=True)

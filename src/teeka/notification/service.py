@@ -56,3 +56,6 @@ CLOSED_CANCELLED_SMS = ("Teeka: {old_centre} cannot hold its session on {old_dat
                         "place was free nearby, so appointment {confirmation} for {name} is "
                         "cancelled. Please book again. We are sorry.")
 DOSE_SMS = "Teeka: {name} received dose {dose} of {vaccine} on {date}."
+# A dose given offline, recorded by the district, ended the person's other appointment.
+OFFLINE_CANCELLED_SMS = ("Teeka: {name} was vaccinated at {centre} on {date}, so appointment "
+                         "{confirmation} on {old_date} is cancelled.")

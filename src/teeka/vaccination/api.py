@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from teeka.kit import clock
-from teeka.vaccination import offline, service
+from teeka.vaccination import offline, resolve, service
 from teeka.vaccination.schemas import (
     CentreAppointmentRead,
     DaySheet,
@@ -16,12 +16,16 @@ from teeka.vaccination.schemas import (
     DaySheetSynced,
     DoseCreate,
     DoseRecordRead,
+    KeptOfflineDose,
     OfflineDoseOut,
+    Resolution,
     WalkinCreate,
 )
 from teeka.web.deps import CurrentActor, Db, Lang
 
 router = APIRouter(prefix="/api/v1/centre", tags=["vaccination"])
+# The district's side of doses given offline (teeka.vaccination.resolve).
+admin_router = APIRouter(prefix="/api/v1/admin/offline-doses", tags=["vaccination"])
 
 
 @router.get("/appointments", response_model=list[CentreAppointmentRead])
@@ -86,3 +90,34 @@ async def sync_day_sheet(body: DaySheetSync, db: Db, actor: CurrentActor,
         doses=[OfflineDoseOut(appointment_id=r.appointment_id, outcome=r.outcome, code=r.code,
                               message=r.message, dose_record_id=r.dose_record_id)
                for r in report.rows])
+
+
+@admin_router.get("", response_model=list[KeptOfflineDose])
+async def kept_offline_doses(db: Db, actor: CurrentActor, lang: Lang,
+                             district_id: Annotated[int, Query(ge=1, le=2**31 - 1)]
+                             ) -> list[KeptOfflineDose]:
+    """The district's doses given offline that no upload could record, oldest first."""
+    return [KeptOfflineDose(
+        id=k.id, centre_id=k.centre_id,
+        centre_name=k.centre_name_hi if lang == "hi" else k.centre_name_en,
+        appointment_id=k.appointment_id, reference_id=k.reference_id, name=k.name, day=k.day,
+        given_at=k.given_at, batch=k.batch, reason=k.reason,
+        message=offline.reason_text(k.reason, lang), recordable=k.reason in resolve.RECORDABLE)
+        for k in await resolve.district_list(db, actor=actor, district_id=district_id)]
+
+
+@admin_router.post("/{offline_id}/record", response_model=DoseRecordRead, status_code=201)
+async def record_kept_dose(offline_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                           body: Resolution, db: Db, actor: CurrentActor) -> DoseRecordRead:
+    """Record a kept dose as given (a refusal the district may overrule), with a note; the
+    person's other appointment is ended and they are told."""
+    return service.dose_read(await resolve.record(db, actor=actor, offline_id=offline_id,
+                                                  note=body.note))
+
+
+@admin_router.post("/{offline_id}/dismiss", status_code=204)
+async def dismiss_kept_dose(offline_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                            body: Resolution, db: Db, actor: CurrentActor) -> Response:
+    """Close a kept dose without recording it, with a note saying why."""
+    await resolve.dismiss(db, actor=actor, offline_id=offline_id, note=body.note)
+    return Response(status_code=204)

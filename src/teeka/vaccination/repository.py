@@ -22,6 +22,7 @@ from teeka.models import (
     Beneficiary,
     BeneficiaryStatus,
     Booking,
+    Centre,
     DoseRecord,
     OfflineDose,
     SessionSlot,
@@ -154,15 +155,21 @@ class OfflineView:
     batch: str
     reason: str | None
     uploaded_at: datetime
+    id: int = 0
+    centre_id: int = 0
+    centre_name_en: str = ""
+    centre_name_hi: str = ""
 
 
-async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int = 500
-                             ) -> list[OfflineView]:
-    """The centre's doses given offline whose last upload was refused and that no dose of
-    this person recorded at this centre for that day answers yet (recorded since, online or by
-    a later upload: resolved; a dose recorded at another centre does not resolve it: the
-    person may have had two). Who it is is shown for a walk-in, and for an appointment while
-    it is at this centre."""
+async def offline_to_resolve(session: AsyncSession, centre_id: int | None, limit: int = 500, *,
+                             district_id: int | None = None) -> list[OfflineView]:
+    """The centre's (or, `centre_id` None, the district's) doses given offline whose last
+    upload was refused, that the district has not dismissed, and that no dose of this person
+    recorded at this centre for that day answers yet (recorded since, online or by a later
+    upload: resolved; a dose recorded at another centre does not resolve it: the person may
+    have had two). Who it is is shown for a walk-in once their code was right, and for an
+    appointment while it is at this centre; the district sees who every line names unless
+    the line was refused before the person was known (UNIDENTIFIED)."""
     # A dose recorded after the last upload of the line answers it; one recorded before (the
     # person vaccinated that morning already) does not: that line is a second dose to look at.
     answered = (select(DoseRecord.id)
@@ -172,22 +179,27 @@ async def offline_to_resolve(session: AsyncSession, centre_id: int, limit: int =
                        VaccinationSession.date == OfflineDose.day,
                        DoseRecord.created_at >= OfflineDose.uploaded_at).exists())
     now_at = aliased(VaccinationSession)
-    rows = await session.execute(
-        select(OfflineDose, Beneficiary.reference_id, Beneficiary.name, now_at.centre_id)
-        .outerjoin(Beneficiary, Beneficiary.reference_id == OfflineDose.reference_id)
-        .outerjoin(Appointment, Appointment.id == OfflineDose.appointment_id)
-        .outerjoin(now_at, now_at.id == Appointment.session_id)
-        .where(OfflineDose.centre_id == centre_id, OfflineDose.outcome == "refused",
-               ~answered)
-        .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
+    query = (select(OfflineDose, Beneficiary.reference_id, Beneficiary.name, now_at.centre_id,
+                    Centre.name_en, Centre.name_hi)
+             .join(Centre, Centre.id == OfflineDose.centre_id)
+             .outerjoin(Beneficiary, Beneficiary.reference_id == OfflineDose.reference_id)
+             .outerjoin(Appointment, Appointment.id == OfflineDose.appointment_id)
+             .outerjoin(now_at, now_at.id == Appointment.session_id)
+             .where(OfflineDose.outcome == "refused", ~answered)
+             .order_by(OfflineDose.day, OfflineDose.given_at, OfflineDose.id).limit(limit))
+    query = (query.where(OfflineDose.centre_id == centre_id) if centre_id is not None
+             else query.where(Centre.district_id == district_id))
     out = []
-    for o, ref, name, at in rows:
-        # a walk-in is named once its code was found right; an appointment while it is here
-        shown = (at == centre_id if o.appointment_id is not None
-                 else ref is not None and o.reason not in UNIDENTIFIED)
+    for o, ref, name, at, centre_en, centre_hi in await session.execute(query):
+        if centre_id is None:  # the district's view
+            shown = ref is not None and o.reason not in UNIDENTIFIED
+        else:  # a walk-in is named once its code was found right; an appointment while here
+            shown = (at == centre_id if o.appointment_id is not None
+                     else ref is not None and o.reason not in UNIDENTIFIED)
         out.append(OfflineView(appointment_id=o.appointment_id or "",
                                reference_id=ref if shown and ref else "",
                                name=name if shown and name else "",
                                day=o.day, given_at=o.given_at, batch=o.batch, reason=o.reason,
-                               uploaded_at=o.uploaded_at))
+                               uploaded_at=o.uploaded_at, id=o.id, centre_id=o.centre_id,
+                               centre_name_en=centre_en, centre_name_hi=centre_hi))
     return out

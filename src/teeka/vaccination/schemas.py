@@ -95,3 +95,24 @@ class DaySheetSynced(BaseModel):
     already_recorded: int
     refused: int
     doses: list[OfflineDoseOut]
+
+
+class KeptOfflineDose(BaseModel):
+    """A dose given offline that no upload could record, as the district sees it."""
+
+    id: int
+    centre_id: int
+    centre_name: str
+    appointment_id: str
+    reference_id: str  # empty when the line named nobody the district may know
+    name: str
+    day: date
+    given_at: datetime
+    batch: str
+    reason: str | None
+    message: str  # the reason, in the reader's language
+    recordable: bool  # whether the district may record it (teeka.vaccination.resolve)
+
+
+class Resolution(BaseModel):
+    note: str = Field(max_length=300)

@@ -139,6 +139,23 @@ async def _check_eligible(session: AsyncSession, person: Beneficiary, vs: Vaccin
                                     schedule_of=schedule_of, day=vs.date)
 
 
+async def check_eligible(session: AsyncSession, person: Beneficiary, vs: VaccinationSession
+                         ) -> int:
+    """The dose number the person may be given in this session (its day, its vaccine), or the
+    rules' refusal (teeka.vaccination.resolve)."""
+    return await _check_eligible(session, person, vs, None, await booking_repo.schedules(session))
+
+
+async def vaccine_code(session: AsyncSession, vaccine_id: int) -> str:
+    return await _vaccine_code(session, vaccine_id)
+
+
+async def notify_dose(session: AsyncSession, person: Beneficiary, *, dose: int, vaccine: str,
+                      day: date) -> None:
+    """The person's SMS for a dose recorded (when they have a mobile number)."""
+    await _notify(session, person, dose=dose, vaccine=vaccine, day=day)
+
+
 async def _vaccine_code(session: AsyncSession, vaccine_id: int) -> str:
     vaccine = await session.get(Vaccine, vaccine_id)
     assert vaccine is not None
