@@ -107,3 +107,60 @@ async def test_only_a_vaccinator_has_a_day_sheet(app, world, maker) -> None:
         assert r.status_code == 422 and by_id(r.text, "form-error")
         r = await c.get("/staff/centre/day-sheet?date=<script>")
         assert r.status_code == 400 and "<script>" not in r.text
+
+
+async def test_the_district_resolves_what_an_upload_could_not_record(app, client, world, maker,
+                                                                    settings) -> None:
+    """The district's page lists a dose refused because the appointment moved after the sheet
+    was downloaded; a note is needed (refusal shown at that line, in Hindi, the note kept);
+    recorded, it leaves the list and the appointment elsewhere is cancelled. A state officer
+    chooses the district. Another district's officer sees nothing of it."""
+    from datetime import timedelta
+
+    from teeka.models import Appointment, AppointmentStatus
+
+    today = clock.today()
+    here = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    later = await publish(maker, world, centre_id=world.centre_b,
+                          day=today + timedelta(days=2), dose1=5)
+    person, = await booked(client, maker, world, settings, here, 1)
+    r = await client.post(f"/api/v1/appointments/{person['appointment_id']}/reschedule",
+                          headers=person["citizen"],
+                          json={"session_id": later, "slot": "09:00AM-11:00AM"})
+    assert r.status_code in (200, 204), r.text
+    at = earlier_today().astimezone(clock.LOCAL_TZ).strftime("%H:%M")
+    async with staff_client(app, "vaccinator_a") as c:
+        r = await send(c, "appointment_id,session_id,reference_id,secret_code,batch,given_at\r\n"
+                          f"{person['appointment_id']},{here},,{person['code']},B-77,{at}\r\n")
+        assert r.status_code == 200 and 'class="refused" id="line-2"' in r.text, r.text
+    async with staff_client(app, "balod_admin") as c:
+        r = await c.get("/staff/district/offline")
+        assert r.status_code == 200 and 'id="offline-none"' in r.text
+        r = await c.get("/staff/district/offline?district_id=109")
+        assert r.status_code == 403
+    async with staff_client(app, "raipur_admin", lang="hi") as c:
+        page = await c.get("/staff/district/offline")
+        assert page.status_code == 200, page.text
+        row = by_id(page.text, "offline-kept")
+        assert person["ref"] in row and "B-77" in row
+        assert 'data-reason="AppointmentChanged"' in page.text
+        kept = int(page.text.split('id="kept-', 1)[1].split('"', 1)[0])
+        assert f'id="record-{kept}"' in page.text
+        r = await c.post(f"/staff/district/offline/{kept}/record",
+                         data={"csrf": csrf_of(page.text), "note": "ok"})
+        assert r.status_code == 422
+        assert "कम से कम 5 अक्षर" in by_id(r.text, "form-error")
+        assert ">ok</textarea>" in r.text  # the note typed is kept
+        r = await c.post(f"/staff/district/offline/{kept}/record",
+                         data={"csrf": csrf_of(page.text), "note": "paper sheet checked"})
+        assert r.status_code == 303 and r.headers["location"] == (
+            "/staff/district/offline?notice=recorded")
+        done = await c.get(r.headers["location"])
+        assert 'id="notice"' in done.text and 'id="offline-none"' in done.text
+    assert await doses(maker) == 1
+    async with session_scope(maker) as db:
+        moved = await db.get(Appointment, person["appointment_id"])
+        assert moved is not None and moved.status == AppointmentStatus.CANCELLED
+    async with staff_client(app, "state") as c:
+        r = await c.get("/staff/district/offline?district_id=109")
+        assert r.status_code == 200 and 'id="district_id"' in r.text

@@ -32,6 +32,7 @@ from teeka.kit import clock
 from teeka.models import District, Share, VaccinationSession
 from teeka.models.staff import Role
 from teeka.surge import api as surge_api
+from teeka.vaccination import offline, resolve
 from teeka.web import session as websession
 from teeka.web.deps import Db, Form, Lang, StaffPage
 from teeka.web.pages import page, see_other, undo
@@ -418,3 +419,51 @@ async def today(request: Request, db: Db, lang: Lang, actor: StaffPage,
                  districts=choices, centres=centres, counts=counts, total=total,
                  day=clock.today().strftime("%d-%m-%Y"),
                  as_of=now.astimezone(clock.LOCAL_TZ).strftime("%H:%M"))
+
+
+# ---------------------------------------------------------------- doses given offline to resolve
+
+async def _offline_page(request: Request, db: AsyncSession, actor: Actor, lang: str,
+                        district_id: int | None, *, notice: str = "",
+                        error: tuple[int, str] | None = None,
+                        notes: dict[int, str] | None = None,
+                        status_code: int = 200) -> HTMLResponse:
+    district, choices = await _district(db, actor, district_id)
+    kept = await resolve.district_list(db, actor=actor, district_id=district.id)
+    return _page(request, actor, "staff/district_offline.html", lang, status_code=status_code,
+                 district=district, districts=choices, kept=kept, notice=notice, error=error,
+                 notes=notes or {}, recordable=resolve.RECORDABLE,
+                 reasons={k.id: offline.reason_text(k.reason, lang) for k in kept},
+                 local=lambda at: at.astimezone(clock.LOCAL_TZ).strftime("%H:%M"))
+
+
+@router.get("/staff/district/offline", response_class=HTMLResponse)
+async def offline_doses(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                        district_id: int | None = None, notice: str = "") -> Response:
+    """Doses given offline at the district's centres that no upload could record: record one
+    whose refusal the district may overrule, or dismiss one, each with a note."""
+    return await _offline_page(request, db, actor, lang, district_id,
+                               notice=notice if notice in ("recorded", "dismissed") else "")
+
+
+@router.post("/staff/district/offline/{offline_id}/{action}", response_class=HTMLResponse)
+async def resolve_offline_dose(request: Request, offline_id: int, action: str, db: Db,
+                               lang: Lang, actor: StaffPage, form: Form) -> Response:
+    if action not in ("record", "dismiss") or not 1 <= offline_id < 2**31:
+        raise errors.NotFound()
+    note = form.get("note", "")[:400]
+    district_id = form.get("district_id", "")
+    district = int(district_id) if district_id.isdigit() and len(district_id) < 10 else None
+    try:
+        if action == "record":
+            await resolve.record(db, actor=actor, offline_id=offline_id, note=note)
+        else:
+            await resolve.dismiss(db, actor=actor, offline_id=offline_id, note=note)
+    except errors.DomainError as exc:
+        await _undo(db, exc)
+        return await _offline_page(request, db, actor, lang, district,
+                                   error=(offline_id, exc.text(lang)),
+                                   notes={offline_id: note}, status_code=exc.status)
+    done = "recorded" if action == "record" else "dismissed"
+    query = f"?notice={done}" + (f"&district_id={district}" if district else "")
+    return _see_other(request, actor, f"/staff/district/offline{query}")
