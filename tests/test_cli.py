@@ -212,6 +212,29 @@ def test_user_create_refusals_are_sentences(demo_env, args, exit_code, said) -> 
     assert counts(demo_env)["staff_user"] == before
 
 
+def test_an_operator_is_put_on_call_and_off(demo_env) -> None:
+    """`teeka user on-call`: a state administrator with a mobile number (masked in the
+    output), in the language of their SMS; --off takes them off; refusals are sentences."""
+    result = invoke(demo_env, "user", "on-call", "admin", "--mobile", "9876543210",
+                    "--language", "en")
+    assert result.exit_code == 0, result.output
+    assert "'admin' is on call" in result.output and "9876543210" not in result.output
+    with database(demo_env) as db:
+        row = db.execute("SELECT mobile, on_call, language FROM staff_user "
+                         "WHERE username = 'admin'").fetchone()
+    assert row == ("9876543210", 1, "en")
+    result = invoke(demo_env, "user", "on-call", "admin", "--off")
+    assert result.exit_code == 0 and "off call" in result.output, result.output
+    with database(demo_env) as db:
+        assert db.execute("SELECT on_call FROM staff_user WHERE username = 'admin'"
+                          ).fetchone() == (0,)
+    for args, said in ((["admin", "--mobile", "12345"], "10 digits"),
+                       (["nobody"], "not a state administrator"),
+                       (["admin", "--language", "fr"], "hi or en")):
+        result = invoke(demo_env, "user", "on-call", *args)
+        assert result.exit_code != 0 and said in result.output, result.output
+
+
 def test_user_create_refuses_a_short_password(demo_env) -> None:
     done = teeka({**demo_env, "TEEKA_NEW_USER_PASSWORD": "short"}, "user", "create",
                  "--username", "shorty", "--role", "state_admin", check=False)

@@ -255,6 +255,47 @@ def user_create(
     typer.echo(f"created {staff.role} '{staff.username}' (id {staff.id})")
 
 
+@user_app.command("on-call")
+def user_on_call(
+    username: Annotated[str, typer.Argument(help="A state administrator's login name.")],
+    mobile: Annotated[str | None, typer.Option(
+        help="Their mobile number (10 digits); kept from before when not given.")] = None,
+    language: Annotated[str | None, typer.Option(help="Language of the SMS: hi or en.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Off call: no more SMS.")] = False,
+) -> None:
+    """Put a state operator on call (or off, with --off): while on call, trouble the watch sees
+    reaches them by SMS (docs/watch.md)."""
+    from teeka.audit.service import log_action
+    from teeka.kit.phone import mask_mobile, normalise_mobile
+
+    number = normalise_mobile(mobile) if mobile is not None else None
+    if mobile is not None and number is None:
+        _fail("the mobile number must have 10 digits and start with 6, 7, 8 or 9")
+    if language not in (None, "hi", "en"):
+        _fail("the language must be hi or en")
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> StaffUser:
+        async with session_scope(maker) as db:
+            staff = (await db.execute(select(StaffUser).where(StaffUser.username == username))
+                     ).scalar_one_or_none()
+            if staff is None or staff.role != Role.STATE_ADMIN:
+                raise errors.Invalid(detail="'{username}' is not a state administrator",
+                                     username=username)
+            staff.mobile = number or staff.mobile
+            staff.language = language or staff.language
+            if not off and staff.mobile is None:
+                raise errors.Invalid(detail="give their mobile number (--mobile)")
+            staff.on_call = not off
+            await log_action(db, actor="cli", action="auth.staff.on_call",
+                             object_type="staff_user", object_id=staff.id, on_call=not off)
+            return staff
+
+    staff = _run(work)
+    state = "on call" if staff.on_call else "off call"
+    typer.echo(f"'{staff.username}' is {state}"
+               + (f" at {mask_mobile(staff.mobile)}" if staff.mobile else ""))
+
+
 @sessions_app.command("import")
 def sessions_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,

@@ -7,6 +7,7 @@ may run at once on PostgreSQL: each claims rows with FOR UPDATE SKIP LOCKED.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import structlog
@@ -68,11 +69,25 @@ async def deliver_due(maker: async_sessionmaker[AsyncSession], settings: Setting
             return handled
 
 
+async def page_due(maker: async_sessionmaker[AsyncSession]) -> list[str]:
+    """Tell the operators on call about trouble the watch sees (teeka.watch.pager)."""
+    from teeka.watch.pager import page_on_call
+
+    async with session_scope(maker) as session:
+        return await page_on_call(session)
+
+
 async def run_forever(maker: async_sessionmaker[AsyncSession], settings: Settings,
                       interval: float = 0.5) -> None:
+    from teeka.watch.pager import PAGE_EVERY
+
+    next_page = time.monotonic() + PAGE_EVERY.total_seconds()
     while True:
         try:
             await deliver_due(maker, settings)
+            if time.monotonic() >= next_page:
+                next_page = time.monotonic() + PAGE_EVERY.total_seconds()
+                await page_due(maker)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep the worker alive; the message stays pending

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teeka.db import Base, UTCDateTime
@@ -33,3 +33,7 @@ class StaffUser(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When the user last signed out: every browser session begun before it is over.
     signed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An operator on call is told of trouble by SMS (teeka.watch.pager), in their language.
+    mobile: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    language: Mapped[str] = mapped_column(String(2), default="hi", server_default="hi")

@@ -95,6 +95,11 @@ async def read(session: AsyncSession, *, actor: Actor) -> Signals:
     """The signals, for an operator only."""
     if not rules.is_operator(actor):
         raise errors.Forbidden()
+    return await collect(session)
+
+
+async def collect(session: AsyncSession) -> Signals:
+    """The signals, read for whoever may see them (`read`; the pager, teeka.watch.pager)."""
     now = clock.now()
     out = Signals(at=now)
     for severity, status, raised_at in (await session.execute(
