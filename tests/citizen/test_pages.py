@@ -711,3 +711,27 @@ async def test_logging_out_ends_a_copied_cookie_and_every_earlier_session(
     # signing in again starts a session the old logout does not touch
     assert await page_login(client, maker, settings, mobile) == "/me"
     assert (await client.get("/me")).status_code == 200
+
+
+async def test_a_session_cookie_is_no_api_token_and_a_lapsed_one_still_logs_out(
+        app: object, client: httpx.AsyncClient, maker: Maker, settings: Settings) -> None:
+    """A copy of the page cookie does not work as a bearer token on the APIs (a logout could
+    not end it there). Left idle past its 15 minutes, the cookie no longer opens pages, but
+    logging out with it still ends its session, and so the copy that a thief kept alive by
+    opening pages is refused too."""
+    assert await page_login(client, maker, settings) == "/me"
+    token = client.cookies.get("teeka_citizen")
+    assert token
+    r = await client.get("/api/v1/beneficiaries", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                 base_url="http://teeka.test",
+                                 cookies={"teeka_citizen": token}) as thief:
+        for _ in range(3):  # the thief keeps the copy alive; the owner's lapses
+            clock.shift(timedelta(minutes=10))
+            assert (await thief.get("/me")).status_code == 200
+        page = await client.get("/login")  # the owner's cookie has lapsed: no session
+        assert location(await client.get("/me")) == "/login?next=/me"
+        r = await submit(client, page, "/logout", {})
+        assert location(r) == "/"
+        assert location(await thief.get("/me")) == "/login?next=/me"

@@ -95,7 +95,8 @@ async def second_factor(request: Request, db: Db, lang: Lang, form: Form) -> Res
 
 @router.post("/staff/logout")
 async def logout(request: Request, db: Db, form: Form) -> Response:
-    actor = await websession.page_actor(request, db, staff=True)
+    actor = (await websession.page_actor(request, db, staff=True)
+             or await websession.lapsed_actor(request, db, staff=True))
     if actor is not None:
         await sign_out(db, actor)
     response = RedirectResponse("/staff/login", status_code=303)

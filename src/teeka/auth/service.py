@@ -40,18 +40,26 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def citizen_actor(secret: str, token: str) -> Actor | None:
+# A browser's session cookie holds a token of its own kind (teeka.web.session): a copy of it
+# is not a bearer token for the APIs (where a logout could not end it).
+CITIZEN_PAGE, STAFF_PAGE = "citizen_page", "staff_page"
+
+
+def citizen_actor(secret: str, token: str, *, kind: str = "citizen") -> Actor | None:
     """The citizen of a valid citizen token (no database needed), else None."""
-    claims = signing.read_token(secret, token, kind="citizen", now=clock.now())
+    claims = signing.read_token(secret, token, kind=kind, now=clock.now())
     return None if claims is None else Actor(kind="citizen", id=int(claims["sub"]))
 
 
-async def actor_from_token(session: AsyncSession, settings: Settings, token: str) -> Actor:
+async def actor_from_token(session: AsyncSession, settings: Settings, token: str, *,
+                           page: bool = False) -> Actor:
+    """Who a bearer token (or, `page`, a browser session's token) names; Unauthenticated."""
     secret = settings.resolved_secret()
-    citizen = citizen_actor(secret, token)
+    citizen = citizen_actor(secret, token, kind=CITIZEN_PAGE if page else "citizen")
     if citizen is not None:
         return citizen
-    claims = signing.read_token(secret, token, kind="staff", now=clock.now())
+    claims = signing.read_token(secret, token, kind=STAFF_PAGE if page else "staff",
+                                now=clock.now())
     if claims is not None:
         staff = await session.get(StaffUser, int(claims["sub"]))
         if staff is not None and staff.active:

@@ -168,7 +168,8 @@ async def confirm(request: Request, db: Db, lang: Lang, settings: AppSettings,
 
 @router.post("/logout")
 async def logout(request: Request, db: Db, form: Form) -> Response:
-    actor = await websession.page_actor(request, db, staff=False)
+    actor = (await websession.page_actor(request, db, staff=False)
+             or await websession.lapsed_actor(request, db, staff=False))
     if actor is not None:
         await sign_out(db, actor)
     response = RedirectResponse("/", status_code=303)

@@ -122,6 +122,16 @@ def _signed_claims(secret: str, token: str, now: datetime) -> dict[str, Any] | N
     return claims
 
 
+def read_lapsed_token(secret: str, token: str, *, kind: str, now: datetime
+                      ) -> dict[str, Any] | None:
+    """The claims of a token of `kind` signed with the secret, expired or not (a logout with a
+    cookie that lapsed: it still proves which session it was), else None."""
+    claims = _signed_claims(secret, token, now)
+    if claims is None or claims.get("knd") != kind:
+        return None
+    return dict(claims)
+
+
 def read_token(secret: str, token: str, *, kind: str, now: datetime) -> dict[str, Any] | None:
     """The claims of a valid, unexpired token of `kind`, else None (a copy: the caller's)."""
     claims = _signed_claims(secret, token, now)

@@ -9,7 +9,9 @@
   carry the sign-in time, `si`, to the millisecond). Logging out removes the cookie and ends
   every session of that account or staff user begun before it, on every device
   (`signed_out_at`; teeka.auth.service.sign_out): a copy of the cookie is refused at once.
-  Each page therefore reads one row by its key (the staff user's is read anyway). Bearer
+  Each page therefore reads one row by its key (the staff user's is read anyway). A logout
+  with a cookie that lapsed (idle) still ends its session. The cookie's token is of a kind of
+  its own (`citizen_page`, `staff_page`): a copy is no bearer token for the APIs. Bearer
   tokens of the APIs are not sessions: they live their 15 / 60 minutes.
 * CSRF: every form carries `csrf`, an HMAC of the random `teeka_csrf` cookie; every POST from a
   page is checked (double submit, signed). SameSite=Lax cookies add a second line.
@@ -28,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.auth.actor import Actor
-from teeka.auth.service import actor_from_token, session_ended, signed_out_at
+from teeka.auth.service import (
+    CITIZEN_PAGE,
+    STAFF_PAGE,
+    actor_from_token,
+    session_ended,
+    signed_out_at,
+)
 from teeka.config import Settings
 from teeka.kit import clock, signing
 
@@ -58,7 +66,11 @@ def _settings(request: Request) -> Settings:
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, minutes: int) -> None:
-    response.set_cookie(name, value, max_age=minutes * 60, httponly=True, samesite="lax",
+    """A cookie for `minutes`; a session's (CITIZEN, STAFF) is kept for SESSION_MAX, its token
+    deciding how long it works (`minutes` from the last page): a lapsed one still tells a
+    logout which session to end."""
+    seconds = int(SESSION_MAX.total_seconds()) if name in (CITIZEN, STAFF) else minutes * 60
+    response.set_cookie(name, value, max_age=seconds, httponly=True, samesite="lax",
                         secure=not _settings(request).is_development, path="/")
 
 
@@ -85,7 +97,7 @@ def citizen_cookie_token(request: Request, account_id: int, signed_in: float | N
     now = clock.now()
     began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(settings.resolved_secret(), subject=str(account_id),
-                               kind="citizen", now=now, extra={"si": began},
+                               kind=CITIZEN_PAGE, now=now, extra={"si": began},
                                ttl=_session_ttl(settings.citizen_token_minutes, began,
                                                 now.timestamp()))
 
@@ -95,7 +107,7 @@ def staff_cookie_token(request: Request, staff_id: int, signed_in: float | None 
     now = clock.now()
     began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
-                               kind="staff", now=now, extra={"si": began},
+                               kind=STAFF_PAGE, now=now, extra={"si": began},
                                ttl=_session_ttl(STAFF_PAGE_MINUTES, began, now.timestamp()))
 
 
@@ -168,27 +180,50 @@ async def page_actor(request: Request, session: AsyncSession, *, staff: bool) ->
     if not token:
         return None
     try:
-        actor = await actor_from_token(session, _settings(request), token)
+        actor = await actor_from_token(session, _settings(request), token, page=True)
     except errors.Unauthenticated:
         return None
     if actor.is_citizen == staff:
         return None
     if session_ended(_signed_in(request, STAFF if staff else CITIZEN,
-                                "staff" if staff else "citizen"),
+                                STAFF_PAGE if staff else CITIZEN_PAGE),
                      await signed_out_at(session, actor)):
         return None
     return actor
+
+
+async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
+                       ) -> Actor | None:
+    """For a logout only: whose session the page cookie names when its token lapsed (left idle)
+    but the session has not reached SESSION_MAX: logging out still ends it, and with it any
+    copy of the cookie that renewal kept alive elsewhere."""
+    claims = signing.read_lapsed_token(
+        _settings(request).resolved_secret(), request.cookies.get(STAFF if staff else CITIZEN, ""),
+        kind=STAFF_PAGE if staff else CITIZEN_PAGE, now=clock.now())
+    began = claims.get("si") if claims else None
+    if claims is None or not isinstance(began, int | float) or isinstance(began, bool) \
+            or clock.now().timestamp() - began > SESSION_MAX.total_seconds():
+        return None
+    subject = str(claims.get("sub", ""))
+    if not subject.isdigit() or len(subject) > 12:
+        return None
+    if not staff:
+        return Actor(kind="citizen", id=int(subject))
+    from teeka.models import StaffUser
+
+    found = await session.get(StaffUser, int(subject))
+    return Actor.for_staff(found) if found is not None and found.active else None
 
 
 def renew(request: Request, response: Response, actor: Actor) -> None:
     """Sliding expiry: every page a signed-in person opens extends their session, up to
     SESSION_MAX after they signed in (the renewed token keeps the sign-in time)."""
     if actor.is_citizen:
-        began = _signed_in(request, CITIZEN, "citizen")
+        began = _signed_in(request, CITIZEN, CITIZEN_PAGE)
         set_cookie(request, response, CITIZEN, citizen_cookie_token(request, actor.id, began),
                    _settings(request).citizen_token_minutes)
     else:
-        began = _signed_in(request, STAFF, "staff")
+        began = _signed_in(request, STAFF, STAFF_PAGE)
         set_cookie(request, response, STAFF, staff_cookie_token(request, actor.id, began),
                    STAFF_PAGE_MINUTES)
 
