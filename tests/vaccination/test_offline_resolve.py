@@ -146,3 +146,61 @@ async def test_the_state_resolves_anywhere_and_a_walkin_refused_for_a_booking_is
         appt = await db.get(Appointment, person["appointment_id"])
         assert appt is not None and appt.status == AppointmentStatus.CANCELLED
         assert await recount_mismatches(db) == []
+
+
+async def test_a_moved_line_with_a_wrong_code_cannot_be_recorded(client, world, maker,
+                                                                 settings) -> None:
+    """A line whose appointment changed is checked against the person's code all the same:
+    with a wrong code it is a `SecretCodeWrong` line (counted as a wrong try), which the district
+    cannot record, not an `AppointmentChanged` one it could."""
+    today = clock.today()
+    here = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    later = await publish(maker, world, centre_id=world.centre_a,
+                          day=today + timedelta(days=3), dose1=5)
+    moved, = await booked(client, maker, world, settings, here, 1)
+    r = await client.post(f"/api/v1/appointments/{moved['appointment_id']}/reschedule",
+                          headers=moved["citizen"],
+                          json={"session_id": later, "slot": "09:00AM-11:00AM"})
+    assert r.status_code in (200, 204), r.text
+    bad = f"{(int(moved['code']) + 1) % 10_000:04d}"
+    r = await client.post("/api/v1/centre/day-sheet", headers=world.headers("vaccinator_a"),
+                          json={"doses": [dose(moved, here, earlier_today(), code=bad)]})
+    assert r.json()["doses"][0]["code"] == "SecretCodeWrong", r.text
+    assert await count(maker, select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "vaccination.secret_code.rejected")) == 1
+    admin = world.headers("raipur_admin")
+    kept, = (await client.get(URL, params={"district_id": 109}, headers=admin)).json()
+    assert kept["recordable"] is False
+    r = await client.post(f"{URL}/{kept['id']}/record", headers=admin,
+                          json={"note": "the centre says so"})
+    assert r.status_code == 409 and r.json()["code"] == "OfflineNotRecordable"
+
+
+async def test_a_dismissed_line_stays_closed_when_the_sheet_is_sent_again(
+        client, world, maker, settings) -> None:
+    today = clock.today()
+    here = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    p, = await booked(client, maker, world, settings, here, 1)
+    bad = f"{(int(p['code']) + 1) % 10_000:04d}"
+    body = {"doses": [dose(p, here, earlier_today(), code=bad)]}
+    staff, admin = world.headers("vaccinator_a"), world.headers("raipur_admin")
+    assert (await client.post("/api/v1/centre/day-sheet", headers=staff, json=body)
+            ).status_code == 200
+    kept, = (await client.get(URL, params={"district_id": 109}, headers=admin)).json()
+    r = await client.post(f"{URL}/{kept['id']}/dismiss", headers=admin,
+                          json={"note": "line filled by mistake"})
+    assert r.status_code == 204
+    clock.shift(timedelta(seconds=1))
+    assert (await client.post("/api/v1/centre/day-sheet", headers=staff, json=body)
+            ).status_code == 200
+    assert (await client.get(URL, params={"district_id": 109}, headers=admin)).json() == []
+    async with session_scope(maker) as db:
+        row = (await db.execute(select(OfflineDose))).scalar_one()
+        assert (row.outcome, row.uploads, row.resolution_note) == (
+            "dismissed", 2, "line filled by mistake")
+    # a corrected line records the dose after all, and the dismissal is no longer its story
+    assert (await client.post("/api/v1/centre/day-sheet", headers=staff, json={
+        "doses": [dose(p, here, earlier_today())]})).json()["recorded"] == 1
+    async with session_scope(maker) as db:
+        row = (await db.execute(select(OfflineDose))).scalar_one()
+        assert (row.outcome, row.resolution_note) == ("recorded", None)

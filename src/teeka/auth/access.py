@@ -39,8 +39,9 @@ def access_booking_district(actor: Actor, district_id: int) -> None:
     """Booking or moving someone into a centre of `district_id`: citizens and the state
     anywhere; staff of a district (its help desk, its administrators) only in their own
     district, the one their pages offer."""
-    if actor.kind == "staff" and actor.district_id is not None \
-            and not actor.has_role(Role.STATE_ADMIN) and actor.district_id != district_id:
+    if actor.kind != "staff" or actor.has_role(Role.STATE_ADMIN):
+        return
+    if actor.district_id is None or actor.district_id != district_id:
         raise errors.OutsideDistrict()
 
 

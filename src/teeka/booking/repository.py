@@ -254,8 +254,8 @@ def _people(*, lock: bool) -> Any:
                  _appointment.c.status == AppointmentStatus.BOOKED.value))
              .where(Beneficiary.reference_id.in_(bindparam("refs", expanding=True)),
                     Beneficiary.status == BeneficiaryStatus.ACTIVE.value))
-    if lock:
-        query = query.with_for_update(key_share=True, of=Beneficiary)
+    if lock:  # in id order, as every other path that locks several people
+        query = query.order_by(Beneficiary.id).with_for_update(key_share=True, of=Beneficiary)
     return query.subquery("people")
 
 

@@ -302,7 +302,13 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
                           name=who[1] if who else None)
     try:
         if now_in != sheet.id or status != AppointmentStatus.BOOKED:
-            raise errors.AppointmentChanged()  # moved, cancelled, or vaccinated elsewhere
+            # moved, cancelled, or vaccinated elsewhere. The code is checked all the same: the
+            # district may record such a line later (teeka.vaccination.resolve), and only the
+            # person's own code shows that it was them.
+            async with session.begin_nested():
+                await service.check_secret_code(session, actor, person, row.secret_code,
+                                                appointment_id=appt_id)
+            raise errors.AppointmentChanged()
         async with session.begin_nested():
             done = await service.record_dose(session, actor=actor, appointment_id=appt_id,
                                              secret_code=row.secret_code, batch=row.batch,
@@ -436,9 +442,12 @@ async def _keep(session: AsyncSession, actor: Actor, kept: _Kept, outcome: str,
                                 day=kept.day, batch=kept.row.batch[:40], given_at=kept.given_at,
                                 outcome=outcome, reason=reason, dose_record_id=record_id,
                                 uploaded_by=actor.label, uploaded_at=now, uploads=1))
-    elif row.outcome == "recorded" and outcome != "recorded":
-        row.uploads += 1  # sent again after it was recorded: it stays recorded
+    elif row.outcome in ("recorded", "dismissed") and outcome != "recorded":
+        # sent again after it was recorded, or after the district closed it: it stays so
+        row.uploads += 1
     else:
+        if row.outcome != outcome:  # a district's resolution belongs to the outcome it made
+            row.resolved_by = row.resolved_at = row.resolution_note = None
         row.batch, row.given_at, row.outcome = kept.row.batch[:40], kept.given_at, outcome
         row.reason, row.dose_record_id = reason, record_id
         row.uploaded_by, row.uploaded_at, row.uploads = actor.label, now, row.uploads + 1

@@ -54,11 +54,15 @@ async def district_list(session: AsyncSession, *, actor: Actor, district_id: int
     return await repo.offline_to_resolve(session, None, district_id=district_id)
 
 
-async def _kept(session: AsyncSession, actor: Actor, offline_id: int) -> OfflineDose:
-    """The kept dose, locked (two administrators at once: the second finds it resolved), if the
-    actor administers its centre's district and it is still to resolve."""
-    kept = (await session.execute(select(OfflineDose).where(OfflineDose.id == offline_id)
-                                  .with_for_update())).scalar_one_or_none()
+async def _kept(session: AsyncSession, actor: Actor, offline_id: int, *, lock: bool
+                ) -> OfflineDose:
+    """The kept dose, if the actor administers its centre's district and it is still to
+    resolve; `lock`: its row locked (two administrators at once: the second finds it
+    resolved). Read afresh either way."""
+    query = select(OfflineDose).where(OfflineDose.id == offline_id) \
+        .execution_options(populate_existing=True)
+    kept = (await session.execute(query.with_for_update() if lock else query)
+            ).scalar_one_or_none()
     if kept is None:
         raise errors.NotFound()
     centre = await session.get(Centre, kept.centre_id)
@@ -72,7 +76,7 @@ async def _kept(session: AsyncSession, actor: Actor, offline_id: int) -> Offline
 async def dismiss(session: AsyncSession, *, actor: Actor, offline_id: int, note: str) -> None:
     """Close a kept dose without recording it (not a dose after all, a duplicate line, or
     recorded by other means), with a note saying why."""
-    kept = await _kept(session, actor, offline_id)
+    kept = await _kept(session, actor, offline_id, lock=True)
     text = clean_note(note)
     kept.outcome, kept.resolved_by = "dismissed", actor.label
     kept.resolved_at, kept.resolution_note = clock.now(), text
@@ -89,21 +93,35 @@ async def record(session: AsyncSession, *, actor: Actor, offline_id: int,
     refusal). An appointment the person still has is ended: completed when it is in that same
     session, else cancelled, its place given back and the person told, so that nobody is
     vaccinated twice."""
-    kept = await _kept(session, actor, offline_id)
+    kept = await _kept(session, actor, offline_id, lock=False)
     if kept.reason not in RECORDABLE:
         raise errors.OfflineNotRecordable()
     text = clean_note(note)
     person = (await session.execute(select(Beneficiary).where(
         Beneficiary.reference_id == kept.reference_id,
-        Beneficiary.status == BeneficiaryStatus.ACTIVE)
-        .with_for_update(key_share=True))).scalar_one_or_none()  # as a walk-in locks them
+        Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one_or_none()
     vs = await session.get(VaccinationSession, kept.session_id)
     if person is None or vs is None:
         raise errors.NotFound()
-    dose = await service.check_eligible(session, person, vs)
+    # Locked in the order every other path locks them (record_dose, a day sheet's upload, a
+    # cancel): the appointments (the line's, and the person's booked one, in id order), then
+    # the person (as a walk-in locks them), then the kept row. So an upload of the same line,
+    # or a dose recorded for the person meanwhile, waits or is waited for: never a deadlock.
+    booked = set((await session.execute(select(Appointment.id).where(
+        Appointment.beneficiary_id == person.id,
+        Appointment.status == AppointmentStatus.BOOKED))).scalars())
+    await session.execute(select(Appointment.id).where(
+        Appointment.id.in_(sorted(booked | {kept.appointment_id} - {None})))
+        .order_by(Appointment.id).with_for_update())
+    await session.execute(select(Beneficiary.id).where(Beneficiary.id == person.id)
+                          .with_for_update(key_share=True))
+    kept = await _kept(session, actor, offline_id, lock=True)  # resolved meanwhile?
     active = (await session.execute(select(Appointment).where(
         Appointment.beneficiary_id == person.id, Appointment.status == AppointmentStatus.BOOKED)
-        .with_for_update())).scalar_one_or_none()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if active is not None and active.id not in booked:  # booked after the locks were taken
+        raise errors.Busy()
+    dose = await service.check_eligible(session, person, vs)
     if active is not None and active.session_id != vs.id:
         await _end_other(session, actor, active, person, vs)
         active = None

@@ -146,6 +146,12 @@ async def check_eligible(session: AsyncSession, person: Beneficiary, vs: Vaccina
     return await _check_eligible(session, person, vs, None, await booking_repo.schedules(session))
 
 
+async def check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
+                            given: str, **where: str) -> None:
+    """_check_secret_code, for the day sheet's lines whose appointment changed."""
+    await _check_secret_code(session, actor, person, given, **where)
+
+
 async def vaccine_code(session: AsyncSession, vaccine_id: int) -> str:
     return await _vaccine_code(session, vaccine_id)
 
