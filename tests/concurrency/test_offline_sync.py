@@ -3,7 +3,7 @@ click, a retry while the first upload still runs), while the vaccinator also typ
 doses online: every dose is recorded exactly once, walk-ins never beyond the session's
 allowance, each upload answers every row, nothing is a 5xx, and the centre's record of each
 dose given offline is one row per appointment or walk-in — the refused ones (appointments
-cancelled after the sheet was downloaded, a walk-in over the allowance) too."""
+cancelled or moved away after the sheet was downloaded, a walk-in over the allowance) too."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ SLOT = "09:00AM-11:00AM"
 async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.Response]:
     today = clock.today()
     sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=40, walkins=3)
+    elsewhere = await publish(maker, world, centre_id=world.centre_b, day=today, dose1=5)
     people = await bulk_citizens(maker, settings, 24)
     walkers = await bulk_citizens(maker, settings, 4)  # no appointment: walk-ins
     booked = []
@@ -39,12 +40,20 @@ async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.
     async with session_scope(maker) as db:
         codes = dict((await db.execute(select(Beneficiary.reference_id,
                                               Beneficiary.secret_code))).all())
-    # cancelled after the sheet was downloaded: those an upload comes to first (it goes in
-    # appointment order), so that both uploads reach them at the same moment
+    # cancelled, or moved to another centre, after the sheet was downloaded: those an upload
+    # comes to first (it goes in appointment order), so that both uploads reach them at the
+    # same moment. The moved ones' codes were copied wrong: refused with nothing of the person
+    # held (their code check is undone, and they are another centre's now), only the
+    # appointment's lock keeps the two uploads' records of them apart.
     booked.sort(key=lambda b: b[2], reverse=True)
-    for headers, _ref, appt in booked[20:]:
+    for headers, _ref, appt in booked[20:22]:
         r = await client.post(f"/api/v1/appointments/{appt}/cancel", headers=headers)
         assert r.status_code == 204, r.text
+    for headers, ref, appt in booked[22:]:
+        r = await client.post(f"/api/v1/appointments/{appt}/reschedule", headers=headers,
+                              json={"session_id": elsewhere, "slot": SLOT})
+        assert r.status_code in (200, 204), r.text
+        codes[ref] = f"{(int(codes[ref]) + 1) % 10_000:04d}"
     at = earlier_today()
     sheet = {"doses": [{"appointment_id": appt, "session_id": sid, "secret_code": codes[ref],
                         "batch": "4121Z025", "given_at": at.isoformat()}
