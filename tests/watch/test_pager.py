@@ -51,7 +51,7 @@ async def test_the_operator_on_call_is_told_once_an_hour_while_trouble_lasts(
     assert len(await sms_to(maker, "9000000001")) == 3
     async with session_scope(maker) as db:
         paged = (await db.execute(select(AuditEntry).where(
-            AuditEntry.action == "watch.paged"))).scalars().all()
+            AuditEntry.action == "watch.paged").order_by(AuditEntry.id))).scalars().all()
         assert [p.object_id for p in paged] == ["urgent_problem", "urgent_problem",
                                                 "problem_overdue"]
         assert "9000000001" not in str([p.detail for p in paged])  # never a number
