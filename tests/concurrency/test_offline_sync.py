@@ -59,7 +59,10 @@ async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.
                         "batch": "4121Z025", "given_at": at.isoformat()}
                        for _h, ref, appt in booked]
              + [{"reference_id": ref, "session_id": sid, "secret_code": codes[ref],
-                 "batch": "4121Z025", "given_at": at.isoformat()} for _h, ref in walkers]}
+                 "batch": "4121Z025", "given_at": at.isoformat()} for _h, ref in walkers]
+             # a walk-in whose reference id was copied wrong: refused, kept once as typed
+             + [{"reference_id": "99999999999999", "session_id": sid, "secret_code": "1234",
+                 "batch": "4121Z025", "given_at": at.isoformat()}]}
     staff = world.headers("vaccinator_a")
 
     async def typed(ref: str, appt: str) -> httpx.Response:
@@ -80,8 +83,9 @@ async def test_a_sheet_sent_twice_at_once_records_each_dose_once(client: httpx.A
     answers = await race(client, world, maker, settings)
     assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
     uploads = [a.json() for a in answers[:2]]
-    for u in uploads:  # 20 appointments and 3 walk-ins recorded; 4 cancelled, 1 walk-in over
-        assert len(u["doses"]) == 28 and u["refused"] == 5
+    for u in uploads:  # 20 appointments and 3 walk-ins recorded; 4 cancelled or moved, 1
+        # walk-in over the allowance, 1 naming nobody
+        assert len(u["doses"]) == 29 and u["refused"] == 6
         assert u["recorded"] + u["already_recorded"] == 23
     online = sum(1 for a in answers[2:] if a.status_code == 201)
     assert uploads[0]["recorded"] + uploads[1]["recorded"] + online == 23
@@ -89,7 +93,7 @@ async def test_a_sheet_sent_twice_at_once_records_each_dose_once(client: httpx.A
         assert (await db.execute(select(func.count()).select_from(DoseRecord))).scalar_one() == 23
         kept = (await db.execute(select(OfflineDose.outcome, func.count())
                                  .group_by(OfflineDose.outcome))).all()
-        assert dict(kept) == {"recorded": 23, "refused": 5}  # one row each, never two
+        assert dict(kept) == {"recorded": 23, "refused": 6}  # one row each, never two
 
 
 async def test_canary_without_the_lock_two_uploads_collide(
@@ -105,3 +109,22 @@ async def test_canary_without_the_lock_two_uploads_collide(
     except IntegrityError:
         return  # the collision, raised through the test client
     assert any(a.status_code >= 500 for a in answers), "no collision: the race did not happen"
+
+
+async def test_a_walkin_line_naming_nobody_is_kept_once_by_two_uploads_at_once(
+        client: httpx.AsyncClient, world, maker, settings) -> None:
+    """Two devices upload, at the same moment, a walk-in line whose reference id names nobody
+    (copied wrong): its record has no appointment to lock, so the session's row is locked
+    before it is kept. One row, however the uploads interleave."""
+    today = clock.today()
+    sid = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5, walkins=3)
+    line = {"reference_id": "99999999999999", "session_id": sid, "secret_code": "1234",
+            "batch": "4121Z025", "given_at": earlier_today().isoformat()}
+    staff = world.headers("vaccinator_a")
+    answers = await asyncio.gather(*(
+        client.post("/api/v1/centre/day-sheet", headers=staff, json={"doses": [line]})
+        for _ in range(4)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    async with session_scope(maker) as db:
+        rows = (await db.execute(select(OfflineDose.uploads))).scalars().all()
+    assert rows == [4]

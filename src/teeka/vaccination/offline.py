@@ -358,6 +358,9 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
         Beneficiary.reference_id == row.reference_id))).scalar_one_or_none() \
         if _REF.fullmatch(row.reference_id) else None
     if person is None:  # kept as typed: a line that names nobody is still a dose given
+        if LOCK_FIRST:  # its record has no appointment to lock: the session's row instead
+            await session.execute(select(VaccinationSession.id).where(
+                VaccinationSession.id == sheet_id).with_for_update(key_share=True))
         await _keep(session, actor, _Kept(centre_id, row, day, given_at,
                                           row.reference_id[:14], sheet_id),
                     "refused", errors.NotFound.code, None)
