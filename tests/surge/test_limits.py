@@ -382,3 +382,28 @@ async def test_the_public_limit_holds_against_an_ipv6_client_rotating_addresses(
         assert codes == [200, 200, 200, 429]
         assert await get(paths[0], "2001:db8:77:1:ffff::9") == 429
         assert await get(paths[1], "2001:db8:77:2::1") == 200
+
+
+async def test_a_shared_phone_is_trusted_for_each_number_signed_in_on_it(settings: Settings,
+                                                                        world, maker) -> None:
+    """A family's phone: signed in to two numbers, it is trusted for both (each number's own
+    limits used up by someone else do not stop it)."""
+    from tests.citizen.test_pages import page_login
+
+    async with app_with(settings, **STRICT, redis_url="") as (app, _):
+        def browser(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 4000)),
+                                     base_url="http://teeka.test")
+
+        first, second = next_mobile(), next_mobile()
+        async with browser("203.0.113.8") as phone, browser("198.51.100.10") as stranger:
+            for mobile in (first, second):
+                assert await page_login(phone, maker, settings, mobile) == "/me"
+                phone.cookies.delete("teeka_citizen")
+                assert (await stranger.post("/api/v1/auth/otp",
+                                            json={"mobile": mobile})).status_code == 200
+                assert (await stranger.post("/api/v1/auth/otp",
+                                            json={"mobile": mobile})).status_code == 429
+            for mobile in (first, second):
+                assert await page_login(phone, maker, settings, mobile) == "/me"
+                phone.cookies.delete("teeka_citizen")
