@@ -153,3 +153,53 @@ async def test_a_help_desk_books_only_in_its_own_district(app, world, maker) -> 
             "choice": f"{balod}|09:00AM-11:00AM"})
         assert r.status_code == 303, r.text
         assert await count(maker, Appointment) == 1
+
+
+async def test_a_person_who_lost_their_slip_is_found_by_their_photo_id(
+        app, client, world, maker, settings) -> None:
+    """By photo ID (typed as it is written, spaces and all), through a POST form: the number is
+    never in an address; found only among people the help desk may act for (not someone who
+    registered on their own phone); the lookup is audited without the number."""
+    from teeka.models import AuditEntry
+    from tests.factories import login_citizen
+    from tests.staff import submit
+
+    number = next_aadhaar()
+    async with staff_client(app, "helpdesk") as c:
+        r = await register(c, id_number=number)
+        ref = r.headers["location"].split("/")[-1].split("?")[0]
+        spaced = f"{number[:4]} {number[4:8]} {number[8:]}"
+        r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/find-by-id",
+                         {"id_type": "aadhaar", "id_number": spaced})
+        assert r.status_code == 303 and r.headers["location"] == f"/staff/helpdesk/people/{ref}"
+        assert number not in r.headers["location"]
+        r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/find-by-id",
+                         {"id_type": "aadhaar", "id_number": next_aadhaar()})
+        assert r.status_code == 404 and by_id(r.text, "find-id-error")
+        assert number not in r.text
+        r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/find-by-id",
+                         {"id_type": "aadhaar", "id_number": "12"})
+        assert r.status_code == 400 and "wrong format" in by_id(r.text, "find-id-error")
+        # someone registered on their own account is not the help desk's to find
+        citizen = await login_citizen(client, maker, settings)
+        own = next_aadhaar()
+        r = await client.post("/api/v1/beneficiaries", headers=citizen, json={
+            "name": "Asha Verma", "birth_year": 1980, "gender": "female", "id_type": "aadhaar",
+            "id_number": own, "priority_group": "none"})
+        assert r.status_code == 201, r.text
+        r = await submit(c, "/staff/helpdesk", "/staff/helpdesk/find-by-id",
+                         {"id_type": "aadhaar", "id_number": own})
+        assert r.status_code == 404
+        # a vaccinator has no help desk
+    async with staff_client(app, "vaccinator_a") as v:
+        page = await v.get("/staff/centre")
+        r = await v.post("/staff/helpdesk/find-by-id", data={
+            "csrf": csrf_of(page.text), "id_type": "aadhaar", "id_number": number})
+        assert r.status_code == 403
+    async with session_scope(maker) as db:
+        looked = (await db.execute(select(AuditEntry).where(
+            AuditEntry.action == "citizen.beneficiary.looked_up").order_by(AuditEntry.id)
+        )).scalars().all()
+        assert len(looked) == 3 and all(number not in str(a.detail) and own not in str(a.detail)
+                                        for a in looked)
+        assert looked[0].object_id == ref

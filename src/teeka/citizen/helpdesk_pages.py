@@ -72,9 +72,11 @@ def _blank_person() -> dict[str, str]:
 
 def _desk(request: Request, actor: Actor, lang: str, *, form: dict[str, str] | None = None,
           error: str | None = None, find_error: str | None = None, ref: str = "",
+          find_id_error: str | None = None, find_id_type: str = "aadhaar",
           status_code: int = 200) -> HTMLResponse:
     return _page(request, actor, "staff/helpdesk.html", lang, status_code=status_code,
                  form=form or _blank_person(), error=error, find_error=find_error, ref=ref,
+                 find_id_error=find_id_error, find_id_type=find_id_type,
                  genders=rules.GENDERS, id_types=rules.ID_TYPES,
                  priority_groups=rules.PRIORITY_GROUPS)
 
@@ -95,6 +97,25 @@ async def find(request: Request, db: Db, lang: Lang, actor: StaffPage, ref: str 
         person = await access_beneficiary(db, actor, ref)
     except errors.DomainError as exc:
         return _desk(request, actor, lang, find_error=exc.text(lang), ref=ref,
+                     status_code=exc.status)
+    return _see_other(request, actor, f"/staff/helpdesk/people/{person.reference_id}")
+
+
+@router.post("/staff/helpdesk/find-by-id", response_class=HTMLResponse)
+async def find_by_id(request: Request, db: Db, lang: Lang, actor: StaffPage, form: Form,
+                     settings: AppSettings) -> Response:
+    """By photo ID, for a person who lost their slip: a form sent by POST, so that the
+    document's number is never in an address (logs, history)."""
+    _assisting(actor)
+    id_type = form.get("id_type", "")[:20]
+    try:
+        person = await service.find_assisted_by_id(db, settings, actor=actor, id_type=id_type,
+                                                   id_number=form.get("id_number", "")[:40])
+    except errors.DomainError as exc:
+        if exc.code != "NotFound":  # a lookup that found nobody keeps its audit entry
+            await _undo(db, exc)
+        return _desk(request, actor, lang, find_id_error=exc.text(lang),
+                     find_id_type=id_type if id_type in rules.ID_TYPES else "aadhaar",
                      status_code=exc.status)
     return _see_other(request, actor, f"/staff/helpdesk/people/{person.reference_id}")
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from teeka import errors
 from teeka.audit.service import log_action
-from teeka.auth.access import access_beneficiary, may_assist
+from teeka.auth.access import access_beneficiary, may_assist, reaches_beneficiary
 from teeka.auth.actor import Actor
 from teeka.citizen import rules
 from teeka.config import Settings
@@ -127,6 +127,31 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
     return account
 
 
+def _id_hash(settings: Settings, id_type: str, number: str) -> str:
+    return signing.keyed_hash(settings.resolved_secret(), "photo-id", f"{id_type}:{number}")
+
+
+async def find_assisted_by_id(session: AsyncSession, settings: Settings, *, actor: Actor,
+                              id_type: str, id_number: str) -> Beneficiary:
+    """A person registered without a mobile number, found by their photo ID at a help desk
+    (they lost their slip and do not know their reference id). Only people the help desk may
+    act for are found (teeka.auth.access.reaches_beneficiary); anyone else is NotFound, as
+    an unknown document. The lookup is audited with the document's last four digits only."""
+    if not may_assist(actor):
+        raise errors.Forbidden()
+    number = rules.normalise_id_number(id_type, id_number)
+    person = (await session.execute(select(Beneficiary).where(
+        Beneficiary.id_hash == _id_hash(settings, id_type, number),
+        Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one_or_none()
+    await log_action(session, actor=actor.label, action="citizen.beneficiary.looked_up",
+                     object_type="beneficiary",
+                     object_id=person.reference_id if person is not None else "",
+                     id_type=id_type, id_last4=number[-4:], found=person is not None)
+    if person is None or not reaches_beneficiary(actor, person.account_id):
+        raise errors.NotFound()
+    return person
+
+
 async def register_beneficiary(session: AsyncSession, settings: Settings, *, actor: Actor,
                                name: str, birth_year: int, gender: str, id_type: str,
                                id_number: str, priority_group: str = "none") -> Beneficiary:
@@ -141,7 +166,7 @@ async def register_beneficiary(session: AsyncSession, settings: Settings, *, act
     clean_name = rules.check_person(name=name, birth_year=birth_year, gender=gender,
                                     priority_group=priority_group, this_year=clock.today().year)
     number = rules.normalise_id_number(id_type, id_number)
-    id_hash = signing.keyed_hash(settings.resolved_secret(), "photo-id", f"{id_type}:{number}")
+    id_hash = _id_hash(settings, id_type, number)
     if account_id is not None:
         count = (await session.execute(
             select(func.count()).select_from(Beneficiary)
