@@ -228,6 +228,11 @@ def test_an_operator_is_put_on_call_and_off(demo_env) -> None:
     with database(demo_env) as db:
         assert db.execute("SELECT on_call FROM staff_user WHERE username = 'admin'"
                           ).fetchone() == (0,)
+    result = invoke(demo_env, "user", "on-call", "admin", "--forget")
+    assert result.exit_code == 0 and "off call" in result.output, result.output
+    with database(demo_env) as db:
+        assert db.execute("SELECT mobile, on_call FROM staff_user WHERE username = 'admin'"
+                          ).fetchone() == (None, 0)
     for args, said in ((["admin", "--mobile", "12345"], "10 digits"),
                        (["nobody"], "not a state administrator"),
                        (["admin", "--language", "fr"], "hi or en")):

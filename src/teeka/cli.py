@@ -262,6 +262,8 @@ def user_on_call(
         help="Their mobile number (10 digits); kept from before when not given.")] = None,
     language: Annotated[str | None, typer.Option(help="Language of the SMS: hi or en.")] = None,
     off: Annotated[bool, typer.Option("--off", help="Off call: no more SMS.")] = False,
+    forget: Annotated[bool, typer.Option(
+        "--forget", help="Off call, and their mobile number erased.")] = False,
 ) -> None:
     """Put a state operator on call (or off, with --off): while on call, trouble the watch sees
     reaches them by SMS (docs/watch.md)."""
@@ -281,13 +283,15 @@ def user_on_call(
             if staff is None or staff.role != Role.STATE_ADMIN:
                 raise errors.Invalid(detail="'{username}' is not a state administrator",
                                      username=username)
-            staff.mobile = number or staff.mobile
+            off_call = off or forget
+            staff.mobile = None if forget else (number or staff.mobile)
             staff.language = language or staff.language
-            if not off and staff.mobile is None:
+            if not off_call and staff.mobile is None:
                 raise errors.Invalid(detail="give their mobile number (--mobile)")
-            staff.on_call = not off
+            staff.on_call = not off_call
             await log_action(db, actor="cli", action="auth.staff.on_call",
-                             object_type="staff_user", object_id=staff.id, on_call=not off)
+                             object_type="staff_user", object_id=staff.id, on_call=not off_call,
+                             number_erased=forget)
             return staff
 
     staff = _run(work)

@@ -79,17 +79,22 @@ async def page_due(maker: async_sessionmaker[AsyncSession]) -> list[str]:
 
 async def run_forever(maker: async_sessionmaker[AsyncSession], settings: Settings,
                       interval: float = 0.5) -> None:
-    from teeka.watch.pager import PAGE_EVERY
+    from teeka.watch.pager import PAGE_EVERY, PAGE_TIMEOUT_S
 
     next_page = time.monotonic() + PAGE_EVERY.total_seconds()
     while True:
         try:
             await deliver_due(maker, settings)
-            if time.monotonic() >= next_page:
-                next_page = time.monotonic() + PAGE_EVERY.total_seconds()
-                await page_due(maker)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep the worker alive; the message stays pending
             log.exception("worker.error")
+        if time.monotonic() >= next_page:  # apart: a failing delivery does not stop paging
+            next_page = time.monotonic() + PAGE_EVERY.total_seconds()
+            try:
+                await asyncio.wait_for(page_due(maker), PAGE_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a timeout too: the next look is in a minute
+                log.exception("pager.error")
         await asyncio.sleep(interval)

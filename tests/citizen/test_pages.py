@@ -735,3 +735,23 @@ async def test_a_session_cookie_is_no_api_token_and_a_lapsed_one_still_logs_out(
         r = await submit(client, page, "/logout", {})
         assert location(r) == "/"
         assert location(await thief.get("/me")) == "/login?next=/me"
+
+
+async def test_a_cookie_of_an_ended_session_cannot_log_its_owner_out_again(
+        app: object, client: httpx.AsyncClient, other_client: httpx.AsyncClient, maker: Maker,
+        settings: Settings) -> None:
+    """A copy of a cookie whose session was logged out is worth nothing, not even a logout:
+    its holder cannot end the owner's later sessions."""
+    mobile = next_mobile()
+    assert await page_login(client, maker, settings, mobile) == "/me"
+    copied = client.cookies.get("teeka_citizen")
+    r = await submit(client, await client.get("/me"), "/logout", {})
+    assert location(r) == "/"
+    clock.shift(timedelta(seconds=1))
+    assert await page_login(other_client, maker, settings, mobile) == "/me"  # signed in again
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                 base_url="http://teeka.test",
+                                 cookies={"teeka_citizen": copied or ""}) as thief:
+        r = await submit(thief, await thief.get("/login"), "/logout", {})
+        assert location(r) == "/"
+    assert (await other_client.get("/me")).status_code == 200

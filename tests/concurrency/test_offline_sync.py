@@ -1,7 +1,8 @@
 """PostgreSQL only: the same filled day sheet uploaded twice at the same moment (a double
 click, a retry while the first upload still runs), while the vaccinator also types two of its
-doses online: every dose is recorded exactly once, walk-ins never beyond the session's
-allowance, each upload answers every row, nothing is a 5xx, and the centre's record of each
+doses online (two more were typed before it was sent): every dose is recorded exactly once,
+walk-ins never beyond the session's allowance, each upload answers every row, nothing is a
+5xx, and the centre's record of each
 dose given offline is one row per appointment or walk-in — the refused ones (appointments
 cancelled or moved away after the sheet was downloaded, a walk-in over the allowance) too."""
 
@@ -40,16 +41,21 @@ async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.
     async with session_scope(maker) as db:
         codes = dict((await db.execute(select(Beneficiary.reference_id,
                                               Beneficiary.secret_code))).all())
-    # cancelled, or moved to another centre, after the sheet was downloaded: those an upload
-    # comes to first (it goes in appointment order), so that both uploads reach them at the
-    # same moment. The moved ones' codes were copied wrong: refused with nothing of the person
-    # held (their code check is undone, and they are another centre's now), only the
-    # appointment's lock keeps the two uploads' records of them apart.
+    # Those an upload comes to first (it goes in appointment order), so that both uploads reach
+    # them at the same moment: two typed online before the sheet was sent (the network came
+    # back for a moment: both uploads find them recorded, and only the appointment's lock keeps
+    # their records of them apart), two cancelled and two moved to another centre with codes
+    # copied wrong after the sheet was downloaded.
     booked.sort(key=lambda b: b[2], reverse=True)
+    staff = world.headers("vaccinator_a")
+    for _headers, ref, appt in booked[22:]:
+        r = await client.post("/api/v1/centre/doses", headers=staff, json={
+            "appointment_id": appt, "secret_code": codes[ref], "batch": "4121Z025"})
+        assert r.status_code == 201, r.text
     for headers, _ref, appt in booked[20:22]:
         r = await client.post(f"/api/v1/appointments/{appt}/cancel", headers=headers)
         assert r.status_code == 204, r.text
-    for headers, ref, appt in booked[22:]:
+    for headers, ref, appt in booked[18:20]:
         r = await client.post(f"/api/v1/appointments/{appt}/reschedule", headers=headers,
                               json={"session_id": elsewhere, "slot": SLOT})
         assert r.status_code in (200, 204), r.text
@@ -63,7 +69,6 @@ async def race(client: httpx.AsyncClient, world, maker, settings) -> list[httpx.
              # a walk-in whose reference id was copied wrong: refused, kept once as typed
              + [{"reference_id": "99999999999999", "session_id": sid, "secret_code": "1234",
                  "batch": "4121Z025", "given_at": at.isoformat()}]}
-    staff = world.headers("vaccinator_a")
 
     async def typed(ref: str, appt: str) -> httpx.Response:
         return await client.post("/api/v1/centre/doses", headers=staff, json={
@@ -83,12 +88,12 @@ async def test_a_sheet_sent_twice_at_once_records_each_dose_once(client: httpx.A
     answers = await race(client, world, maker, settings)
     assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
     uploads = [a.json() for a in answers[:2]]
-    for u in uploads:  # 20 appointments and 3 walk-ins recorded; 4 cancelled or moved, 1
-        # walk-in over the allowance, 1 naming nobody
+    for u in uploads:  # 20 appointments (2 typed before) and 3 walk-ins recorded; 4
+        # cancelled or moved, 1 walk-in over the allowance, 1 naming nobody
         assert len(u["doses"]) == 29 and u["refused"] == 6
         assert u["recorded"] + u["already_recorded"] == 23
     online = sum(1 for a in answers[2:] if a.status_code == 201)
-    assert uploads[0]["recorded"] + uploads[1]["recorded"] + online == 23
+    assert uploads[0]["recorded"] + uploads[1]["recorded"] + online + 2 == 23
     async with session_scope(maker) as db:
         assert (await db.execute(select(func.count()).select_from(DoseRecord))).scalar_one() == 23
         kept = (await db.execute(select(OfflineDose.outcome, func.count())
@@ -128,3 +133,44 @@ async def test_a_walkin_line_naming_nobody_is_kept_once_by_two_uploads_at_once(
     async with session_scope(maker) as db:
         rows = (await db.execute(select(OfflineDose.uploads))).scalars().all()
     assert rows == [4]
+
+
+def _walkin_line(ref: str, sid: str, code: str) -> dict[str, str]:
+    return {"reference_id": ref, "session_id": sid, "secret_code": code, "batch": "B1",
+            "given_at": earlier_today().isoformat()}
+
+
+@pytest.mark.parametrize("unknown", [True, False])
+async def test_two_uploads_over_two_sessions_do_not_deadlock(client: httpx.AsyncClient, world,
+                                                             maker, settings, unknown) -> None:
+    """Walk-in lines are taken by person, so two uploads would reach a centre's two sessions in
+    opposite orders (with people known, or a line naming nobody); the sessions are locked with
+    the people, in id order. A third connection holds the first session so both uploads are
+    under way at once; then both answer 200."""
+    from sqlalchemy import text
+
+    today = clock.today()
+    s1 = await publish(maker, world, centre_id=world.centre_a, day=today, walkins=5)
+    s2 = await publish(maker, world, centre_id=world.centre_a, day=today, walkins=5,
+                       vaccine="COVAXIN")
+    people = await bulk_citizens(maker, settings, 4)
+    async with session_scope(maker) as db:
+        codes = dict((await db.execute(select(Beneficiary.reference_id,
+                                              Beneficiary.secret_code))).all())
+    lo, p1, p2, hi = sorted(r for _h, r in people)
+    first = ("00000000000000", "1234") if unknown else (lo, codes[lo])
+    last = ("99999999999999", "1234") if unknown else (hi, codes[hi])
+    up1 = [_walkin_line(first[0], s2, first[1]), _walkin_line(p1, s1, codes[p1])]
+    up2 = [_walkin_line(p2, s1, codes[p2]), _walkin_line(last[0], s2, last[1])]
+    staff, url = world.headers("vaccinator_a"), "/api/v1/centre/day-sheet"
+    async with maker() as blocker:
+        await blocker.execute(text("SELECT id FROM vaccination_session WHERE id = :id "
+                                   "FOR UPDATE"), {"id": s1})
+        t2 = asyncio.create_task(client.post(url, headers=staff, json={"doses": up2}))
+        await asyncio.sleep(0.5)
+        t1 = asyncio.create_task(client.post(url, headers=staff, json={"doses": up1}))
+        await asyncio.sleep(0.5)
+        assert not t1.done() and not t2.done()
+        await blocker.rollback()
+    a1, a2 = await t1, await t2
+    assert (a1.status_code, a2.status_code) == (200, 200), (a1.text, a2.text)

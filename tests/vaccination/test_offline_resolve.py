@@ -204,3 +204,25 @@ async def test_a_dismissed_line_stays_closed_when_the_sheet_is_sent_again(
     async with session_scope(maker) as db:
         row = (await db.execute(select(OfflineDose))).scalar_one()
         assert (row.outcome, row.resolution_note) == ("recorded", None)
+
+
+async def test_a_sheet_cannot_try_every_code_of_another_centres_person(client, world, maker,
+                                                                        settings) -> None:
+    """Another centre's appointment id on this centre's sheet, with code after code: each wrong
+    code counts towards that person's five a day, then every code is refused unchecked (the
+    right one too): a sheet is no way round the limit."""
+    today = clock.today()
+    mine = await publish(maker, world, centre_id=world.centre_a, day=today, dose1=5)
+    theirs = await publish(maker, world, centre_id=world.centre_b, day=today, dose1=5)
+    person, = await booked(client, maker, world, settings, theirs, 1)
+    right = int(person["code"])
+    tries = [f"{(right + k) % 10_000:04d}" for k in range(1, 7)] + [person["code"]]
+    answers = []
+    for code in tries:
+        r = await client.post("/api/v1/centre/day-sheet", headers=world.headers("vaccinator_a"),
+                              json={"doses": [dose(person, mine, earlier_today(), code=code)]})
+        answers.append(r.json()["doses"][0]["code"])
+    assert answers[:5] == ["SecretCodeWrong"] * 5
+    assert answers[5:] == ["SecretCodeLocked"] * 2  # the right code too: not a hint
+    assert await count(maker, select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "vaccination.secret_code.rejected")) == 5

@@ -46,14 +46,19 @@ async def test_the_operator_on_call_is_told_once_an_hour_while_trouble_lasts(
     assert await sms_to(maker, "9000000002") == []
     assert await page_due(maker) == []  # told already: not again within the hour
     await deliver_due(maker, settings)  # the SMS leave (else they would be late, an alarm)
-    clock.shift(timedelta(minutes=61))  # still open, and now overdue too
+    clock.shift(timedelta(minutes=61))  # still open, and now overdue too: one SMS for both
     assert await page_due(maker) == ["urgent_problem", "problem_overdue"]
-    assert len(await sms_to(maker, "9000000001")) == 3
+    told = await sms_to(maker, "9000000001")
+    assert len(told) == 2 and "एक अति आवश्यक समस्या खुली है।" in told[1]
+    assert "समस्याएँ अपनी गंभीरता की अनुमति से अधिक समय से प्रतीक्षा में हैं।" in told[1]
+    await deliver_due(maker, settings)
+    clock.shift(timedelta(minutes=61))  # the urgent one again; the overdue one waits 12 hours
+    assert await page_due(maker) == ["urgent_problem"]
     async with session_scope(maker) as db:
         paged = (await db.execute(select(AuditEntry).where(
             AuditEntry.action == "watch.paged").order_by(AuditEntry.id))).scalars().all()
         assert [p.object_id for p in paged] == ["urgent_problem", "urgent_problem",
-                                                "problem_overdue"]
+                                                "problem_overdue", "urgent_problem"]
         assert "9000000001" not in str([p.detail for p in paged])  # never a number
     # resolved: nothing more to tell
     r = await client.post(f"/api/v1/problems/{r.json()['id']}/notes", headers=world.headers("state"),

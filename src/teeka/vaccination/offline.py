@@ -239,7 +239,7 @@ async def sync(session: AsyncSession, *, actor: Actor, rows: list[SheetRow], lan
     for i in sorted(range(len(rows)), key=lambda i: (rows[i].key, i)):
         row, line = rows[i], (lines[i] if lines else None)
         if not row.appointment_id and not walkers_locked:
-            await _lock_walkers(session, rows)
+            await _lock_walkers(session, rows, centre_id)
             walkers_locked = True
         if row.key in settled:  # a second line for a dose recorded above
             outcomes[i] = RowOutcome(row.appointment_id, "already_recorded", line=line)
@@ -314,8 +314,10 @@ async def _one(session: AsyncSession, actor: Actor, centre_id: int, row: SheetRo
                                              secret_code=row.secret_code, batch=row.batch,
                                              given_at=given_at)
     except errors.DomainError as exc:
-        if isinstance(exc, errors.SecretCodeWrong) and who is not None:
-            await _count_wrong_code(session, actor, appt_id, who[0], centre_id)
+        if isinstance(exc, errors.SecretCodeWrong):
+            # counted whoever's it is (an appointment now at another centre too): else a sheet
+            # could try every code of a person without the day's limit ever counting
+            await _count_wrong_code(session, actor, appt_id, kept.reference_id, centre_id)
         await _keep(session, actor, kept, "refused", exc.code, None)
         return _refused(row, exc, lang, line, who)
     await _keep(session, actor, kept, "recorded", None, done.record.id)
@@ -358,9 +360,8 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
         Beneficiary.reference_id == row.reference_id))).scalar_one_or_none() \
         if _REF.fullmatch(row.reference_id) else None
     if person is None:  # kept as typed: a line that names nobody is still a dose given
-        if LOCK_FIRST:  # its record has no appointment to lock: the session's row instead
-            await session.execute(select(VaccinationSession.id).where(
-                VaccinationSession.id == sheet_id).with_for_update(key_share=True))
+        # its record has no appointment or person to lock: the session's row, locked with the
+        # walk-in people (_lock_walkers), keeps two uploads' records of it apart
         await _keep(session, actor, _Kept(centre_id, row, day, given_at,
                                           row.reference_id[:14], sheet_id),
                     "refused", errors.NotFound.code, None)
@@ -391,18 +392,27 @@ async def _walkin(session: AsyncSession, actor: Actor, centre_id: int, row: Shee
                       dose_record_id=done.record.id, line=line, reference_id=ref, name=name)
 
 
-async def _lock_walkers(session: AsyncSession, rows: list[SheetRow]) -> None:
+async def _lock_walkers(session: AsyncSession, rows: list[SheetRow], centre_id: int) -> None:
     """Every walk-in person of the upload, locked in one statement in id order before the
-    first walk-in takes a place: an upload never holds a session's walk-in count while it
-    waits for a person (which an online walk-in for that person, holding the person and
-    waiting for the session, would make a deadlock), and two uploads take the same people in
-    the same order."""
-    refs = sorted({r.reference_id for r in rows
-                   if not r.appointment_id and _REF.fullmatch(r.reference_id)})
-    if refs and LOCK_FIRST:
+    first walk-in takes a place, then the walk-in lines' sessions (this centre's) in id order:
+    an upload never holds a session's walk-in count while it waits for a person (which an
+    online walk-in for that person, holding the person and waiting for the session, would make
+    a deadlock), and two uploads take the same people, then the same sessions, in the same
+    order (walk-in lines are taken by person, so their sessions would come in any order)."""
+    if not LOCK_FIRST:
+        return
+    walkins = [r for r in rows if not r.appointment_id]
+    refs = sorted({r.reference_id for r in walkins if _REF.fullmatch(r.reference_id)})
+    if refs:
         await session.execute(select(Beneficiary.id)
                               .where(Beneficiary.reference_id.in_(refs))
                               .order_by(Beneficiary.id).with_for_update(key_share=True))
+    sessions = sorted({r.session_id for r in walkins if _ID.fullmatch(r.session_id)})
+    if sessions:
+        await session.execute(select(VaccinationSession.id)
+                              .where(VaccinationSession.id.in_(sessions),
+                                     VaccinationSession.centre_id == centre_id)
+                              .order_by(VaccinationSession.id).with_for_update(key_share=True))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ entry (`watch.paged`, the trouble's code and how many were told: never a number)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,41 +20,56 @@ from teeka.notification.service import queue_sms
 from teeka.watch import signals
 
 PAGE_EVERY = timedelta(minutes=1)  # how often the worker looks
-PAGE_REPEAT = timedelta(hours=1)  # the same trouble, still there, is paged again after this
-PAGER_LOCK = 0x7E4A_9A6E  # pg_advisory_xact_lock key: one pager at a time
+PAGE_TIMEOUT_S = 20.0  # a look that takes longer is given up (the SMS delivery goes on)
+# The same trouble, still there, is paged again after this: within the hour for what stops
+# vaccination or people's SMS now; twice a day for what waits for someone's desk.
+PAGE_REPEAT = timedelta(hours=1)
+PAGE_REPEAT_SLOW = timedelta(hours=12)
+SLOW = frozenset({"problem_overdue", "offline_to_resolve"})
+PAGER_LOCK = 0x7E4A_9A6E  # pg_try_advisory_xact_lock key: one pager at a time
 
 PAGE_SMS = "Teeka watch: {what} Open the operators' view: /staff/watch"
 
 
 async def page_on_call(session: AsyncSession) -> list[str]:
-    """Page the operators on call for every trouble not paged within PAGE_REPEAT; return the
-    codes paged (none when nobody is on call: the trouble stays on the page)."""
+    """Page the operators on call for the trouble not paged within its repeat time, all of it
+    in one SMS each; return the codes paged (none when nobody is on call: the trouble stays
+    on the page; none when another worker is paging right now)."""
     on_call = (await session.execute(select(StaffUser).where(
         StaffUser.on_call.is_(True), StaffUser.active.is_(True),
         StaffUser.role == Role.STATE_ADMIN.value, StaffUser.mobile.is_not(None))
         .order_by(StaffUser.id))).scalars().all()
     if not on_call:  # nobody to tell: the watch is not even read
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(PAGER_LOCK)))
+    if session.get_bind().dialect.name == "postgresql" and not (await session.execute(
+            select(func.pg_try_advisory_xact_lock(PAGER_LOCK)))).scalar_one():
+        return []  # another worker pages now; never wait for it (SMS would wait too)
     trouble = (await signals.collect(session)).trouble
     if not trouble:
         return []
-    since = clock.now() - PAGE_REPEAT
-    recent = set((await session.execute(select(AuditEntry.object_id).where(
-        AuditEntry.action == "watch.paged", AuditEntry.at > since))).scalars())
-    paged = []
-    for code in trouble:
-        if code in recent:
-            continue
-        for staff in on_call:
-            assert staff.mobile is not None
-            await queue_sms(session, to=staff.mobile, lang=staff.language, template=PAGE_SMS,
-                            what=_what(code, staff.language))
+    now = clock.now()
+    last: dict[str, object] = dict((await session.execute(
+        select(AuditEntry.object_id, func.max(AuditEntry.at))
+        .where(AuditEntry.action == "watch.paged", AuditEntry.at > now - PAGE_REPEAT_SLOW)
+        .group_by(AuditEntry.object_id))).all())
+    due = [code for code in trouble if code not in last or (
+        code not in SLOW and _aware(last[code]) <= now - PAGE_REPEAT)]
+    if not due:
+        return []
+    for staff in on_call:
+        assert staff.mobile is not None
+        await queue_sms(session, to=staff.mobile, lang=staff.language, template=PAGE_SMS,
+                        what=" ".join(_what(code, staff.language) for code in due))
+    for code in due:
         await log_action(session, actor="system", action="watch.paged", object_type="trouble",
                          object_id=code, told=len(on_call))
-        paged.append(code)
-    return paged
+    return due
+
+
+def _aware(at: object) -> datetime:
+    """max() over a UTC column comes back naive on SQLite."""
+    assert isinstance(at, datetime)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _what(code: str, lang: str) -> str:

@@ -219,12 +219,17 @@ async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
     subject = str(claims.get("sub", ""))
     if not subject.isdigit() or len(subject) > 12:
         return None
-    if not staff:
-        return Actor(kind="citizen", id=int(subject))
-    from teeka.models import StaffUser
+    actor: Actor | None = Actor(kind="citizen", id=int(subject))
+    if staff:
+        from teeka.models import StaffUser
 
-    found = await session.get(StaffUser, int(subject))
-    return Actor.for_staff(found) if found is not None and found.active else None
+        found = await session.get(StaffUser, int(subject))
+        actor = Actor.for_staff(found) if found is not None and found.active else None
+    # a session already ended (logged out since) ends nothing more: a copy of its cookie
+    # cannot log its owner out of their later sessions
+    if actor is None or session_ended(float(began), await signed_out_at(session, actor)):
+        return None
+    return actor
 
 
 def renew(request: Request, response: Response, actor: Actor) -> None:
