@@ -407,3 +407,40 @@ async def test_a_shared_phone_is_trusted_for_each_number_signed_in_on_it(setting
             for mobile in (first, second):
                 assert await page_login(phone, maker, settings, mobile) == "/me"
                 phone.cookies.delete("teeka_citizen")
+
+
+async def test_an_app_keeps_its_device_token_and_is_not_locked_out(settings: Settings, world,
+                                                                  maker) -> None:
+    """The citizen API: signing in returns a `device_token`; sent with later OTP requests for
+    that number, they count under the device's own limits, so others using up the number's
+    sends do not lock the app out. Without it, or for another number, the number's limits."""
+    from tests.factories import latest_sms
+
+    async with app_with(settings, **STRICT, redis_url="") as (app, _):
+        def client_at(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 4000)),
+                                     base_url="http://teeka.test")
+
+        mobile = next_mobile()
+        async with client_at("203.0.113.9") as phone, client_at("198.51.100.11") as stranger:
+            r = await phone.post("/api/v1/auth/otp", json={"mobile": mobile})
+            assert r.status_code == 200
+            code = re.search(r"\b(\d{6})\b", await latest_sms(phone, maker, settings, mobile))
+            assert code
+            r = await phone.post("/api/v1/auth/otp/confirm",
+                                 json={"txn_id": r.json()["txn_id"], "otp": code[1]})
+            assert r.status_code == 200, r.text
+            device = r.json()["device_token"]
+            assert device and mobile not in device
+            assert (await stranger.post("/api/v1/auth/otp",
+                                        json={"mobile": mobile})).status_code == 200
+            assert (await stranger.post("/api/v1/auth/otp",
+                                        json={"mobile": mobile})).status_code == 429
+            r = await phone.post("/api/v1/auth/otp", json={"mobile": mobile})
+            assert r.status_code == 429  # without the token: the number's limit
+            r = await phone.post("/api/v1/auth/otp",
+                                 json={"mobile": mobile, "device_token": device})
+            assert r.status_code == 200, r.text
+            r = await phone.post("/api/v1/auth/otp",
+                                 json={"mobile": mobile, "device_token": "junk"})
+            assert r.status_code == 429

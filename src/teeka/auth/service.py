@@ -98,6 +98,53 @@ async def sign_out(session: AsyncSession, actor: Actor) -> None:
                      object_id=actor.id)
 
 
+# ---------------------------------------------------------------- a citizen's own device
+
+DEVICE_DAYS = 180
+DEVICE_NUMBERS = 4  # numbers one device vouches for (a family's phone)
+
+
+def _number_key(secret: str, mobile: str) -> str:
+    return signing.keyed_hash(secret, "otp-device", mobile)[:32]
+
+
+def _device_numbers(claims: dict[str, object]) -> list[str]:
+    found = claims.get("nums")
+    return [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
+
+
+def trusted_device_id(secret: str, token: str | None, mobile: str | None) -> str | None:
+    """The id of the device whose token (`teeka_device` cookie, or the app's `device_token`)
+    vouches for `mobile` (normalised), that is: that signed in to it by OTP before; else None.
+    Its OTP requests are limited on their own (teeka.surge.limits.otp_send_limit), not with
+    everyone's for the number. The token names numbers by keyed hashes, never a number."""
+    if not token or mobile is None:
+        return None
+    claims = signing.read_token(secret, token, kind="device", now=clock.now())
+    if claims is None or _number_key(secret, mobile) not in _device_numbers(claims):
+        return None
+    device = claims.get("dev")
+    return device if isinstance(device, str) else None
+
+
+def device_token(secret: str, earlier: str | None, mobile: str) -> str:
+    """After a sign-in by OTP: a device token vouching for `mobile` besides the numbers the
+    device's `earlier` token knew (the latest DEVICE_NUMBERS kept), with the device's id kept
+    (signing in again must not give it fresh limits)."""
+    import secrets as random
+
+    claims = signing.read_token(secret, earlier, kind="device", now=clock.now()) \
+        if earlier else None
+    device = claims.get("dev") if claims else None
+    key = _number_key(secret, mobile)
+    numbers = [n for n in (_device_numbers(claims) if claims else []) if n != key] + [key]
+    return signing.issue_token(secret, subject="device", kind="device", now=clock.now(),
+                               ttl=timedelta(days=DEVICE_DAYS),
+                               extra={"dev": device if isinstance(device, str)
+                                      else random.token_hex(12),
+                                      "nums": numbers[-DEVICE_NUMBERS:]})
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from teeka.auth.service import citizen_token
+from teeka.auth.service import citizen_token, device_token, trusted_device_id
 from teeka.citizen import service
 from teeka.citizen.schemas import (
     AssistedRegistration,
@@ -17,7 +17,7 @@ from teeka.citizen.schemas import (
     OtpSent,
     TokenRead,
 )
-from teeka.kit.phone import mask_id_number
+from teeka.kit.phone import mask_id_number, normalise_mobile
 from teeka.models import Appointment, AppointmentStatus, Beneficiary, DoseRecord
 from teeka.surge.limits import otp_client_limit, otp_send_limit
 from teeka.web.deps import AppSettings, CurrentActor, Db, Lang
@@ -29,8 +29,11 @@ router = APIRouter(prefix="/api/v1", tags=["citizen"])
 async def request_otp(request: Request, body: OtpRequest, db: Db, settings: AppSettings,
                       lang: Lang) -> OtpSent:
     await otp_client_limit(request)
+    device = trusted_device_id(settings.resolved_secret(), body.device_token,
+                               normalise_mobile(body.mobile))
     txn = await service.request_otp(db, settings, mobile=body.mobile, lang=lang,
-                                    before_send=otp_send_limit(request))
+                                    before_send=otp_send_limit(request, device),
+                                    trusted_device=device is not None)
     return OtpSent(txn_id=txn)
 
 
@@ -38,7 +41,9 @@ async def request_otp(request: Request, body: OtpRequest, db: Db, settings: AppS
 async def confirm_otp(body: OtpConfirm, db: Db, settings: AppSettings) -> TokenRead:
     account = await service.confirm_otp(db, settings, txn_id=body.txn_id, otp=body.otp)
     return TokenRead(token=citizen_token(settings, account.id),
-                     expires_in=settings.citizen_token_minutes * 60)
+                     expires_in=settings.citizen_token_minutes * 60,
+                     device_token=device_token(settings.resolved_secret(), body.device_token,
+                                               account.mobile))
 
 
 async def beneficiary_read(db: AsyncSession, person: Beneficiary) -> BeneficiaryRead:

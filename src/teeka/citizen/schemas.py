@@ -5,6 +5,9 @@ from pydantic import BaseModel, Field
 
 class OtpRequest(BaseModel):
     mobile: str = Field(max_length=20)
+    # the `device_token` an earlier sign-in on this device returned: an app's requests for a
+    # number it signed in to are then limited on their own, not with everyone's for the number
+    device_token: str | None = Field(default=None, max_length=4096)
 
 
 class OtpSent(BaseModel):
@@ -14,11 +17,14 @@ class OtpSent(BaseModel):
 class OtpConfirm(BaseModel):
     txn_id: str = Field(max_length=36)
     otp: str = Field(max_length=10)
+    device_token: str | None = Field(default=None, max_length=4096)  # this device's, if any
 
 
 class TokenRead(BaseModel):
     token: str
     expires_in: int
+    # keep it on the device and send it with later OTP requests (180 days; not a sign-in)
+    device_token: str | None = None
 
 
 class BeneficiaryCreate(BaseModel):

@@ -32,10 +32,13 @@ from teeka import errors
 from teeka.auth.actor import Actor
 from teeka.auth.service import (
     CITIZEN_PAGE,
+    DEVICE_DAYS,
     STAFF_PAGE,
     actor_from_token,
+    device_token,
     session_ended,
     signed_out_at,
+    trusted_device_id,
 )
 from teeka.config import Settings
 from teeka.kit import clock, signing
@@ -124,51 +127,19 @@ def _signed_in(request: Request, name: str, kind: str) -> float | None:
 # ---------------------------------------------------------------- a citizen's own browser
 
 DEVICE = "teeka_device"
-DEVICE_DAYS = 180
-DEVICE_NUMBERS = 4  # numbers one browser vouches for (a family's phone)
-
-
-def _number_key(request: Request, mobile: str) -> str:
-    return signing.keyed_hash(_settings(request).resolved_secret(), "otp-device", mobile)[:32]
-
-
-def _numbers(claims: dict[str, Any]) -> list[str]:
-    """The numbers (keyed hashes) a device token vouches for."""
-    found = claims.get("nums")
-    return [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
 
 
 def trusted_device(request: Request, mobile: str | None) -> str | None:
-    """The id of this browser when it signed in to `mobile` (normalised) before: its
-    `teeka_device` cookie (signed, 180 days, sent only to the sign-in pages) names the numbers
-    signed in to on it, up to DEVICE_NUMBERS (a family's shared phone; as keyed hashes, never a
-    number). Such a browser's OTP requests are limited on their own
-    (teeka.surge.limits.otp_send_limit), not with everyone's for the number."""
-    if mobile is None:
-        return None
-    claims = signing.read_token(_settings(request).resolved_secret(),
-                                request.cookies.get(DEVICE, ""), kind="device", now=clock.now())
-    if claims is None or _number_key(request, mobile) not in _numbers(claims):
-        return None
-    device = claims.get("dev")
-    return device if isinstance(device, str) else None
+    """This browser's id when its `teeka_device` cookie (signed, 180 days, sent only to the
+    sign-in pages) vouches for `mobile` (teeka.auth.service.trusted_device_id)."""
+    return trusted_device_id(_settings(request).resolved_secret(), request.cookies.get(DEVICE),
+                             mobile)
 
 
 def remember_device(request: Request, response: Response, mobile: str) -> None:
-    """After a sign-in by OTP: this browser is one of `mobile`'s own from now on (beside the
-    numbers it knew, the latest DEVICE_NUMBERS kept). It keeps the id it had (signing in again
-    must not give it fresh limits)."""
-    secret = _settings(request).resolved_secret()
-    earlier = signing.read_token(secret, request.cookies.get(DEVICE, ""), kind="device",
-                                 now=clock.now())
-    device = earlier.get("dev") if earlier else None
-    key = _number_key(request, mobile)
-    numbers = [n for n in (_numbers(earlier) if earlier else []) if n != key] + [key]
-    token = signing.issue_token(secret, subject="device", kind="device",
-                                now=clock.now(), ttl=timedelta(days=DEVICE_DAYS),
-                                extra={"dev": device if isinstance(device, str)
-                                       else secrets.token_hex(12),
-                                       "nums": numbers[-DEVICE_NUMBERS:]})
+    """After a sign-in by OTP: this browser vouches for `mobile` from now on."""
+    token = device_token(_settings(request).resolved_secret(), request.cookies.get(DEVICE),
+                         mobile)
     response.set_cookie(DEVICE, token, max_age=DEVICE_DAYS * 86400, httponly=True,
                         samesite="lax", secure=not _settings(request).is_development,
                         path="/login")
