@@ -1,4 +1,5 @@
-"""The `teeka` command: serve, worker, db upgrade, demo, user create, sessions import, check.
+"""The `teeka` command: serve, worker, db upgrade, demo, user create, user on-call, sessions
+import, check.
 
 Each command is a thin adapter over a service; its work runs in one unit of work
 (`teeka.db.session_scope`). A domain error is printed as a sentence with exit code 1, never a

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeka import errors
 from teeka.auth import totp
-from teeka.auth.service import sign_out, staff_login, verify_second_factor
+from teeka.auth.service import staff_login, verify_second_factor
 from teeka.i18n import translate
 from teeka.models import StaffUser
 from teeka.models.staff import Role
@@ -95,10 +95,7 @@ async def second_factor(request: Request, db: Db, lang: Lang, form: Form) -> Res
 
 @router.post("/staff/logout")
 async def logout(request: Request, db: Db, form: Form) -> Response:
-    actor = (await websession.page_actor(request, db, staff=True)
-             or await websession.lapsed_actor(request, db, staff=True))
-    if actor is not None:
-        await sign_out(db, actor)
+    await websession.end_sessions(request, db, staff=True)
     response = RedirectResponse("/staff/login", status_code=303)
     websession.clear_cookie(response, websession.STAFF)
     return response

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from teeka import errors
 from teeka.booking.rules import BucketView, GivenDose, Schedule
 from teeka.booking.schemas import AppointmentRead, SessionAvailability
+from teeka.kit import clock
 from teeka.kit.clock import LOCAL_TZ
 from teeka.models import (
     Account,
@@ -113,6 +114,21 @@ async def return_place(session: AsyncSession, bucket_id: int) -> None:
     result = await _run(session, _RETURN, {"bucket_id": bucket_id})
     if result.rowcount != 1:
         raise RuntimeError(f"capacity bucket {bucket_id} would go negative")
+
+
+async def cancel_booked(session: AsyncSession, appointment_id: str) -> int | None:
+    """Cancel an appointment if it is still booked and give its place back: the place the row
+    holds when it is cancelled (RETURNING), not one read before (a move committed in between
+    has already given that one back). Its bucket's id; None when it was not booked."""
+    bucket_id: int | None = (await session.execute(
+        update(Appointment)
+        .where(Appointment.id == appointment_id, Appointment.status == AppointmentStatus.BOOKED)
+        .values(status=AppointmentStatus.CANCELLED, updated_at=clock.now())
+        .returning(Appointment.bucket_id)
+        .execution_options(synchronize_session=False))).scalar_one_or_none()
+    if bucket_id is not None:
+        await return_place(session, bucket_id)
+    return bucket_id
 
 
 async def set_capacity(session: AsyncSession, bucket_id: int, capacity: int) -> bool:

@@ -300,17 +300,9 @@ async def access_appointment(session: AsyncSession, actor: Actor, appointment_id
 async def cancel_appointment(session: AsyncSession, *, actor: Actor, appointment_id: str) -> None:
     """Cancel a booked appointment; its place is bookable again as soon as this commits."""
     appt, person = await access_appointment(session, actor, appointment_id)
-    # The place given back is the one the row holds when it is cancelled (RETURNING), not the
-    # one read above: a move committed in between has already given that one back.
-    bucket_id = (await session.execute(
-        update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(status=AppointmentStatus.CANCELLED, updated_at=clock.now())
-        .returning(Appointment.bucket_id)
-        .execution_options(synchronize_session=False))).scalar_one_or_none()
+    bucket_id = await repo.cancel_booked(session, appt.id)
     if bucket_id is None:
         raise errors.NotReschedulable()
-    await repo.return_place(session, bucket_id)
     await session.refresh(appt)
     await log_action(session, actor=actor.label, action="booking.appointment.cancelled",
                      object_type="appointment", object_id=appt.id, bucket=bucket_id)

@@ -23,7 +23,6 @@ from teeka import errors
 from teeka.auth.access import access_beneficiary
 from teeka.auth.actor import Actor
 from teeka.auth.pages import _safe_next
-from teeka.auth.service import sign_out
 from teeka.booking import repository as booking_repo
 from teeka.booking import rules as booking_rules
 from teeka.booking import service as booking_service
@@ -168,10 +167,7 @@ async def confirm(request: Request, db: Db, lang: Lang, settings: AppSettings,
 
 @router.post("/logout")
 async def logout(request: Request, db: Db, form: Form) -> Response:
-    actor = (await websession.page_actor(request, db, staff=False)
-             or await websession.lapsed_actor(request, db, staff=False))
-    if actor is not None:
-        await sign_out(db, actor)
+    await websession.end_sessions(request, db, staff=False)
     response = RedirectResponse("/", status_code=303)
     websession.clear_cookie(response, websession.CITIZEN)
     return response

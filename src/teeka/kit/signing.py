@@ -134,7 +134,5 @@ def read_lapsed_token(secret: str, token: str, *, kind: str, now: datetime
 
 def read_token(secret: str, token: str, *, kind: str, now: datetime) -> dict[str, Any] | None:
     """The claims of a valid, unexpired token of `kind`, else None (a copy: the caller's)."""
-    claims = _signed_claims(secret, token, now)
-    if claims is None or claims.get("knd") != kind or not _live(claims, now.timestamp()):
-        return None
-    return dict(claims)
+    claims = read_lapsed_token(secret, token, kind=kind, now=now)
+    return claims if claims is not None and _live(claims, now.timestamp()) else None

@@ -7,7 +7,7 @@ note (not a dose, a duplicate, dealt with elsewhere). Both are audited and leave
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -160,15 +160,9 @@ async def _end_other(session: AsyncSession, actor: Actor, appt: Appointment,
                      person: Beneficiary, given_in: VaccinationSession) -> None:
     """The person's appointment elsewhere is cancelled (its place given back) and they are
     told why."""
-    bucket_id = (await session.execute(
-        update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(status=AppointmentStatus.CANCELLED, updated_at=clock.now())
-        .returning(Appointment.bucket_id)
-        .execution_options(synchronize_session=False))).scalar_one_or_none()
+    bucket_id = await booking_repo.cancel_booked(session, appt.id)
     if bucket_id is None:  # locked above: cannot have changed
         raise errors.Busy()
-    await booking_repo.return_place(session, bucket_id)
     await log_action(session, actor=actor.label, action="booking.appointment.cancelled",
                      object_type="appointment", object_id=appt.id, bucket=bucket_id,
                      why="vaccinated offline elsewhere")

@@ -101,8 +101,8 @@ async def find_appointments_today(session: AsyncSession, *, actor: Actor,
 
 # ---------------------------------------------------------------- shared steps
 
-async def _check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
-                             given: str, **where: str) -> None:
+async def check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
+                            given: str, **where: str) -> None:
     """Refuse a wrong code, leaving an audit entry (which never holds the code tried). The
     person's row is locked first (FOR NO KEY UPDATE), so that tries made at once are counted
     one after another: without it, ten wrong codes sent together all read the count before any
@@ -146,23 +146,7 @@ async def check_eligible(session: AsyncSession, person: Beneficiary, vs: Vaccina
     return await _check_eligible(session, person, vs, None, await booking_repo.schedules(session))
 
 
-async def check_secret_code(session: AsyncSession, actor: Actor, person: Beneficiary,
-                            given: str, **where: str) -> None:
-    """_check_secret_code, for the day sheet's lines whose appointment changed."""
-    await _check_secret_code(session, actor, person, given, **where)
-
-
 async def vaccine_code(session: AsyncSession, vaccine_id: int) -> str:
-    return await _vaccine_code(session, vaccine_id)
-
-
-async def notify_dose(session: AsyncSession, person: Beneficiary, *, dose: int, vaccine: str,
-                      day: date) -> None:
-    """The person's SMS for a dose recorded (when they have a mobile number)."""
-    await _notify(session, person, dose=dose, vaccine=vaccine, day=day)
-
-
-async def _vaccine_code(session: AsyncSession, vaccine_id: int) -> str:
     vaccine = await session.get(Vaccine, vaccine_id)
     assert vaccine is not None
     return vaccine.code
@@ -176,8 +160,9 @@ async def _explain_conflict(session: AsyncSession, person: Beneficiary, vs: Vacc
     raise errors.Busy()  # the rules did not see the difference: let the caller try again
 
 
-async def _notify(session: AsyncSession, person: Beneficiary, *, dose: int, vaccine: str,
-                  day: date) -> None:
+async def notify_dose(session: AsyncSession, person: Beneficiary, *, dose: int, vaccine: str,
+                      day: date) -> None:
+    """The person's SMS for a dose recorded (when they have a mobile number)."""
     if person.account_id is None:
         return
     account = await session.get(Account, person.account_id)
@@ -216,8 +201,8 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
         rules.check_today(vs.date, clock.today())
     else:
         rules.check_given_offline(vs.date, given_at, now=clock.now())
-    await _check_secret_code(session, actor, person, secret_code, appointment_id=appt.id)
-    vaccine = await _vaccine_code(session, vs.vaccine_id)
+    await check_secret_code(session, actor, person, secret_code, appointment_id=appt.id)
+    vaccine = await vaccine_code(session, vs.vaccine_id)
 
     async def earlier() -> DoseOutcome | None:
         """This very appointment, already recorded (by an earlier or a concurrent request)."""
@@ -266,7 +251,7 @@ async def record_dose(session: AsyncSession, *, actor: Actor, appointment_id: st
                      object_type="dose_record", object_id=record.id, appointment_id=appt.id,
                      beneficiary=person.reference_id, dose=dose, vaccine=vaccine,
                      batch=clean_batch, centre=vs.centre_id, offline=given_at is not None)
-    await _notify(session, person, dose=dose, vaccine=vaccine, day=vs.date)
+    await notify_dose(session, person, dose=dose, vaccine=vaccine, day=vs.date)
     return DoseOutcome(record=record, person=person, vaccine_code=vaccine)
 
 
@@ -294,8 +279,8 @@ async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
         Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one_or_none()
     if person is None:
         raise errors.NotFound()
-    await _check_secret_code(session, actor, person, secret_code, session_id=vs.id)
-    vaccine = await _vaccine_code(session, vs.vaccine_id)
+    await check_secret_code(session, actor, person, secret_code, session_id=vs.id)
+    vaccine = await vaccine_code(session, vs.vaccine_id)
 
     async def earlier() -> DoseOutcome | None:
         """This person's walk-in in this session, already recorded (a repeated submission)."""
@@ -347,7 +332,7 @@ async def record_walkin(session: AsyncSession, *, actor: Actor, session_id: str,
                      object_type="dose_record", object_id=record.id, session_id=vs.id,
                      beneficiary=person.reference_id, dose=dose, vaccine=vaccine,
                      batch=clean_batch, centre=vs.centre_id, offline=given_at is not None)
-    await _notify(session, person, dose=dose, vaccine=vaccine, day=vs.date)
+    await notify_dose(session, person, dose=dose, vaccine=vaccine, day=vs.date)
     return DoseOutcome(record=record, person=person, vaccine_code=vaccine)
 
 

@@ -7,7 +7,7 @@ entry (`watch.paged`, the trouble's code and how many were told: never a number)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,12 +48,12 @@ async def page_on_call(session: AsyncSession) -> list[str]:
     if not trouble:
         return []
     now = clock.now()
-    last: dict[str, object] = dict((await session.execute(
+    last: dict[str, datetime] = dict((await session.execute(
         select(AuditEntry.object_id, func.max(AuditEntry.at))
         .where(AuditEntry.action == "watch.paged", AuditEntry.at > now - PAGE_REPEAT_SLOW)
         .group_by(AuditEntry.object_id))).all())
     due = [code for code in trouble if code not in last or (
-        code not in SLOW and _aware(last[code]) <= now - PAGE_REPEAT)]
+        code not in SLOW and signals.aware(last[code]) <= now - PAGE_REPEAT)]
     if not due:
         return []
     for staff in on_call:
@@ -64,12 +64,6 @@ async def page_on_call(session: AsyncSession) -> list[str]:
         await log_action(session, actor="system", action="watch.paged", object_type="trouble",
                          object_id=code, told=len(on_call))
     return due
-
-
-def _aware(at: object) -> datetime:
-    """max() over a UTC column comes back naive on SQLite."""
-    assert isinstance(at, datetime)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _what(code: str, lang: str) -> str:

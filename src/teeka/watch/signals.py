@@ -112,7 +112,7 @@ async def collect(session: AsyncSession) -> Signals:
         .where(OutboxMessage.status == OutboxStatus.PENDING))).one()
     out.sms_pending = int(pending)
     if oldest is not None:
-        out.sms_oldest_pending_s = max(0, int((now - _aware(oldest)).total_seconds()))
+        out.sms_oldest_pending_s = max(0, int((now - aware(oldest)).total_seconds()))
     # A message given up on keeps the time of its last try in next_attempt_at (the worker),
     # which the outbox's (status, next_attempt_at) index reads as a range.
     def finished(status: str, since: timedelta) -> Select[int]:
@@ -142,7 +142,7 @@ async def collect(session: AsyncSession) -> Signals:
     return out
 
 
-def _aware(at: datetime) -> datetime:
+def aware(at: datetime) -> datetime:
     """min() over a UTC column comes back naive on SQLite."""
     return at if at.tzinfo is not None else at.replace(tzinfo=clock.now().tzinfo)
 

@@ -37,6 +37,7 @@ from teeka.auth.service import (
     actor_from_token,
     device_token,
     session_ended,
+    sign_out,
     signed_out_at,
     trusted_device_id,
 )
@@ -93,35 +94,39 @@ def _sign_in_moment(now: float) -> float:
     return math.floor(now * 1000) / 1000
 
 
+def _page_token(request: Request, kind: str, subject: int, minutes: int,
+                signed_in: float | None) -> str:
+    now = clock.now()
+    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
+    return signing.issue_token(_settings(request).resolved_secret(), subject=str(subject),
+                               kind=kind, now=now, extra={"si": began},
+                               ttl=_session_ttl(minutes, began, now.timestamp()))
+
+
 def citizen_cookie_token(request: Request, account_id: int, signed_in: float | None = None
                          ) -> str:
     """A citizen page token; `signed_in`: when the session began (None: now, a sign-in)."""
-    settings = _settings(request)
-    now = clock.now()
-    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
-    return signing.issue_token(settings.resolved_secret(), subject=str(account_id),
-                               kind=CITIZEN_PAGE, now=now, extra={"si": began},
-                               ttl=_session_ttl(settings.citizen_token_minutes, began,
-                                                now.timestamp()))
+    return _page_token(request, CITIZEN_PAGE, account_id,
+                       _settings(request).citizen_token_minutes, signed_in)
 
 
 def staff_cookie_token(request: Request, staff_id: int, signed_in: float | None = None) -> str:
     """A staff page token; `signed_in`: when the session began (None: now, a sign-in)."""
-    now = clock.now()
-    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
-    return signing.issue_token(_settings(request).resolved_secret(), subject=str(staff_id),
-                               kind=STAFF_PAGE, now=now, extra={"si": began},
-                               ttl=_session_ttl(STAFF_PAGE_MINUTES, began, now.timestamp()))
+    return _page_token(request, STAFF_PAGE, staff_id, STAFF_PAGE_MINUTES, signed_in)
+
+
+def _began(claims: dict[str, Any] | None) -> float | None:
+    """When a page token's session began (its `si`), None when it carries none."""
+    began = claims.get("si") if claims else None
+    return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
+        else None
 
 
 def _signed_in(request: Request, name: str, kind: str) -> float | None:
     """When the session of the page cookie `name` began (None: no such cookie, or a token
     made before sessions carried it)."""
-    claims = signing.read_token(_settings(request).resolved_secret(),
-                                request.cookies.get(name, ""), kind=kind, now=clock.now())
-    began = claims.get("si") if claims else None
-    return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
-        else None
+    return _began(signing.read_token(_settings(request).resolved_secret(),
+                                     request.cookies.get(name, ""), kind=kind, now=clock.now()))
 
 
 # ---------------------------------------------------------------- a citizen's own browser
@@ -175,6 +180,15 @@ async def page_actor(request: Request, session: AsyncSession, *, staff: bool) ->
     return actor
 
 
+async def end_sessions(request: Request, session: AsyncSession, *, staff: bool) -> None:
+    """A logout: the session of this browser's page cookie (live, or lapsed within
+    SESSION_MAX) ends, and with it every session of its owner begun before now."""
+    actor = (await page_actor(request, session, staff=staff)
+             or await lapsed_actor(request, session, staff=staff))
+    if actor is not None:
+        await sign_out(session, actor)
+
+
 async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
                        ) -> Actor | None:
     """For a logout only: whose session the page cookie names when its token lapsed (left idle)
@@ -183,8 +197,8 @@ async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
     claims = signing.read_lapsed_token(
         _settings(request).resolved_secret(), request.cookies.get(STAFF if staff else CITIZEN, ""),
         kind=STAFF_PAGE if staff else CITIZEN_PAGE, now=clock.now())
-    began = claims.get("si") if claims else None
-    if claims is None or not isinstance(began, int | float) or isinstance(began, bool) \
+    began = _began(claims)
+    if claims is None or began is None \
             or clock.now().timestamp() - began > SESSION_MAX.total_seconds():
         return None
     subject = str(claims.get("sub", ""))
@@ -198,7 +212,7 @@ async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
         actor = Actor.for_staff(found) if found is not None and found.active else None
     # a session already ended (logged out since) ends nothing more: a copy of its cookie
     # cannot log its owner out of their later sessions
-    if actor is None or session_ended(float(began), await signed_out_at(session, actor)):
+    if actor is None or session_ended(began, await signed_out_at(session, actor)):
         return None
     return actor
 
