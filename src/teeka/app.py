@@ -41,6 +41,7 @@ from teeka.vaccination import api as vaccination_api
 from teeka.vaccination import pages as vaccination_pages
 from teeka.watch import api as watch_api
 from teeka.watch import pages as watch_pages
+from teeka.watch.beat import Beat
 from teeka.web import errors as web_errors
 from teeka.web import security
 
@@ -102,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = None
         listener = None
         lag = asyncio.create_task(watch_loop_lag())
+        # This process's report for the operators' view every beat_seconds (teeka.watch.beat)
+        beat = None if not settings.beat_seconds else asyncio.create_task(
+            Beat("web", runs_worker=settings.embedded_worker).run(app.state.sessionmaker,
+                                                                  settings.beat_seconds))
         if settings.redis_url:
             from teeka.surge.snapshot import listen_for_changes
 
@@ -119,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.set_threshold(*thresholds)
         await app.state.snapshots.close()
         await app.state.limiter.close()
-        for background in (task, listener, lag):
+        for background in (beat, task, listener, lag):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

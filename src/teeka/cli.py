@@ -9,6 +9,7 @@ traceback. The database comes from TEEKA_DATABASE_URL (teeka.config.Settings).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import signal
@@ -128,6 +129,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 def worker() -> None:
     """Deliver the outbox (SMS) until stopped (several may run at once on PostgreSQL)."""
     from teeka import logging_setup
+    from teeka.watch.beat import Beat
     from teeka.worker import run_forever
 
     async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
@@ -135,7 +137,15 @@ def worker() -> None:
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         logging_setup.configure(settings.log_level)
-        await run_forever(maker, settings)
+        beat = None if not settings.beat_seconds else asyncio.create_task(
+            Beat("worker", runs_worker=True).run(maker, settings.beat_seconds))
+        try:
+            await run_forever(maker, settings)
+        finally:
+            if beat is not None:  # says it stopped (teeka.watch.beat)
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
 
     try:
         _run(work)

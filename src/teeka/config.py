@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     embedded_worker: bool = True
+    # Every this many seconds each process (web or worker) writes its report for the operators'
+    # view (teeka.watch.beat); 0: none (a process the watch does not list).
+    beat_seconds: float = Field(default=15.0, ge=0)
 
     db_pool_size: int = Field(default=10, ge=1)
     # Requests one worker process works on at once; more are refused at once with 503.

@@ -17,13 +17,14 @@ from teeka.models.schedule import (
 from teeka.models.staff import Role, StaffUser
 from teeka.models.vaccination import DoseRecord, OfflineDose
 from teeka.models.vaccine import Vaccine, VaccineInterval
-from teeka.models.watch import Problem, ProblemNote, ProblemStatus, Severity
+from teeka.models.watch import Problem, ProblemNote, ProblemStatus, ServerBeat, Severity
 
 __all__ = [
     "Account", "Appointment", "AppointmentStatus", "AuditEntry", "Beneficiary",
     "BeneficiaryStatus", "Block", "Booking", "CapacityBucket", "Centre", "CentreFee", "DevSms",
     "District", "DoseKind", "DoseRecord", "FeeType", "OfflineDose", "Opening", "OtpChallenge",
     "OutboxMessage", "OutboxStatus", "Problem", "ProblemNote", "ProblemStatus", "Role",
+    "ServerBeat",
     "SessionSlot", "Severity", "Share", "StaffUser", "State", "VaccinationSession", "Vaccine",
     "VaccineInterval",
 ]

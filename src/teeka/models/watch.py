@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from teeka.db import Base, UTCDateTime
@@ -52,3 +52,31 @@ class ProblemNote(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     text: Mapped[str] = mapped_column(Text)
     status_to: Mapped[str | None] = mapped_column(String(15), nullable=True)
+
+
+class ServerBeat(Base):
+    """What a running process (a web server, or the outbox worker) last reported of itself,
+    every BEAT_EVERY (teeka.watch.beat): the operators' view reads the servers from here, so
+    that what each process counts (refusals, errors, a late event loop) is seen for all of them
+    together, and a process that stopped reporting without shutting down is noticed."""
+
+    __tablename__ = "server_beat"
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:start
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))  # web or worker
+    runs_worker: Mapped[bool] = mapped_column(Boolean)  # delivers SMS and pages (the outbox)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # over the last window_s seconds (up to a minute) before beat_at:
+    window_s: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)  # worked on (not shed)
+    crowd: Mapped[int] = mapped_column(Integer, default=0)  # of those, the crowd's
+    shed_work: Mapped[int] = mapped_column(Integer, default=0)  # refused 503 at once, not crowd
+    shed_crowd: Mapped[int] = mapped_column(Integer, default=0)  # refused 503, the crowd's
+    busy: Mapped[int] = mapped_column(Integer, default=0)  # answered Busy (503) inside
+    failed: Mapped[int] = mapped_column(Integer, default=0)  # ended in an unexpected error
+    lag_samples: Mapped[int] = mapped_column(Integer, default=0)  # event-loop timer wake-ups
+    lag_slow: Mapped[int] = mapped_column(Integer, default=0)  # of those, late by > 50 ms
+    lag_stalled: Mapped[int] = mapped_column(Integer, default=0)  # late by > 1 s

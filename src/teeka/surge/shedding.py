@@ -32,6 +32,14 @@ from teeka.surge.service import room_of
 
 IN_FLIGHT = Gauge("teeka_requests_in_flight", "Requests being worked on by this process")
 SHED = Counter("teeka_requests_shed_total", "Requests refused at once with 503 (overload)")
+SHED_CROWD = Counter("teeka_requests_shed_crowd_total",
+                     "Of those, the crowd's (queue polls and joins, public availability)")
+# Requests worked on (not shed), by whether they are the crowd's; and those that ended in an
+# unexpected error (a 500). The operators' view adds these up over every process
+# (teeka.watch.beat).
+WORKED = Counter("teeka_requests_total", "Requests this process worked on (not shed)", ["kind"])
+WORKED_WORK, WORKED_CROWD = WORKED.labels("work"), WORKED.labels("crowd")
+FAILED = Counter("teeka_requests_failed_total", "Requests that ended in an unexpected error")
 SHED_EARLY = Counter("teeka_requests_shed_early_total",
                      "Of those, refused by the server's protocol before becoming a task")
 # How late this process's event loop runs a timer: near 0 while the worker has room; tens of
@@ -100,8 +108,12 @@ class LoadShedder:
         self.in_flight += 1
         self.work_in_flight += not crowd
         IN_FLIGHT.inc()
+        (WORKED_CROWD if crowd else WORKED_WORK).inc()
         try:
             await self.app(scope, receive, send)
+        except Exception:  # the framework answers 500; the operators see it counted
+            FAILED.inc()
+            raise
         finally:
             self.in_flight -= 1
             self.work_in_flight -= not crowd
@@ -141,6 +153,8 @@ class LoadShedder:
 
     def _count(self, scope: Scope, crowd: bool) -> None:
         SHED.inc()
+        if crowd:
+            SHED_CROWD.inc()
         room = self._room(scope)
         if room is not None and not crowd:  # bookings and the like are being refused:
             room.note_busy()  # the waiting room admits more slowly

@@ -68,6 +68,28 @@ class SilentCentreRead(BaseModel):
     missed: int
 
 
+class ServerRead(BaseModel):
+    """A process's own report (teeka.watch.beat): counts over its last window_s seconds."""
+
+    host: str
+    pid: int
+    kind: str  # web or worker
+    runs_worker: bool  # delivers SMS and pages the operators on call
+    started_at: datetime
+    beat_at: datetime
+    window_s: int
+    requests: int  # worked on (not shed), the crowd's included
+    crowd: int  # of those, queue polls and joins and public availability
+    shed_work: int  # refused 503 at once, not the crowd's
+    shed_crowd: int  # refused 503 at once, the crowd's (by design during an opening)
+    busy: int  # answered 503 inside (the database's door, a retry, Redis)
+    failed: int  # ended in an unexpected error (500)
+    lag_samples: int  # event-loop timer wake-ups
+    lag_slow: int  # of those, late by more than 50 ms
+    lag_stalled: int  # late by more than a second
+    saturated: bool
+
+
 class SignalsRead(BaseModel):
     at: datetime
     trouble: list[str]  # what needs an operator now: stable codes (docs/watch.md)
@@ -79,6 +101,14 @@ class SignalsRead(BaseModel):
     silent_count: int
     silent_centres: list[SilentCentreRead]
     offline_to_resolve: int
+    servers: list[ServerRead]  # reporting now
+    servers_silent: list[ServerRead]  # stopped reporting without shutting down
+    servers_restarted: int  # stopped reporting, and a new one of their kind took over
+
+
+def _server(v: signals.ServerView) -> ServerRead:
+    return ServerRead(saturated=v.saturated, **{
+        f: getattr(v, f) for f in ServerRead.model_fields if f != "saturated"})
 
 
 watch_router = APIRouter(prefix="/api/v1/watch", tags=["problems"])
@@ -96,4 +126,7 @@ async def watch(db: Db, actor: CurrentActor) -> SignalsRead:
         silent_count=s.silent_count, offline_to_resolve=s.offline_to_resolve,
         silent_centres=[SilentCentreRead(centre_id=c.centre_id, centre=c.name_en,
                                          district=c.district_en, booked=c.booked,
-                                         missed=c.missed) for c in s.silent_centres])
+                                         missed=c.missed) for c in s.silent_centres],
+        servers=[_server(v) for v in s.servers],
+        servers_silent=[_server(v) for v in s.servers_silent],
+        servers_restarted=s.servers_restarted)

@@ -78,5 +78,10 @@ def _what(code: str, lang: str) -> str:
         "sms_late": translate(lang, "SMS are late."),
         "sms_failing": translate(lang, "SMS are failing."),
         "offline_to_resolve": translate(lang, "Doses given offline could not be recorded."),
+        "server_silent": translate(lang, "A server stopped reporting."),
+        "no_worker": translate(lang, "No outbox worker is running."),
+        "servers_refusing": translate(lang, "Servers are refusing requests (503)."),
+        "server_errors": translate(lang, "Servers are answering with errors (500)."),
+        "servers_saturated": translate(lang, "Servers are saturated."),
     }
     return texts.get(code, code)

@@ -1,7 +1,9 @@
 """What the state's operators watch, so that they see trouble before a district phones in:
 centres gone silent (slots over, people booked, no dose recorded: offline, or not open), SMS
 not leaving (the outbox backs up or fails), problems waiting longer than their severity
-allows, doses given offline that could not be recorded. Read from the database on each look
+allows, doses given offline that could not be recorded, and the servers themselves (people
+refused with 503, unexpected errors, saturated event loops, a process gone silent, no outbox
+worker running: their reports, teeka.watch.beat). Read from the database on each look
 (the page refreshes itself every minute when asked, without JavaScript); `trouble` names
 what needs an operator now. The thresholds are below; docs/watch.md explains each."""
 
@@ -27,6 +29,7 @@ from teeka.models import (
     OutboxStatus,
     Problem,
     ProblemStatus,
+    ServerBeat,
     VaccinationSession,
 )
 from teeka.vaccination.rules import SYNC_DAYS
@@ -42,6 +45,18 @@ FAIL_MIN, FAIL_SHARE = 10, 0.02
 # single no-show is not)
 SILENT_ALARM = 5
 SILENT_SHOWN = 100  # silent centres listed (the count covers them all)
+# The servers' own reports (teeka.watch.beat, every 15 s, counts over the last minute). A
+# process is reporting when its last report is this recent; one that stopped reporting without
+# saying it shut down is silent (unless a process of the same kind on its host started since:
+# restarted).
+SERVER_LIVE = timedelta(seconds=75)
+# Requests other than the crowd's refused with 503 (shed, or Busy inside): people trying to
+# book or record are being turned away. The crowd's refusals during an opening are by design.
+REFUSING_MIN, REFUSING_SHARE = 20, 0.01
+ERRORS_MIN = 5  # requests that ended in an unexpected error (500), all servers, in a minute
+# An event loop late by more than 50 ms on this share of its timer's wake-ups (with at least
+# SLOW_SAMPLES of them), or by more than a second once: the process is saturated.
+SLOW_SHARE, SLOW_SAMPLES = 0.05, 40
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,36 @@ class SilentCentre:
     district_hi: str
     booked: int
     missed: int  # booked in slots already over, not vaccinated
+
+
+@dataclass(frozen=True)
+class ServerView:
+    name: str
+    host: str
+    pid: int
+    kind: str  # web or worker
+    runs_worker: bool
+    started_at: datetime
+    beat_at: datetime
+    window_s: int
+    requests: int
+    crowd: int
+    shed_work: int
+    shed_crowd: int
+    busy: int
+    failed: int
+    lag_samples: int
+    lag_slow: int
+    lag_stalled: int
+
+    @property
+    def refused_work(self) -> int:
+        return self.shed_work + self.busy
+
+    @property
+    def saturated(self) -> bool:
+        return self.lag_stalled > 0 or (self.lag_samples >= SLOW_SAMPLES
+                                        and self.lag_slow >= SLOW_SHARE * self.lag_samples)
 
 
 @dataclass
@@ -69,6 +114,13 @@ class Signals:
     silent_count: int = 0
     silent_alarm: int = 0  # silent centres with at least SILENT_ALARM people missed
     offline_to_resolve: int = 0  # uploaded within the sync days, not recorded
+    servers: list[ServerView] = field(default_factory=list)  # reporting now
+    servers_silent: list[ServerView] = field(default_factory=list)  # stopped reporting
+    servers_restarted: int = 0  # silent, but one of the same kind on the host started since
+
+    def servers_total(self, name: str) -> int:
+        """One count summed over the servers reporting now (the last minute)."""
+        return sum(int(getattr(v, name)) for v in self.servers)
 
     @property
     def trouble(self) -> list[str]:
@@ -76,6 +128,19 @@ class Signals:
         out = []
         if self.problems_open.get("urgent"):
             out.append("urgent_problem")
+        if self.servers_silent:
+            out.append("server_silent")
+        if self.servers and not any(v.runs_worker for v in self.servers):
+            out.append("no_worker")
+        refused = self.servers_total("refused_work")
+        work = self.servers_total("requests") - self.servers_total("crowd") \
+            + self.servers_total("shed_work")
+        if refused >= REFUSING_MIN and refused >= REFUSING_SHARE * work:
+            out.append("servers_refusing")
+        if self.servers_total("failed") >= ERRORS_MIN:
+            out.append("server_errors")
+        if any(v.saturated for v in self.servers):
+            out.append("servers_saturated")
         if self.problems_overdue:
             out.append("problem_overdue")
         if self.silent_alarm:
@@ -139,7 +204,28 @@ async def collect(session: AsyncSession) -> Signals:
                OfflineDose.uploaded_at >= now - timedelta(days=SYNC_DAYS + 1))
     )).scalar_one())
     await _silent(session, out, now)
+    await _servers(session, out, now)
     return out
+
+
+async def _servers(session: AsyncSession, out: Signals, now: datetime) -> None:
+    """The servers' own reports (teeka.watch.beat): those reporting now, and those that
+    stopped reporting without shutting down (a process that was restarted is counted, not
+    alarmed: a later one of its kind reports from the same host)."""
+    rows = (await session.execute(
+        select(ServerBeat).where(ServerBeat.stopped_at.is_(None))
+        .order_by(ServerBeat.host, ServerBeat.kind, ServerBeat.started_at))).scalars().all()
+    views = [ServerView(**{f: getattr(r, f) for f in ServerView.__dataclass_fields__})
+             for r in rows]
+    out.servers = [v for v in views if aware(v.beat_at) >= now - SERVER_LIVE]
+    for v in views:
+        if aware(v.beat_at) >= now - SERVER_LIVE:
+            continue
+        if any(w.host == v.host and w.kind == v.kind and w.started_at >= v.beat_at
+               for w in out.servers):
+            out.servers_restarted += 1
+        else:
+            out.servers_silent.append(v)
 
 
 def aware(at: datetime) -> datetime:

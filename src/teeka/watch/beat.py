@@ -1,0 +1,139 @@
+"""Each running process reports itself for the operators' view: every `beat_seconds` (15 s) a
+web server or an outbox worker writes one row (`server_beat`) with what it counted over the
+last minute: requests worked on, requests refused at once (503: the load shedder, the
+database's door, a retry the database asked for), requests that ended in an unexpected error
+(500), and how late its event loop ran. The counts are this process's Prometheus counters
+(`/metrics`), read as differences over a minute, so that the watch (teeka.watch.signals) adds
+up every process of every host without scraping each one. A process that shuts down says so
+(`stopped_at`); one that stops reporting without saying so (killed, crashed, its host lost)
+is what the watch calls silent.
+
+Cost: one short transaction per process per 15 s (a primary-key read, an insert or update,
+and removing rows older than KEEP), given up after BEAT_TIMEOUT_S; a report that fails is
+logged and tried again at the next beat (it never stops the server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections import deque
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+import structlog
+from prometheus_client import REGISTRY
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from teeka.db import session_scope
+from teeka.kit import clock
+from teeka.models import ServerBeat
+
+log = structlog.get_logger("teeka.watch")
+WINDOW_BEATS = 4  # the counts cover the last four beats: a minute at 15 s
+KEEP = timedelta(days=1)  # rows of processes that stopped (or went silent) are removed after
+BEAT_TIMEOUT_S = 10.0
+SLOW_LAG_S = 0.05  # an event loop later than this on a timer: every answer waits as long
+STALL_LAG_S = 1.0  # later than this: the process stalled
+BUSY_CAUSES = ("db_door", "db_pool", "db_retry", "db_host", "redis")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """This process's counters since it started (or their difference over a window)."""
+
+    requests: int = 0
+    crowd: int = 0
+    shed_work: int = 0
+    shed_crowd: int = 0
+    busy: int = 0
+    failed: int = 0
+    lag_samples: int = 0
+    lag_slow: int = 0
+    lag_stalled: int = 0
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+
+def _value(name: str, labels: dict[str, str] | None = None) -> int:
+    return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+
+def read_counts() -> Counts:
+    """This process's counters now (teeka.surge.shedding, teeka.surge.fastpath, teeka.db)."""
+    lag = "teeka_event_loop_lag_seconds"
+    samples = _value(lag + "_count")
+    shed = _value("teeka_requests_shed_total")
+    shed_crowd = _value("teeka_requests_shed_crowd_total")
+    return Counts(
+        requests=(_value("teeka_requests_total", {"kind": "work"})
+                  + _value("teeka_requests_total", {"kind": "crowd"})
+                  + _value("teeka_queue_polls_answered_early_total")),
+        crowd=(_value("teeka_requests_total", {"kind": "crowd"})
+               + _value("teeka_queue_polls_answered_early_total")),
+        shed_work=shed - shed_crowd, shed_crowd=shed_crowd,
+        busy=sum(_value("teeka_busy_total", {"cause": c}) for c in BUSY_CAUSES),
+        failed=_value("teeka_requests_failed_total"),
+        lag_samples=samples,
+        lag_slow=samples - _value(lag + "_bucket", {"le": str(SLOW_LAG_S)}),
+        lag_stalled=samples - _value(lag + "_bucket", {"le": str(STALL_LAG_S)}))
+
+
+class Beat:
+    """One process's reports: `write` every beat_seconds, `stop` when it shuts down."""
+
+    def __init__(self, kind: str, *, runs_worker: bool) -> None:
+        self.kind, self.runs_worker = kind, runs_worker
+        self.host = socket.gethostname()[:60]
+        self.pid = os.getpid()
+        self.started_at = clock.now()
+        # unique even when a pid is reused (a restarted container often has the same one)
+        self.name = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
+        self._seen: deque[tuple[float, Counts]] = deque(maxlen=WINDOW_BEATS + 1)
+
+    def window(self) -> tuple[int, Counts]:
+        """Seconds covered and the counts over them: since the oldest of the last readings."""
+        loop_time = asyncio.get_running_loop().time()
+        self._seen.append((loop_time, read_counts()))
+        (t0, first), (t1, last) = self._seen[0], self._seen[-1]
+        return round(t1 - t0), last - first
+
+    async def write(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        seconds, counts = self.window()
+        async with session_scope(maker) as session:
+            now = clock.now()
+            row = await session.get(ServerBeat, self.name)
+            if row is None:
+                row = ServerBeat(name=self.name, host=self.host, pid=self.pid, kind=self.kind,
+                                 runs_worker=self.runs_worker, started_at=self.started_at)
+                session.add(row)
+            row.beat_at, row.stopped_at, row.window_s = now, None, seconds
+            for f in fields(counts):
+                setattr(row, f.name, getattr(counts, f.name))
+            await session.execute(delete(ServerBeat).where(ServerBeat.beat_at < now - KEEP))
+
+    async def stop(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        """Say this process shut down (so the watch does not call it silent)."""
+        async with session_scope(maker) as session:
+            row = await session.get(ServerBeat, self.name)
+            if row is not None:
+                row.stopped_at = clock.now()
+
+    async def run(self, maker: async_sessionmaker[AsyncSession], every: float) -> None:
+        """Until cancelled: report now and every `every` seconds; then say it stopped."""
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self.write(maker), BEAT_TIMEOUT_S)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database may be failing over: report later
+                    log.warning("watch.beat.failed", error=type(exc).__name__)
+                await asyncio.sleep(every)
+        finally:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.stop(maker), 3.0)

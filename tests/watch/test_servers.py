@@ -1,0 +1,218 @@
+"""The servers on the operators' watch (teeka.watch.beat, teeka.watch.signals): every process
+reports what it counted over the last minute, and the watch adds them up: people refused with
+503, unexpected errors, a saturated event loop, no outbox worker, a process that stopped
+reporting without shutting down (and one that was restarted), through the API, the page and
+the pager; real `teeka serve` and `teeka worker` processes report themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from teeka.db import session_scope
+from teeka.kit import clock
+from teeka.models import OutboxMessage, ServerBeat
+from teeka.surge.shedding import watch_loop_lag
+from teeka.watch.beat import Beat
+from teeka.watch.pager import page_on_call
+from tests.factories import app_with, running_server
+from tests.staff import staff_client
+from tests.watch.test_pager import on_call
+
+
+async def _watch(client, world) -> dict:
+    r = await client.get("/api/v1/watch", headers=world.headers("state"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_a_servers_report_is_added_up_and_no_worker_is_trouble(
+        client, world, maker) -> None:
+    web = Beat("web", runs_worker=False)
+    await web.write(maker)  # the start of its window
+    assert (await _watch(client, world))["trouble"] == ["no_worker"]
+    for _ in range(3):
+        assert (await client.get("/api/v2/admin/location/districts/7")).status_code == 200
+    await web.write(maker)
+    found = await _watch(client, world)
+    [server] = found["servers"]
+    assert server["kind"] == "web" and server["pid"] == os.getpid()
+    assert server["requests"] >= 3 and server["failed"] == 0 and not server["saturated"]
+    assert found["trouble"] == ["no_worker"]  # nobody delivers SMS or pages
+    await Beat("worker", runs_worker=True).write(maker)
+    found = await _watch(client, world)
+    assert found["trouble"] == [] and len(found["servers"]) == 2
+    # a process that shuts down says so, and is neither listed nor silent
+    await web.stop(maker)
+    clock.shift(timedelta(minutes=5))
+    found = await _watch(client, world)
+    assert found["servers"] == [] and found["servers_silent"] != []  # the worker went quiet
+    assert [s["kind"] for s in found["servers_silent"]] == ["worker"]
+
+
+async def test_people_refused_and_unexpected_errors_are_trouble(settings, world, maker) -> None:
+    async with app_with(settings, max_in_flight=2) as (app, c):
+        @app.get("/test-only/fails")
+        async def fails() -> None:  # a bug in a handler: the framework answers 500
+            raise RuntimeError("a bug")
+
+        beat = Beat("web", runs_worker=True)
+        await beat.write(maker)
+        results = await asyncio.gather(
+            *[c.get("/api/v2/admin/location/districts/7") for _ in range(60)])
+        refused = Counter(r.status_code for r in results)[503]
+        assert refused >= 20, Counter(r.status_code for r in results)
+        quiet = httpx.AsyncClient(transport=httpx.ASGITransport(app=app,
+                                                                 raise_app_exceptions=False),
+                                  base_url="http://teeka.test")
+        async with quiet:
+            for _ in range(5):
+                assert (await quiet.get("/test-only/fails")).status_code == 500
+        await beat.write(maker)
+        found = await _watch(c, world)
+        assert found["trouble"] == ["servers_refusing", "server_errors"], found
+        [server] = found["servers"]
+        assert server["shed_work"] + server["busy"] >= refused and server["failed"] == 5
+        assert server["shed_crowd"] == 0
+
+        # the page says it, in Hindi too
+        async with staff_client(app, "state") as page_client:
+            page = await page_client.get("/staff/watch")
+            assert page.status_code == 200
+            assert 'data-trouble="servers_refusing"' in page.text
+            assert 'data-trouble="server_errors"' in page.text
+            assert f'data-server="{os.getpid()}"' in page.text
+            hindi = await page_client.get("/staff/watch?lang=hi")
+            assert "सर्वर" in hindi.text and "अप्रत्याशित त्रुटि (500)" in hindi.text
+
+        # a minute later, with nothing refused since, the trouble is over
+        await beat.write(maker)
+        await beat.write(maker)
+        await beat.write(maker)
+        await beat.write(maker)
+        assert (await _watch(c, world))["trouble"] == []
+
+
+async def test_a_saturated_event_loop_is_trouble(client, world, maker) -> None:
+    beat = Beat("web", runs_worker=True)
+    await beat.write(maker)
+    watcher = asyncio.create_task(watch_loop_lag(period=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(1.1)  # the loop held by a long synchronous step
+        await asyncio.sleep(0.05)
+    finally:
+        watcher.cancel()
+    await beat.write(maker)
+    found = await _watch(client, world)
+    assert found["trouble"] == ["servers_saturated"], found
+    assert found["servers"][0]["lag_stalled"] >= 1 and found["servers"][0]["saturated"]
+
+
+async def test_a_process_gone_silent_is_trouble_until_a_new_one_takes_over(
+        client, world, maker) -> None:
+    old = Beat("web", runs_worker=True)
+    await old.write(maker)
+    clock.shift(timedelta(seconds=90))  # no report for 90 s, and it never said it stopped
+    found = await _watch(client, world)
+    assert found["trouble"] == ["server_silent"] and found["servers"] == []
+    assert [s["pid"] for s in found["servers_silent"]] == [os.getpid()]
+    # the operator on call is told
+    await on_call(maker, world, "state", "9000000001")
+    async with session_scope(maker) as session:
+        assert await page_on_call(session) == ["server_silent"]
+    async with session_scope(maker) as session:
+        [sms] = (await session.execute(select(OutboxMessage.body))).scalars().all()
+    assert "A server stopped reporting." in sms or "एक सर्वर ने रिपोर्ट" in sms
+    # restarted: a new process of its kind on the same host reports
+    await Beat("web", runs_worker=True).write(maker)
+    found = await _watch(client, world)
+    assert found["trouble"] == [] and found["servers_restarted"] == 1
+    assert found["servers_silent"] == [] and len(found["servers"]) == 1
+    # a day later the old one's row is gone
+    clock.shift(timedelta(days=1, minutes=1))
+    await Beat("web", runs_worker=True).write(maker)
+    async with session_scope(maker) as session:
+        assert len((await session.execute(select(ServerBeat))).scalars().all()) == 1
+
+
+async def test_the_servers_are_for_operators_only(client, world) -> None:
+    r = await client.get("/api/v1/watch", headers=world.headers("raipur_admin"))
+    assert r.status_code == 403
+
+
+def _env(settings) -> dict[str, str]:
+    return {**os.environ, "TEEKA_DATABASE_URL": settings.database_url,
+            "TEEKA_SECRET_KEY": settings.secret_key, "TEEKA_ENVIRONMENT": "development",
+            "TEEKA_DATA_DIR": str(settings.data_dir), "TEEKA_LOG_LEVEL": "WARNING",
+            "TEEKA_BEAT_SECONDS": "0.3"}
+
+
+async def _reported(maker, kind: str, wait_s: float = 60) -> ServerBeat:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        async with session_scope(maker) as session:
+            row = (await session.execute(select(ServerBeat).where(
+                ServerBeat.kind == kind, ServerBeat.stopped_at.is_(None)))).scalars().first()
+            if row is not None:
+                return row
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {kind} reported")
+
+
+async def _stopped(maker, name: str, wait_s: float = 30) -> bool:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        async with session_scope(maker) as session:
+            row = await session.get(ServerBeat, name)
+            if row is not None and row.stopped_at is not None:
+                return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def test_real_processes_report_themselves_and_say_when_they_stop(
+        client, world, maker, settings) -> None:
+    env = _env(settings)
+    with running_server({**env, "TEEKA_EMBEDDED_WORKER": "false"}) as base_url:
+        web = await _reported(maker, "web")
+        assert not web.runs_worker
+        assert httpx.get(f"{base_url}/api/v2/admin/location/districts/7").status_code == 200
+        teeka = str(Path(sys.executable).parent / "teeka")
+        worker = subprocess.Popen([teeka, "worker"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        try:
+            found = await _reported(maker, "worker")
+            assert found.runs_worker
+            listed = await _watch(client, world)
+            assert sorted(s["kind"] for s in listed["servers"]) == ["web", "worker"]
+            assert "no_worker" not in listed["trouble"]
+            worker.send_signal(signal.SIGTERM)  # a worker shut down says so
+            worker.wait(timeout=30)
+            assert await _stopped(maker, found.name)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    assert await _stopped(maker, web.name)  # so does a server
+    # a worker killed outright says nothing, and is silent once its reports are overdue
+    worker = subprocess.Popen([teeka, "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        killed = await _reported(maker, "worker")
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+    clock.shift(timedelta(minutes=2))
+    found = await _watch(client, world)
+    assert found["trouble"] == ["server_silent"], found
+    assert [s["pid"] for s in found["servers_silent"]] == [killed.pid] == [worker.pid]
