@@ -38,7 +38,6 @@ KEEP = timedelta(days=1)  # rows of processes that stopped (or went silent) are 
 BEAT_TIMEOUT_S = 10.0
 SLOW_LAG_S = 0.05  # an event loop later than this on a timer: every answer waits as long
 STALL_LAG_S = 1.0  # later than this: the process stalled
-BUSY_CAUSES = ("db_door", "db_pool", "db_retry", "db_host", "redis")
 
 
 @dataclass(frozen=True)
@@ -59,28 +58,33 @@ class Counts:
         return Counts(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
 
-def _value(name: str, labels: dict[str, str] | None = None) -> int:
-    return int(REGISTRY.get_sample_value(name, labels) or 0)
-
-
 def read_counts() -> Counts:
-    """This process's counters now (teeka.surge.shedding, teeka.surge.fastpath, teeka.db)."""
+    """This process's counters now (teeka.surge.shedding, teeka.surge.fastpath, teeka.db), in
+    one pass over its Prometheus registry."""
+    found: dict[tuple[str, str], float] = {}
+    for metric in REGISTRY.collect():
+        if metric.name.startswith("teeka_"):
+            for sample in metric.samples:
+                label = sample.labels.get("kind") or sample.labels.get("le") or ""
+                if sample.name == "teeka_busy_total":  # every cause together
+                    label = ""
+                key = (sample.name, label)
+                found[key] = found.get(key, 0.0) + sample.value
+
+    def value(name: str, label: str = "") -> int:
+        return int(found.get((name, label), 0.0))
+
     lag = "teeka_event_loop_lag_seconds"
-    samples = _value(lag + "_count")
-    shed = _value("teeka_requests_shed_total")
-    shed_crowd = _value("teeka_requests_shed_crowd_total")
+    samples = value(lag + "_count")
+    shed, shed_crowd = value("teeka_requests_shed_total"), value("teeka_requests_shed_crowd_total")
+    early = value("teeka_queue_polls_answered_early_total")
+    crowd = value("teeka_requests_total", "crowd") + early
     return Counts(
-        requests=(_value("teeka_requests_total", {"kind": "work"})
-                  + _value("teeka_requests_total", {"kind": "crowd"})
-                  + _value("teeka_queue_polls_answered_early_total")),
-        crowd=(_value("teeka_requests_total", {"kind": "crowd"})
-               + _value("teeka_queue_polls_answered_early_total")),
-        shed_work=shed - shed_crowd, shed_crowd=shed_crowd,
-        busy=sum(_value("teeka_busy_total", {"cause": c}) for c in BUSY_CAUSES),
-        failed=_value("teeka_requests_failed_total"),
-        lag_samples=samples,
-        lag_slow=samples - _value(lag + "_bucket", {"le": str(SLOW_LAG_S)}),
-        lag_stalled=samples - _value(lag + "_bucket", {"le": str(STALL_LAG_S)}))
+        requests=value("teeka_requests_total", "work") + crowd, crowd=crowd,
+        shed_work=shed - shed_crowd, shed_crowd=shed_crowd, busy=value("teeka_busy_total"),
+        failed=value("teeka_requests_failed_total"), lag_samples=samples,
+        lag_slow=samples - value(lag + "_bucket", str(SLOW_LAG_S)),
+        lag_stalled=samples - value(lag + "_bucket", str(STALL_LAG_S)))
 
 
 class Beat:
