@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from teeka import errors
-from teeka.auth.service import staff_login, staff_token, verify_second_factor
-from teeka.web.deps import AppSettings, Db
+from teeka.auth.service import sign_out, staff_login, staff_token, verify_second_factor
+from teeka.web.deps import AppSettings, CurrentActor, Db
 
 router = APIRouter(prefix="/api/v1", tags=["staff"])
 
@@ -32,3 +32,13 @@ async def login(body: StaffLogin, db: Db, settings: AppSettings) -> StaffToken:
         raise errors.SecondFactorWrong()
     return StaffToken(token=staff_token(settings, staff), role=staff.role,
                       district_id=staff.district_id, centre_id=staff.centre_id)
+
+
+@router.post("/staff/logout", status_code=204)
+async def logout(db: Db, actor: CurrentActor) -> Response:
+    """Log out: this staff user's API tokens and page sessions begun until now end, on every
+    device (the same as the pages' Log out)."""
+    if actor.kind != "staff":
+        raise errors.Forbidden()
+    await sign_out(db, actor)
+    return Response(status_code=204)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,8 +31,19 @@ def citizen_token(settings: Settings, account_id: int) -> str:
 
 
 def staff_token(settings: Settings, staff: StaffUser) -> str:
+    """A staff API token: a shift long (staff_token_minutes), and ended by the user's logout
+    like their page sessions (it carries its issue time to the millisecond, `si`, which
+    `actor_from_token` compares with `signed_out_at`: the staff user's row is read anyway)."""
+    now = clock.now()
     return signing.issue_token(settings.resolved_secret(), subject=str(staff.id), kind="staff",
-                               now=clock.now(), ttl=timedelta(minutes=settings.staff_token_minutes))
+                               now=now, ttl=timedelta(minutes=settings.staff_token_minutes),
+                               extra={"si": sign_in_moment(now.timestamp())})
+
+
+def sign_in_moment(now: float) -> float:
+    """A sign-in's time as a token carries it (`si`): epoch seconds, cut to the millisecond
+    (never later than the sign-in, so that a logout after it always ends it)."""
+    return math.floor(now * 1000) / 1000
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -62,9 +75,18 @@ async def actor_from_token(session: AsyncSession, settings: Settings, token: str
                                 now=clock.now())
     if claims is not None:
         staff = await session.get(StaffUser, int(claims["sub"]))
-        if staff is not None and staff.active:
+        if staff is not None and staff.active and (page or not session_ended(
+                token_signed_in(claims), staff.signed_out_at)):
             return Actor.for_staff(staff)
     raise errors.Unauthenticated()
+
+
+def token_signed_in(claims: dict[str, Any] | None) -> float | None:
+    """When the session a token belongs to began (its `si`, epoch seconds), None when it
+    carries none."""
+    began = claims.get("si") if claims else None
+    return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
+        else None
 
 
 def session_ended(signed_in: float | None, signed_out_at: datetime | None) -> bool:
@@ -200,6 +222,11 @@ async def verify_second_factor(session: AsyncSession, staff: StaffUser, code: st
     from teeka.auth import totp
     from teeka.models import AuditEntry
 
+    # One check at a time per user: a burst of guesses sent at once cannot all read the count
+    # before any failure is written (as the OTP's guarded count and the secret code's person
+    # lock). FOR NO KEY UPDATE: rows that only refer to the user do not wait for it.
+    await session.execute(select(StaffUser.id).where(StaffUser.id == staff.id)
+                          .with_for_update(key_share=True))
     failed = (await session.execute(
         select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "auth.staff.second_factor_failed",

@@ -168,6 +168,11 @@ async def register_beneficiary(session: AsyncSession, settings: Settings, *, act
     number = rules.normalise_id_number(id_type, id_number)
     id_hash = _id_hash(settings, id_type, number)
     if account_id is not None:
+        # One registration at a time per account: ten sent at once cannot all count three
+        # people before any is added (FOR NO KEY UPDATE: the people's rows referring to the
+        # account do not wait for it).
+        await session.execute(select(Account.id).where(Account.id == account_id)
+                              .with_for_update(key_share=True))
         count = (await session.execute(
             select(func.count()).select_from(Beneficiary)
             .where(Beneficiary.account_id == account_id,

@@ -11,15 +11,16 @@
   (`signed_out_at`; teeka.auth.service.sign_out): a copy of the cookie is refused at once.
   Each page therefore reads one row by its key (the staff user's is read anyway). A logout
   with a cookie that lapsed (idle) still ends its session. The cookie's token is of a kind of
-  its own (`citizen_page`, `staff_page`): a copy is no bearer token for the APIs. Bearer
-  tokens of the APIs are not sessions: they live their 15 / 60 minutes.
+  its own (`citizen_page`, `staff_page`): a copy is no bearer token for the APIs. A staff
+  user's API tokens (a shift long, `staff_token_minutes`) end at their logout too (they carry
+  `si`; the user's row is read for every staff request anyway); a citizen's API tokens are
+  not sessions: they live their 15 minutes (no extra read on the crowd's busiest path).
 * CSRF: every form carries `csrf`, an HMAC of the random `teeka_csrf` cookie; every POST from a
   page is checked (double submit, signed). SameSite=Lax cookies add a second line.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -37,8 +38,10 @@ from teeka.auth.service import (
     actor_from_token,
     device_token,
     session_ended,
+    sign_in_moment,
     sign_out,
     signed_out_at,
+    token_signed_in,
     trusted_device_id,
 )
 from teeka.config import Settings
@@ -88,16 +91,10 @@ def _session_ttl(minutes: int, signed_in: float, now: float) -> timedelta:
     return timedelta(seconds=max(min(minutes * 60, end - now), 1))
 
 
-def _sign_in_moment(now: float) -> float:
-    """A sign-in's time as a page token carries it: epoch seconds, cut to the millisecond
-    (never later than the sign-in, so that a logout after it always ends it)."""
-    return math.floor(now * 1000) / 1000
-
-
 def _page_token(request: Request, kind: str, subject: int, minutes: int,
                 signed_in: float | None) -> str:
     now = clock.now()
-    began = _sign_in_moment(now.timestamp()) if signed_in is None else signed_in
+    began = sign_in_moment(now.timestamp()) if signed_in is None else signed_in
     return signing.issue_token(_settings(request).resolved_secret(), subject=str(subject),
                                kind=kind, now=now, extra={"si": began},
                                ttl=_session_ttl(minutes, began, now.timestamp()))
@@ -115,17 +112,10 @@ def staff_cookie_token(request: Request, staff_id: int, signed_in: float | None 
     return _page_token(request, STAFF_PAGE, staff_id, STAFF_PAGE_MINUTES, signed_in)
 
 
-def _began(claims: dict[str, Any] | None) -> float | None:
-    """When a page token's session began (its `si`), None when it carries none."""
-    began = claims.get("si") if claims else None
-    return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
-        else None
-
-
 def _signed_in(request: Request, name: str, kind: str) -> float | None:
     """When the session of the page cookie `name` began (None: no such cookie, or a token
     made before sessions carried it)."""
-    return _began(signing.read_token(_settings(request).resolved_secret(),
+    return token_signed_in(signing.read_token(_settings(request).resolved_secret(),
                                      request.cookies.get(name, ""), kind=kind, now=clock.now()))
 
 
@@ -197,7 +187,7 @@ async def lapsed_actor(request: Request, session: AsyncSession, *, staff: bool
     claims = signing.read_lapsed_token(
         _settings(request).resolved_secret(), request.cookies.get(STAFF if staff else CITIZEN, ""),
         kind=STAFF_PAGE if staff else CITIZEN_PAGE, now=clock.now())
-    began = _began(claims)
+    began = token_signed_in(claims)
     if claims is None or began is None \
             or clock.now().timestamp() - began > SESSION_MAX.total_seconds():
         return None
