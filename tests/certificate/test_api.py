@@ -174,3 +174,40 @@ def test_a_certificate_signed_with_the_previous_key_still_checks(settings) -> No
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
     moved = settings.model_copy(update={"certificate_previous_keys": pem.decode()})
     assert service.check(moved, text).valid is True
+
+
+def _glyph_for(pdf: bytes, text: str) -> bool:
+    """Whether the PDF draws `text` as one glyph (its ToUnicode map names a glyph for the whole
+    sequence: a conjunct that HarfBuzz shaped; unshaped, each letter is a glyph of its own)."""
+    import re
+
+    wanted = text.encode("utf-16-be").hex().upper().encode()
+    return wanted in re.findall(rb"<[0-9A-F]{4}> <([0-9A-F]{8,})>", pdf)
+
+
+async def test_a_name_in_hindi_prints_shaped(client, maker, world, settings) -> None:
+    """A name registered in Devanagari prints with its conjuncts (क्ष as one glyph) on the
+    certificate and on the slip, not as letters in the wrong order or missing."""
+    from sqlalchemy import update
+
+    from teeka.booking.pdf import slip_pdf
+    from teeka.db import session_scope
+    from teeka.models import Beneficiary
+
+    p = await vaccinated(client, maker, world, settings)
+    async with session_scope(maker) as db:
+        await db.execute(update(Beneficiary).where(Beneficiary.reference_id == p["ref"])
+                         .values(name="क्षमा शर्मा"))
+    r = await client.get(f"/api/v1/beneficiaries/{p['ref']}/certificate.pdf",
+                         headers=p["citizen"])
+    assert r.status_code == 200 and _glyph_for(r.content, "क्ष")
+    slip = slip_pdf(confirmation_no="C-1", items=[{
+        "name": "क्षमा शर्मा", "reference_id": p["ref"], "secret_code": "1234",
+        "centre_en": "PHC Abhanpur", "date": "29-11-2026", "slot": "09:00AM-11:00AM",
+        "dose": 1, "vaccine": "COVISHIELD", "status": "booked"}])
+    assert _glyph_for(slip, "क्ष")
+    latin = slip_pdf(confirmation_no="C-2", items=[{
+        "name": "Kshama Sharma", "reference_id": p["ref"], "secret_code": "1234",
+        "centre_en": "PHC Abhanpur", "date": "29-11-2026", "slot": "09:00AM-11:00AM",
+        "dose": 1, "vaccine": "COVISHIELD", "status": "booked"}])
+    assert not _glyph_for(latin, "क्ष")

@@ -1,4 +1,5 @@
-"""The appointment slip as a PDF (fpdf2). Latin text in DejaVu Sans where the machine has it."""
+"""The appointment slip as a PDF (fpdf2): names and places as registered, Hindi ones shaped
+(teeka.kit.pdf)."""
 
 from __future__ import annotations
 

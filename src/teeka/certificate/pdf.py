@@ -11,7 +11,7 @@ from teeka.kit.pdf import document
 
 
 def certificate_pdf(c: Certificate, *, issuer: str) -> bytes:
-    pdf, line = document(f"Vaccination certificate {c.certificate_id}", devanagari=True)
+    pdf, line = document(f"Vaccination certificate {c.certificate_id}")
     line("Certificate of vaccination against COVID-19", 15)
     line(issuer, 10)
     pdf.ln(3)
