@@ -143,6 +143,9 @@ AppointmentNotBooked = _error("AppointmentNotBooked", 409, "This appointment is 
 WrongCentre = _error("WrongCentre", 403, "This appointment is at another centre.")
 OutsideDistrict = _error("OutsideDistrict", 403,
                          "You can book only at centres of your own district.")
+RegisteredElsewhere = _error("RegisteredElsewhere", 403,
+                             "This person was registered by another district's help desk: "
+                             "only that district (or the state) can delete them.")
 NotToday = _error("NotToday", 422, "This appointment is not for today.")
 SheetDayOutOfRange = _error("SheetDayOutOfRange", 422,
                             "A day sheet is for tomorrow, today or one of the last {days} days.")

@@ -232,8 +232,8 @@ async def test_delete_before_any_dose_frees_the_document(client, world, maker, s
 async def test_assisted_registration_needs_no_mobile(client, world, maker, settings) -> None:
     body = {"name": "Budhiyarin Bai", "birth_year": 1955, "gender": "female",
             "id_type": "ration_card", "id_number": "CG12345678", "priority_group": "aay"}
-    r = await client.post("/api/v1/helpdesk/beneficiaries", headers=world.headers("helpdesk"),
-                          json=body)
+    r0 = r = await client.post("/api/v1/helpdesk/beneficiaries",
+                               headers=world.headers("helpdesk"), json=body)
     assert r.status_code == 201, r.text
     slip = await client.get(r.json()["slip_url"], headers={"Accept-Language": "hi"})
     assert slip.status_code == 200
@@ -246,6 +246,13 @@ async def test_assisted_registration_needs_no_mobile(client, world, maker, setti
     r = await client.post("/api/v1/helpdesk/beneficiaries", headers=world.headers("vaccinator_a"),
                           json={**body, "id_number": "CG99999999"})
     assert r.status_code == 403
+    # another district's desk finds the person (they may have travelled) but does not delete
+    # them; their own district does
+    ref = r0.json()["reference_id"]
+    r = await client.delete(f"/api/v1/beneficiaries/{ref}", headers=world.headers("balod_admin"))
+    assert r.status_code == 403 and r.json()["code"] == "RegisteredElsewhere", r.text
+    r = await client.delete(f"/api/v1/beneficiaries/{ref}", headers=world.headers("raipur_admin"))
+    assert r.status_code == 204, r.text
 
 
 async def test_devanagari_digits_are_the_same_number_and_code_on_the_api(client, world, maker,

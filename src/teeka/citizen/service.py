@@ -24,7 +24,9 @@ from teeka.models import (
     BeneficiaryStatus,
     DoseRecord,
     OtpChallenge,
+    StaffUser,
 )
+from teeka.models.staff import Role
 from teeka.notification.service import OTP_SMS, queue_sms
 
 
@@ -212,6 +214,13 @@ async def list_beneficiaries(session: AsyncSession, actor: Actor) -> list[Benefi
 async def delete_beneficiary(session: AsyncSession, *, actor: Actor, reference_id: str) -> None:
     """Delete a person who has had no dose; an active appointment is cancelled first."""
     person = await access_beneficiary(session, actor, reference_id)
+    if not actor.is_citizen and not actor.has_role(Role.STATE_ADMIN):
+        # A help desk reaches people without a mobile from any district (they travel, and
+        # come to the nearest desk), but deletes only those its own district registered.
+        registered_in = (await session.execute(select(StaffUser.district_id).where(
+            StaffUser.id == person.registered_by_staff_id))).scalar_one_or_none()
+        if registered_in is None or registered_in != actor.district_id:
+            raise errors.RegisteredElsewhere()
     if (await session.execute(select(DoseRecord.id).where(DoseRecord.beneficiary_id == person.id))
             ).first() is not None:
         raise errors.BeneficiaryHasDoses()
