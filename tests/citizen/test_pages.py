@@ -732,6 +732,8 @@ async def test_a_session_cookie_is_no_api_token_and_a_lapsed_one_still_logs_out(
             assert (await thief.get("/me")).status_code == 200
         page = await client.get("/login")  # the owner's cookie has lapsed: no session
         assert location(await client.get("/me")) == "/login?next=/me"
+        # but the page still offers to log out (the owner sees no session, the thief has one)
+        assert 'id="logout-lapsed"' in page.text and 'action="/logout"' in page.text
         r = await submit(client, page, "/logout", {})
         assert location(r) == "/"
         assert location(await thief.get("/me")) == "/login?next=/me"
