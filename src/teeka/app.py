@@ -117,6 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             task = asyncio.create_task(run_forever(app.state.sessionmaker, settings))
         yield
+        if beat is not None:  # first: it says this process is stopping (teeka.watch.beat)
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
         # What requests left running on their own (hooks after a unit of work, a claim given
         # back a moment after its answer was lost) ends before the connections it needs close.
         await hooks_finished(wait_s=5)
@@ -124,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.set_threshold(*thresholds)
         await app.state.snapshots.close()
         await app.state.limiter.close()
-        for background in (beat, task, listener, lag):
+        for background in (task, listener, lag):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

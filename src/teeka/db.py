@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -282,7 +283,7 @@ class Door:
 
     def enter(self) -> bool:
         if self.full:
-            BUSY.labels("db_door").inc()
+            count_busy("db_door")
             return False
         self.inside += 1
         return True
@@ -298,6 +299,19 @@ class Door:
 # connections). The load shedder's refusals are teeka_requests_shed_total.
 BUSY = Counter("teeka_busy_total", "Requests answered Busy (503) in the application, by cause",
                ["cause"])
+# Of those, the crowd's (queue polls and joins, public availability: the load shedder marks
+# each request, CROWD_REQUEST): the operators' view tells people refused apart from the crowd
+# (teeka.watch.beat).
+BUSY_CROWD = Counter("teeka_busy_crowd_total",
+                     "Of the requests answered Busy in the application, the crowd's")
+CROWD_REQUEST: ContextVar[bool] = ContextVar("teeka_crowd_request", default=False)
+
+
+def count_busy(cause: str) -> None:
+    """Count a request answered Busy (503) inside the application, and why."""
+    BUSY.labels(cause).inc()
+    if CROWD_REQUEST.get():
+        BUSY_CROWD.inc()
 for _cause in ("db_door", "db_pool", "db_retry", "db_host", "redis"):
     BUSY.labels(_cause)  # every cause shown from the start, at 0
 
@@ -333,11 +347,11 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
     try:
         yield
     except sa_exc.TimeoutError as exc:
-        BUSY.labels("db_pool").inc()
+        count_busy("db_pool")
         raise Busy() from exc
     except sa_exc.DBAPIError as exc:
         if _retryable(exc):
-            BUSY.labels("db_retry").inc()
+            count_busy("db_retry")
             raise Busy() from exc
         if isinstance(exc, sa_exc.DataError) or (_sqlstate(exc) or "").startswith("22"):
             # A value the database cannot take (a NUL in a text, a number beyond its column):
@@ -347,7 +361,7 @@ async def busy_on_database_trouble() -> AsyncIterator[None]:
     except OverflowError as exc:  # a number or a date beyond what SQLite or the calendar holds
         raise _out_of_range() from exc
     except (ConnectionError, TimeoutError) as exc:  # the database's host refused or timed out
-        BUSY.labels("db_host").inc()
+        count_busy("db_host")
         raise Busy() from exc
 
 

@@ -43,3 +43,29 @@ async def test_only_staff_log_out_here(client, world, maker, settings) -> None:
     headers = await login_citizen(client, maker, settings)
     assert (await client.post("/api/v1/staff/logout", headers=headers)).status_code == 403
     assert (await client.post("/api/v1/staff/logout")).status_code == 401
+
+
+async def test_a_token_from_before_tokens_carried_their_issue_time(client, world, maker) -> None:
+    """A staff API token issued before this release (no `si`) by someone who logged out the day
+    before keeps working (its `iat` is after the logout); one issued before the logout ends."""
+    from sqlalchemy import update
+
+    from teeka.db import session_scope
+    from teeka.kit import signing
+    from teeka.models import StaffUser
+
+    staff = world.staff["raipur_admin"]
+
+    def old_token() -> dict[str, str]:
+        token = signing.issue_token(world.settings.resolved_secret(), subject=str(staff.id),
+                                    kind="staff", now=clock.now(), ttl=timedelta(hours=8))
+        return {"Authorization": f"Bearer {token}"}
+
+    before = old_token()
+    clock.shift(timedelta(hours=1))
+    async with session_scope(maker) as db:
+        await db.execute(update(StaffUser).where(StaffUser.id == staff.id)
+                         .values(signed_out_at=clock.now()))
+    clock.shift(timedelta(hours=1))
+    assert (await client.get("/api/v1/problems", headers=old_token())).status_code == 200
+    assert (await client.get("/api/v1/problems", headers=before)).status_code == 401

@@ -103,6 +103,46 @@ async def test_people_refused_and_unexpected_errors_are_trouble(settings, world,
         assert (await _watch(c, world))["trouble"] == []
 
 
+async def test_the_crowds_busy_answers_are_not_people_refused(
+        client, settings, world, maker) -> None:
+    """Redis unreachable during an opening: the crowd's joins are answered Busy (503), which is
+    the crowd's refusal, not people trying to book or record."""
+    from tests.factories import login_citizen
+    from tests.surge.test_waiting_room import make_opening
+
+    opening = await make_opening(client, world)
+    headers = await login_citizen(client, maker, settings)
+    async with app_with(settings, redis_url="redis://127.0.0.1:1/0") as (_, c):
+        beat = Beat("web", runs_worker=True)
+        await beat.write(maker)
+        for _ in range(25):
+            r = await c.post(f"/api/v1/openings/{opening}/join", headers=headers)
+            assert r.status_code == 503 and r.headers["Retry-After"], r.text
+        await beat.write(maker)
+        found = await _watch(c, world)
+        [server] = found["servers"]
+        assert server["shed_crowd"] >= 25 and server["busy"] == 0, server
+        assert found["trouble"] == [], found
+
+
+async def test_one_new_process_replaces_one_silent_one(client, world, maker) -> None:
+    """Two workers killed, one started again (on another host, as a rescheduled container
+    would be): one is still missing."""
+    first, second = Beat("worker", runs_worker=True), Beat("worker", runs_worker=True)
+    await first.write(maker)
+    await second.write(maker)
+    clock.shift(timedelta(seconds=90))
+    newcomer = Beat("worker", runs_worker=True)
+    newcomer.host = "elsewhere"
+    await newcomer.write(maker)
+    found = await _watch(client, world)
+    assert found["servers_restarted"] == 1 and found["trouble"] == ["server_silent"], found
+    assert len(found["servers_silent"]) == 1
+    await Beat("worker", runs_worker=True).write(maker)  # the second one back
+    found = await _watch(client, world)
+    assert found["servers_restarted"] == 2 and found["trouble"] == [], found
+
+
 async def test_a_saturated_event_loop_is_trouble(client, world, maker) -> None:
     beat = Beat("web", runs_worker=True)
     await beat.write(maker)

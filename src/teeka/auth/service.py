@@ -76,15 +76,18 @@ async def actor_from_token(session: AsyncSession, settings: Settings, token: str
     if claims is not None:
         staff = await session.get(StaffUser, int(claims["sub"]))
         if staff is not None and staff.active and (page or not session_ended(
-                token_signed_in(claims), staff.signed_out_at)):
+                token_signed_in(claims, issued=True), staff.signed_out_at)):
             return Actor.for_staff(staff)
     raise errors.Unauthenticated()
 
 
-def token_signed_in(claims: dict[str, Any] | None) -> float | None:
+def token_signed_in(claims: dict[str, Any] | None, *, issued: bool = False) -> float | None:
     """When the session a token belongs to began (its `si`, epoch seconds), None when it
-    carries none."""
+    carries none; `issued`: else when the token was issued (its `iat`, for a staff API token
+    made before tokens carried `si`: one issued after a logout still works)."""
     began = claims.get("si") if claims else None
+    if began is None and issued and claims:
+        began = claims.get("iat")
     return float(began) if isinstance(began, int | float) and not isinstance(began, bool) \
         else None
 

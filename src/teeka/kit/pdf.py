@@ -24,22 +24,24 @@ def document(title: str) -> tuple[FPDF, Callable[..., None]]:
     pdf = FPDF(format="A4")
     pdf.set_title(title)
     pdf.set_creator("Teeka")
-    devanagari = False
     if _FONT.exists():
         pdf.add_font("DejaVu", fname=str(_FONT))
         family = "DejaVu"
-        if _DEVANAGARI.exists():
-            pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
-            pdf.set_fallback_fonts(["NotoDevanagari"])
-            devanagari = True
     else:  # core font: Latin-1 only
         family = "Helvetica"
+    loaded: list[bool] = []  # the Devanagari font, read at its first line (a slip in Latin
+    # letters only is not slowed by parsing it)
 
     def line(text: str, size: int = 11) -> None:
         if family == "Helvetica":
             text = text.encode("latin-1", "replace").decode("latin-1")
+        hindi = family == "DejaVu" and _DEVANAGARI.exists() and _SCRIPT.search(text) is not None
+        if hindi and not loaded:
+            pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
+            pdf.set_fallback_fonts(["NotoDevanagari"])
+            loaded.append(True)
         pdf.set_font(family, size=size)
-        pdf.set_text_shaping(devanagari and _SCRIPT.search(text) is not None)
+        pdf.set_text_shaping(hindi)
         pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
 
     pdf.add_page()

@@ -74,8 +74,9 @@ class ServerBeat(Base):
     requests: Mapped[int] = mapped_column(Integer, default=0)  # worked on (not shed)
     crowd: Mapped[int] = mapped_column(Integer, default=0)  # of those, the crowd's
     shed_work: Mapped[int] = mapped_column(Integer, default=0)  # refused 503 at once, not crowd
-    shed_crowd: Mapped[int] = mapped_column(Integer, default=0)  # refused 503, the crowd's
-    busy: Mapped[int] = mapped_column(Integer, default=0)  # answered Busy (503) inside
+    # refused 503, the crowd's (at once, or answered Busy inside)
+    shed_crowd: Mapped[int] = mapped_column(Integer, default=0)
+    busy: Mapped[int] = mapped_column(Integer, default=0)  # answered Busy (503) inside, not crowd
     failed: Mapped[int] = mapped_column(Integer, default=0)  # ended in an unexpected error
     lag_samples: Mapped[int] = mapped_column(Integer, default=0)  # event-loop timer wake-ups
     lag_slow: Mapped[int] = mapped_column(Integer, default=0)  # of those, late by > 50 ms

@@ -22,10 +22,11 @@ import re
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from teeka.auth.service import bearer_token
-from teeka.db import Door
+from teeka.db import CROWD_REQUEST, Door
 from teeka.i18n import request_language, translate
 from teeka.surge.fastpath import PATH as QUEUE_PATH
 from teeka.surge.service import room_of
@@ -109,12 +110,16 @@ class LoadShedder:
         self.work_in_flight += not crowd
         IN_FLIGHT.inc()
         (WORKED_CROWD if crowd else WORKED_WORK).inc()
+        marked = CROWD_REQUEST.set(crowd)  # its Busy answers are counted as the crowd's
         try:
             await self.app(scope, receive, send)
+        except ClientDisconnect:  # the client left mid-body: no error of ours
+            raise
         except Exception:  # the framework answers 500; the operators see it counted
             FAILED.inc()
             raise
         finally:
+            CROWD_REQUEST.reset(marked)
             self.in_flight -= 1
             self.work_in_flight -= not crowd
             IN_FLIGHT.dec()

@@ -81,8 +81,8 @@ class ServerRead(BaseModel):
     requests: int  # worked on (not shed), the crowd's included
     crowd: int  # of those, queue polls and joins and public availability
     shed_work: int  # refused 503 at once, not the crowd's
-    shed_crowd: int  # refused 503 at once, the crowd's (by design during an opening)
-    busy: int  # answered 503 inside (the database's door, a retry, Redis)
+    shed_crowd: int  # refused 503, the crowd's (by design during an opening)
+    busy: int  # answered 503 inside (the database's door, a retry, Redis), not the crowd's
     failed: int  # ended in an unexpected error (500)
     lag_samples: int  # event-loop timer wake-ups
     lag_slow: int  # of those, late by more than 50 ms

@@ -79,9 +79,11 @@ def read_counts() -> Counts:
     shed, shed_crowd = value("teeka_requests_shed_total"), value("teeka_requests_shed_crowd_total")
     early = value("teeka_queue_polls_answered_early_total")
     crowd = value("teeka_requests_total", "crowd") + early
+    busy_crowd = value("teeka_busy_crowd_total")
     return Counts(
         requests=value("teeka_requests_total", "work") + crowd, crowd=crowd,
-        shed_work=shed - shed_crowd, shed_crowd=shed_crowd, busy=value("teeka_busy_total"),
+        shed_work=shed - shed_crowd, shed_crowd=shed_crowd + busy_crowd,
+        busy=value("teeka_busy_total") - busy_crowd,
         failed=value("teeka_requests_failed_total"), lag_samples=samples,
         lag_slow=samples - value(lag + "_bucket", str(SLOW_LAG_S)),
         lag_stalled=samples - value(lag + "_bucket", str(STALL_LAG_S)))

@@ -47,8 +47,8 @@ SILENT_ALARM = 5
 SILENT_SHOWN = 100  # silent centres listed (the count covers them all)
 # The servers' own reports (teeka.watch.beat, every 15 s, counts over the last minute). A
 # process is reporting when its last report is this recent; one that stopped reporting without
-# saying it shut down is silent (unless a process of the same kind on its host started since:
-# restarted).
+# saying it shut down is silent (unless a process of its kind started since and replaces no
+# other: restarted).
 SERVER_LIVE = timedelta(seconds=75)
 # Requests other than the crowd's refused with 503 (shed, or Busy inside): people trying to
 # book or record are being turned away. The crowd's refusals during an opening are by design.
@@ -218,14 +218,19 @@ async def _servers(session: AsyncSession, out: Signals, now: datetime) -> None:
     views = [ServerView(**{f: getattr(r, f) for f in ServerView.__dataclass_fields__})
              for r in rows]
     out.servers = [v for v in views if aware(v.beat_at) >= now - SERVER_LIVE]
-    for v in views:
-        if aware(v.beat_at) >= now - SERVER_LIVE:
-            continue
-        if any(w.host == v.host and w.kind == v.kind and w.started_at >= v.beat_at
-               for w in out.servers):
-            out.servers_restarted += 1
-        else:
+    # Each process that started after a silent one's last report replaces at most one of its
+    # kind (two dead, one back: one is still missing): the earliest silent first, a newcomer
+    # on the same host before one elsewhere (a container rescheduled on another host).
+    newcomers = sorted(out.servers, key=lambda w: w.started_at)
+    for v in sorted((v for v in views if aware(v.beat_at) < now - SERVER_LIVE),
+                    key=lambda v: v.beat_at):
+        fits = [w for w in newcomers if w.kind == v.kind and w.started_at >= v.beat_at]
+        taken = next((w for w in fits if w.host == v.host), fits[0] if fits else None)
+        if taken is None:
             out.servers_silent.append(v)
+        else:
+            newcomers.remove(taken)
+            out.servers_restarted += 1
 
 
 def aware(at: datetime) -> datetime:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from teeka import errors
-from teeka.db import BUSY
+from teeka.db import count_busy
 from teeka.i18n import pick_language, translate
 from teeka.web.templating import render
 
@@ -88,7 +88,7 @@ def install(app: FastAPI) -> None:
     async def on_redis(request: Request, exc: Exception) -> Response:
         # The shared fast state (waiting room, limits) is unreachable or out of connections:
         # a retryable 503 with Retry-After, never a 500.
-        BUSY.labels("redis").inc()
+        count_busy("redis")
         return domain_response(request, errors.Busy())
 
     from redis.exceptions import RedisError
