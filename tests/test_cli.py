@@ -240,6 +240,28 @@ def test_an_operator_is_put_on_call_and_off(demo_env) -> None:
         assert result.exit_code != 0 and said in result.output, result.output
 
 
+def test_a_staff_users_mobile_is_kept_and_forgotten(demo_env) -> None:
+    """`teeka user mobile`: any staff user's number (masked in the output), for the SMS about
+    the problems they raise; --forget erases it (and takes an operator off call)."""
+    result = invoke(demo_env, "user", "mobile", "raipur", "--mobile", "9876543211",
+                    "--language", "en")
+    assert result.exit_code == 0, result.output
+    assert "SMS to" in result.output and "9876543211" not in result.output
+    with database(demo_env) as db:
+        assert db.execute("SELECT mobile, language FROM staff_user WHERE username = 'raipur'"
+                          ).fetchone() == ("9876543211", "en")
+    result = invoke(demo_env, "user", "mobile", "raipur", "--forget")
+    assert result.exit_code == 0 and "no mobile number" in result.output, result.output
+    with database(demo_env) as db:
+        assert db.execute("SELECT mobile FROM staff_user WHERE username = 'raipur'"
+                          ).fetchone() == (None,)
+    for args, said in ((["raipur", "--mobile", "12345"], "10 digits"),
+                       (["nobody", "--mobile", "9876543211"], "no staff user"),
+                       (["raipur"], "give --mobile")):
+        result = invoke(demo_env, "user", "mobile", *args)
+        assert result.exit_code != 0 and said in result.output, result.output
+
+
 def test_user_create_refuses_a_short_password(demo_env) -> None:
     done = teeka({**demo_env, "TEEKA_NEW_USER_PASSWORD": "short"}, "user", "create",
                  "--username", "shorty", "--role", "state_admin", check=False)

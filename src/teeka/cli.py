@@ -1,5 +1,5 @@
-"""The `teeka` command: serve, worker, db upgrade, demo, user create, user on-call, sessions
-import, check.
+"""The `teeka` command: serve, worker, db upgrade, demo, user create, user on-call, user
+mobile, sessions import, check.
 
 Each command is a thin adapter over a service; its work runs in one unit of work
 (`teeka.db.session_scope`). A domain error is printed as a sentence with exit code 1, never a
@@ -309,6 +309,51 @@ def user_on_call(
     state = "on call" if staff.on_call else "off call"
     typer.echo(f"'{staff.username}' is {state}"
                + (f" at {mask_mobile(staff.mobile)}" if staff.mobile else ""))
+
+
+@user_app.command("mobile")
+def user_mobile(
+    username: Annotated[str, typer.Argument(help="A staff user's login name.")],
+    mobile: Annotated[str | None, typer.Option(
+        help="Their mobile number (10 digits).")] = None,
+    language: Annotated[str | None, typer.Option(help="Language of the SMS: hi or en.")] = None,
+    forget: Annotated[bool, typer.Option(
+        "--forget", help="Erase their mobile number (and take them off call).")] = False,
+) -> None:
+    """Keep a staff user's mobile number, so that they are told by SMS when an operator takes or
+    resolves a problem they raised (docs/watch.md); --forget erases it."""
+    from teeka.audit.service import log_action
+    from teeka.kit.phone import mask_mobile, normalise_mobile
+
+    number = normalise_mobile(mobile) if mobile is not None else None
+    if mobile is not None and number is None:
+        _fail("the mobile number must have 10 digits and start with 6, 7, 8 or 9")
+    if language not in (None, "hi", "en"):
+        _fail("the language must be hi or en")
+    if number is None and not forget and language is None:
+        _fail("give --mobile, --language or --forget")
+
+    async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> StaffUser:
+        async with session_scope(maker) as db:
+            staff = (await db.execute(select(StaffUser).where(StaffUser.username == username))
+                     ).scalar_one_or_none()
+            if staff is None:
+                raise errors.Invalid(detail="there is no staff user '{username}'",
+                                     username=username)
+            if forget:
+                staff.mobile, staff.on_call = None, False
+            else:
+                staff.mobile = number or staff.mobile
+            staff.language = language or staff.language
+            await log_action(db, actor="cli", action="auth.staff.mobile",
+                             object_type="staff_user", object_id=staff.id,
+                             number_erased=forget, number_set=number is not None)
+            return staff
+
+    staff = _run(work)
+    typer.echo(f"'{staff.username}': " + (f"SMS to {mask_mobile(staff.mobile)} in "
+                                          f"{staff.language}" if staff.mobile
+                                          else "no mobile number"))
 
 
 @sessions_app.command("import")

@@ -183,3 +183,58 @@ def test_an_alarm_needs_more_than_one_wrong_number_or_one_no_show() -> None:
     assert Signals(at=now, sms_failed_hour=FAIL_MIN, sms_sent_hour=10).trouble == [
         "sms_failing"]
     assert SILENT_ALARM > 1 and Signals(at=now, silent_alarm=1).trouble == ["silent_centres"]
+
+
+async def test_the_raiser_is_told_by_sms_when_an_operator_takes_and_resolves_it(
+        client, world, maker) -> None:
+    """Whoever raised a problem and keeps a mobile number (`teeka user mobile`) gets an SMS, in
+    their language, when an operator takes it and when it is resolved: its number, never its
+    text; nothing when they move it themselves or keep no number."""
+    from sqlalchemy import update
+
+    from teeka.models import OutboxMessage, StaffUser
+
+    async with session_scope(maker) as db:  # as `teeka user mobile raipur --mobile …` keeps it
+        await db.execute(update(StaffUser).where(
+            StaffUser.id == world.staff["raipur_admin"].id).values(
+            mobile="9000000009", language="hi"))
+
+    async def sms() -> list[tuple[str, str]]:
+        async with session_scope(maker) as db:
+            return [tuple(r) for r in (await db.execute(
+                select(OutboxMessage.recipient, OutboxMessage.body)
+                .order_by(OutboxMessage.id))).all()]
+
+    pid = (await client.post(URL, headers=world.headers("raipur_admin"),
+                             json=problem())).json()["id"]
+    quiet = (await client.post(URL, headers=world.headers("balod_admin"),
+                               json=problem())).json()["id"]
+    for which in (pid, quiet):
+        r = await client.post(f"{URL}/{which}/notes", headers=world.headers("state"),
+                              json={"status": "acknowledged"})
+        assert r.status_code == 200, r.text
+    r = await client.post(f"{URL}/{pid}/notes", headers=world.headers("state"),
+                          json={"text": "Just a note"})
+    assert r.status_code == 200, r.text
+    for which in (pid, quiet):
+        r = await client.post(f"{URL}/{which}/notes", headers=world.headers("state"),
+                              json={"text": "Spare fridge sent.", "status": "resolved"})
+        assert r.status_code == 200, r.text
+    r = await client.post(f"{URL}/{pid}/notes", headers=world.headers("raipur_admin"),
+                          json={"text": "Still warm.", "status": "open"})
+    assert r.status_code == 200, r.text
+    sent = await sms()
+    assert [to for to, _ in sent] == ["9000000009", "9000000009"], sent
+    taken, resolved = (body for _, body in sent)
+    assert f"समस्या {pid}" in taken and "ऑपरेटर ने ले ली" in taken
+    assert f"/staff/problems/{pid}" in resolved and "हल कर दी गई" in resolved
+    assert all("fridge" not in body and "Cold chain" not in body for _, body in sent)
+    # an operator's own problem: they are not told of their own moves
+    own = (await client.post(URL, headers=world.headers("state"),
+                             json=problem(district_id=109))).json()["id"]
+    async with session_scope(maker) as db:
+        await db.execute(update(StaffUser).where(StaffUser.id == world.staff["state"].id)
+                         .values(mobile="9000000008"))
+    r = await client.post(f"{URL}/{own}/notes", headers=world.headers("state"),
+                          json={"status": "acknowledged"})
+    assert r.status_code == 200 and len(await sms()) == 2

@@ -19,6 +19,7 @@ from teeka.auth.actor import Actor
 from teeka.kit import clock
 from teeka.models import Centre, District, Problem, ProblemNote, ProblemStatus, StaffUser
 from teeka.models.staff import Role
+from teeka.notification.service import queue_sms
 from teeka.watch import rules
 
 LIST_LIMIT = 300
@@ -120,6 +121,27 @@ async def raise_problem(session: AsyncSession, *, actor: Actor, district_id: int
     return view
 
 
+PROBLEM_TAKEN_SMS = ("Teeka: an operator has taken problem {number} that you raised. "
+                     "See /staff/problems/{number}")
+PROBLEM_RESOLVED_SMS = ("Teeka: problem {number} that you raised has been resolved. "
+                        "Read what was done, or reopen it: /staff/problems/{number}")
+
+
+async def _tell_raiser(session: AsyncSession, problem: Problem, to: ProblemStatus,
+                       actor: Actor) -> None:
+    """An SMS to whoever raised the problem, when an operator takes or resolves it: if they
+    keep a mobile number (`teeka user mobile`) and are not the one moving it. The number only,
+    never the problem's text (typed freely, it may name people)."""
+    if problem.raised_by == actor.id:
+        return
+    raiser = await session.get(StaffUser, problem.raised_by)
+    if raiser is None or not raiser.active or raiser.mobile is None:
+        return
+    await queue_sms(session, to=raiser.mobile, lang=raiser.language,
+                    template=PROBLEM_TAKEN_SMS if to == ProblemStatus.ACKNOWLEDGED
+                    else PROBLEM_RESOLVED_SMS, number=problem.id)
+
+
 async def list_problems(session: AsyncSession, *, actor: Actor, show: str = "open",
                         district_id: int | None = None) -> list[ProblemView]:
     """The problems the actor sees: `show` "open" (not resolved: open or acknowledged),
@@ -210,5 +232,7 @@ async def add_note(session: AsyncSession, *, actor: Actor, problem_id: int, text
                      action="watch.problem." + (_MOVED[to] if to else "noted"),
                      object_type="problem", object_id=problem.id,
                      **({"from": old} if to is not None else {}))
+    if to in (ProblemStatus.ACKNOWLEDGED, ProblemStatus.RESOLVED):
+        await _tell_raiser(session, problem, to, actor)
     view, _notes = await get_problem(session, actor=actor, problem_id=problem.id)
     return view
