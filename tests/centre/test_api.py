@@ -89,6 +89,32 @@ async def test_capacity_of_an_unknown_slot_or_dose(client, world, maker) -> None
     assert await capacities(maker, slot_id) == {"open": (5, 0)}
 
 
+async def test_a_centre_with_an_offset_time_or_a_fee_given_twice_is_a_clear_error(
+        client, world, maker) -> None:
+    """Found by fuzzing (both were 500s): a time with a UTC offset is a field error (a
+    centre's times are India's, and one with an offset was compared with one without, or
+    stored with it dropped); one vaccine's fee given twice in two spellings is refused."""
+    body = {"district_id": 109, "block_id": await _raipur_block(maker, world),
+            "name_en": "Fuzz Centre", "name_hi": "फ़ज़ केंद्र", "pincode": 492001,
+            "lat": 21.2, "long": 81.6}
+    for times in ({"opens_at": "09:00:00+05:30"}, {"closes_at": "17:00:00Z"}):
+        r = await client.post("/api/v1/admin/centres", headers=world.headers("raipur_admin"),
+                              json={**body, **times})
+        assert r.status_code == 400 and r.json()["fields"] == list(times), r.text
+    r = await client.post("/api/v1/admin/centres",
+                          headers={**world.headers("raipur_admin"), "Accept-Language": "en"},
+                          json={**body, "fee_type": "Paid",
+                                "fees": {"covishield": 100, "COVISHIELD": 200}})
+    assert r.status_code == 400 and "twice" in r.json()["message"], r.text
+    r = await client.post("/api/v1/admin/sessions", headers=world.headers("raipur_admin"),
+                          json={"centre_id": world.centre_a,
+                                "date": str(clock.today() + timedelta(days=1)),
+                                "vaccine": "COVISHIELD", "slots": [{"label": "09:00AM-11:00AM",
+                                                                     "dose1": 4}],
+                                "share_release_time": "13:00+05:30"})
+    assert r.status_code == 400 and r.json()["fields"] == ["share_release_time"], r.text
+
+
 async def test_publish_session_and_paid_centre(client, world, maker) -> None:
     r = await client.post("/api/v1/admin/centres", headers=world.headers("raipur_admin"), json={
         "district_id": 109, "block_id": await _raipur_block(maker, world),

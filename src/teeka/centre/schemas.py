@@ -1,8 +1,21 @@
 from __future__ import annotations
 
 from datetime import date, time
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _local(value: time) -> time:
+    """A centre's times are India's clock times, given without an offset: one with an offset
+    ("09:00+05:30") is refused as a field error, not compared with the others or stored with
+    its offset dropped."""
+    if value.tzinfo is not None:
+        raise ValueError("a time of day without a UTC offset (India time)")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_local)]
 
 
 class CentreCreate(BaseModel):
@@ -17,8 +30,8 @@ class CentreCreate(BaseModel):
     long: float = Field(ge=-180, le=180)
     fee_type: str = Field(default="Free", pattern="^(Free|Paid)$")
     fees: dict[str, int] = Field(default_factory=dict)  # vaccine code -> rupees
-    opens_at: time = time(9, 0)
-    closes_at: time = time(17, 0)
+    opens_at: LocalTime = time(9, 0)
+    closes_at: LocalTime = time(17, 0)
 
 
 class CentreRead(BaseModel):
@@ -50,7 +63,7 @@ class SessionCreate(BaseModel):
     # e.g. {"frontline": 20, "aay": 12, "bpl": 52, "apl": 16}; empty: all places open.
     shares: dict[str, int] = Field(default_factory=dict)
     # IST time on the session date after which unused shares open to everyone.
-    share_release_time: time | None = None
+    share_release_time: LocalTime | None = None
 
 
 class SessionRead(BaseModel):

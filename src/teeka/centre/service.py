@@ -52,10 +52,14 @@ async def create_centre(session: AsyncSession, *, actor: Actor, data: CentreCrea
     centre = Centre(**data.model_dump(exclude={"fees"}), active=True)
     session.add(centre)
     await session.flush()
+    priced: set[int] = set()
     for code, fee in data.fees.items():
         vaccine = await vaccine_by_code(session, code)
         if fee < 0:
             raise errors.Invalid(detail="fee must not be negative")
+        if vaccine.id in priced:  # "covishield" and "COVISHIELD": one vaccine, two fees
+            raise errors.Invalid(detail="a vaccine's fee is given twice")
+        priced.add(vaccine.id)
         session.add(CentreFee(centre_id=centre.id, vaccine_id=vaccine.id, fee=fee))
     await session.flush()
     await log_action(session, actor=actor.label, action="centre.centre.created",

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.actor import Actor
+from teeka.i18n import translate
 from teeka.kit import clock
 from teeka.models import (
     Appointment,
@@ -473,9 +474,19 @@ async def to_resolve(session: AsyncSession, *, actor: Actor) -> list[repo.Offlin
     return await repo.offline_to_resolve(session, own_centre(actor))
 
 
+class _Blank(dict[str, object]):
+    """The values a kept reason's message names: what is known (the sync days), "…" for the
+    rest (only the reason's code is kept, not the values it was raised with: an age band, a
+    date, a vaccine)."""
+
+    def __missing__(self, key: str) -> str:
+        return "…"
+
+
 def reason_text(code: str | None, lang: str) -> str:
     """A kept refusal's reason (its code) in the reader's language."""
     found = getattr(errors, code or "", None)
     if isinstance(found, type) and issubclass(found, errors.DomainError):
-        return found(days=rules.SYNC_DAYS, detail="…").text(lang)
+        return translate(lang, found.message).format_map(
+            _Blank(days=rules.SYNC_DAYS, detail="…"))
     return code or ""
