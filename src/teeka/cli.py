@@ -266,6 +266,24 @@ def user_create(
     typer.echo(f"created {staff.role} '{staff.username}' (id {staff.id})")
 
 
+def _sms_contact(mobile: str | None, language: str | None) -> str | None:
+    """A staff user's mobile number for SMS as given (None: not given), after checking it and
+    the language; a wrong one ends the command with a sentence."""
+    from teeka.kit.phone import normalise_mobile
+
+    number = normalise_mobile(mobile) if mobile is not None else None
+    if mobile is not None and number is None:
+        _fail("the mobile number must have 10 digits and start with 6, 7, 8 or 9")
+    if language not in (None, "hi", "en"):
+        _fail("the language must be hi or en")
+    return number
+
+
+async def _staff_named(db: AsyncSession, username: str) -> StaffUser | None:
+    return (await db.execute(select(StaffUser).where(StaffUser.username == username))
+            ).scalar_one_or_none()
+
+
 @user_app.command("on-call")
 def user_on_call(
     username: Annotated[str, typer.Argument(help="A state administrator's login name.")],
@@ -279,18 +297,13 @@ def user_on_call(
     """Put a state operator on call (or off, with --off): while on call, trouble the watch sees
     reaches them by SMS (docs/watch.md)."""
     from teeka.audit.service import log_action
-    from teeka.kit.phone import mask_mobile, normalise_mobile
+    from teeka.kit.phone import mask_mobile
 
-    number = normalise_mobile(mobile) if mobile is not None else None
-    if mobile is not None and number is None:
-        _fail("the mobile number must have 10 digits and start with 6, 7, 8 or 9")
-    if language not in (None, "hi", "en"):
-        _fail("the language must be hi or en")
+    number = _sms_contact(mobile, language)
 
     async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> StaffUser:
         async with session_scope(maker) as db:
-            staff = (await db.execute(select(StaffUser).where(StaffUser.username == username))
-                     ).scalar_one_or_none()
+            staff = await _staff_named(db, username)
             if staff is None or staff.role != Role.STATE_ADMIN:
                 raise errors.Invalid(detail="'{username}' is not a state administrator",
                                      username=username)
@@ -323,20 +336,15 @@ def user_mobile(
     """Keep a staff user's mobile number, so that they are told by SMS when an operator takes or
     resolves a problem they raised (docs/watch.md); --forget erases it."""
     from teeka.audit.service import log_action
-    from teeka.kit.phone import mask_mobile, normalise_mobile
+    from teeka.kit.phone import mask_mobile
 
-    number = normalise_mobile(mobile) if mobile is not None else None
-    if mobile is not None and number is None:
-        _fail("the mobile number must have 10 digits and start with 6, 7, 8 or 9")
-    if language not in (None, "hi", "en"):
-        _fail("the language must be hi or en")
+    number = _sms_contact(mobile, language)
     if number is None and not forget and language is None:
         _fail("give --mobile, --language or --forget")
 
     async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> StaffUser:
         async with session_scope(maker) as db:
-            staff = (await db.execute(select(StaffUser).where(StaffUser.username == username))
-                     ).scalar_one_or_none()
+            staff = await _staff_named(db, username)
             if staff is None:
                 raise errors.Invalid(detail="there is no staff user '{username}'",
                                      username=username)

@@ -29,17 +29,18 @@ def document(title: str) -> tuple[FPDF, Callable[..., None]]:
         family = "DejaVu"
     else:  # core font: Latin-1 only
         family = "Helvetica"
-    loaded: list[bool] = []  # the Devanagari font, read at its first line (a slip in Latin
-    # letters only is not slowed by parsing it)
+    loaded = False  # the Devanagari font, read at its first line (a slip in Latin letters
+    # only is not slowed by parsing it)
 
     def line(text: str, size: int = 11) -> None:
+        nonlocal loaded
         if family == "Helvetica":
             text = text.encode("latin-1", "replace").decode("latin-1")
         hindi = family == "DejaVu" and _DEVANAGARI.exists() and _SCRIPT.search(text) is not None
         if hindi and not loaded:
             pdf.add_font("NotoDevanagari", fname=str(_DEVANAGARI))
             pdf.set_fallback_fonts(["NotoDevanagari"])
-            loaded.append(True)
+            loaded = True
         pdf.set_font(family, size=size)
         pdf.set_text_shaping(hindi)
         pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
