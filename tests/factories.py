@@ -241,7 +241,13 @@ def running_server(env: dict[str, str], *args: str) -> Iterator[str]:
         yield base_url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError("`teeka serve` did not stop within 20 s of SIGTERM:\n"
+                                 + (err or b"").decode(errors="replace")[-4000:]) from None
 
 
 @contextlib.asynccontextmanager

@@ -77,6 +77,8 @@ _pending: set[asyncio.Task[None]] = set()
 # ~10 s of its run in 3,400 young, 310 middle and 27 full passes (up to 215 ms each, the
 # machine being oversubscribed); with 50,000, 0.7 s in 10 young passes and none older.
 GC_YOUNG_THRESHOLD = 50_000
+BACKGROUND_STOP_S = 5.0  # at shutdown, how long the cancelled background tasks are waited for
+_log = structlog.get_logger("teeka.app")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -104,9 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = None
         lag = asyncio.create_task(watch_loop_lag())
         # This process's report for the operators' view every beat_seconds (teeka.watch.beat)
-        beat = None if not settings.beat_seconds else asyncio.create_task(
-            Beat("web", runs_worker=settings.embedded_worker).run(app.state.sessionmaker,
-                                                                  settings.beat_seconds))
+        beat = Beat("web", runs_worker=settings.embedded_worker)
+        if settings.beat_seconds:
+            beat.start(app.state.sessionmaker, settings.beat_seconds)
         if settings.redis_url:
             from teeka.surge.snapshot import listen_for_changes
 
@@ -117,10 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             task = asyncio.create_task(run_forever(app.state.sessionmaker, settings))
         yield
-        if beat is not None:  # first: it says this process is stopping (teeka.watch.beat)
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await beat
+        await beat.finish()  # first: it says this process is stopping (teeka.watch.beat)
         # What requests left running on their own (hooks after a unit of work, a claim given
         # back a moment after its answer was lost) ends before the connections it needs close.
         await hooks_finished(wait_s=5)
@@ -128,11 +127,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.set_threshold(*thresholds)
         await app.state.snapshots.close()
         await app.state.limiter.close()
-        for background in (task, listener, lag):
-            if background is not None:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await background
+        # Cancelled, and waited for a bounded time: a task that does not end (a cancellation
+        # lost in a library) must not keep the process from stopping.
+        running = {background for background in (task, listener, lag) if background is not None}
+        for background in running:
+            background.cancel()
+        if running:
+            _, stuck = await asyncio.wait(running, timeout=BACKGROUND_STOP_S)
+            if stuck:
+                _log.warning("shutdown.background_stuck", tasks=len(stuck))
         await app.state.engine.dispose()
         if app.state.room_engine is not None:
             await app.state.room_engine.dispose()

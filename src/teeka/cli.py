@@ -9,7 +9,6 @@ traceback. The database comes from TEEKA_DATABASE_URL (teeka.config.Settings).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import os
 import signal
@@ -137,15 +136,13 @@ def worker() -> None:
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         logging_setup.configure(settings.log_level)
-        beat = None if not settings.beat_seconds else asyncio.create_task(
-            Beat("worker", runs_worker=True).run(maker, settings.beat_seconds))
+        beat = Beat("worker", runs_worker=True)
+        if settings.beat_seconds:
+            beat.start(maker, settings.beat_seconds)
         try:
             await run_forever(maker, settings)
         finally:
-            if beat is not None:  # says it stopped (teeka.watch.beat)
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+            await beat.finish()  # says it stopped (teeka.watch.beat)
 
     try:
         _run(work)

@@ -92,7 +92,8 @@ async def run_forever(maker: async_sessionmaker[AsyncSession], settings: Setting
         if time.monotonic() >= next_page:  # apart: a failing delivery does not stop paging
             next_page = time.monotonic() + PAGE_EVERY.total_seconds()
             try:
-                await asyncio.wait_for(page_due(maker), PAGE_TIMEOUT_S)
+                async with asyncio.timeout(PAGE_TIMEOUT_S):  # not wait_for (teeka.watch.beat)
+                    await page_due(maker)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a timeout too: the next look is in a minute

@@ -36,6 +36,8 @@ log = structlog.get_logger("teeka.watch")
 WINDOW_BEATS = 4  # the counts cover the last four beats: a minute at 15 s
 KEEP = timedelta(days=1)  # rows of processes that stopped (or went silent) are removed after
 BEAT_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 3.0  # the last report, saying the process stopped, is given up after this
+FINISH_WAIT_S = BEAT_TIMEOUT_S + STOP_TIMEOUT_S + 1.0  # at shutdown, then the report is cancelled
 SLOW_LAG_S = 0.05  # an event loop later than this on a timer: every answer waits as long
 STALL_LAG_S = 1.0  # later than this: the process stalled
 
@@ -90,7 +92,8 @@ def read_counts() -> Counts:
 
 
 class Beat:
-    """One process's reports: `write` every beat_seconds, `stop` when it shuts down."""
+    """One process's reports: `start` writes one every beat_seconds; `finish`, at shutdown,
+    ends them with one saying the process stopped."""
 
     def __init__(self, kind: str, *, runs_worker: bool) -> None:
         self.kind, self.runs_worker = kind, runs_worker
@@ -100,6 +103,8 @@ class Beat:
         # unique even when a pid is reused (a restarted container often has the same one)
         self.name = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
         self._seen: deque[tuple[float, Counts]] = deque(maxlen=WINDOW_BEATS + 1)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def window(self) -> tuple[int, Counts]:
         """Seconds covered and the counts over them: since the oldest of the last readings."""
@@ -129,17 +134,43 @@ class Beat:
             if row is not None:
                 row.stopped_at = clock.now()
 
-    async def run(self, maker: async_sessionmaker[AsyncSession], every: float) -> None:
-        """Until cancelled: report now and every `every` seconds; then say it stopped."""
+    def start(self, maker: async_sessionmaker[AsyncSession], every: float) -> None:
+        """Report now and every `every` seconds, in a task of its own, until `finish`."""
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(maker, every))
+
+    async def finish(self) -> None:
+        """At shutdown: the reports end between two writes (never by cancelling one in the
+        middle of its transaction), the last one says this process stopped. Bounded: a report
+        still not ended after FINISH_WAIT_S is cancelled, and the shutdown goes on regardless
+        after another second."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        done, _ = await asyncio.wait({self._task}, timeout=FINISH_WAIT_S)
+        if not done:
+            log.warning("watch.beat.stuck")
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=1.0)
+
+    async def _run(self, maker: async_sessionmaker[AsyncSession], every: float) -> None:
+        # asyncio.timeout, never asyncio.wait_for: on Python 3.11 wait_for loses a cancellation
+        # that arrives as the awaited write finishes (a server then never finished shutting
+        # down; seen in CI). Cancelling a write half-way is avoided altogether: `finish` asks
+        # the loop to end, and it ends between writes.
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
-                    await asyncio.wait_for(self.write(maker), BEAT_TIMEOUT_S)
+                    async with asyncio.timeout(BEAT_TIMEOUT_S):
+                        await self.write(maker)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database may be failing over: report later
                     log.warning("watch.beat.failed", error=type(exc).__name__)
-                await asyncio.sleep(every)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(every):
+                        await self._stopping.wait()
         finally:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self.stop(maker), 3.0)
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.stop(maker)
