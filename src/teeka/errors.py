@@ -169,3 +169,6 @@ ProblemMoveRefused = _error("ProblemMoveRefused", 409,
 ProblemChanged = _error("ProblemChanged", 409,
                         "This problem changed since you opened it. Read the latest note and "
                         "try again.")
+ServerStillReporting = _error("ServerStillReporting", 409,
+                              "This server process is still reporting. Only one that stopped "
+                              "reporting can be marked as taken out of service.")

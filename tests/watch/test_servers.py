@@ -21,12 +21,12 @@ from sqlalchemy import select
 
 from teeka.db import session_scope
 from teeka.kit import clock
-from teeka.models import OutboxMessage, ServerBeat
+from teeka.models import AuditEntry, OutboxMessage, ServerBeat
 from teeka.surge.shedding import watch_loop_lag
 from teeka.watch.beat import Beat
 from teeka.watch.pager import page_on_call
 from tests.factories import app_with, running_server
-from tests.staff import staff_client
+from tests.staff import by_id, csrf_of, staff_client
 from tests.watch.test_pager import on_call
 
 
@@ -184,6 +184,78 @@ async def test_a_process_gone_silent_is_trouble_until_a_new_one_takes_over(
     await Beat("web", runs_worker=True).write(maker)
     async with session_scope(maker) as session:
         assert len((await session.execute(select(ServerBeat))).scalars().all()) == 1
+
+
+async def test_an_operator_retires_a_silent_server_and_it_is_no_longer_alarmed(
+        client, world, maker) -> None:
+    """A host taken out of service without its processes shutting down (scaled down, a
+    container not coming back): the operator says so, and the watch and the pager stop
+    calling it silent, instead of for a day."""
+    gone, live = Beat("worker", runs_worker=True), Beat("web", runs_worker=True)
+    await gone.write(maker)
+    clock.shift(timedelta(seconds=90))
+    await live.write(maker)
+    found = await _watch(client, world)
+    assert found["trouble"] == ["server_silent"]
+    assert [s["name"] for s in found["servers_silent"]] == [gone.name]
+    state = world.headers("state")
+    url = f"/api/v1/watch/servers/{gone.name}/retire"
+    # an operator only; one still reporting is refused; one never seen is not found
+    assert (await client.post(url, headers=world.headers("raipur_admin"))).status_code == 403
+    r = await client.post(f"/api/v1/watch/servers/{live.name}/retire", headers=state)
+    assert r.status_code == 409 and r.json()["code"] == "ServerStillReporting", r.text
+    r = await client.post("/api/v1/watch/servers/nowhere:1:00/retire", headers=state)
+    assert r.status_code == 404
+    r = await client.post(url, headers=state)
+    assert r.status_code == 200 and r.json() == {"name": gone.name, "retired": True}, r.text
+    found = await _watch(client, world)
+    assert found["trouble"] == [] and found["servers_silent"] == []
+    assert [s["name"] for s in found["servers"]] == [live.name]
+    # nobody on call is paged for it
+    await on_call(maker, world, "state", "9000000001")
+    async with session_scope(maker) as session:
+        assert await page_on_call(session) == []
+    # said again (a double click): nothing changes; who did it is audited, once
+    r = await client.post(url, headers=state)
+    assert r.status_code == 200 and r.json()["retired"] is False
+    async with session_scope(maker) as session:
+        [entry] = (await session.execute(select(AuditEntry).where(
+            AuditEntry.action == "watch.server.retired"))).scalars().all()
+    assert entry.object_id == gone.name and entry.actor == world.actor("state").label
+    assert entry.detail["kind"] == "worker"
+    # it was only cut off, and reports again: listed again
+    await gone.write(maker)
+    found = await _watch(client, world)
+    assert sorted(s["name"] for s in found["servers"]) == sorted([gone.name, live.name])
+
+
+async def test_the_watch_page_retires_a_silent_server(app, world, maker) -> None:
+    gone = Beat("web", runs_worker=True)
+    await gone.write(maker)
+    clock.shift(timedelta(seconds=90))
+    async with staff_client(app, "state") as c:
+        page = await c.get("/staff/watch")
+        assert gone.host in by_id(page.text, "servers-silent")
+        r = await c.post("/staff/watch/servers/retire",
+                         data={"csrf": csrf_of(page.text), "name": gone.name})
+        assert r.status_code == 303 and r.headers["location"].startswith(
+            "/staff/watch?notice=retired")
+        page = await c.get(r.headers["location"])
+        assert "taken out of service" in by_id(page.text, "notice")
+        assert 'id="servers-silent"' not in page.text
+        assert "server_silent" not in page.text  # no trouble left about it
+        # one that is reporting is refused on the page, in Hindi for a Hindi reader
+        live = Beat("web", runs_worker=True)
+        await live.write(maker)
+        r = await c.post("/staff/watch/servers/retire?lang=hi",
+                         data={"csrf": csrf_of(page.text), "name": live.name})
+        assert r.status_code == 409
+        assert "अभी भी रिपोर्ट" in by_id(r.text, "form-error")
+    async with staff_client(app, "raipur_admin") as c:
+        page = await c.get("/staff/problems")
+        r = await c.post("/staff/watch/servers/retire",
+                         data={"csrf": csrf_of(page.text), "name": gone.name})
+        assert r.status_code == 403
 
 
 async def test_the_servers_are_for_operators_only(client, world) -> None:

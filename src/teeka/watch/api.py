@@ -71,6 +71,7 @@ class SilentCentreRead(BaseModel):
 class ServerRead(BaseModel):
     """A process's own report (teeka.watch.beat): counts over its last window_s seconds."""
 
+    name: str  # host:pid:random, the key to retire it by once it is silent
     host: str
     pid: int
     kind: str  # web or worker
@@ -130,3 +131,17 @@ async def watch(db: Db, actor: CurrentActor) -> SignalsRead:
         servers=[_server(v) for v in s.servers],
         servers_silent=[_server(v) for v in s.servers_silent],
         servers_restarted=s.servers_restarted)
+
+
+class ServerRetired(BaseModel):
+    name: str
+    retired: bool  # False: it had stopped or been retired already (nothing changed)
+
+
+@watch_router.post("/servers/{name}/retire", response_model=ServerRetired)
+async def retire_server(name: str, db: Db, actor: CurrentActor) -> ServerRetired:
+    """An operator marks a server process that stopped reporting as taken out of service (its
+    host retired, the deployment scaled down): it is no longer alarmed (`server_silent`) nor
+    paged. 409 ServerStillReporting for one still reporting; audited."""
+    return ServerRetired(name=name,
+                         retired=await service.retire_server(db, actor=actor, name=name))

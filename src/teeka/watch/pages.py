@@ -148,9 +148,32 @@ async def add_note(request: Request, problem_id: int, db: Db, lang: Lang, actor:
 
 @router.get("/staff/watch", response_class=HTMLResponse)
 async def watch(request: Request, db: Db, lang: Lang, actor: StaffPage,
-                auto: int = 0) -> Response:
+                auto: int = 0, notice: str | None = None) -> Response:
     """The operators' view: what needs them now. Refreshes itself every minute when the
     operator asks for it (`auto=1`; a page that reloads by itself is not the default)."""
+    return await _watch_page(request, db, actor, lang, auto=auto == 1,
+                             notice=notice if notice == "retired" else None)
+
+
+async def _watch_page(request: Request, db: AsyncSession, actor: Actor, lang: str, *,
+                      auto: bool = False, notice: str | None = None, error: str | None = None,
+                      status_code: int = 200) -> Response:
     found = await signals.read(db, actor=actor)
-    return page(request, actor, "staff/watch.html", lang, s=found, local=local,
-                auto=auto == 1, late_s=int(signals.SMS_LATE.total_seconds()))
+    return page(request, actor, "staff/watch.html", lang, s=found, local=local, auto=auto,
+                late_s=int(signals.SMS_LATE.total_seconds()), notice=notice, error=error,
+                status_code=status_code)
+
+
+@router.post("/staff/watch/servers/retire", response_class=HTMLResponse)
+async def retire_server(request: Request, db: Db, lang: Lang, actor: StaffPage,
+                        form: Form) -> Response:
+    """A silent server process marked as taken out of service (teeka.watch.service)."""
+    try:
+        await service.retire_server(db, actor=actor, name=form.get("name", "")[:200])
+    except errors.DomainError as exc:
+        if exc.status == 403:
+            raise
+        await undo(db, exc)
+        return await _watch_page(request, db, actor, lang, error=exc.text(lang),
+                                 status_code=exc.status)
+    return see_other(request, actor, "/staff/watch?notice=retired#servers")

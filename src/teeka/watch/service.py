@@ -17,7 +17,15 @@ from teeka import errors
 from teeka.audit.service import log_action
 from teeka.auth.actor import Actor
 from teeka.kit import clock
-from teeka.models import Centre, District, Problem, ProblemNote, ProblemStatus, StaffUser
+from teeka.models import (
+    Centre,
+    District,
+    Problem,
+    ProblemNote,
+    ProblemStatus,
+    ServerBeat,
+    StaffUser,
+)
 from teeka.models.staff import Role
 from teeka.notification.service import queue_sms
 from teeka.watch import rules
@@ -236,3 +244,34 @@ async def add_note(session: AsyncSession, *, actor: Actor, problem_id: int, text
         await _tell_raiser(session, problem, to, actor)
     view, _notes = await get_problem(session, actor=actor, problem_id=problem.id)
     return view
+
+
+SERVER_NAME_MAX = 120  # server_beat.name: host (60), pid and a random suffix
+
+
+async def retire_server(session: AsyncSession, *, actor: Actor, name: str) -> bool:
+    """An operator says a server process that stopped reporting is gone for good (its host
+    retired, the deployment scaled down, a container not coming back): the watch stops calling
+    it silent (`server_silent`) and stops paging for it. Only a silent process may be retired:
+    one still reporting is refused (ServerStillReporting), and one that reports again later
+    (it was only cut off) is listed again by its next report. An audit entry says who and
+    which. Already stopped or retired: nothing changes (False)."""
+    from teeka.watch.signals import SERVER_LIVE, aware
+
+    if not rules.is_operator(actor):
+        raise errors.Forbidden()
+    if not name or len(name) > SERVER_NAME_MAX:
+        raise errors.NotFound()
+    row = await session.get(ServerBeat, name, with_for_update=True)
+    if row is None:
+        raise errors.NotFound()
+    if row.stopped_at is not None:
+        return False
+    now = clock.now()
+    if aware(row.beat_at) >= now - SERVER_LIVE:
+        raise errors.ServerStillReporting()
+    row.stopped_at = now
+    await log_action(session, actor=actor.label, action="watch.server.retired",
+                     object_type="server", object_id=name, host=row.host, pid=row.pid,
+                     kind=row.kind, last_report=aware(row.beat_at).isoformat())
+    return True
