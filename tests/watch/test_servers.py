@@ -328,3 +328,44 @@ async def test_real_processes_report_themselves_and_say_when_they_stop(
     found = await _watch(client, world)
     assert found["trouble"] == ["server_silent"], found
     assert [s["pid"] for s in found["servers_silent"]] == [killed.pid] == [worker.pid]
+
+
+async def test_a_client_leaving_mid_body_is_not_counted_as_an_error(app) -> None:
+    """A phone that drops off the network half-way through sending a form is the client's
+    doing, not a 500 of ours: the servers' reports do not count it as one (a crowd of such
+    phones would otherwise page the operator with `server_errors`)."""
+    from starlette.requests import ClientDisconnect
+
+    from teeka.watch.beat import read_counts
+
+    body = b"csrf=x&username=someone&password="
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/staff/login", "raw_path":
+             b"/staff/login", "query_string": b"", "root_path": "",
+             "server": ("teeka.test", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"teeka.test"),
+                         (b"content-type", b"application/x-www-form-urlencoded"),
+                         (b"content-length", str(len(body) + 500).encode())]}
+    messages = [{"type": "http.request", "body": body, "more_body": True},
+                {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    before = read_counts()
+    try:
+        await app(scope, receive, send)
+    except ClientDisconnect:
+        pass
+    after = read_counts()
+    assert after.requests - before.requests == 1  # it was worked on ...
+    assert after.failed == before.failed  # ... and is no error of ours
+    # an error of ours still counts
+    from teeka.surge.shedding import FAILED
+    FAILED.inc()
+    assert read_counts().failed == after.failed + 1
