@@ -286,6 +286,46 @@ async def test_full_session_is_409(client, world, maker, settings) -> None:
     assert codes == [200, 409]
 
 
+async def test_a_group_booking_works_for_those_left_after_one_is_deleted(
+        client, world, maker, settings) -> None:
+    """Two people booked under one confirmation number; one deleted (their appointment
+    cancelled with them): the other's slip, reschedule and cancel still work by that number
+    (they were 404, while the beneficiary list still showed it; a fuzz found it, 29 Nov)."""
+    sid = await publish(maker, world, centre_id=world.centre_a, dose1=5)
+    later = await publish(maker, world, centre_id=world.centre_a, dose1=5,
+                          day=clock.today() + timedelta(days=2))
+    h = {"Authorization": f"Bearer {await otp_token(client, maker, settings)}"}
+    refs = [(await client.post("/api/v2/registration/beneficiary/new", headers=h, json={
+        "name": name, "birth_year": 1990, "gender_id": 2, "photo_id_type": 1,
+        "photo_id_number": next_aadhaar()})).json()["beneficiary_reference_id"]
+        for name in ("Kept Person", "Gone Person")]
+    r = await client.post("/api/v2/appointment/schedule", headers=h, json={
+        "dose": 1, "session_id": sid, "slot": "09:00AM-11:00AM", "beneficiaries": refs})
+    assert r.status_code == 200, r.text
+    appt = r.json()["appointment_confirmation_no"]
+    r = await client.post("/api/v2/registration/beneficiary/delete", headers=h,
+                          json={"beneficiary_reference_id": refs[1]})
+    assert r.status_code == 204
+    r = await client.get("/api/v2/appointment/appointmentslip/download", headers=h,
+                         params={"appointment_id": appt})
+    assert r.status_code == 200 and r.content.startswith(b"%PDF"), r.text
+    r = await client.post("/api/v2/appointment/reschedule", headers=h, json={
+        "appointment_id": appt, "session_id": later, "slot": "09:00AM-11:00AM"})
+    assert r.status_code == 204, r.text
+    # the deleted one is no longer of this booking; the one left is cancelled by it
+    r = await client.post("/api/v2/appointment/cancel", headers=h,
+                          json={"appointment_id": appt, "beneficiariesToCancel": [refs[1]]})
+    assert r.status_code == 404
+    r = await client.post("/api/v2/appointment/cancel", headers=h,
+                          json={"appointment_id": appt, "beneficiariesToCancel": [refs[0]]})
+    assert r.status_code == 204, r.text
+    # someone else still reaches nothing by that number
+    other = {"Authorization": f"Bearer {await otp_token(client, maker, settings)}"}
+    r = await client.get("/api/v2/appointment/appointmentslip/download", headers=other,
+                         params={"appointment_id": appt})
+    assert r.status_code == 404
+
+
 async def test_the_beneficiary_list_reports_the_vaccine_and_a_finished_schedule(
         client, world, maker, settings) -> None:
     """`vaccine` is the course's vaccine, and `Vaccinated` means its schedule is done: after

@@ -39,6 +39,7 @@ from teeka.models import (
     Appointment,
     AppointmentStatus,
     Beneficiary,
+    BeneficiaryStatus,
     Booking,
     District,
     DoseRecord,
@@ -578,13 +579,19 @@ async def p_calendar_by_district(request: Request, actor: CurrentActor,
 
 async def _booking(db: Db, actor: CurrentActor, appointment_id: str) -> list[Appointment]:
     """The appointments of one national appointment_id (our confirmation number) that the
-    actor may touch; NotFound otherwise."""
+    actor may touch; NotFound otherwise. A person of the booking deleted since (their
+    appointment was cancelled with them) is left out: the others' slip, cancel and reschedule
+    go on working (before, the whole confirmation number was 404)."""
     bk = (await db.execute(select(Booking).where(Booking.confirmation_no == appointment_id))
           ).scalar_one_or_none()
     if bk is None:
         raise errors.NotFound()
-    appts = (await db.execute(select(Appointment).where(Appointment.booking_id == bk.id)
-                              .order_by(Appointment.created_at, Appointment.id))).scalars().all()
+    appts = (await db.execute(
+        select(Appointment).join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
+        .where(Appointment.booking_id == bk.id, Beneficiary.status == BeneficiaryStatus.ACTIVE)
+        .order_by(Appointment.created_at, Appointment.id))).scalars().all()
+    if not appts:
+        raise errors.NotFound()
     for appt in appts:
         await booking.access_appointment(db, actor, appt.id)
     return list(appts)

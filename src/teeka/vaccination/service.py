@@ -110,8 +110,12 @@ async def check_secret_code(session: AsyncSession, actor: Actor, person: Benefic
     PostgreSQL (teeka.booking.repository._CLAIM_AND_READ_PG): a walk-in and a booking for them
     run one after the other, so a walk-in never leaves an appointment booked for the dose it
     gave (docs/booking-and-capacity.md)."""
-    await session.execute(select(Beneficiary.id).where(Beneficiary.id == person.id)
-                          .with_for_update(key_share=True))
+    # ... and read again under the lock: a person deleted meanwhile gets no dose (their
+    # delete locks the same row; teeka.citizen.service.delete_beneficiary).
+    if (await session.execute(select(Beneficiary.status).where(Beneficiary.id == person.id)
+                              .with_for_update(key_share=True))).scalar_one() != \
+            BeneficiaryStatus.ACTIVE:
+        raise errors.NotFound()
     tried = (await session.execute(
         select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "vaccination.secret_code.rejected",
