@@ -27,6 +27,7 @@ from teeka.citizen import helpdesk_pages
 from teeka.citizen import pages as citizen_pages
 from teeka.config import Settings, get_settings
 from teeka.db import Door, hooks_finished, make_engine, make_sessionmaker
+from teeka.kit.shutdown import exit_after
 from teeka.national import api as national_api
 from teeka.notification import pages as notification_pages
 from teeka.surge import api as surge_api
@@ -119,7 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             task = asyncio.create_task(run_forever(app.state.sessionmaker, settings))
         yield
-        await beat.finish()  # first: it says this process is stopping (teeka.watch.beat)
+        # Bounded in all (teeka.kit.shutdown): cancelled below when nothing is left stuck.
+        watchdog = exit_after()
+        ended = await beat.finish()  # first: it says this process stops (teeka.watch.beat)
         # What requests left running on their own (hooks after a unit of work, a claim given
         # back a moment after its answer was lost) ends before the connections it needs close.
         await hooks_finished(wait_s=5)
@@ -132,13 +135,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         running = {background for background in (task, listener, lag) if background is not None}
         for background in running:
             background.cancel()
-        if running:
-            _, stuck = await asyncio.wait(running, timeout=BACKGROUND_STOP_S)
-            if stuck:
-                _log.warning("shutdown.background_stuck", tasks=len(stuck))
+        done, stuck = await asyncio.wait(running, timeout=BACKGROUND_STOP_S) if running \
+            else (set(), set())
+        for background in done:  # one that had failed is not reported again at exit
+            if not background.cancelled():
+                background.exception()
+        if stuck:
+            _log.warning("shutdown.background_stuck", tasks=len(stuck))
         await app.state.engine.dispose()
         if app.state.room_engine is not None:
             await app.state.room_engine.dispose()
+        if ended and not stuck:
+            watchdog.cancel()
 
     app = FastAPI(title="Teeka", version="0.1.0", lifespan=lifespan,
                   description="Vaccination registration and appointments (API v1).")

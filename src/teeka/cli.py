@@ -43,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(sessions_app, name="sessions")
 
+GRACEFUL_SHUTDOWN_S = 20  # `teeka serve`: what requests in flight at a SIGTERM may still take
 PASSWORD_ENV = "TEEKA_NEW_USER_PASSWORD"  # noqa: S105  (the name of a variable, not a secret)
 
 
@@ -121,20 +122,28 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                 # once), the time to send a request's head and body, the head's size, idle
                 # keep-alive (teeka.web.server).
                 http="teeka.web.server:GuardedHttpProtocol",
-                limit_concurrency=limit_concurrency, timeout_keep_alive=5, backlog=4096)
+                limit_concurrency=limit_concurrency, timeout_keep_alive=5, backlog=4096,
+                # at shutdown, requests still running after this are cancelled (rolled back)
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 @app.command()
 def worker() -> None:
     """Deliver the outbox (SMS) until stopped (several may run at once on PostgreSQL)."""
     from teeka import logging_setup
+    from teeka.kit.shutdown import exit_after
     from teeka.watch.beat import Beat
     from teeka.worker import run_forever
 
     async def work(maker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def stop() -> None:  # bounded in all (teeka.kit.shutdown)
+            exit_after()
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
         logging_setup.configure(settings.log_level)
         beat = Beat("worker", runs_worker=True)
         if settings.beat_seconds:

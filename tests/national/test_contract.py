@@ -309,6 +309,15 @@ async def test_a_group_booking_works_for_those_left_after_one_is_deleted(
     r = await client.get("/api/v2/appointment/appointmentslip/download", headers=h,
                          params={"appointment_id": appt})
     assert r.status_code == 200 and r.content.startswith(b"%PDF"), r.text
+    # the printable slip no longer names the deleted person, nor gives their secret code
+    from teeka.booking.pages import slip_signature
+
+    r = await client.get(f"/slip/{appt}",
+                         params={"sig": slip_signature(settings, "booking", appt)})
+    assert r.status_code == 200 and "Kept Person" in r.text and "Gone Person" not in r.text
+    r = await client.get(f"/slip/person/{refs[1]}",
+                         params={"sig": slip_signature(settings, "person", refs[1])})
+    assert r.status_code == 404
     r = await client.post("/api/v2/appointment/reschedule", headers=h, json={
         "appointment_id": appt, "session_id": later, "slot": "09:00AM-11:00AM"})
     assert r.status_code == 204, r.text

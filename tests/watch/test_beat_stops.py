@@ -36,3 +36,38 @@ async def test_a_beat_ends_at_any_moment_and_says_it_stopped(maker) -> None:
 
 async def test_a_beat_never_started_finishes_at_once() -> None:
     await Beat("worker", runs_worker=True).finish()
+
+
+STUBBORN = """
+import asyncio, sys
+from teeka.kit.shutdown import exit_after
+
+async def stubborn():  # a task that loses its cancellation, as a library may
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass
+
+async def main():
+    if sys.argv[1] == "stuck":
+        asyncio.create_task(stubborn())
+    await asyncio.sleep(0.05)
+    exit_after(float(sys.argv[2]))  # the shutdown begins
+
+asyncio.run(main())  # cancels what is left and waits for it, without a bound
+"""
+
+
+def test_a_shutdown_left_stuck_ends_anyway_and_a_clean_one_is_not_held() -> None:
+    import subprocess
+    import sys
+    import time
+
+    stuck = subprocess.run([sys.executable, "-c", STUBBORN, "stuck", "1"],
+                           capture_output=True, timeout=30)
+    assert stuck.returncode == 1 and b"shutdown.stuck_exit" in stuck.stdout + stuck.stderr
+    began = time.monotonic()
+    clean = subprocess.run([sys.executable, "-c", STUBBORN, "clean", "60"],
+                           capture_output=True, timeout=30)
+    assert clean.returncode == 0 and time.monotonic() - began < 20

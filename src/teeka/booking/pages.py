@@ -23,6 +23,7 @@ from teeka.models import (
     Appointment,
     AppointmentStatus,
     Beneficiary,
+    BeneficiaryStatus,
     Booking,
     Centre,
     District,
@@ -190,6 +191,8 @@ async def home(request: Request, db: Db, lang: Lang, district_id: str = "", pinc
 
 
 async def slip_items(db: Db, where: object) -> list[dict[str, object]]:
+    """The appointments `where` selects, as a slip lists them; a person deleted since (their
+    appointment cancelled with them) is left out, their name and secret code with them."""
     rows = await db.execute(
         select(Appointment, Beneficiary, VaccinationSession, SessionSlot, Centre, Vaccine)
         .join(Beneficiary, Beneficiary.id == Appointment.beneficiary_id)
@@ -197,7 +200,8 @@ async def slip_items(db: Db, where: object) -> list[dict[str, object]]:
         .join(SessionSlot, SessionSlot.id == Appointment.slot_id)
         .join(Centre, Centre.id == VaccinationSession.centre_id)
         .join(Vaccine, Vaccine.id == VaccinationSession.vaccine_id)
-        .where(where).order_by(Appointment.created_at))  # type: ignore[arg-type]
+        .where(where, Beneficiary.status == BeneficiaryStatus.ACTIVE)  # type: ignore[arg-type]
+        .order_by(Appointment.created_at))
     return [{"name": p.name, "reference_id": p.reference_id, "secret_code": p.secret_code,
              "centre_en": c.name_en, "centre_hi": c.name_hi,
              "date": vs.date.strftime("%d-%m-%Y"), "slot": s.label, "dose": a.dose_number,
@@ -221,8 +225,9 @@ async def person_slip(request: Request, reference_id: str, db: Db, lang: Lang,
                       settings: AppSettings, sig: str = "") -> HTMLResponse:
     check_signature(settings, "person", reference_id, sig)
     person = (await db.execute(select(Beneficiary).where(
-        Beneficiary.reference_id == reference_id))).scalar_one_or_none()
-    if person is None:
+        Beneficiary.reference_id == reference_id,
+        Beneficiary.status == BeneficiaryStatus.ACTIVE))).scalar_one_or_none()
+    if person is None:  # (a person deleted: their slip, and secret code, are gone)
         raise errors.NotFound()
     items = await slip_items(db, (Appointment.beneficiary_id == person.id)
                               & (Appointment.status == AppointmentStatus.BOOKED))

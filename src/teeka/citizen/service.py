@@ -59,8 +59,10 @@ async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str,
         # One request for a number at a time (SQLite has one writer): requests sent together
         # all read the count and the last send before any of them was written, and each sent
         # an OTP, the resend interval notwithstanding (a concurrent fuzz sent 5 of 8, 29 Nov).
-        await session.execute(select(func.pg_advisory_xact_lock(
-            OTP_LOCK_CLASS, func.hashtext(number))))
+        # Never waited for (a connection held meanwhile): the one being answered sends.
+        if not (await session.execute(select(func.pg_try_advisory_xact_lock(
+                OTP_LOCK_CLASS, func.hashtext(number))))).scalar_one():
+            raise errors.OtpResendTooSoon(seconds=max(1, settings.otp_resend_interval_seconds))
     now = clock.now()
     recent = (await session.execute(
         select(func.count(), func.max(OtpChallenge.created_at))
@@ -236,9 +238,9 @@ async def delete_beneficiary(session: AsyncSession, *, actor: Actor, reference_i
     # forbids the delete); one that comes later finds the person deleted. Without it a booking
     # made meanwhile stayed booked for a deleted person, and a walk-in's dose let the same
     # document register again for a "first" dose (found by a concurrent fuzz, 29 Nov).
-    await session.execute(select(Appointment.id).where(
+    locked = set((await session.execute(select(Appointment.id).where(
         Appointment.beneficiary_id == person.id, Appointment.status == AppointmentStatus.BOOKED)
-        .order_by(Appointment.id).with_for_update())
+        .order_by(Appointment.id).with_for_update())).scalars())
     if (await session.execute(select(Beneficiary.status).where(Beneficiary.id == person.id)
                               .with_for_update(key_share=True))).scalar_one() != \
             BeneficiaryStatus.ACTIVE:
@@ -249,6 +251,11 @@ async def delete_beneficiary(session: AsyncSession, *, actor: Actor, reference_i
     active = (await session.execute(
         select(Appointment.id).where(Appointment.beneficiary_id == person.id,
                                      Appointment.status == AppointmentStatus.BOOKED))).scalar()
+    if active is not None and active not in locked:
+        # booked while this waited for the person: locking it now would take the person
+        # before the appointment, the reverse of a dose's order (a deadlock with a dose for
+        # it). Try again (503): the retry locks it first, as resolve.record does.
+        raise errors.Busy()
     if active is not None:
         from teeka.booking.service import cancel_appointment
 

@@ -139,19 +139,20 @@ class Beat:
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._run(maker, every))
 
-    async def finish(self) -> None:
+    async def finish(self) -> bool:
         """At shutdown: the reports end between two writes (never by cancelling one in the
         middle of its transaction), the last one says this process stopped. Bounded: a report
         still not ended after FINISH_WAIT_S is cancelled, and the shutdown goes on regardless
-        after another second."""
+        after another second. Whether the reports ended (False: a task is left stuck)."""
         if self._task is None:
-            return
+            return True
         self._stopping.set()
         done, _ = await asyncio.wait({self._task}, timeout=FINISH_WAIT_S)
         if not done:
             log.warning("watch.beat.stuck")
             self._task.cancel()
-            await asyncio.wait({self._task}, timeout=1.0)
+            done, _ = await asyncio.wait({self._task}, timeout=1.0)
+        return bool(done)
 
     async def _run(self, maker: async_sessionmaker[AsyncSession], every: float) -> None:
         # asyncio.timeout, never asyncio.wait_for: on Python 3.11 wait_for loses a cancellation
