@@ -195,3 +195,19 @@ async def test_logging_out_ends_a_copied_staff_cookie(client, world, app) -> Non
     _, r = await sign_in(client, "vaccinator_a", secret)
     assert r.headers["location"] == "/staff/centre"
     assert (await client.get("/staff/centre")).status_code == 200
+
+
+async def test_the_page_asked_for_comes_back_whole_after_signing_in(client, world) -> None:
+    """A `next` with a query of several fields and a fragment survives the second factor
+    (its `&` and `#` cut it short before)."""
+    wanted = "/staff/problems?show=all&x=1#history"
+    page = await client.get("/staff/login", params={"next": wanted})
+    r = await client.post("/staff/login", data={"csrf": csrf_of(page.text), "username": "state",
+                                                 "password": PASSWORD, "next": wanted})
+    assert r.status_code == 303
+    page = await client.get(r.headers["location"])
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page.text)[1]
+    r = await client.post("/staff/second-factor", data={
+        "csrf": csrf_of(page.text), "code": code_for(secret),
+        "next": re.search(r'name="next" value="([^"]*)"', page.text)[1].replace("&amp;", "&")})
+    assert r.status_code == 303 and r.headers["location"] == wanted, r.headers["location"]

@@ -277,3 +277,14 @@ async def test_5000_rows_are_accepted(client, world, maker) -> None:
     assert r.status_code == 201, r.text
     assert r.json() == {"sessions_created": 5000, "rows": 5000}
     assert await count_sessions(maker) == 5000
+
+
+async def test_a_refusal_names_the_value_it_refuses(client, world, maker) -> None:
+    """A slot or share the rules refuse is named in the row's error (it said `slot '{slot}'
+    ends before it starts`, naming nothing the district could find)."""
+    r = await upload(client, world.headers("raipur_admin"), csv_body(
+        line(world.centre_a, slot="11:00AM-09:00AM"),
+        line(world.centre_b, shares="bpl:50;bpl:50")))
+    errors = {row["row"]: " ".join(row["errors"]) for row in r.json()["rows"]}
+    assert "11:00AM-09:00AM" in errors[2] and "{" not in errors[2], errors
+    assert "'bpl'" in errors[3] and "{" not in errors[3], errors

@@ -757,3 +757,45 @@ async def test_a_cookie_of_an_ended_session_cannot_log_its_owner_out_again(
         r = await submit(thief, await thief.get("/login"), "/logout", {})
         assert location(r) == "/"
     assert (await other_client.get("/me")).status_code == 200
+
+
+async def test_the_language_signed_in_in_is_the_one_sms_are_sent_in(
+        app, client, world, maker, settings) -> None:
+    """A person who signs in in English gets their booking's SMS in English (every account
+    stayed Hindi: its language was never written); one who switches back signs in in Hindi;
+    an API client that says nothing leaves it as it was."""
+    from teeka.models import Account
+
+    async def language_of(mobile: str) -> str:
+        async with session_scope(maker) as db:
+            return str((await db.execute(select(Account.language).where(
+                Account.mobile == mobile))).scalar_one())
+
+    mobile = next_mobile()
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://teeka.test",
+                                 headers={"Accept-Language": "en"}) as english:
+        await page_login(english, maker, settings, mobile=mobile)
+    assert await language_of(mobile) == "en"
+    # the API: a client asking for English books, and the SMS is English
+    sid = await publish(maker, world, centre_id=world.centre_a)
+    r = await client.post("/api/v1/auth/otp", json={"mobile": mobile})
+    txn = r.json()["txn_id"]
+    code = re.search(r"\b(\d{6})\b", await latest_sms(client, maker, settings, mobile))
+    assert code
+    r = await client.post("/api/v1/auth/otp/confirm", json={"txn_id": txn, "otp": code[1]})
+    assert r.status_code == 200
+    assert await language_of(mobile) == "en"  # said nothing: unchanged
+    headers = {"Authorization": f"Bearer {r.json()['token']}"}
+    ref = await add_beneficiary(client, headers)
+    r = await client.post("/api/v1/appointments", headers={**headers, "Idempotency-Key": "lang-0001"},
+                          json={"session_id": sid, "slot": "09:00AM-11:00AM",
+                                "beneficiaries": [ref], "dose": 1})
+    assert r.status_code == 201, r.text
+    assert (await latest_sms(client, maker, settings, mobile)).startswith(
+        "Teeka: appointment ")
+    # signed in again in Hindi: Hindi from then on
+    async with httpx.AsyncClient(transport=transport, base_url="http://teeka.test",
+                                 headers={"Accept-Language": "hi"}) as hindi:
+        await page_login(hindi, maker, settings, mobile=mobile)
+    assert await language_of(mobile) == "hi"

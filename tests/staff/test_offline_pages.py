@@ -164,3 +164,14 @@ async def test_the_district_resolves_what_an_upload_could_not_record(app, client
     async with staff_client(app, "state") as c:
         r = await c.get("/staff/district/offline?district_id=109")
         assert r.status_code == 200 and 'id="district_id"' in r.text
+
+
+async def test_a_district_number_in_other_digits_is_ignored_not_a_500(app, world) -> None:
+    """`²` and `①` are digits to str.isdigit() but not to int(): the form's district was
+    parsed before anything else and the page answered 500."""
+    async with staff_client(app, "raipur_admin") as c:
+        page = await c.get("/staff/district/offline")
+        for odd in ("²", "①", "٣"):
+            r = await c.post("/staff/district/offline/2/dismiss",
+                             data={"csrf": csrf_of(page.text), "district_id": odd, "note": ""})
+            assert r.status_code == 404, r.text

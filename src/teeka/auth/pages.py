@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -44,7 +46,9 @@ async def login(request: Request, db: Db, lang: Lang, form: Form) -> Response:
                       next=_safe_next(form.get("next"), ""),
                       error=translate(lang, "Wrong username or password."))
     enrol = None if staff.totp_secret else totp.new_secret()
-    response = RedirectResponse(f"/staff/second-factor?next={_safe_next(form.get('next'), '')}",
+    # encoded: a `next` with its own query or fragment (`?a=1&b=2`, `#history`) comes back whole
+    response = RedirectResponse("/staff/second-factor?next="
+                                + quote(_safe_next(form.get("next"), ""), safe=""),
                                 status_code=303)
     websession.set_cookie(request, response, websession.SECOND_FACTOR,
                           websession.second_factor_token(request, staff.id, enrol), 5)

@@ -52,7 +52,7 @@ async def publish_session(body: SessionCreate, db: Db, actor: CurrentActor) -> S
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise csv_import.too_large()
     body = bytearray()
     async for chunk in request.stream():

@@ -122,7 +122,16 @@ def _shown(value: str) -> str:
 
 
 def _detail(exc: errors.DomainError) -> str:
-    return str(exc.params["detail"]) if "detail" in exc.params else exc.text("en")
+    """The refusal's detail in English, filled from its params (`slot '{slot}' ends before it
+    starts` named no slot before)."""
+    if "detail" not in exc.params:
+        return exc.text("en")
+    from teeka.i18n import is_msgid, translate
+
+    detail = str(exc.params["detail"])
+    if not is_msgid(detail):  # built from input: shown as it is, never used as a template
+        return detail
+    return translate("en", detail, **{k: v for k, v in exc.params.items() if k != "detail"})
 
 
 @dataclass(frozen=True)

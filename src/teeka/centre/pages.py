@@ -453,7 +453,9 @@ async def resolve_offline_dose(request: Request, offline_id: int, action: str, d
         raise errors.NotFound()
     note = form.get("note", "")[:400]
     district_id = form.get("district_id", "")
-    district = int(district_id) if district_id.isdigit() and len(district_id) < 10 else None
+    # ASCII digits only: str.isdigit() is true of '²' and '①', which int() refuses (a 500)
+    district = (int(district_id) if district_id.isascii() and district_id.isdigit()
+                and len(district_id) < 10 else None)
     try:
         if action == "record":
             await resolve.record(db, actor=actor, offline_id=offline_id, note=note)

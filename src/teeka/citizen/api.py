@@ -38,8 +38,14 @@ async def request_otp(request: Request, body: OtpRequest, db: Db, settings: AppS
 
 
 @router.post("/auth/otp/confirm", response_model=TokenRead)
-async def confirm_otp(body: OtpConfirm, db: Db, settings: AppSettings) -> TokenRead:
-    account = await service.confirm_otp(db, settings, txn_id=body.txn_id, otp=body.otp)
+async def confirm_otp(request: Request, body: OtpConfirm, db: Db, settings: AppSettings,
+                      lang: Lang) -> TokenRead:
+    # The account's SMS language follows a client that says which it wants (Accept-Language,
+    # `?lang=`, the `lang` cookie); one that says nothing leaves it as it was.
+    said = ("accept-language" in request.headers or "lang" in request.query_params
+            or "lang" in request.cookies)
+    account = await service.confirm_otp(db, settings, txn_id=body.txn_id, otp=body.otp,
+                                        language=lang if said else None)
     return TokenRead(token=citizen_token(settings, account.id),
                      expires_in=settings.citizen_token_minutes * 60,
                      device_token=device_token(settings.resolved_secret(), body.device_token,

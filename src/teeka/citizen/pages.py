@@ -150,7 +150,7 @@ async def confirm(request: Request, db: Db, lang: Lang, settings: AppSettings,
     nxt = _safe_next(form.get("next"), "/me")
     try:
         account = await service.confirm_otp(db, settings, txn_id=txn,
-                                            otp=form.get("otp", "")[:10])
+                                            otp=form.get("otp", "")[:10], language=lang)
     except errors.DomainError as exc:
         # A wrong try is counted: OtpInvalid keeps its changes, committed with this page.
         await _undo(db, exc)

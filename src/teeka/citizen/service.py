@@ -88,7 +88,8 @@ async def request_otp(session: AsyncSession, settings: Settings, *, mobile: str,
 
 
 async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
-                      otp: str | None = None, otp_sha256: str | None = None) -> Account:
+                      otp: str | None = None, otp_sha256: str | None = None,
+                      language: str | None = None) -> Account:
     """Check an OTP (given plainly, or as its SHA-256 hex digest as the national API sends it)
     and return the account, creating it on first login.
 
@@ -131,11 +132,17 @@ async def confirm_otp(session: AsyncSession, settings: Settings, *, txn_id: str,
         except IntegrityError:
             # The same new number signed in at the same moment with another OTP: that login
             # made the account (its commit is what this insert waited for); this one uses it.
-            return (await session.execute(
+            account = (await session.execute(
                 select(Account).where(Account.mobile == challenge.mobile))).scalar_one()
-        account = created
-        await log_action(session, actor=f"account:{account.id}", action="citizen.account.created",
-                         object_type="account", object_id=account.id)
+        else:
+            account = created
+            await log_action(session, actor=f"account:{account.id}",
+                             action="citizen.account.created", object_type="account",
+                             object_id=account.id)
+    if language in ("hi", "en") and account.language != language:
+        # The language the person signs in in is the one their SMS are sent in (bookings,
+        # cancellations, moves, doses); before, every account stayed Hindi.
+        account.language = language
     return account
 
 
