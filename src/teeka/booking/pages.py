@@ -3,6 +3,7 @@ printable slips. The search helpers are shared with the citizen's reschedule pag
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from teeka import errors
 from teeka.booking.rules import band_label
 from teeka.config import Settings
+from teeka.db import busy_on_database_trouble, session_scope
 from teeka.i18n import translate
 from teeka.kit import clock, phone, signing
 from teeka.kit.phone import mask_id_number
@@ -138,24 +140,53 @@ def centre_view(lang: str, info: CentreInfo) -> dict[str, Any]:
     }
 
 
-async def availability(db: AsyncSession, lang: str, search: Search, *,
+async def availability(db: AsyncSession | Request, lang: str, search: Search, *,
                        vaccine: str | None = None) -> tuple[list[dict[str, Any]], bool]:
     """One page of the centres that have sessions in the week searched, and whether more
-    pages follow. Read side only (the free places shown never decide a booking)."""
+    pages follow. Read side only (the free places shown never decide a booking). Given the
+    request instead of a session: from the snapshots (`_snapshot_of`), which the request
+    must ask for before it uses a connection of its own (SQLite has one: the build would
+    wait for it)."""
     if search.error is not None:
         return [], False
     if search.pincode:
-        found = await centres_with_sessions(db, day=search.day, days=DAYS,
-                                            pincode=int(search.pincode), vaccine=vaccine)
+        where: dict[str, int] = {"pincode": int(search.pincode)}
     elif search.district_id is not None:
-        found = await centres_with_sessions(db, day=search.day, days=DAYS,
-                                            district_id=search.district_id, vaccine=vaccine)
+        where = {"district_id": search.district_id}
     else:
         return [], False
+    if isinstance(db, Request):
+        found = await _snapshot_of(db, where, search.day, vaccine)
+    else:
+        found = await centres_with_sessions(db, day=search.day, days=DAYS, vaccine=vaccine,
+                                            **where)
     with_sessions = [c for c in found if c.sessions]
     start = (search.page - 1) * CENTRES_PER_PAGE
     chunk = with_sessions[start:start + CENTRES_PER_PAGE]
     return [centre_view(lang, c) for c in chunk], len(with_sessions) > start + CENTRES_PER_PAGE
+
+
+async def _snapshot_of(request: Request, where: dict[str, int], day: date,
+                       vaccine: str | None) -> list[CentreInfo]:
+    """The centres with sessions of a search, from the availability snapshots that answer the
+    national API's searches too (teeka.surge.snapshot): at most 2 s old, rebuilt in the
+    background and soon after a capacity change, one build for everyone asking the same
+    question, so a crowd searching the portal costs the database one query per question every
+    two seconds instead of one per page (it was the one citizen availability answer read
+    afresh every time). Kept as the pickled rows: each page shapes its own copy, in its own
+    language."""
+    app = request.app
+    key = "page|" + "|".join(f"{k}={v}" for k, v in sorted(where.items())) + f"|{day}|{vaccine}"
+
+    async def build() -> bytes:
+        async with busy_on_database_trouble(), session_scope(app.state.sessionmaker) as db:
+            found = await centres_with_sessions(db, day=day, days=DAYS, vaccine=vaccine,
+                                                **where)
+        return pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
+
+    entry = await app.state.snapshots.get(key, build)
+    rows: list[CentreInfo] = pickle.loads(entry.body)  # noqa: S301 (built here, never input)
+    return rows
 
 
 async def districts(db: AsyncSession) -> list[District]:
@@ -165,13 +196,17 @@ async def districts(db: AsyncSession) -> list[District]:
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, db: Db, lang: Lang, district_id: str = "", pincode: str = "",
                day: Annotated[str, Query(alias="date")] = "", page: str = "1") -> HTMLResponse:
-    all_districts = await districts(db)
+    # Read in a unit of work of its own, ended before the snapshot is asked for: this
+    # request's session takes no connection until then (SQLite has one: a build would wait).
+    async with session_scope(request.app.state.sessionmaker) as own:
+        all_districts = await districts(own)
     # The first visit shows a district at once; a search without district or PIN asks for one.
     searched = any(k in request.query_params for k in ("district_id", "pincode", "date"))
     default = all_districts[0].id if all_districts and not searched else None
     search = parse_search(lang, district_id=district_id, pincode=pincode, day=day, page=page,
                           default_district=default)
-    centres, more = await availability(db, lang, search)
+    # from the snapshots, before this request's own session takes a connection (SQLite)
+    centres, more = await availability(request, lang, search)
     place = ""
     if search.pincode:
         place = search.pincode

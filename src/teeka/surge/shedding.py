@@ -59,7 +59,8 @@ LIVE = b'{"status":"ok"}'
 MESSAGE = "The system is busy. Please try again in a few seconds."
 # The crowd's requests (queue polls and joins, public availability) are shed first: beyond half
 # of the bound, so that bookings and everything else keep the rest.
-CROWD = re.compile(r"/api/v1/openings/[0-9]+/(status|join)|/api/v2/appointment/sessions/public/")
+CROWD = re.compile(r"/api/v1/openings/[0-9]+/(status|join)|/api/v2/appointment/sessions/public/"
+                   r"|/\Z")  # ... and the portal's home page, its availability search
 
 
 class LoadShedder:
