@@ -189,6 +189,28 @@ async def _snapshot_of(request: Request, where: dict[str, int], day: date,
     return rows
 
 
+@dataclass(frozen=True)
+class DistrictChoice:
+    id: int
+    name_en: str
+    name_hi: str
+
+
+async def _district_choices(request: Request) -> list[DistrictChoice]:
+    """The districts to search in, from the snapshots too (`_snapshot_of`): the home page
+    reads nothing from the database for a visitor not signed in."""
+    app = request.app
+
+    async def build() -> bytes:
+        async with busy_on_database_trouble(), session_scope(app.state.sessionmaker) as db:
+            found = [DistrictChoice(d.id, d.name_en, d.name_hi) for d in await districts(db)]
+        return pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
+
+    entry = await app.state.snapshots.get("page|districts", build)
+    rows: list[DistrictChoice] = pickle.loads(entry.body)  # noqa: S301 (built here)
+    return rows
+
+
 async def districts(db: AsyncSession) -> list[District]:
     return list((await db.execute(select(District).order_by(District.name_en))).scalars())
 
@@ -196,10 +218,7 @@ async def districts(db: AsyncSession) -> list[District]:
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, db: Db, lang: Lang, district_id: str = "", pincode: str = "",
                day: Annotated[str, Query(alias="date")] = "", page: str = "1") -> HTMLResponse:
-    # Read in a unit of work of its own, ended before the snapshot is asked for: this
-    # request's session takes no connection until then (SQLite has one: a build would wait).
-    async with session_scope(request.app.state.sessionmaker) as own:
-        all_districts = await districts(own)
+    all_districts = await _district_choices(request)
     # The first visit shows a district at once; a search without district or PIN asks for one.
     searched = any(k in request.query_params for k in ("district_id", "pincode", "date"))
     default = all_districts[0].id if all_districts and not searched else None
