@@ -143,6 +143,25 @@ async def test_one_new_process_replaces_one_silent_one(client, world, maker) -> 
     assert found["servers_restarted"] == 2 and found["trouble"] == [], found
 
 
+async def test_a_newcomer_replaces_the_silent_one_of_its_own_host_first(
+        client, world, maker) -> None:
+    """Two workers gone silent, on two hosts, the first one earlier; one restarted, on the
+    second host: the one still missing is the first host's (it was listed as the second's, so
+    retiring what the page showed would have cleared the alarm with a process still down)."""
+    first, second = Beat("worker", runs_worker=True), Beat("worker", runs_worker=True)
+    first.host, second.host = "host-one", "host-two"
+    await first.write(maker)
+    clock.shift(timedelta(seconds=10))
+    await second.write(maker)
+    clock.shift(timedelta(seconds=90))
+    back = Beat("worker", runs_worker=True)
+    back.host = "host-two"
+    await back.write(maker)
+    found = await _watch(client, world)
+    assert found["servers_restarted"] == 1 and found["trouble"] == ["server_silent"], found
+    assert [s["host"] for s in found["servers_silent"]] == ["host-one"]
+
+
 async def test_a_saturated_event_loop_is_trouble(client, world, maker) -> None:
     beat = Beat("web", runs_worker=True)
     await beat.write(maker)

@@ -218,19 +218,34 @@ async def _servers(session: AsyncSession, out: Signals, now: datetime) -> None:
     views = [ServerView(**{f: getattr(r, f) for f in ServerView.__dataclass_fields__})
              for r in rows]
     out.servers = [v for v in views if aware(v.beat_at) >= now - SERVER_LIVE]
-    # Each process that started after a silent one's last report replaces at most one of its
-    # kind (two dead, one back: one is still missing): the earliest silent first, a newcomer
-    # on the same host before one elsewhere (a container rescheduled on another host).
-    newcomers = sorted(out.servers, key=lambda w: w.started_at)
-    for v in sorted((v for v in views if aware(v.beat_at) < now - SERVER_LIVE),
-                    key=lambda v: v.beat_at):
-        fits = [w for w in newcomers if w.kind == v.kind and w.started_at >= v.beat_at]
-        taken = next((w for w in fits if w.host == v.host), fits[0] if fits else None)
-        if taken is None:
-            out.servers_silent.append(v)
-        else:
-            newcomers.remove(taken)
-            out.servers_restarted += 1
+    silent = sorted((v for v in views if aware(v.beat_at) < now - SERVER_LIVE),
+                    key=lambda v: v.beat_at)
+    replaced = replacements(silent, out.servers)
+    out.servers_silent = [v for v in silent if v.name not in replaced]
+    out.servers_restarted = len(replaced)
+
+
+def replacements(silent: list[ServerView], live: list[ServerView]) -> set[str]:
+    """The silent processes a live one took over from. Each process that started after a
+    silent one's last report replaces at most one of its kind (two dead, one back: one is
+    still missing): first on the same host, across every silent one (a process restarted
+    where it ran), then elsewhere, the earliest silent first (a container rescheduled on
+    another host). Matching elsewhere first could call a process replaced while the one that
+    really is missing stayed listed, so that an operator retiring the listed one would clear
+    the alarm with a process still down (a reviewer's note, 29 Nov)."""
+    newcomers = sorted(live, key=lambda w: w.started_at)
+    replaced: set[str] = set()
+    for same_host in (True, False):
+        for v in silent:
+            if v.name in replaced:
+                continue
+            taken = next((w for w in newcomers if w.kind == v.kind
+                          and aware(w.started_at) >= aware(v.beat_at)
+                          and (w.host == v.host) == same_host), None)
+            if taken is not None:
+                newcomers.remove(taken)
+                replaced.add(v.name)
+    return replaced
 
 
 def aware(at: datetime) -> datetime:
