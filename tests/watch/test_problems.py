@@ -238,3 +238,25 @@ async def test_the_raiser_is_told_by_sms_when_an_operator_takes_and_resolves_it(
     r = await client.post(f"{URL}/{own}/notes", headers=world.headers("state"),
                           json={"status": "acknowledged"})
     assert r.status_code == 200 and len(await sms()) == 2
+
+
+async def test_the_same_problem_sent_twice_is_one_problem(client, world) -> None:
+    """A double click, a second tab or a resend after a lost answer: one problem (two were
+    raised, and paged), whether one after the other or at once; the same words a few minutes
+    later, or with another severity, are a new one."""
+    import asyncio
+
+    h = world.headers("raipur_admin")
+    first = (await client.post(URL, headers=h, json=problem())).json()
+    again = await client.post(URL, headers=h, json=problem())
+    assert again.status_code == 201 and again.json()["id"] == first["id"]
+    burst = await asyncio.gather(*(client.post(URL, headers=h, json=problem(title="Both tabs"))
+                                   for _ in range(20)))
+    assert len({r.json()["id"] for r in burst}) == 1, [r.text for r in burst]
+    escalated = (await client.post(URL, headers=h, json=problem(severity="high"))).json()
+    assert escalated["id"] != first["id"]
+    clock.shift(timedelta(minutes=3))
+    later = (await client.post(URL, headers=h, json=problem())).json()
+    assert later["id"] not in (first["id"], escalated["id"])
+    r = await client.get(URL, headers=world.headers("state"))
+    assert len(r.json()) == 4

@@ -7,7 +7,7 @@ these functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from teeka.notification.service import queue_sms
 from teeka.watch import rules
 
 LIST_LIMIT = 300
+REPEAT_WINDOW = timedelta(minutes=2)  # the same problem sent again within this is the same one
 ID_MAX = 2**31 - 1  # an INTEGER column: a larger id is no row (and no database error)
 
 
@@ -116,6 +117,22 @@ async def raise_problem(session: AsyncSession, *, actor: Actor, district_id: int
     if not rules.sees(actor, district_id, centre_id):
         raise errors.Forbidden()
     now = clock.now()
+    # The same problem sent twice (a double click, two tabs, a resend after a lost answer)
+    # is one problem: the raiser's row is locked (their sends one after another) and the
+    # same title, details and severity for the same place within REPEAT_WINDOW are answered
+    # with the problem already raised, so the operators on call are not paged twice for it
+    # (a different severity is raised anew: an escalation).
+    await session.execute(select(StaffUser.id).where(StaffUser.id == actor.id)
+                          .with_for_update(key_share=True))
+    repeat = (await session.execute(select(Problem.id).where(
+        Problem.raised_by == actor.id, Problem.district_id == district_id,
+        Problem.centre_id.is_(None) if centre_id is None else Problem.centre_id == centre_id,
+        Problem.title == clean_title, Problem.details == clean_details,
+        Problem.severity == level.value, Problem.raised_at >= now - REPEAT_WINDOW)
+        .order_by(Problem.id).limit(1))).scalar()
+    if repeat is not None:
+        view, _notes = await get_problem(session, actor=actor, problem_id=repeat)
+        return view
     problem = Problem(district_id=district_id, centre_id=centre_id, title=clean_title,
                       details=clean_details, severity=level.value,
                       status=ProblemStatus.OPEN.value, raised_by=actor.id, raised_at=now,
