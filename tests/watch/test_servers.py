@@ -125,6 +125,13 @@ async def test_the_crowds_busy_answers_are_not_people_refused(
         assert found["trouble"] == [], found
 
 
+def _worker_on(host: str) -> Beat:
+    """An outbox worker's reports, as from `host`."""
+    beat = Beat("worker", runs_worker=True)
+    beat.host = host
+    return beat
+
+
 async def test_one_new_process_replaces_one_silent_one(client, world, maker) -> None:
     """Two workers killed, one started again (on another host, as a rescheduled container
     would be): one is still missing."""
@@ -132,9 +139,7 @@ async def test_one_new_process_replaces_one_silent_one(client, world, maker) -> 
     await first.write(maker)
     await second.write(maker)
     clock.shift(timedelta(seconds=90))
-    newcomer = Beat("worker", runs_worker=True)
-    newcomer.host = "elsewhere"
-    await newcomer.write(maker)
+    await _worker_on("elsewhere").write(maker)
     found = await _watch(client, world)
     assert found["servers_restarted"] == 1 and found["trouble"] == ["server_silent"], found
     assert len(found["servers_silent"]) == 1
@@ -148,15 +153,11 @@ async def test_a_newcomer_replaces_the_silent_one_of_its_own_host_first(
     """Two workers gone silent, on two hosts, the first one earlier; one restarted, on the
     second host: the one still missing is the first host's (it was listed as the second's, so
     retiring what the page showed would have cleared the alarm with a process still down)."""
-    first, second = Beat("worker", runs_worker=True), Beat("worker", runs_worker=True)
-    first.host, second.host = "host-one", "host-two"
-    await first.write(maker)
+    await _worker_on("host-one").write(maker)
     clock.shift(timedelta(seconds=10))
-    await second.write(maker)
+    await _worker_on("host-two").write(maker)
     clock.shift(timedelta(seconds=90))
-    back = Beat("worker", runs_worker=True)
-    back.host = "host-two"
-    await back.write(maker)
+    await _worker_on("host-two").write(maker)  # back
     found = await _watch(client, world)
     assert found["servers_restarted"] == 1 and found["trouble"] == ["server_silent"], found
     assert [s["host"] for s in found["servers_silent"]] == ["host-one"]

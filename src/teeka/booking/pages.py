@@ -4,6 +4,7 @@ printable slips. The search helpers are shared with the citizen's reschedule pag
 from __future__ import annotations
 
 import pickle
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -166,27 +167,32 @@ async def availability(db: AsyncSession | Request, lang: str, search: Search, *,
     return [centre_view(lang, c) for c in chunk], len(with_sessions) > start + CENTRES_PER_PAGE
 
 
-async def _snapshot_of(request: Request, where: dict[str, int], day: date,
-                       vaccine: str | None) -> list[CentreInfo]:
-    """The centres with sessions of a search, from the availability snapshots that answer the
-    national API's searches too (teeka.surge.snapshot): at most 2 s old, rebuilt in the
-    background and soon after a capacity change, one build for everyone asking the same
-    question, so a crowd searching the portal costs the database one query per question every
-    two seconds instead of one per page (it was the one citizen availability answer read
-    afresh every time). Kept as the pickled rows: each page shapes its own copy, in its own
-    language."""
+async def _from_snapshot(request: Request, key: str,
+                         read: Callable[[AsyncSession], Awaitable[list[Any]]]) -> list[Any]:
+    """What `read` finds, from the availability snapshots that answer the national API's
+    searches too (teeka.surge.snapshot): at most 2 s old, rebuilt in the background and soon
+    after a capacity change, one build for everyone asking the same, so a crowd on the portal
+    costs the database one read per question every two seconds instead of one per page. Kept
+    pickled: each page shapes its own copy, in its own language."""
     app = request.app
-    key = "page|" + "|".join(f"{k}={v}" for k, v in sorted(where.items())) + f"|{day}|{vaccine}"
 
     async def build() -> bytes:
         async with busy_on_database_trouble(), session_scope(app.state.sessionmaker) as db:
-            found = await centres_with_sessions(db, day=day, days=DAYS, vaccine=vaccine,
-                                                **where)
+            found = await read(db)
         return pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
 
-    entry = await app.state.snapshots.get(key, build)
-    rows: list[CentreInfo] = pickle.loads(entry.body)  # noqa: S301 (built here, never input)
+    entry = await app.state.snapshots.get("page|" + key, build)
+    rows: list[Any] = pickle.loads(entry.body)  # noqa: S301 (built here, never input)
     return rows
+
+
+async def _snapshot_of(request: Request, where: dict[str, int], day: date,
+                       vaccine: str | None) -> list[CentreInfo]:
+    """The centres with sessions of a search (it was the one citizen availability answer read
+    afresh every time)."""
+    key = "|".join(f"{k}={v}" for k, v in sorted(where.items())) + f"|{day}|{vaccine}"
+    return await _from_snapshot(request, key, lambda db: centres_with_sessions(
+        db, day=day, days=DAYS, vaccine=vaccine, **where))
 
 
 @dataclass(frozen=True)
@@ -197,18 +203,12 @@ class DistrictChoice:
 
 
 async def _district_choices(request: Request) -> list[DistrictChoice]:
-    """The districts to search in, from the snapshots too (`_snapshot_of`): the home page
-    reads nothing from the database for a visitor not signed in."""
-    app = request.app
+    """The districts to search in: the home page reads nothing from the database for a
+    visitor not signed in."""
+    async def read(db: AsyncSession) -> list[DistrictChoice]:
+        return [DistrictChoice(d.id, d.name_en, d.name_hi) for d in await districts(db)]
 
-    async def build() -> bytes:
-        async with busy_on_database_trouble(), session_scope(app.state.sessionmaker) as db:
-            found = [DistrictChoice(d.id, d.name_en, d.name_hi) for d in await districts(db)]
-        return pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
-
-    entry = await app.state.snapshots.get("page|districts", build)
-    rows: list[DistrictChoice] = pickle.loads(entry.body)  # noqa: S301 (built here)
-    return rows
+    return await _from_snapshot(request, "districts", read)
 
 
 async def districts(db: AsyncSession) -> list[District]:
